@@ -1,0 +1,43 @@
+import { defineConfig, devices } from "@playwright/test";
+
+// One scanpay server per run, on its own port and a fresh database. E2E_PROFILE picks the
+// build (debug | release); the release run catches WASM that breaks at hydration.
+const PORT = Number(process.env.E2E_PORT ?? 3400);
+const PROFILE = process.env.E2E_PROFILE ?? "debug";
+export const BASE = `http://127.0.0.1:${PORT}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  workers: 1,
+  fullyParallel: false,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  reporter: [["list"]],
+  use: { baseURL: BASE, trace: "retain-on-failure" },
+  projects: [
+    {
+      name: "chromium",
+      use: {
+        ...devices["Desktop Chrome"],
+        launchOptions: {
+          executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+          args: [
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command: `bash ./serve.sh ${PROFILE}`,
+    url: `${BASE}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { E2E_PORT: String(PORT) },
+  },
+});

@@ -1,0 +1,46 @@
+import { test as base, expect, Page } from "@playwright/test";
+
+// Every test fails on any uncaught page error or console error, in every page it opens
+// (the checkout and the sandbox phone alike).
+export const test = base.extend<{ errors: string[] }>({
+  errors: [
+    async ({ context }, use) => {
+      const errors: string[] = [];
+      const watch = (page: Page) => {
+        page.on("pageerror", (e) => errors.push(`pageerror on ${page.url()}: ${e.message}`));
+        page.on("console", (m) => {
+          if (m.type() === "error") errors.push(`console.error on ${page.url()}: ${m.text()}`);
+        });
+      };
+      context.pages().forEach(watch);
+      context.on("page", watch);
+      await use(errors);
+      expect(errors, "page errors or console errors").toEqual([]);
+    },
+    { auto: true },
+  ],
+});
+export { expect };
+
+/** Opens the shop and waits until the WASM has hydrated it. */
+export async function openShop(page: Page) {
+  await page.goto("/");
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+}
+
+/** Adds `n` of the product with this SKU to the cart. */
+export async function add(page: Page, sku: string, n = 1) {
+  const card = page.locator(`[data-sku="${sku}"]`);
+  for (let i = 0; i < n; i++) await card.getByTestId("inc").click();
+  await expect(card.getByTestId("qty")).toHaveText(String(n));
+}
+
+/** Places the order in the cart; returns the checkout's order number. */
+export async function placeOrder(page: Page): Promise<string> {
+  await page.getByTestId("place-order").click();
+  await expect(page).toHaveURL(/\/checkout\/SP\d{14}\w{12}$/);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const orderNo = (await page.getByTestId("order-no").textContent())!.trim();
+  expect(page.url()).toContain(orderNo);
+  return orderNo;
+}

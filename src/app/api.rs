@@ -1,0 +1,151 @@
+//! Server functions: the browser's only way in. Each checks the caller's session; an order of
+//! another session is answered exactly like a missing one (404).
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+
+use super::types::{AppError, CartLine, OrderView, ProductView, StatusView};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Catalogue {
+    pub shop_name: String,
+    pub products: Vec<ProductView>,
+}
+
+#[server(prefix = "/api", endpoint = "catalogue")]
+pub async fn get_catalogue() -> Result<Catalogue, AppError> {
+    let ctx = ssr::ctx()?;
+    let products = crate::server::store::products(&ctx.db).await.map_err(ssr::internal)?;
+    Ok(Catalogue {
+        shop_name: ctx.settings.shop_name.clone(),
+        products: products
+            .into_iter()
+            .map(|p| ProductView {
+                price: super::types::Fen::new(p.price_fen).unwrap_or(super::types::Fen::new(0).unwrap()),
+                sku: p.sku,
+                name: p.name,
+                description: p.description,
+                stock: p.stock,
+            })
+            .collect(),
+    })
+}
+
+#[server(prefix = "/api", endpoint = "place_order", input = Json)]
+pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
+    use crate::server::orders::place::{self, PlaceError};
+    let ctx = ssr::ctx()?;
+    let session = ssr::session()?;
+    match place::place_order(&ctx, &session, &lines).await {
+        Ok(id) => Ok(id),
+        Err(PlaceError::Invalid(msg)) => Err(ssr::status(400, AppError::BadRequest(msg))),
+        Err(PlaceError::Db(e)) => Err(ssr::internal(e)),
+    }
+}
+
+#[server(prefix = "/api", endpoint = "order")]
+pub async fn get_order(id: String) -> Result<OrderView, AppError> {
+    let ctx = ssr::ctx()?;
+    let order = ssr::own_order(&ctx, &id).await?;
+    ssr::order_view(&ctx, order).await
+}
+
+#[server(prefix = "/api", endpoint = "order_status")]
+pub async fn order_status(id: String) -> Result<StatusView, AppError> {
+    let ctx = ssr::ctx()?;
+    let order = ssr::own_order(&ctx, &id).await?;
+    Ok(StatusView { status: order.status, remaining_ms: ssr::remaining(&order) })
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use std::sync::Arc;
+
+    use super::super::types::{AppError, Fen, OrderItemView, OrderView};
+    use crate::server::orders::state::{self, OrderRow};
+    use crate::server::session::SessionId;
+    use crate::server::store::now_ms;
+    use crate::server::{AppState, Ctx};
+    use leptos::prelude::*;
+
+    pub fn ctx() -> Result<Arc<Ctx>, AppError> {
+        use_context::<AppState>().map(|s| s.ctx).ok_or(AppError::Internal)
+    }
+
+    pub fn session() -> Result<String, AppError> {
+        use_context::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<SessionId>().cloned())
+            .map(|s| s.0)
+            .ok_or(AppError::Internal)
+    }
+
+    /// Sets the HTTP status of the current response (page or server function).
+    pub fn status(code: u16, e: AppError) -> AppError {
+        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+            opts.set_status(axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        e
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> AppError {
+        tracing::error!(error = %e, "server function failed");
+        status(500, AppError::Internal)
+    }
+
+    /// The order, if it exists and belongs to this session; otherwise 404.
+    pub async fn own_order(ctx: &Ctx, id: &str) -> Result<OrderRow, AppError> {
+        let session = session()?;
+        if id.is_empty() || id.len() > 32 {
+            return Err(status(404, AppError::NotFound));
+        }
+        match state::load(&ctx.db, id).await.map_err(internal)? {
+            Some(o) if o.session_id == session => Ok(o),
+            _ => Err(status(404, AppError::NotFound)),
+        }
+    }
+
+    pub fn remaining(o: &OrderRow) -> i64 {
+        (o.deadline_at - now_ms()).max(0)
+    }
+
+    pub async fn order_view(ctx: &Ctx, o: OrderRow) -> Result<OrderView, AppError> {
+        let items = state::items(&ctx.db, &o.id).await.map_err(internal)?;
+        let showing_qr = o.status == super::super::types::OrderStatus::Pending;
+        let qr_svg = o.code_url.as_deref().filter(|_| showing_qr).and_then(crate::server::qr::svg);
+        let sandbox_scan_url = match (&ctx.sandbox, &o.code_url) {
+            (Some(_), Some(code)) if showing_qr => Some(format!("/sandbox/scan?code_url={}", encode(code))),
+            _ => None,
+        };
+        Ok(OrderView {
+            remaining_ms: remaining(&o),
+            shop_name: ctx.settings.shop_name.clone(),
+            status: o.status,
+            amount: Fen::new(o.total_fee).ok_or(AppError::Internal)?,
+            items: items
+                .into_iter()
+                .map(|i| OrderItemView { name: i.name, qty: i.qty, unit_price: Fen::new(i.unit_price_fen).unwrap_or(Fen::new(0).unwrap()) })
+                .collect(),
+            qr_svg,
+            sandbox_scan_url,
+            transaction_id: o.transaction_id,
+            paid_at: o.paid_at.map(beijing_display),
+            failure_reason: o.failure_reason,
+            id: o.id,
+        })
+    }
+
+    /// `2026-11-27 10:31:05` in Beijing time, as WeChat shows it.
+    fn beijing_display(utc_ms: i64) -> String {
+        let s = crate::server::wxpay::time::format_beijing(utc_ms);
+        format!("{}-{}-{} {}:{}:{}", &s[0..4], &s[4..6], &s[6..8], &s[8..10], &s[10..12], &s[12..14])
+    }
+
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,115 @@
+//! The catalogue: goods with price and stock; choose quantities, place the order.
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use super::api::{get_catalogue, PlaceOrder};
+use super::types::{CartLine, Fen, ProductView};
+
+#[component]
+pub fn CataloguePage() -> impl IntoView {
+    let place = ServerAction::<PlaceOrder>::new();
+    // Refetch after every attempt: stock may have moved.
+    let catalogue = Resource::new(move || place.version().get(), |_| get_catalogue());
+    let cart = RwSignal::new(BTreeMap::<String, i64>::new());
+    let navigate = use_navigate();
+
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = place.value().get() {
+            navigate(&format!("/checkout/{id}"), Default::default());
+        }
+    });
+
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading the shop…"</p> }>
+            {move || catalogue.get().map(|c| match c {
+                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Ok(c) => {
+                    let products = c.products.clone();
+                    let total = {
+                        let products = products.clone();
+                        move || {
+                            let cart = cart.get();
+                            products.iter().map(|p| p.price.get() * cart.get(&p.sku).copied().unwrap_or(0)).sum::<i64>()
+                        }
+                    };
+                    let count = move || cart.get().values().sum::<i64>();
+                    let submit = move |_| {
+                        let lines: Vec<CartLine> = cart.get().into_iter().filter(|(_, q)| *q > 0).map(|(sku, qty)| CartLine { sku, qty }).collect();
+                        place.dispatch(PlaceOrder { lines });
+                    };
+                    view! {
+                        <section class="intro">
+                            <h1>{c.shop_name.clone()}</h1>
+                            <p class="muted">"Choose your goods, then pay by scanning a QR code with WeChat."</p>
+                        </section>
+                        <ul class="products">
+                            {products.into_iter().map(|p| view! { <ProductCard p=p cart=cart/> }).collect_view()}
+                        </ul>
+                        <div class="cart-bar" data-testid="cart-bar">
+                            <div>
+                                <div class="muted small">{move || format!("{} item(s)", count())}</div>
+                                <div class="cart-total" data-testid="cart-total">{move || Fen::new(total()).map(Fen::yuan).unwrap_or_default()}</div>
+                            </div>
+                            <button
+                                class="button primary"
+                                data-testid="place-order"
+                                disabled=move || count() == 0 || place.pending().get()
+                                on:click=submit
+                            >
+                                {move || if place.pending().get() { "Placing order…" } else { "Place order" }}
+                            </button>
+                        </div>
+                        {move || place.value().get().and_then(|r| r.err()).map(|e| view! {
+                            <p class="error" role="alert" data-testid="place-error">{e.to_string()}</p>
+                        })}
+                    }.into_any()
+                }
+            })}
+        </Suspense>
+    }
+}
+
+// Event handlers are dropped from the server render, so their captures look unused there.
+#[cfg_attr(feature = "ssr", allow(unused_variables))]
+#[component]
+fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl IntoView {
+    let sku = p.sku.clone();
+    let stock = p.stock;
+    let qty = {
+        let sku = sku.clone();
+        move || cart.get().get(&sku).copied().unwrap_or(0)
+    };
+    let set = {
+        let sku = sku.clone();
+        move |q: i64| cart.update(|c| {
+            c.insert(sku.clone(), q.clamp(0, stock.min(99)));
+        })
+    };
+    let (dec, inc) = (set.clone(), set.clone());
+    let qty_dec = qty.clone();
+    let qty_inc = qty.clone();
+    let qty_show = qty.clone();
+    let qty_minus_disabled = qty.clone();
+    let qty_plus_disabled = qty.clone();
+    view! {
+        <li class="product" data-sku=sku.clone() data-testid="product">
+            <div class="product-art" aria-hidden="true">{p.name.chars().next().unwrap_or('·').to_string()}</div>
+            <div class="product-info">
+                <h2>{p.name.clone()}</h2>
+                <p class="muted small">{p.description.clone()}</p>
+                <p class="price">{p.price.yuan()}</p>
+                <p class="stock small" data-testid="stock">
+                    {if stock == 0 { "Sold out".to_string() } else { format!("{stock} left") }}
+                </p>
+            </div>
+            <div class="stepper" role="group" aria-label=format!("Quantity of {}", p.name)>
+                <button aria-label="Fewer" data-testid="dec" disabled=move || qty_minus_disabled() == 0 on:click=move |_| dec(qty_dec() - 1)>"−"</button>
+                <span class="qty" data-testid="qty">{move || qty_show()}</span>
+                <button aria-label="More" data-testid="inc" disabled=move || qty_plus_disabled() >= stock.min(99) on:click=move |_| inc(qty_inc() + 1)>"+"</button>
+            </div>
+        </li>
+    }
+}

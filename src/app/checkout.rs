@@ -1,0 +1,128 @@
+//! The checkout: QR code (inline SVG from the server), amount, order number and a countdown;
+//! polls the order's status every 3 seconds and moves on to the success or failure page.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::NavigateOptions;
+
+use super::api::{get_order, order_status};
+use super::types::{AppError, OrderStatus, OrderView};
+use super::{mm_ss, NotFound};
+
+pub const POLL_EVERY: Duration = Duration::from_secs(3);
+
+#[component]
+pub fn CheckoutPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let order = Resource::new(id, get_order);
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
+            {move || order.get().map(|r| match r {
+                Ok(o) => view! { <Checkout o=o/> }.into_any(),
+                Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+/// Where an order in this status belongs, if not on the checkout page.
+pub fn result_path(id: &str, status: OrderStatus) -> Option<String> {
+    match status {
+        OrderStatus::Paid => Some(format!("/orders/{id}/paid")),
+        OrderStatus::Closed | OrderStatus::Failed => Some(format!("/orders/{id}/failed")),
+        OrderStatus::Pending | OrderStatus::Closing => None,
+    }
+}
+
+#[component]
+fn Checkout(o: OrderView) -> impl IntoView {
+    let status = RwSignal::new(o.status);
+    let remaining = RwSignal::new(o.remaining_ms);
+    let navigate = use_navigate();
+    let id = o.id.clone();
+
+    // Browser only (effects do not run on the server): tick the countdown, poll the status.
+    Effect::new({
+        let id = id.clone();
+        move |_| {
+            let tick = set_interval_with_handle(move || remaining.update(|r| *r = (*r - 1000).max(0)), Duration::from_secs(1)).ok();
+            let id = id.clone();
+            let poll = set_interval_with_handle(
+                move || {
+                    let id = id.clone();
+                    leptos::task::spawn_local(async move {
+                        if let Ok(s) = order_status(id).await {
+                            status.set(s.status);
+                            remaining.set(s.remaining_ms);
+                        }
+                    });
+                },
+                POLL_EVERY,
+            )
+            .ok();
+            on_cleanup(move || {
+                tick.map(|h| h.clear());
+                poll.map(|h| h.clear());
+            });
+        }
+    });
+    Effect::new({
+        let id = id.clone();
+        move |_| {
+            if let Some(path) = result_path(&id, status.get()) {
+                navigate(&path, NavigateOptions { replace: true, ..Default::default() });
+            }
+        }
+    });
+
+    let status_text = move || match status.get() {
+        OrderStatus::Pending if remaining.get() == 0 => "Time is up — closing the order…",
+        OrderStatus::Pending => "Waiting for payment…",
+        OrderStatus::Closing => "Cancelling…",
+        OrderStatus::Paid => "Paid — one moment…",
+        OrderStatus::Closed | OrderStatus::Failed => "This order has ended.",
+    };
+    let items = o.items.clone();
+    view! {
+        <section class="card checkout" data-testid="checkout">
+            <p class="muted small center">{format!("Pay {}", o.shop_name)}</p>
+            <p class="amount center" data-testid="amount">{o.amount.yuan()}</p>
+            <div class="qr-box">
+                {match o.qr_svg.clone() {
+                    // Generated on the server from WeChat's code_url; contains no user text.
+                    Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label="WeChat Pay QR code" inner_html=svg></div> }.into_any(),
+                    None => view! { <div class="qr qr-waiting" data-testid="qr-pending">"Preparing your QR code…"</div> }.into_any(),
+                }}
+            </div>
+            <p class="scan-hint center">
+                <span class="wechat-dot" aria-hidden="true"></span>
+                "Open WeChat, tap Scan, and point it at the code"
+            </p>
+            <p class="status center" data-testid="status" aria-live="polite">
+                <span class="spinner" aria-hidden="true"></span>
+                {status_text}
+            </p>
+            <p class="countdown center">
+                "Time left to pay: "
+                <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>
+            </p>
+            {o.sandbox_scan_url.clone().map(|url| view! {
+                <p class="center sandbox-link">
+                    <a href=url target="_blank" rel="noopener" data-testid="sandbox-scan">"Sandbox: scan with a simulated phone ↗"</a>
+                </p>
+            })}
+            <dl class="details">
+                <dt>"Order number"</dt>
+                <dd class="mono" data-testid="order-no">{o.id.clone()}</dd>
+                {items.into_iter().map(|i| view! {
+                    <dt>{format!("{} × {}", i.name, i.qty)}</dt>
+                    <dd>{super::types::Fen::new(i.unit_price.get() * i.qty).map(|f| f.yuan()).unwrap_or_default()}</dd>
+                }).collect_view()}
+            </dl>
+        </section>
+    }
+}

@@ -1,0 +1,173 @@
+//! Types shared by the server and the browser.
+
+use serde::{Deserialize, Serialize};
+
+/// An amount in fen (1/100 yuan). Never negative; never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Fen(i64);
+
+impl Fen {
+    pub fn new(fen: i64) -> Option<Self> {
+        (fen >= 0).then_some(Fen(fen))
+    }
+    pub fn get(self) -> i64 {
+        self.0
+    }
+    /// `¥68.00`
+    pub fn yuan(self) -> String {
+        format!("¥{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Pending,
+    Closing,
+    Paid,
+    Closed,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Closing => "closing",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Closed => "closed",
+            OrderStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OrderStatus::Pending,
+            "closing" => OrderStatus::Closing,
+            "paid" => OrderStatus::Paid,
+            "closed" => OrderStatus::Closed,
+            "failed" => OrderStatus::Failed,
+            _ => return None,
+        })
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Closed | OrderStatus::Failed)
+    }
+}
+
+/// Why an order ended without payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureReason {
+    Expired,
+    Cancelled,
+    PaymentNotCreated,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Expired => "expired",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::PaymentNotCreated => "payment_not_created",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "expired" => FailureReason::Expired,
+            "cancelled" => FailureReason::Cancelled,
+            "payment_not_created" => FailureReason::PaymentNotCreated,
+            _ => return None,
+        })
+    }
+    /// What the shopper reads on the failure page.
+    pub fn explain(self) -> &'static str {
+        match self {
+            FailureReason::Expired => "The time to pay ran out, so the order was closed. You were not charged.",
+            FailureReason::Cancelled => "You cancelled this order. You were not charged.",
+            FailureReason::PaymentNotCreated => {
+                "WeChat Pay could not create a payment for this order. You were not charged; please try again."
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: Fen,
+    pub stock: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub sku: String,
+    pub qty: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItemView {
+    pub name: String,
+    pub qty: i64,
+    pub unit_price: Fen,
+}
+
+/// Everything the checkout, success and failure pages show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: String,
+    pub shop_name: String,
+    pub status: OrderStatus,
+    pub amount: Fen,
+    pub items: Vec<OrderItemView>,
+    /// Milliseconds left to pay, as the server saw it.
+    pub remaining_ms: i64,
+    /// Inline SVG of the QR code (generated on the server from WeChat's code_url).
+    pub qr_svg: Option<String>,
+    /// The sandbox phone page for this code, when the sandbox is serving payments.
+    pub sandbox_scan_url: Option<String>,
+    pub transaction_id: Option<String>,
+    /// Beijing time, `2026-11-27 10:31:05`.
+    pub paid_at: Option<String>,
+    pub failure_reason: Option<FailureReason>,
+}
+
+/// What the checkout page polls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub status: OrderStatus,
+    pub remaining_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Order not found.")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("Something went wrong on our side. Please try again.")]
+    Internal,
+    #[error("{0}")]
+    ServerFn(String),
+}
+
+impl leptos::server_fn::error::FromServerFnError for AppError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+    fn from_server_fn_error(e: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        AppError::ServerFn(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fen_formats_as_yuan_and_refuses_negatives() {
+        assert_eq!(Fen::new(6800).unwrap().yuan(), "¥68.00");
+        assert_eq!(Fen::new(101).unwrap().yuan(), "¥1.01");
+        assert_eq!(Fen::new(5).unwrap().yuan(), "¥0.05");
+        assert!(Fen::new(-1).is_none());
+    }
+}

@@ -1,0 +1,5 @@
+//! Orders: the state machine (`state`) and the flows that drive it.
+
+pub mod consumer;
+pub mod place;
+pub mod state;

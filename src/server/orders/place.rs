@@ -1,0 +1,165 @@
+//! Flow 1, place order: validate the cart, reserve stock and insert the order in one transaction,
+//! then ask WeChat for a QR code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::state::{self, Cause, CreateError, NewItem, NewOrder};
+use crate::app::types::{CartLine, FailureReason};
+use crate::server::store::now_ms;
+use crate::server::wxpay::client::random_alnum;
+use crate::server::wxpay::time::format_beijing;
+use crate::server::wxpay::{UnifiedOrderRequest, WxPayError};
+use crate::server::Ctx;
+
+/// Most of one item a single order may take.
+pub const MAX_QTY: i64 = 99;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    /// The shopper can fix this; the message says how.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// A validated cart: known-good lines, merged by SKU, in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cart(Vec<NewItem>);
+
+impl Cart {
+    pub fn parse(lines: &[CartLine]) -> Result<Self, PlaceError> {
+        let invalid = |m: String| Err(PlaceError::Invalid(m));
+        let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
+        for line in lines {
+            if line.sku.is_empty() || line.sku.len() > 32 || !line.sku.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return invalid(format!("Unknown product {:?}.", line.sku));
+            }
+            if line.qty == 0 {
+                continue; // an untouched quantity box
+            }
+            if line.qty < 0 {
+                return invalid(format!("Quantity for {} must be at least 1.", line.sku));
+            }
+            let q = merged.entry(&line.sku).or_insert(0);
+            *q = q.saturating_add(line.qty);
+            if *q > MAX_QTY {
+                return invalid(format!("At most {MAX_QTY} of {} per order.", line.sku));
+            }
+        }
+        if merged.is_empty() {
+            return invalid("Your cart is empty: choose at least one item.".into());
+        }
+        Ok(Cart(merged.into_iter().map(|(sku, qty)| NewItem { sku: sku.to_string(), qty }).collect()))
+    }
+}
+
+/// A fresh out_trade_no: `SP` + Beijing date-time + 12 random alphanumerics (28 characters,
+/// inside WeChat's charset and 32-character limit, unguessable).
+pub fn new_order_id(now_ms: i64) -> String {
+    format!("SP{}{}", format_beijing(now_ms), random_alnum(12))
+}
+
+/// Places the order and returns its id. A definite WeChat refusal leaves it `failed` (stock
+/// restored); an uncertain answer leaves it `pending` without a QR code for reconciliation.
+pub async fn place_order(ctx: &Ctx, session_id: &str, lines: &[CartLine]) -> Result<String, PlaceError> {
+    let cart = Cart::parse(lines)?;
+    let now = now_ms();
+    let ttl = ctx.settings.order_ttl.as_millis() as i64;
+    let order = NewOrder {
+        id: new_order_id(now),
+        session_id: session_id.to_string(),
+        created_at: now,
+        deadline_at: now + ttl,
+        items: cart.0,
+    };
+    let created = match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
+        Ok(c) => c,
+        Err(CreateError::UnknownSku(sku)) => return Err(PlaceError::Invalid(format!("Unknown product {sku:?}."))),
+        Err(CreateError::OutOfStock { name, left, .. }) => {
+            return Err(PlaceError::Invalid(match left {
+                0 => format!("{name} is sold out."),
+                n => format!("Only {n} left of {name}."),
+            }))
+        }
+        Err(CreateError::Db(e)) => return Err(e.into()),
+    };
+
+    // WeChat stops accepting payment a little before our deadline, so a payment can never land
+    // after we have started closing (the late-payment race shrinks to clock skew).
+    let margin = (ttl / 10).min(60_000);
+    let req = UnifiedOrderRequest {
+        body: created.body,
+        out_trade_no: order.id.clone(),
+        total_fee: created.total_fee,
+        spbill_create_ip: ctx.settings.wxpay_server_ip.clone(),
+        notify_url: ctx.settings.notify_url(),
+        product_id: order.id.clone(),
+        time_start: Some(format_beijing(now)),
+        time_expire: Some(format_beijing(order.deadline_at - margin)),
+        attach: None,
+    };
+    match unified_order_with_retry(ctx, &req).await {
+        Ok(resp) => {
+            state::record_code_url(&ctx.db, &order.id, &resp.code_url, &resp.prepay_id).await?;
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(order_id = %order.id, error = %e, "unifiedorder uncertain; left pending for reconciliation");
+        }
+        Err(e) => {
+            tracing::warn!(order_id = %order.id, error = %e, "unifiedorder refused; order failed");
+            state::fail(&ctx.db, &order.id, FailureReason::PaymentNotCreated, Cause::System, &e.to_string()).await?;
+        }
+    }
+    Ok(order.id)
+}
+
+/// Retries uncertain failures with the same parameters (and so the same out_trade_no).
+async fn unified_order_with_retry(
+    ctx: &Ctx,
+    req: &UnifiedOrderRequest,
+) -> Result<crate::server::wxpay::UnifiedOrderResponse, WxPayError> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match ctx.wxpay.unified_order(req).await {
+            Err(e) if e.is_retryable() && attempt < 3 => {
+                tracing::info!(order_id = %req.out_trade_no, attempt, error = %e, "unifiedorder retry");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, qty: i64) -> CartLine {
+        CartLine { sku: sku.into(), qty }
+    }
+
+    #[test]
+    fn carts_are_validated_and_merged() {
+        let c = Cart::parse(&[line("B", 1), line("A", 2), line("B", 3), line("C", 0)]).unwrap();
+        assert_eq!(c.0.iter().map(|i| (i.sku.as_str(), i.qty)).collect::<Vec<_>>(), vec![("A", 2), ("B", 4)]);
+        let msg = |lines: &[CartLine]| Cart::parse(lines).unwrap_err().to_string();
+        assert!(msg(&[]).contains("empty"));
+        assert!(msg(&[line("A", 0)]).contains("empty"));
+        assert!(msg(&[line("A", -1)]).contains("at least 1"));
+        assert!(msg(&[line("A", 60), line("A", 40)]).contains("At most 99"));
+        assert!(msg(&[line("A'; DROP", 1)]).contains("Unknown product"));
+    }
+
+    #[test]
+    fn order_ids_fit_wechat_rules() {
+        let id = new_order_id(1_761_723_532_000);
+        assert_eq!(id.len(), 28);
+        assert!(id.starts_with("SP20251029153852"));
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,512 @@
+//! The order state machine: the only code that changes an order row.
+//!
+//! Every transition is one guarded `UPDATE … WHERE status IN (…)` whose `rows_affected` decides
+//! what happens next, and appends to the order's event log in the same transaction. Stock moves
+//! only inside those transactions, so it is reserved once and restored at most once.
+//!
+//! ```text
+//! pending ──▶ paid          (notify / query SUCCESS)
+//! pending ──▶ failed        (unifiedorder failed definitely; stock restored)
+//! pending ──▶ closing ──▶ closed (stock restored)
+//!                  └────▶ paid
+//! ```
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::app::types::{FailureReason, OrderStatus};
+use crate::server::store::{now_ms, Db};
+use crate::server::wxpay::client::random_alnum;
+
+/// Who or what caused a transition; recorded on every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Shopper,
+    Notify,
+    Sweep,
+    Timeout,
+    Operator,
+    System,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Shopper => "shopper",
+            Cause::Notify => "notify",
+            Cause::Sweep => "sweep",
+            Cause::Timeout => "timeout",
+            Cause::Operator => "operator",
+            Cause::System => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub sku: String,
+    pub qty: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: String,
+    pub session_id: String,
+    pub created_at: i64,
+    pub deadline_at: i64,
+    /// The first item's name, used for WeChat's `body`; filled from the catalogue.
+    pub items: Vec<NewItem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("unknown product {0}")]
+    UnknownSku(String),
+    #[error("only {left} left of {name}")]
+    OutOfStock { sku: String, name: String, left: i64 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// What the order became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub total_fee: i64,
+    pub body: String,
+}
+
+/// Reserves stock with guarded decrements and inserts the `pending` order, all in one
+/// transaction: either everything is written or nothing is.
+pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Created, CreateError> {
+    let mut tx = db.begin().await?;
+    let mut total_fee = 0i64;
+    let mut names = Vec::new();
+    for item in &order.items {
+        // Write first: in SQLite the transaction takes the write lock here, not on a later upgrade.
+        let taken = sqlx::query("UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?")
+            .bind(item.qty)
+            .bind(&item.sku)
+            .bind(item.qty)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let row = sqlx::query("SELECT name, price_fen, stock FROM products WHERE sku = ?")
+            .bind(&item.sku)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(CreateError::UnknownSku(item.sku.clone()));
+        };
+        let name: String = row.try_get("name")?;
+        let price: i64 = row.try_get("price_fen")?;
+        if taken != 1 {
+            let left: i64 = row.try_get("stock")?;
+            return Err(CreateError::OutOfStock { sku: item.sku.clone(), name, left });
+        }
+        total_fee += price * item.qty;
+        sqlx::query("INSERT INTO order_items (order_id, sku, name, unit_price_fen, qty) VALUES (?, ?, ?, ?, ?)")
+            .bind(&order.id)
+            .bind(&item.sku)
+            .bind(&name)
+            .bind(price)
+            .bind(item.qty)
+            .execute(&mut *tx)
+            .await?;
+        names.push(name);
+    }
+    let body = order_body(shop_name, &names);
+    sqlx::query(
+        "INSERT INTO orders (id, session_id, status, total_fee, body, created_at, deadline_at, next_check_at, updated_at) \
+         VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&order.id)
+    .bind(&order.session_id)
+    .bind(total_fee)
+    .bind(&body)
+    .bind(order.created_at)
+    .bind(order.deadline_at)
+    .bind(order.created_at)
+    .bind(order.created_at)
+    .execute(&mut *tx)
+    .await?;
+    append_event(&mut tx, &order.id, "created", Cause::Shopper, &format!("total_fee={total_fee}")).await?;
+    tx.commit().await?;
+    Ok(Created { total_fee, body })
+}
+
+/// WeChat's `body`: "Shop - First item" (+ "and N more"), at most 40 characters.
+fn order_body(shop: &str, names: &[String]) -> String {
+    let mut body = format!("{shop} - {}", names.first().map(String::as_str).unwrap_or("order"));
+    if names.len() > 1 {
+        body.push_str(&format!(" +{} more", names.len() - 1));
+    }
+    body.chars().take(40).collect()
+}
+
+/// Stores the QR code WeChat issued for a still-pending order.
+pub async fn record_code_url(db: &Db, id: &str, code_url: &str, prepay_id: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("UPDATE orders SET code_url = ?, prepay_id = ?, updated_at = ? WHERE id = ? AND status IN ('pending', 'closing')")
+        .bind(code_url)
+        .bind(prepay_id)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        append_event(&mut tx, id, "qr_issued", Cause::System, &format!("prepay_id={prepay_id}")).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// `pending → failed`, restoring stock. False when the order was not pending (nothing changed).
+pub async fn fail(db: &Db, id: &str, reason: FailureReason, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let now = now_ms();
+    let n = sqlx::query("UPDATE orders SET status = 'failed', failure_reason = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
+        .bind(reason.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        restore_stock(&mut tx, id).await?;
+        append_event(&mut tx, id, "failed", cause, detail).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+async fn restore_stock(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE products SET stock = stock + (SELECT qty FROM order_items WHERE order_items.order_id = ? AND order_items.sku = products.sku) WHERE sku IN (SELECT sku FROM order_items WHERE order_id = ?)")
+        .bind(id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Evidence that WeChat took the money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub total_fee: i64,
+    pub paid_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaidOutcome {
+    /// This call moved the order to `paid`.
+    Paid,
+    /// Already paid with this transaction: a duplicate, nothing changed.
+    AlreadyPaid,
+    /// Recorded as an anomaly for an operator; the order was not changed.
+    Anomaly(&'static str),
+}
+
+impl PaidOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaidOutcome::Paid => "paid",
+            PaidOutcome::AlreadyPaid => "duplicate",
+            PaidOutcome::Anomaly(kind) => kind,
+        }
+    }
+}
+
+/// `pending | closing → paid`, guarded by the amount. Runs inside the caller's transaction so the
+/// caller can record that it handled the evidence in the same commit.
+pub async fn mark_paid(conn: &mut AnyConnection, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
+    let now = now_ms();
+    let n = sqlx::query(
+        "UPDATE orders SET status = 'paid', transaction_id = ?, paid_at = ?, finished_at = ?, updated_at = ? \
+         WHERE id = ? AND status IN ('pending', 'closing') AND total_fee = ?",
+    )
+    .bind(&p.transaction_id)
+    .bind(p.paid_at)
+    .bind(now)
+    .bind(now)
+    .bind(&p.out_trade_no)
+    .bind(p.total_fee)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        let detail = format!("transaction_id={} total_fee={}", p.transaction_id, p.total_fee);
+        append_event(conn, &p.out_trade_no, "paid", cause, &detail).await?;
+        return Ok(PaidOutcome::Paid);
+    }
+
+    // Not applied: find out why, and never let money go unnoticed.
+    let row = sqlx::query("SELECT status, total_fee, transaction_id FROM orders WHERE id = ?")
+        .bind(&p.out_trade_no)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let evidence = format!(
+        "transaction_id={} total_fee={} paid_at={} via {}",
+        p.transaction_id, p.total_fee, p.paid_at, cause.as_str()
+    );
+    let Some(row) = row else {
+        record_anomaly(conn, &p.out_trade_no, "unknown_order", &evidence).await?;
+        return Ok(PaidOutcome::Anomaly("unknown_order"));
+    };
+    let status: String = row.try_get("status")?;
+    let total_fee: i64 = row.try_get("total_fee")?;
+    let txn: Option<String> = row.try_get("transaction_id")?;
+    let kind = if status == "paid" && txn.as_deref() == Some(p.transaction_id.as_str()) {
+        return Ok(PaidOutcome::AlreadyPaid);
+    } else if total_fee != p.total_fee {
+        "amount_mismatch"
+    } else if status == "paid" {
+        "second_payment"
+    } else {
+        "paid_after_close"
+    };
+    let detail = format!("{evidence}; order status={status} total_fee={total_fee}");
+    record_anomaly(conn, &p.out_trade_no, kind, &detail).await?;
+    append_event(conn, &p.out_trade_no, "anomaly", cause, &format!("{kind}: {detail}")).await?;
+    Ok(PaidOutcome::Anomaly(kind))
+}
+
+async fn record_anomaly(conn: &mut AnyConnection, order_id: &str, kind: &str, detail: &str) -> Result<(), sqlx::Error> {
+    tracing::error!(order_id, kind, detail, "payment anomaly: needs an operator");
+    sqlx::query("INSERT INTO anomalies (id, order_id, kind, detail, at) VALUES (?, ?, ?, ?, ?)")
+        .bind(random_alnum(24))
+        .bind(order_id)
+        .bind(kind)
+        .bind(detail)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends to the order's timeline. Called only inside a transaction that already updated the
+/// order row (or inserted it), which serialises appends per order.
+async fn append_event(conn: &mut AnyConnection, id: &str, kind: &str, cause: Cause, detail: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
+         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM order_events WHERE order_id = ?",
+    )
+    .bind(id)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(cause.as_str())
+    .bind(detail)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+// ---- reads ----
+
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub id: String,
+    pub session_id: String,
+    pub status: OrderStatus,
+    pub total_fee: i64,
+    pub body: String,
+    pub created_at: i64,
+    pub deadline_at: i64,
+    pub code_url: Option<String>,
+    pub transaction_id: Option<String>,
+    pub paid_at: Option<i64>,
+    pub failure_reason: Option<FailureReason>,
+}
+
+impl OrderRow {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        let status: String = r.try_get("status")?;
+        let reason: Option<String> = r.try_get("failure_reason")?;
+        Ok(OrderRow {
+            id: r.try_get("id")?,
+            session_id: r.try_get("session_id")?,
+            status: OrderStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("status {status:?}").into()))?,
+            total_fee: r.try_get("total_fee")?,
+            body: r.try_get("body")?,
+            created_at: r.try_get("created_at")?,
+            deadline_at: r.try_get("deadline_at")?,
+            code_url: r.try_get("code_url")?,
+            transaction_id: r.try_get("transaction_id")?,
+            paid_at: r.try_get("paid_at")?,
+            failure_reason: reason.as_deref().and_then(FailureReason::parse),
+        })
+    }
+}
+
+pub async fn load(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, session_id, status, total_fee, body, created_at, deadline_at, code_url, transaction_id, paid_at, failure_reason \
+         FROM orders WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(OrderRow::from_row).transpose()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    pub sku: String,
+    pub name: String,
+    pub unit_price_fen: i64,
+    pub qty: i64,
+}
+
+pub async fn items(db: &Db, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
+    let rows = sqlx::query("SELECT sku, name, unit_price_fen, qty FROM order_items WHERE order_id = ? ORDER BY sku")
+        .bind(id)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ItemRow {
+                sku: r.try_get("sku")?,
+                name: r.try_get("name")?,
+                unit_price_fen: r.try_get("unit_price_fen")?,
+                qty: r.try_get("qty")?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub cause: String,
+    pub detail: String,
+}
+
+pub async fn events(db: &Db, id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+    let rows = sqlx::query("SELECT seq, at, kind, cause, detail FROM order_events WHERE order_id = ? ORDER BY seq")
+        .bind(id)
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventRow {
+                seq: r.try_get::<i32, _>("seq").map(i64::from).or_else(|_| r.try_get::<i64, _>("seq"))?,
+                at: r.try_get("at")?,
+                kind: r.try_get("kind")?,
+                cause: r.try_get("cause")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn anomaly_kinds(db: &Db, order_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT kind FROM anomalies WHERE order_id = ? ORDER BY at")
+        .bind(order_id)
+        .fetch_all(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store;
+
+    async fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+        store::migrate(&db).await.unwrap();
+        (dir, db)
+    }
+
+    async fn stock(db: &Db, sku: &str) -> i64 {
+        sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?").bind(sku).fetch_one(db).await.unwrap()
+    }
+
+    async fn new_order(db: &Db, id: &str, items: &[(&str, i64)]) -> Result<Created, CreateError> {
+        let order = NewOrder {
+            id: id.into(),
+            session_id: "s1".into(),
+            created_at: now_ms(),
+            deadline_at: now_ms() + 900_000,
+            items: items.iter().map(|(s, q)| NewItem { sku: s.to_string(), qty: *q }).collect(),
+        };
+        create(db, &order, "Shop").await
+    }
+
+    fn payment(id: &str, fee: i64, txn: &str) -> Payment {
+        Payment { out_trade_no: id.into(), transaction_id: txn.into(), total_fee: fee, paid_at: 1 }
+    }
+
+    async fn status(db: &Db, id: &str) -> OrderStatus {
+        load(db, id).await.unwrap().unwrap().status
+    }
+
+    #[tokio::test]
+    async fn create_reserves_stock_and_prices_from_the_catalogue() {
+        let (_d, db) = db().await;
+        let c = new_order(&db, "O1", &[("TEA-OOLONG", 2), ("PIN-PANDA", 1)]).await.unwrap();
+        assert_eq!(c.total_fee, 2 * 6800 + 101);
+        assert_eq!(c.body, "Shop - Tieguanyin oolong +1 more");
+        assert_eq!(stock(&db, "TEA-OOLONG").await, 18);
+        assert_eq!(status(&db, "O1").await, OrderStatus::Pending);
+        assert_eq!(events(&db, "O1").await.unwrap()[0].kind, "created");
+    }
+
+    #[tokio::test]
+    async fn create_guard_refuses_more_than_stock_and_writes_nothing() {
+        let (_d, db) = db().await;
+        let e = new_order(&db, "O1", &[("TEA-OOLONG", 1), ("NB-GRID", 4)]).await.unwrap_err();
+        assert!(matches!(e, CreateError::OutOfStock { ref sku, left: 3, .. } if sku == "NB-GRID"), "{e:?}");
+        assert_eq!(stock(&db, "TEA-OOLONG").await, 20, "the first line's decrement was rolled back");
+        assert!(load(&db, "O1").await.unwrap().is_none());
+        let e = new_order(&db, "O2", &[("NOPE", 1)]).await.unwrap_err();
+        assert!(matches!(e, CreateError::UnknownSku(_)));
+    }
+
+    #[tokio::test]
+    async fn paid_transition_is_guarded_by_status_and_amount() {
+        let (_d, db) = db().await;
+        let fee = new_order(&db, "O1", &[("BUN-RED", 1)]).await.unwrap().total_fee;
+        let mut conn = db.acquire().await.unwrap();
+        assert_eq!(mark_paid(&mut conn, &payment("O1", fee + 1, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("amount_mismatch"));
+        assert_eq!(status(&db, "O1").await, OrderStatus::Pending);
+        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Paid);
+        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::AlreadyPaid);
+        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T2"), Cause::Sweep).await.unwrap(), PaidOutcome::Anomaly("second_payment"));
+        assert_eq!(mark_paid(&mut conn, &payment("NOPE", 1, "T3"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("unknown_order"));
+        drop(conn);
+        let o = load(&db, "O1").await.unwrap().unwrap();
+        assert_eq!((o.status, o.transaction_id.as_deref()), (OrderStatus::Paid, Some("T1")));
+        assert_eq!(anomaly_kinds(&db, "O1").await.unwrap(), vec!["amount_mismatch", "second_payment"]);
+        let kinds: Vec<_> = events(&db, "O1").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["created", "anomaly", "paid", "anomaly"]);
+    }
+
+    #[tokio::test]
+    async fn failed_restores_stock_exactly_once_and_never_after_payment() {
+        let (_d, db) = db().await;
+        new_order(&db, "O1", &[("MUG-CELADON", 3)]).await.unwrap();
+        assert_eq!(stock(&db, "MUG-CELADON").await, 5);
+        assert!(fail(&db, "O1", FailureReason::PaymentNotCreated, Cause::System, "NOAUTH").await.unwrap());
+        assert!(!fail(&db, "O1", FailureReason::PaymentNotCreated, Cause::System, "again").await.unwrap());
+        assert_eq!(stock(&db, "MUG-CELADON").await, 8);
+        let mut conn = db.acquire().await.unwrap();
+        let fee = 3 * 12800;
+        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("paid_after_close"));
+        drop(conn);
+        assert_eq!(status(&db, "O1").await, OrderStatus::Failed);
+
+        let fee = new_order(&db, "O2", &[("MUG-CELADON", 1)]).await.unwrap().total_fee;
+        let mut conn = db.acquire().await.unwrap();
+        mark_paid(&mut conn, &payment("O2", fee, "T2"), Cause::Notify).await.unwrap();
+        drop(conn);
+        assert!(!fail(&db, "O2", FailureReason::PaymentNotCreated, Cause::System, "late").await.unwrap());
+        assert_eq!(stock(&db, "MUG-CELADON").await, 7);
+        assert!(!record_code_url(&db, "O2", "weixin://x", "p").await.unwrap(), "no QR for a finished order");
+    }
+}

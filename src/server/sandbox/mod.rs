@@ -1,0 +1,161 @@
+//! A protocol-faithful WeChat Pay v2 simulator for Native payments (reference §3, §9).
+//!
+//! Served under `/sandbox/` so a standard client whose base URL is `http://HOST:PORT/sandbox/`
+//! works unchanged. State is kept per (mch_id, out_trade_no). A phone page plays the shopper's
+//! WeChat app, and a notifier posts signed pay results with the documented retry schedule.
+
+mod api;
+mod notifier;
+mod phone;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::server::wxpay::xml::Params;
+use crate::server::wxpay::Merchant;
+
+pub use notifier::RETRY_SCHEDULE;
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Merchants the sandbox knows, with their keys.
+    pub merchants: Vec<Merchant>,
+    /// Payee name shown on the phone page.
+    pub payee: String,
+    /// Multiplies the notifier's waits (0.01 turns 15 s into 150 ms).
+    pub time_scale: f64,
+    /// closeorder is refused this soon after unifiedorder.
+    pub close_floor: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    NotPay,
+    Success { transaction_id: String, time_end: String, openid: String },
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxOrder {
+    pub mch_id: String,
+    pub out_trade_no: String,
+    /// The business parameters of the first unifiedorder, for the re-entry rule.
+    pub params: Params,
+    pub sign_type: crate::server::wxpay::SignType,
+    pub prepay_id: String,
+    pub code_url: String,
+    pub created_ms: i64,
+    pub expire_ms: Option<i64>,
+    pub state: TradeState,
+    pub notify_attempts: u32,
+    pub notify_acked: bool,
+}
+
+impl SandboxOrder {
+    pub fn total_fee(&self) -> i64 {
+        self.params.get("total_fee").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+    pub fn param(&self, k: &str) -> &str {
+        self.params.get(k).map(String::as_str).unwrap_or("")
+    }
+    /// Applies `time_expire`: an unpaid order past it is closed.
+    fn refresh(&mut self, now_ms: i64) {
+        if self.state == TradeState::NotPay && self.expire_ms.is_some_and(|e| now_ms >= e) {
+            self.state = TradeState::Closed;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    orders: HashMap<(String, String), SandboxOrder>,
+    by_code: HashMap<String, (String, String)>,
+    by_transaction: HashMap<String, (String, String)>,
+}
+
+#[derive(Clone)]
+pub struct Sandbox {
+    cfg: Arc<SandboxConfig>,
+    inner: Arc<Mutex<Inner>>,
+    http: reqwest::Client,
+}
+
+impl Sandbox {
+    pub fn new(cfg: SandboxConfig) -> Self {
+        let http = reqwest::Client::builder()
+            // WeChat waits 5 s for a notify reply.
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a TLS backend is compiled in");
+        Sandbox { cfg: Arc::new(cfg), inner: Arc::default(), http }
+    }
+
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/pay/unifiedorder", post(api::unified_order))
+            .route("/pay/orderquery", post(api::order_query))
+            .route("/pay/closeorder", post(api::close_order))
+            .route("/scan", get(phone::scan_page))
+            .route("/scan/pay", post(phone::pay))
+            .route("/scan/decline", post(phone::decline))
+            .with_state(self.clone())
+    }
+
+    fn merchant(&self, appid: &str, mch_id: &str) -> Option<&Merchant> {
+        self.cfg.merchants.iter().find(|m| m.appid == appid && m.mch_id == mch_id)
+    }
+
+    /// A snapshot of one order, for tests and operators.
+    pub fn order(&self, mch_id: &str, out_trade_no: &str) -> Option<SandboxOrder> {
+        let now = crate::server::store::now_ms();
+        let mut inner = self.inner.lock().expect("sandbox lock");
+        let o = inner.orders.get_mut(&(mch_id.to_string(), out_trade_no.to_string()))?;
+        o.refresh(now);
+        Some(o.clone())
+    }
+
+    /// Pays an order as a shopper would by scanning its code and pressing Pay; starts the
+    /// notifier. Returns the new state, or why it cannot be paid.
+    pub fn pay_code(&self, code_url: &str) -> Result<SandboxOrder, &'static str> {
+        let now = crate::server::store::now_ms();
+        let order = {
+            let mut inner = self.inner.lock().expect("sandbox lock");
+            let key = inner.by_code.get(code_url).cloned().ok_or("This QR code is not a sandbox payment code.")?;
+            let o = inner.orders.get_mut(&key).expect("indexed order exists");
+            o.refresh(now);
+            match o.state {
+                TradeState::NotPay if now > o.created_ms + CODE_URL_VALIDITY_MS => return Err("This QR code has expired."),
+                TradeState::NotPay => {}
+                TradeState::Success { .. } => return Err("This order has already been paid."),
+                TradeState::Closed => return Err("This order is closed and can no longer be paid."),
+            }
+            let transaction_id = new_transaction_id(now);
+            o.state = TradeState::Success {
+                transaction_id: transaction_id.clone(),
+                time_end: crate::server::wxpay::time::format_beijing(now),
+                openid: format!("oSandbox{}", crate::server::wxpay::client::random_alnum(20)),
+            };
+            let snapshot = o.clone();
+            inner.by_transaction.insert(transaction_id, key);
+            snapshot
+        };
+        tokio::spawn(notifier::deliver(self.clone(), order.mch_id.clone(), order.out_trade_no.clone()));
+        Ok(order)
+    }
+}
+
+/// code_url and prepay_id stay valid for two hours (reference §6).
+const CODE_URL_VALIDITY_MS: i64 = 2 * 3600 * 1000;
+
+/// 28 digits, like real ones: 4200 + yyyyMMdd + 16 random digits.
+fn new_transaction_id(now_ms: i64) -> String {
+    use rand::Rng;
+    let date = &crate::server::wxpay::time::format_beijing(now_ms)[..8];
+    let mut rng = rand::thread_rng();
+    let digits: String = (0..16).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect();
+    format!("4200{date}{digits}")
+}

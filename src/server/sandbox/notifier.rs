@@ -1,0 +1,82 @@
+//! Posts signed pay-result notifies to `notify_url`, retrying on WeChat's documented schedule
+//! until the merchant answers with SUCCESS XML (reference §5).
+
+use std::time::Duration;
+
+use super::{Sandbox, TradeState};
+use crate::server::wxpay::client::nonce;
+use crate::server::wxpay::notify::is_success_reply;
+use crate::server::wxpay::sign;
+use crate::server::wxpay::xml::{self, Params};
+
+/// Waits before each retry, as currently documented: 15 tries over 24 h 4 m after the first.
+pub const RETRY_SCHEDULE: [Duration; 15] = {
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    [
+        s(15), s(15), s(30), s(180), s(600), s(1200), s(1800), s(1800), s(1800), s(3600),
+        s(10_800), s(10_800), s(10_800), s(21_600), s(21_600),
+    ]
+};
+
+pub(super) async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
+    for attempt in 0..=RETRY_SCHEDULE.len() {
+        if attempt > 0 {
+            tokio::time::sleep(RETRY_SCHEDULE[attempt - 1].mul_f64(sb.cfg.time_scale)).await;
+        }
+        let Some((url, body)) = build(&sb, &mch_id, &out_trade_no) else { return };
+        let acked = match sb.http.post(&url).header("content-type", "text/xml").body(body).send().await {
+            Ok(resp) => resp.bytes().await.map(|b| is_success_reply(&b)).unwrap_or(false),
+            Err(_) => false,
+        };
+        {
+            let mut inner = sb.inner.lock().expect("sandbox lock");
+            if let Some(o) = inner.orders.get_mut(&(mch_id.clone(), out_trade_no.clone())) {
+                o.notify_attempts += 1;
+                o.notify_acked |= acked;
+            }
+        }
+        if acked {
+            return;
+        }
+        tracing::info!(%out_trade_no, attempt = attempt + 1, "sandbox notify not acknowledged; will retry");
+    }
+    tracing::warn!(%out_trade_no, "sandbox notify retries exhausted");
+}
+
+/// The notify for a paid order, freshly signed (new nonce per delivery, like WeChat).
+fn build(sb: &Sandbox, mch_id: &str, out_trade_no: &str) -> Option<(String, String)> {
+    let inner = sb.inner.lock().expect("sandbox lock");
+    let o = inner.orders.get(&(mch_id.to_string(), out_trade_no.to_string()))?;
+    let TradeState::Success { transaction_id, time_end, openid } = &o.state else { return None };
+    let merchant = sb.cfg.merchants.iter().find(|m| m.mch_id == mch_id)?;
+    let fee = o.total_fee().to_string();
+    let mut p = Params::new();
+    for (k, v) in [
+        ("return_code", "SUCCESS"),
+        ("result_code", "SUCCESS"),
+        ("appid", merchant.appid.as_str()),
+        ("mch_id", mch_id),
+        ("nonce_str", nonce().as_str()),
+        ("openid", openid.as_str()),
+        ("is_subscribe", "N"),
+        ("trade_type", "NATIVE"),
+        ("bank_type", "CFT"),
+        ("total_fee", fee.as_str()),
+        ("fee_type", "CNY"),
+        ("cash_fee", fee.as_str()),
+        ("transaction_id", transaction_id.as_str()),
+        ("out_trade_no", out_trade_no),
+        ("attach", o.param("attach")),
+        ("time_end", time_end.as_str()),
+    ] {
+        if !v.is_empty() {
+            p.insert(k.into(), v.into());
+        }
+    }
+    // Signed with the type used at unifiedorder; like WeChat, sign_type itself is not sent.
+    let s = sign::sign(&p, merchant.api_key.expose(), o.sign_type);
+    p.insert("sign".into(), s);
+    Some((o.param("notify_url").to_string(), xml::to_xml(&p)))
+}

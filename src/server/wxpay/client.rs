@@ -1,0 +1,228 @@
+//! Typed calls to the WeChat Pay v2 API: `unifiedorder` (NATIVE), `orderquery`, `closeorder`.
+
+use std::time::Duration;
+
+use super::error::{ErrCode, WxPayError};
+use super::sign::{self, SignType};
+use super::xml::{self, Params};
+use super::Merchant;
+
+/// A WeChat Pay v2 client. `base_url` is `https://api.mch.weixin.qq.com/` for real money or
+/// `http://HOST:PORT/sandbox/` for the simulator; it must end with `/`.
+#[derive(Clone)]
+pub struct WxPayClient {
+    http: reqwest::Client,
+    base_url: String,
+    merchant: Merchant,
+}
+
+/// `unifiedorder` with `trade_type=NATIVE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnifiedOrderRequest {
+    pub body: String,
+    pub out_trade_no: String,
+    pub total_fee: i64,
+    pub spbill_create_ip: String,
+    pub notify_url: String,
+    pub product_id: String,
+    /// Beijing `yyyyMMddHHmmss`.
+    pub time_start: Option<String>,
+    pub time_expire: Option<String>,
+    pub attach: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnifiedOrderResponse {
+    pub prepay_id: String,
+    pub code_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    Success,
+    Refund,
+    NotPay,
+    Closed,
+    Revoked,
+    UserPaying,
+    PayError,
+    Accept,
+    Other(String),
+}
+
+impl TradeState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "SUCCESS" => TradeState::Success,
+            "REFUND" => TradeState::Refund,
+            "NOTPAY" => TradeState::NotPay,
+            "CLOSED" => TradeState::Closed,
+            "REVOKED" => TradeState::Revoked,
+            "USERPAYING" => TradeState::UserPaying,
+            "PAYERROR" => TradeState::PayError,
+            "ACCEPT" => TradeState::Accept,
+            other => TradeState::Other(other.to_string()),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            TradeState::Success => "SUCCESS",
+            TradeState::Refund => "REFUND",
+            TradeState::NotPay => "NOTPAY",
+            TradeState::Closed => "CLOSED",
+            TradeState::Revoked => "REVOKED",
+            TradeState::UserPaying => "USERPAYING",
+            TradeState::PayError => "PAYERROR",
+            TradeState::Accept => "ACCEPT",
+            TradeState::Other(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderQueryResponse {
+    pub trade_state: TradeState,
+    pub out_trade_no: String,
+    pub trade_state_desc: Option<String>,
+    /// Present when paid.
+    pub transaction_id: Option<String>,
+    pub total_fee: Option<i64>,
+    /// Beijing `yyyyMMddHHmmss`, present when paid.
+    pub time_end: Option<String>,
+}
+
+impl WxPayClient {
+    pub fn new(base_url: &str, merchant: Merchant, timeout: Duration) -> Self {
+        let mut base_url = base_url.to_string();
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .expect("a TLS backend is compiled in");
+        WxPayClient { http, base_url, merchant }
+    }
+
+    pub fn merchant(&self) -> &Merchant {
+        &self.merchant
+    }
+
+    pub async fn unified_order(&self, req: &UnifiedOrderRequest) -> Result<UnifiedOrderResponse, WxPayError> {
+        let mut p = Params::new();
+        p.insert("body".into(), req.body.clone());
+        p.insert("out_trade_no".into(), req.out_trade_no.clone());
+        p.insert("total_fee".into(), req.total_fee.to_string());
+        p.insert("spbill_create_ip".into(), req.spbill_create_ip.clone());
+        p.insert("notify_url".into(), req.notify_url.clone());
+        p.insert("trade_type".into(), "NATIVE".into());
+        p.insert("product_id".into(), req.product_id.clone());
+        for (k, v) in [("time_start", &req.time_start), ("time_expire", &req.time_expire), ("attach", &req.attach)] {
+            if let Some(v) = v {
+                p.insert(k.into(), v.clone());
+            }
+        }
+        let r = self.call("pay/unifiedorder", p).await?;
+        Ok(UnifiedOrderResponse { prepay_id: required(&r, "prepay_id")?, code_url: required(&r, "code_url")? })
+    }
+
+    pub async fn order_query(&self, out_trade_no: &str) -> Result<OrderQueryResponse, WxPayError> {
+        let mut p = Params::new();
+        p.insert("out_trade_no".into(), out_trade_no.into());
+        let r = self.call("pay/orderquery", p).await?;
+        let total_fee = match r.get("total_fee").filter(|v| !v.is_empty()) {
+            Some(v) => Some(v.parse::<i64>().map_err(|_| WxPayError::InvalidResponse(format!("total_fee {v:?}")))?),
+            None => None,
+        };
+        Ok(OrderQueryResponse {
+            trade_state: TradeState::parse(&required(&r, "trade_state")?),
+            out_trade_no: r.get("out_trade_no").cloned().unwrap_or_else(|| out_trade_no.to_string()),
+            trade_state_desc: optional(&r, "trade_state_desc"),
+            transaction_id: optional(&r, "transaction_id"),
+            total_fee,
+            time_end: optional(&r, "time_end"),
+        })
+    }
+
+    pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxPayError> {
+        let mut p = Params::new();
+        p.insert("out_trade_no".into(), out_trade_no.into());
+        self.call("pay/closeorder", p).await.map(|_| ())
+    }
+
+    /// Signs and sends one request; checks the three result layers of the answer.
+    async fn call(&self, path: &str, mut p: Params) -> Result<Params, WxPayError> {
+        let m = &self.merchant;
+        p.insert("appid".into(), m.appid.clone());
+        p.insert("mch_id".into(), m.mch_id.clone());
+        p.insert("nonce_str".into(), nonce());
+        if m.sign_type != SignType::Md5 {
+            p.insert("sign_type".into(), m.sign_type.as_str().into());
+        }
+        let signature = sign::sign(&p, m.api_key.expose(), m.sign_type);
+        p.insert("sign".into(), signature);
+
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base_url, path))
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(xml::to_xml(&p))
+            .send()
+            .await
+            .map_err(|e| WxPayError::Transport(e.to_string()))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(WxPayError::Http(resp.status().as_u16()));
+        }
+        if resp.content_length().is_some_and(|n| n as usize > xml::MAX_BODY) {
+            return Err(xml::XmlError::TooLarge(resp.content_length().unwrap_or(0) as usize).into());
+        }
+        let body = resp.bytes().await.map_err(|e| WxPayError::Transport(e.to_string()))?;
+        check_response(&xml::parse(&body)?, m)
+    }
+}
+
+/// Applies the protocol's layering to a parsed answer: `return_code`, then the signature (made
+/// with the request's sign type), then identity, then `result_code`.
+pub fn check_response(r: &Params, m: &Merchant) -> Result<Params, WxPayError> {
+    match r.get("return_code").map(String::as_str) {
+        Some("SUCCESS") => {}
+        Some(_) => {
+            let msg = r.get("return_msg").or_else(|| r.get("retmsg")).cloned().unwrap_or_default();
+            return Err(WxPayError::Protocol { return_msg: msg });
+        }
+        None => return Err(WxPayError::InvalidResponse("no return_code".into())),
+    }
+    if !sign::verify(r, m.api_key.expose(), m.sign_type) {
+        return Err(WxPayError::BadSignature);
+    }
+    if r.get("appid") != Some(&m.appid) || r.get("mch_id") != Some(&m.mch_id) {
+        return Err(WxPayError::InvalidResponse("appid/mch_id do not match this merchant".into()));
+    }
+    match r.get("result_code").map(String::as_str) {
+        Some("SUCCESS") => Ok(r.clone()),
+        Some(_) => Err(WxPayError::Business {
+            code: ErrCode::parse(r.get("err_code").map(String::as_str).unwrap_or("")),
+            description: r.get("err_code_des").cloned().unwrap_or_default(),
+        }),
+        None => Err(WxPayError::InvalidResponse("no result_code".into())),
+    }
+}
+
+fn required(r: &Params, k: &str) -> Result<String, WxPayError> {
+    optional(r, k).ok_or_else(|| WxPayError::InvalidResponse(format!("missing {k}")))
+}
+
+fn optional(r: &Params, k: &str) -> Option<String> {
+    r.get(k).filter(|v| !v.is_empty()).cloned()
+}
+
+/// 32 random alphanumerics: the longest nonce_str the protocol allows.
+pub fn nonce() -> String {
+    random_alnum(32)
+}
+
+pub fn random_alnum(n: usize) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+}
