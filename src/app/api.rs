@@ -15,13 +15,16 @@ pub struct Catalogue {
 #[server(prefix = "/api", endpoint = "catalogue")]
 pub async fn get_catalogue() -> Result<Catalogue, AppError> {
     let ctx = ssr::ctx()?;
-    let products = crate::server::store::products(&ctx.db).await.map_err(ssr::internal)?;
+    let products = crate::server::store::products(&ctx.db)
+        .await
+        .map_err(ssr::internal)?;
     Ok(Catalogue {
         shop_name: ctx.settings.shop_name.clone(),
         products: products
             .into_iter()
             .map(|p| ProductView {
-                price: super::types::Fen::new(p.price_fen).unwrap_or(super::types::Fen::new(0).unwrap()),
+                price: super::types::Fen::new(p.price_fen)
+                    .unwrap_or(super::types::Fen::new(0).unwrap()),
                 sku: p.sku,
                 name: p.name,
                 description: p.description,
@@ -54,7 +57,10 @@ pub async fn get_order(id: String) -> Result<OrderView, AppError> {
 pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     let ctx = ssr::ctx()?;
     let order = ssr::own_order(&ctx, &id).await?;
-    Ok(StatusView { status: order.status, remaining_ms: ssr::remaining(&order) })
+    Ok(StatusView {
+        status: order.status,
+        remaining_ms: ssr::remaining(&order),
+    })
 }
 
 #[cfg(feature = "ssr")]
@@ -69,7 +75,9 @@ mod ssr {
     use leptos::prelude::*;
 
     pub fn ctx() -> Result<Arc<Ctx>, AppError> {
-        use_context::<AppState>().map(|s| s.ctx).ok_or(AppError::Internal)
+        use_context::<AppState>()
+            .map(|s| s.ctx)
+            .ok_or(AppError::Internal)
     }
 
     pub fn session() -> Result<String, AppError> {
@@ -82,7 +90,10 @@ mod ssr {
     /// Sets the HTTP status of the current response (page or server function).
     pub fn status(code: u16, e: AppError) -> AppError {
         if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
-            opts.set_status(axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR));
+            opts.set_status(
+                axum::http::StatusCode::from_u16(code)
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            );
         }
         e
     }
@@ -111,9 +122,15 @@ mod ssr {
     pub async fn order_view(ctx: &Ctx, o: OrderRow) -> Result<OrderView, AppError> {
         let items = state::items(&ctx.db, &o.id).await.map_err(internal)?;
         let showing_qr = o.status == super::super::types::OrderStatus::Pending;
-        let qr_svg = o.code_url.as_deref().filter(|_| showing_qr).and_then(crate::server::qr::svg);
+        let qr_svg = o
+            .code_url
+            .as_deref()
+            .filter(|_| showing_qr)
+            .and_then(crate::server::qr::svg);
         let sandbox_scan_url = match (&ctx.sandbox, &o.code_url) {
-            (Some(_), Some(code)) if showing_qr => Some(format!("/sandbox/scan?code_url={}", encode(code))),
+            (Some(_), Some(code)) if showing_qr => {
+                Some(format!("/sandbox/scan?code_url={}", encode(code)))
+            }
             _ => None,
         };
         Ok(OrderView {
@@ -123,7 +140,11 @@ mod ssr {
             amount: Fen::new(o.total_fee).ok_or(AppError::Internal)?,
             items: items
                 .into_iter()
-                .map(|i| OrderItemView { name: i.name, qty: i.qty, unit_price: Fen::new(i.unit_price_fen).unwrap_or(Fen::new(0).unwrap()) })
+                .map(|i| OrderItemView {
+                    name: i.name,
+                    qty: i.qty,
+                    unit_price: Fen::new(i.unit_price_fen).unwrap_or(Fen::new(0).unwrap()),
+                })
                 .collect(),
             qr_svg,
             sandbox_scan_url,
@@ -137,13 +158,23 @@ mod ssr {
     /// `2026-11-27 10:31:05` in Beijing time, as WeChat shows it.
     fn beijing_display(utc_ms: i64) -> String {
         let s = crate::server::wxpay::time::format_beijing(utc_ms);
-        format!("{}-{}-{} {}:{}:{}", &s[0..4], &s[4..6], &s[6..8], &s[8..10], &s[10..12], &s[12..14])
+        format!(
+            "{}-{}-{} {}:{}:{}",
+            &s[0..4],
+            &s[4..6],
+            &s[6..8],
+            &s[8..10],
+            &s[10..12],
+            &s[12..14]
+        )
     }
 
     fn encode(s: &str) -> String {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect()

@@ -84,9 +84,11 @@ fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl In
     };
     let set = {
         let sku = sku.clone();
-        move |q: i64| cart.update(|c| {
-            c.insert(sku.clone(), q.clamp(0, stock.min(99)));
-        })
+        move |q: i64| {
+            cart.update(|c| {
+                c.insert(sku.clone(), q.clamp(0, stock.min(99)));
+            })
+        }
     };
     let (dec, inc) = (set.clone(), set.clone());
     let qty_dec = qty.clone();
@@ -106,9 +108,9 @@ fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl In
                 </p>
             </div>
             <div class="stepper" role="group" aria-label=format!("Quantity of {}", p.name)>
-                <button aria-label="Fewer" data-testid="dec" disabled=move || qty_minus_disabled() == 0 on:click=move |_| dec(qty_dec() - 1)>"−"</button>
+                <button aria-label="Fewer" data-testid="dec" disabled=move || { qty_minus_disabled() == 0 } on:click=move |_| dec(qty_dec() - 1)>"−"</button>
                 <span class="qty" data-testid="qty">{move || qty_show()}</span>
-                <button aria-label="More" data-testid="inc" disabled=move || qty_plus_disabled() >= stock.min(99) on:click=move |_| inc(qty_inc() + 1)>"+"</button>
+                <button aria-label="More" data-testid="inc" disabled=move || { qty_plus_disabled() >= stock.min(99) } on:click=move |_| inc(qty_inc() + 1)>"+"</button>
             </div>
         </li>
     }

@@ -49,7 +49,11 @@ fn Checkout(o: OrderView) -> impl IntoView {
     Effect::new({
         let id = id.clone();
         move |_| {
-            let tick = set_interval_with_handle(move || remaining.update(|r| *r = (*r - 1000).max(0)), Duration::from_secs(1)).ok();
+            let tick = set_interval_with_handle(
+                move || remaining.update(|r| *r = (*r - 1000).max(0)),
+                Duration::from_secs(1),
+            )
+            .ok();
             let id = id.clone();
             let poll = set_interval_with_handle(
                 move || {
@@ -74,7 +78,13 @@ fn Checkout(o: OrderView) -> impl IntoView {
         let id = id.clone();
         move |_| {
             if let Some(path) = result_path(&id, status.get()) {
-                navigate(&path, NavigateOptions { replace: true, ..Default::default() });
+                navigate(
+                    &path,
+                    NavigateOptions {
+                        replace: true,
+                        ..Default::default()
+                    },
+                );
             }
         }
     });

@@ -11,7 +11,10 @@ use super::NotFound;
 #[component]
 fn WithOrder(render: fn(OrderView) -> AnyView) -> impl IntoView {
     let params = use_params_map();
-    let order = Resource::new(move || params.read().get("id").unwrap_or_default(), get_order);
+    let order = Resource::new(
+        move || params.read().get("id").unwrap_or_default(),
+        get_order,
+    );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
             {move || order.get().map(|r| match r {
@@ -61,7 +64,10 @@ fn failed(o: OrderView) -> AnyView {
     if !matches!(o.status, OrderStatus::Closed | OrderStatus::Failed) {
         return not_yet(&o);
     }
-    let why = o.failure_reason.map(|r| r.explain()).unwrap_or("This order was closed without payment.");
+    let why = o
+        .failure_reason
+        .map(|r| r.explain())
+        .unwrap_or("This order was closed without payment.");
     view! {
         <section class="card narrow result" data-testid="failed">
             <div class="badge fail" aria-hidden="true">"!"</div>
@@ -82,9 +88,17 @@ fn failed(o: OrderView) -> AnyView {
 /// Someone opened a result page before the order got there.
 fn not_yet(o: &OrderView) -> AnyView {
     let (text, href) = match o.status {
-        OrderStatus::Paid => ("This order has been paid.", format!("/orders/{}/paid", o.id)),
-        OrderStatus::Closed | OrderStatus::Failed => ("This order has ended.", format!("/orders/{}/failed", o.id)),
-        _ => ("This order is still waiting for payment.", format!("/checkout/{}", o.id)),
+        OrderStatus::Paid => (
+            "This order has been paid.",
+            format!("/orders/{}/paid", o.id),
+        ),
+        OrderStatus::Closed | OrderStatus::Failed => {
+            ("This order has ended.", format!("/orders/{}/failed", o.id))
+        }
+        _ => (
+            "This order is still waiting for payment.",
+            format!("/checkout/{}", o.id),
+        ),
     };
     view! {
         <section class="card narrow center" data-testid="not-yet">

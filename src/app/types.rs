@@ -49,7 +49,10 @@ impl OrderStatus {
         })
     }
     pub fn is_final(self) -> bool {
-        matches!(self, OrderStatus::Paid | OrderStatus::Closed | OrderStatus::Failed)
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::Failed
+        )
     }
 }
 

@@ -21,7 +21,10 @@ pub struct PayResultBus {
 
 impl PayResultBus {
     pub fn new(db: Db) -> Self {
-        PayResultBus { db, wake: Arc::new(Notify::new()) }
+        PayResultBus {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Durably records a verified pay result. Publishing the same transaction twice is harmless.

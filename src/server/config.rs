@@ -63,8 +63,9 @@ impl Settings {
         env: &BTreeMap<String, String>,
         site_addr: SocketAddr,
     ) -> Result<Self, ConfigError> {
-        let table: toml::Table =
-            file_text.parse().map_err(|e| ConfigError(format!("{file_name}: {e}")))?;
+        let table: toml::Table = file_text
+            .parse()
+            .map_err(|e| ConfigError(format!("{file_name}: {e}")))?;
         let section = table
             .get("scanpay")
             .and_then(|v| v.as_table())
@@ -73,20 +74,30 @@ impl Settings {
         let known = defaults["scanpay"].as_table().expect("[scanpay]").clone();
         for key in section.keys() {
             if !known.contains_key(key) {
-                return Err(ConfigError(format!("{file_name}: unknown key scanpay.{key}")));
+                return Err(ConfigError(format!(
+                    "{file_name}: unknown key scanpay.{key}"
+                )));
             }
         }
-        for var in env.keys().filter(|k| k.starts_with("SCANPAY_") && *k != "SCANPAY_CONFIG") {
+        for var in env
+            .keys()
+            .filter(|k| k.starts_with("SCANPAY_") && *k != "SCANPAY_CONFIG")
+        {
             let key = var["SCANPAY_".len()..].to_ascii_lowercase();
             if !known.contains_key(&key) {
-                return Err(ConfigError(format!("{var}: not a scanpay setting (see README)")));
+                return Err(ConfigError(format!(
+                    "{var}: not a scanpay setting (see README)"
+                )));
             }
         }
 
         let raw = |key: &str| -> Raw {
             let var = format!("SCANPAY_{}", key.to_ascii_uppercase());
             if let Some(v) = env.get(&var) {
-                return Raw { value: v.clone(), source: var };
+                return Raw {
+                    value: v.clone(),
+                    source: var,
+                };
             }
             let (v, src) = match section.get(key) {
                 Some(v) => (v, format!("{file_name}: scanpay.{key}")),
@@ -101,7 +112,11 @@ impl Settings {
 
         let public_url = {
             let r = raw("public_url");
-            let url = if r.value.is_empty() { format!("http://{site_addr}") } else { r.value.clone() };
+            let url = if r.value.is_empty() {
+                format!("http://{site_addr}")
+            } else {
+                r.value.clone()
+            };
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(err(&r, "must start with http:// or https://"));
             }
@@ -175,10 +190,15 @@ impl Settings {
             wxpay_base_url,
         };
         if settings.order_ttl < Duration::from_secs(10) {
-            return Err(ConfigError(format!("{}: must be at least 10s", raw("order_ttl").source)));
+            return Err(ConfigError(format!(
+                "{}: must be at least 10s",
+                raw("order_ttl").source
+            )));
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
-        if settings.wxpay_base_url.contains("api.mch.weixin.qq.com") && settings.merchant.api_key.expose() == sandbox_key {
+        if settings.wxpay_base_url.contains("api.mch.weixin.qq.com")
+            && settings.merchant.api_key.expose() == sandbox_key
+        {
             return Err(ConfigError(
                 "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
             ));
@@ -214,7 +234,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 500ms"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 500ms"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -233,8 +255,16 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Settings::from_sources(EMBEDDED, "Leptos.toml", &env, "127.0.0.1:3000".parse().unwrap())
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(
+            EMBEDDED,
+            "Leptos.toml",
+            &env,
+            "127.0.0.1:3000".parse().unwrap(),
+        )
     }
 
     #[test]
@@ -244,21 +274,34 @@ mod tests {
         assert_eq!(s.wxpay_base_url, "http://127.0.0.1:3000/sandbox/");
         assert_eq!(s.notify_url(), "http://127.0.0.1:3000/wxpay/notify");
         assert!(s.sandbox);
-        assert!(!format!("{s:?}").contains(s.merchant.api_key.expose()), "Debug must not print the key");
+        assert!(
+            !format!("{s:?}").contains(s.merchant.api_key.expose()),
+            "Debug must not print the key"
+        );
     }
 
     #[test]
     fn env_overrides_and_errors_name_the_variable() {
-        let s = load(&[("SCANPAY_ORDER_TTL", "2m"), ("SCANPAY_WXPAY_SIGN_TYPE", "HMAC-SHA256")]).unwrap();
+        let s = load(&[
+            ("SCANPAY_ORDER_TTL", "2m"),
+            ("SCANPAY_WXPAY_SIGN_TYPE", "HMAC-SHA256"),
+        ])
+        .unwrap();
         assert_eq!(s.order_ttl, Duration::from_secs(120));
         assert_eq!(s.merchant.sign_type, SignType::HmacSha256);
-        let e = load(&[("SCANPAY_ORDER_TTL", "fifteen")]).unwrap_err().to_string();
+        let e = load(&[("SCANPAY_ORDER_TTL", "fifteen")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SCANPAY_ORDER_TTL"), "{e}");
-        let e = load(&[("SCANPAY_WXPAY_SIGN_TYPE", "SHA1")]).unwrap_err().to_string();
+        let e = load(&[("SCANPAY_WXPAY_SIGN_TYPE", "SHA1")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SCANPAY_WXPAY_SIGN_TYPE"), "{e}");
         let e = load(&[("SCANPAY_ORDR_TTL", "1m")]).unwrap_err().to_string();
         assert!(e.contains("SCANPAY_ORDR_TTL"), "{e}");
-        let e = load(&[("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/")]).unwrap_err().to_string();
+        let e = load(&[("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("throwaway"), "{e}");
     }
 

@@ -38,7 +38,10 @@ pub async fn notify(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, order_id = %pay.out_trade_no, "notify not handed off; WeChat will retry");
-            xml(StatusCode::SERVICE_UNAVAILABLE, notify::reply_fail("temporarily unavailable"))
+            xml(
+                StatusCode::SERVICE_UNAVAILABLE,
+                notify::reply_fail("temporarily unavailable"),
+            )
         }
     }
 }

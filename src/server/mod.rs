@@ -70,8 +70,14 @@ impl Running {
 }
 
 /// Connects, migrates, starts the background workers and serves on `listener`.
-pub async fn start(settings: Settings, leptos_options: LeptosOptions, listener: TcpListener) -> Result<Running, StartError> {
-    let addr = listener.local_addr().map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;
+pub async fn start(
+    settings: Settings,
+    leptos_options: LeptosOptions,
+    listener: TcpListener,
+) -> Result<Running, StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;
     let db = store::connect(&settings.database_url).await?;
     store::migrate(&db).await?;
 
@@ -83,27 +89,47 @@ pub async fn start(settings: Settings, leptos_options: LeptosOptions, listener: 
             close_floor: settings.sandbox_close_floor,
         })
     });
-    let wxpay = WxPayClient::new(&settings.wxpay_base_url, settings.merchant.clone(), settings.wxpay_timeout);
+    let wxpay = WxPayClient::new(
+        &settings.wxpay_base_url,
+        settings.merchant.clone(),
+        settings.wxpay_timeout,
+    );
     let bus = bus::PayResultBus::new(db.clone());
     let sessions = Arc::new(SessionKeys::new(
         settings.session_secret.as_ref().map(|k| k.expose()),
         settings.public_url.starts_with("https://"),
     ));
     if settings.session_secret.is_none() {
-        tracing::warn!("SCANPAY_SESSION_SECRET is not set: shopper sessions end when this process restarts");
+        tracing::warn!(
+            "SCANPAY_SESSION_SECRET is not set: shopper sessions end when this process restarts"
+        );
     }
-    let ctx = Arc::new(Ctx { settings, db, wxpay, bus, sandbox });
+    let ctx = Arc::new(Ctx {
+        settings,
+        db,
+        wxpay,
+        bus,
+        sandbox,
+    });
 
     let workers = vec![tokio::spawn(orders::consumer::run(ctx.bus.clone()))];
 
-    let state = AppState { leptos_options, ctx: ctx.clone() };
+    let state = AppState {
+        leptos_options,
+        ctx: ctx.clone(),
+    };
     let app = router(state, sessions);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app.into_make_service()).await {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    Ok(Running { addr, ctx, server, workers })
+    Ok(Running {
+        addr,
+        ctx,
+        server,
+        workers,
+    })
 }
 
 fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
@@ -114,7 +140,10 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(sessions, session::layer));
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            session::layer,
+        ));
     let mut app = pages
         .route(
             "/wxpay/notify",
@@ -122,7 +151,11 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
         )
         .route("/healthz", get(http::health));
     if let Some(sb) = &state.ctx.sandbox {
-        app = app.nest("/sandbox", sb.router().layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)));
+        app = app.nest(
+            "/sandbox",
+            sb.router()
+                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        );
     }
     app.with_state(state)
 }
@@ -131,22 +164,32 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
 pub async fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
         )
         .init();
     let leptos_options = match get_configuration(None) {
         Ok(conf) => conf.leptos_options,
         Err(e) => fail(&format!("leptos configuration: {e}")),
     };
-    let settings = Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
+    let settings =
+        Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
     let addr = settings.site_addr;
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| fail(&format!("cannot listen on {addr}: {e}")));
-    let running = start(settings, leptos_options, listener).await.unwrap_or_else(|e| fail(&e.to_string()));
+    let listener = TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {addr}: {e}")));
+    let running = start(settings, leptos_options, listener)
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
     tracing::info!(
         "scanpay listening on http://{} (WeChat Pay: {}{})",
         running.addr,
         running.ctx.settings.wxpay_base_url,
-        if running.ctx.sandbox.is_some() { ", sandbox mounted at /sandbox/" } else { "" }
+        if running.ctx.sandbox.is_some() {
+            ", sandbox mounted at /sandbox/"
+        } else {
+            ""
+        }
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -160,7 +203,8 @@ fn fail(msg: &str) -> ! {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

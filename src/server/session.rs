@@ -41,7 +41,10 @@ impl SessionKeys {
 
     pub fn cookie_value(&self, id: &str) -> String {
         let tag = self.mac(id).finalize().into_bytes();
-        format!("{id}.{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!(
+            "{id}.{}",
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
     }
 
     /// The session id if the cookie value is ours and untampered (checked in constant time).
@@ -50,17 +53,25 @@ impl SessionKeys {
         if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || tag_hex.len() != 64 {
             return None;
         }
-        let tag: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&tag_hex[2 * i..2 * i + 2], 16)).collect::<Result<_, _>>().ok()?;
+        let tag: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&tag_hex[2 * i..2 * i + 2], 16))
+            .collect::<Result<_, _>>()
+            .ok()?;
         self.mac(id).verify_slice(&tag).ok()?;
         Some(id.to_string())
     }
 }
 
 fn cookie_from(req: &Request) -> Option<String> {
-    req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        let (name, value) = c.trim().split_once('=')?;
-        (name == COOKIE_NAME).then(|| value.to_string())
-    })
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            (name == COOKIE_NAME).then(|| value.to_string())
+        })
 }
 
 /// Middleware: attaches the [`SessionId`], issuing a new signed cookie when there is none.
@@ -98,7 +109,10 @@ mod tests {
         let mut forged = v.clone();
         forged.replace_range(0..1, if v.starts_with('a') { "b" } else { "a" });
         assert_eq!(keys.verify(&forged), None);
-        assert_eq!(SessionKeys::new(Some("another key, also 32 characters!"), false).verify(&v), None);
+        assert_eq!(
+            SessionKeys::new(Some("another key, also 32 characters!"), false).verify(&v),
+            None
+        );
         assert_eq!(keys.verify("garbage"), None);
         assert_eq!(keys.verify(&format!("{id}.zz")), None);
     }

@@ -9,7 +9,11 @@ pub type Db = AnyPool;
 /// Migrations compiled into the binary, applied in order, each once.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (2, "seed_catalogue", include_str!("../../migrations/0002_seed_catalogue.sql")),
+    (
+        2,
+        "seed_catalogue",
+        include_str!("../../migrations/0002_seed_catalogue.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -17,42 +21,70 @@ pub enum StoreError {
     #[error("database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("migration {version} ({name}) failed: {source}")]
-    Migrate { version: i64, name: &'static str, source: sqlx::Error },
+    Migrate {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
 }
 
 pub async fn connect(url: &str) -> Result<Db, StoreError> {
     sqlx::any::install_default_drivers();
     let mut full = url.to_string();
     if full.starts_with("sqlite:") && !full.contains("mode=") {
-        full.push_str(if full.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+        full.push_str(if full.contains('?') {
+            "&mode=rwc"
+        } else {
+            "?mode=rwc"
+        });
     }
-    let fail = |source| StoreError::Connect { url: redact(url), source };
-    let pool = AnyPoolOptions::new().max_connections(8).connect(&full).await.map_err(fail)?;
+    let fail = |source| StoreError::Connect {
+        url: redact(url),
+        source,
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .connect(&full)
+        .await
+        .map_err(fail)?;
     if full.starts_with("sqlite:") {
         // WAL lets the status polls read while a payment commits.
-        sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(fail)?;
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(&pool)
+            .await
+            .map_err(fail)?;
     }
     Ok(pool)
 }
 
 pub async fn migrate(db: &Db) -> Result<(), StoreError> {
-    let fail = |version, name| move |source| StoreError::Migrate { version, name, source };
+    let fail = |version, name| {
+        move |source| StoreError::Migrate {
+            version,
+            name,
+            source,
+        }
+    };
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, applied_at BIGINT NOT NULL)")
         .execute(db)
         .await
         .map_err(fail(0, "schema_migrations"))?;
     for &(version, name, sql) in MIGRATIONS {
-        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-            .bind(version)
-            .fetch_optional(db)
-            .await
-            .map_err(fail(version, name))?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(db)
+                .await
+                .map_err(fail(version, name))?;
         if done.is_some() {
             continue;
         }
         let mut tx = db.begin().await.map_err(fail(version, name))?;
         for stmt in statements(sql) {
-            sqlx::query(&stmt).execute(&mut *tx).await.map_err(fail(version, name))?;
+            sqlx::query(&stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail(version, name))?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
             .bind(version)
@@ -73,7 +105,11 @@ fn statements(sql: &str) -> Vec<String> {
         .map(|l| l.split("--").next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n");
-    text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn redact(url: &str) -> String {
@@ -119,9 +155,11 @@ impl Product {
 }
 
 pub async fn products(db: &Db) -> Result<Vec<Product>, sqlx::Error> {
-    let rows = sqlx::query("SELECT sku, name, description, price_fen, stock FROM products ORDER BY position")
-        .fetch_all(db)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT sku, name, description, price_fen, stock FROM products ORDER BY position",
+    )
+    .fetch_all(db)
+    .await?;
     rows.iter().map(Product::from_row).collect()
 }
 
@@ -131,8 +169,12 @@ mod tests {
 
     #[test]
     fn splits_statements_and_drops_comments() {
-        let s = statements("-- head\nCREATE TABLE a (x INT); -- tail\n\nINSERT INTO a VALUES (1);\n");
-        assert_eq!(s, vec!["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]);
+        let s =
+            statements("-- head\nCREATE TABLE a (x INT); -- tail\n\nINSERT INTO a VALUES (1);\n");
+        assert_eq!(
+            s,
+            vec!["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]
+        );
     }
 
     #[test]
@@ -144,7 +186,9 @@ mod tests {
     #[tokio::test]
     async fn migrations_apply_once_and_seed_the_catalogue() {
         let dir = tempfile::tempdir().unwrap();
-        let db = connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+        let db = connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
         migrate(&db).await.unwrap();
         migrate(&db).await.unwrap();
         let p = products(&db).await.unwrap();

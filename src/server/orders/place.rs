@@ -33,7 +33,13 @@ impl Cart {
         let invalid = |m: String| Err(PlaceError::Invalid(m));
         let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
         for line in lines {
-            if line.sku.is_empty() || line.sku.len() > 32 || !line.sku.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if line.sku.is_empty()
+                || line.sku.len() > 32
+                || !line
+                    .sku
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return invalid(format!("Unknown product {:?}.", line.sku));
             }
             if line.qty == 0 {
@@ -51,7 +57,15 @@ impl Cart {
         if merged.is_empty() {
             return invalid("Your cart is empty: choose at least one item.".into());
         }
-        Ok(Cart(merged.into_iter().map(|(sku, qty)| NewItem { sku: sku.to_string(), qty }).collect()))
+        Ok(Cart(
+            merged
+                .into_iter()
+                .map(|(sku, qty)| NewItem {
+                    sku: sku.to_string(),
+                    qty,
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -63,7 +77,11 @@ pub fn new_order_id(now_ms: i64) -> String {
 
 /// Places the order and returns its id. A definite WeChat refusal leaves it `failed` (stock
 /// restored); an uncertain answer leaves it `pending` without a QR code for reconciliation.
-pub async fn place_order(ctx: &Ctx, session_id: &str, lines: &[CartLine]) -> Result<String, PlaceError> {
+pub async fn place_order(
+    ctx: &Ctx,
+    session_id: &str,
+    lines: &[CartLine],
+) -> Result<String, PlaceError> {
     let cart = Cart::parse(lines)?;
     let now = now_ms();
     let ttl = ctx.settings.order_ttl.as_millis() as i64;
@@ -76,7 +94,9 @@ pub async fn place_order(ctx: &Ctx, session_id: &str, lines: &[CartLine]) -> Res
     };
     let created = match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
         Ok(c) => c,
-        Err(CreateError::UnknownSku(sku)) => return Err(PlaceError::Invalid(format!("Unknown product {sku:?}."))),
+        Err(CreateError::UnknownSku(sku)) => {
+            return Err(PlaceError::Invalid(format!("Unknown product {sku:?}.")))
+        }
         Err(CreateError::OutOfStock { name, left, .. }) => {
             return Err(PlaceError::Invalid(match left {
                 0 => format!("{name} is sold out."),
@@ -109,7 +129,14 @@ pub async fn place_order(ctx: &Ctx, session_id: &str, lines: &[CartLine]) -> Res
         }
         Err(e) => {
             tracing::warn!(order_id = %order.id, error = %e, "unifiedorder refused; order failed");
-            state::fail(&ctx.db, &order.id, FailureReason::PaymentNotCreated, Cause::System, &e.to_string()).await?;
+            state::fail(
+                &ctx.db,
+                &order.id,
+                FailureReason::PaymentNotCreated,
+                Cause::System,
+                &e.to_string(),
+            )
+            .await?;
         }
     }
     Ok(order.id)
@@ -140,13 +167,21 @@ mod tests {
     use super::*;
 
     fn line(sku: &str, qty: i64) -> CartLine {
-        CartLine { sku: sku.into(), qty }
+        CartLine {
+            sku: sku.into(),
+            qty,
+        }
     }
 
     #[test]
     fn carts_are_validated_and_merged() {
         let c = Cart::parse(&[line("B", 1), line("A", 2), line("B", 3), line("C", 0)]).unwrap();
-        assert_eq!(c.0.iter().map(|i| (i.sku.as_str(), i.qty)).collect::<Vec<_>>(), vec![("A", 2), ("B", 4)]);
+        assert_eq!(
+            c.0.iter()
+                .map(|i| (i.sku.as_str(), i.qty))
+                .collect::<Vec<_>>(),
+            vec![("A", 2), ("B", 4)]
+        );
         let msg = |lines: &[CartLine]| Cart::parse(lines).unwrap_err().to_string();
         assert!(msg(&[]).contains("empty"));
         assert!(msg(&[line("A", 0)]).contains("empty"));

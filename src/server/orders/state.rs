@@ -63,7 +63,11 @@ pub enum CreateError {
     #[error("unknown product {0}")]
     UnknownSku(String),
     #[error("only {left} left of {name}")]
-    OutOfStock { sku: String, name: String, left: i64 },
+    OutOfStock {
+        sku: String,
+        name: String,
+        left: i64,
+    },
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -83,13 +87,14 @@ pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Create
     let mut names = Vec::new();
     for item in &order.items {
         // Write first: in SQLite the transaction takes the write lock here, not on a later upgrade.
-        let taken = sqlx::query("UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?")
-            .bind(item.qty)
-            .bind(&item.sku)
-            .bind(item.qty)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let taken =
+            sqlx::query("UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?")
+                .bind(item.qty)
+                .bind(&item.sku)
+                .bind(item.qty)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         let row = sqlx::query("SELECT name, price_fen, stock FROM products WHERE sku = ?")
             .bind(&item.sku)
             .fetch_optional(&mut *tx)
@@ -101,7 +106,11 @@ pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Create
         let price: i64 = row.try_get("price_fen")?;
         if taken != 1 {
             let left: i64 = row.try_get("stock")?;
-            return Err(CreateError::OutOfStock { sku: item.sku.clone(), name, left });
+            return Err(CreateError::OutOfStock {
+                sku: item.sku.clone(),
+                name,
+                left,
+            });
         }
         total_fee += price * item.qty;
         sqlx::query("INSERT INTO order_items (order_id, sku, name, unit_price_fen, qty) VALUES (?, ?, ?, ?, ?)")
@@ -129,22 +138,43 @@ pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Create
     .bind(order.created_at)
     .execute(&mut *tx)
     .await?;
-    append_event(&mut tx, &order.id, "created", Cause::Shopper, &format!("total_fee={total_fee}")).await?;
+    append_event(
+        &mut tx,
+        &order.id,
+        "created",
+        Cause::Shopper,
+        &format!("total_fee={total_fee}"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Created { total_fee, body })
 }
 
-/// WeChat's `body`: "Shop - First item" (+ "and N more"), at most 40 characters.
+/// WeChat's `body`: "Shop - First item" (+ "N more"), cut to 127 bytes at a character boundary
+/// (String(128) in the protocol; Chinese names take 3 bytes a character).
 fn order_body(shop: &str, names: &[String]) -> String {
-    let mut body = format!("{shop} - {}", names.first().map(String::as_str).unwrap_or("order"));
+    let mut body = format!(
+        "{shop} - {}",
+        names.first().map(String::as_str).unwrap_or("order")
+    );
     if names.len() > 1 {
         body.push_str(&format!(" +{} more", names.len() - 1));
     }
-    body.chars().take(40).collect()
+    let mut end = body.len().min(127);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body.truncate(end);
+    body
 }
 
 /// Stores the QR code WeChat issued for a still-pending order.
-pub async fn record_code_url(db: &Db, id: &str, code_url: &str, prepay_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn record_code_url(
+    db: &Db,
+    id: &str,
+    code_url: &str,
+    prepay_id: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let n = sqlx::query("UPDATE orders SET code_url = ?, prepay_id = ?, updated_at = ? WHERE id = ? AND status IN ('pending', 'closing')")
         .bind(code_url)
@@ -155,14 +185,27 @@ pub async fn record_code_url(db: &Db, id: &str, code_url: &str, prepay_id: &str)
         .await?
         .rows_affected();
     if n == 1 {
-        append_event(&mut tx, id, "qr_issued", Cause::System, &format!("prepay_id={prepay_id}")).await?;
+        append_event(
+            &mut tx,
+            id,
+            "qr_issued",
+            Cause::System,
+            &format!("prepay_id={prepay_id}"),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(n == 1)
 }
 
 /// `pending → failed`, restoring stock. False when the order was not pending (nothing changed).
-pub async fn fail(db: &Db, id: &str, reason: FailureReason, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    db: &Db,
+    id: &str,
+    reason: FailureReason,
+    cause: Cause,
+    detail: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let now = now_ms();
     let n = sqlx::query("UPDATE orders SET status = 'failed', failure_reason = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
@@ -221,7 +264,11 @@ impl PaidOutcome {
 
 /// `pending | closing → paid`, guarded by the amount. Runs inside the caller's transaction so the
 /// caller can record that it handled the evidence in the same commit.
-pub async fn mark_paid(conn: &mut AnyConnection, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
+pub async fn mark_paid(
+    conn: &mut AnyConnection,
+    p: &Payment,
+    cause: Cause,
+) -> Result<PaidOutcome, sqlx::Error> {
     let now = now_ms();
     let n = sqlx::query(
         "UPDATE orders SET status = 'paid', transaction_id = ?, paid_at = ?, finished_at = ?, updated_at = ? \
@@ -237,7 +284,10 @@ pub async fn mark_paid(conn: &mut AnyConnection, p: &Payment, cause: Cause) -> R
     .await?
     .rows_affected();
     if n == 1 {
-        let detail = format!("transaction_id={} total_fee={}", p.transaction_id, p.total_fee);
+        let detail = format!(
+            "transaction_id={} total_fee={}",
+            p.transaction_id, p.total_fee
+        );
         append_event(conn, &p.out_trade_no, "paid", cause, &detail).await?;
         return Ok(PaidOutcome::Paid);
     }
@@ -249,7 +299,10 @@ pub async fn mark_paid(conn: &mut AnyConnection, p: &Payment, cause: Cause) -> R
         .await?;
     let evidence = format!(
         "transaction_id={} total_fee={} paid_at={} via {}",
-        p.transaction_id, p.total_fee, p.paid_at, cause.as_str()
+        p.transaction_id,
+        p.total_fee,
+        p.paid_at,
+        cause.as_str()
     );
     let Some(row) = row else {
         record_anomaly(conn, &p.out_trade_no, "unknown_order", &evidence).await?;
@@ -269,11 +322,23 @@ pub async fn mark_paid(conn: &mut AnyConnection, p: &Payment, cause: Cause) -> R
     };
     let detail = format!("{evidence}; order status={status} total_fee={total_fee}");
     record_anomaly(conn, &p.out_trade_no, kind, &detail).await?;
-    append_event(conn, &p.out_trade_no, "anomaly", cause, &format!("{kind}: {detail}")).await?;
+    append_event(
+        conn,
+        &p.out_trade_no,
+        "anomaly",
+        cause,
+        &format!("{kind}: {detail}"),
+    )
+    .await?;
     Ok(PaidOutcome::Anomaly(kind))
 }
 
-async fn record_anomaly(conn: &mut AnyConnection, order_id: &str, kind: &str, detail: &str) -> Result<(), sqlx::Error> {
+async fn record_anomaly(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    kind: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     tracing::error!(order_id, kind, detail, "payment anomaly: needs an operator");
     sqlx::query("INSERT INTO anomalies (id, order_id, kind, detail, at) VALUES (?, ?, ?, ?, ?)")
         .bind(random_alnum(24))
@@ -288,7 +353,13 @@ async fn record_anomaly(conn: &mut AnyConnection, order_id: &str, kind: &str, de
 
 /// Appends to the order's timeline. Called only inside a transaction that already updated the
 /// order row (or inserted it), which serialises appends per order.
-async fn append_event(conn: &mut AnyConnection, id: &str, kind: &str, cause: Cause, detail: &str) -> Result<(), sqlx::Error> {
+async fn append_event(
+    conn: &mut AnyConnection,
+    id: &str,
+    kind: &str,
+    cause: Cause,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
          SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM order_events WHERE order_id = ?",
@@ -328,7 +399,8 @@ impl OrderRow {
         Ok(OrderRow {
             id: r.try_get("id")?,
             session_id: r.try_get("session_id")?,
-            status: OrderStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode(format!("status {status:?}").into()))?,
+            status: OrderStatus::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode(format!("status {status:?}").into()))?,
             total_fee: r.try_get("total_fee")?,
             body: r.try_get("body")?,
             created_at: r.try_get("created_at")?,
@@ -361,10 +433,12 @@ pub struct ItemRow {
 }
 
 pub async fn items(db: &Db, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
-    let rows = sqlx::query("SELECT sku, name, unit_price_fen, qty FROM order_items WHERE order_id = ? ORDER BY sku")
-        .bind(id)
-        .fetch_all(db)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT sku, name, unit_price_fen, qty FROM order_items WHERE order_id = ? ORDER BY sku",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(ItemRow {
@@ -387,14 +461,19 @@ pub struct EventRow {
 }
 
 pub async fn events(db: &Db, id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
-    let rows = sqlx::query("SELECT seq, at, kind, cause, detail FROM order_events WHERE order_id = ? ORDER BY seq")
-        .bind(id)
-        .fetch_all(db)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT seq, at, kind, cause, detail FROM order_events WHERE order_id = ? ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(EventRow {
-                seq: r.try_get::<i32, _>("seq").map(i64::from).or_else(|_| r.try_get::<i64, _>("seq"))?,
+                seq: r
+                    .try_get::<i32, _>("seq")
+                    .map(i64::from)
+                    .or_else(|_| r.try_get::<i64, _>("seq"))?,
                 at: r.try_get("at")?,
                 kind: r.try_get("kind")?,
                 cause: r.try_get("cause")?,
@@ -418,13 +497,19 @@ mod tests {
 
     async fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+        let db = store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
         store::migrate(&db).await.unwrap();
         (dir, db)
     }
 
     async fn stock(db: &Db, sku: &str) -> i64 {
-        sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?").bind(sku).fetch_one(db).await.unwrap()
+        sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
+            .bind(sku)
+            .fetch_one(db)
+            .await
+            .unwrap()
     }
 
     async fn new_order(db: &Db, id: &str, items: &[(&str, i64)]) -> Result<Created, CreateError> {
@@ -433,13 +518,24 @@ mod tests {
             session_id: "s1".into(),
             created_at: now_ms(),
             deadline_at: now_ms() + 900_000,
-            items: items.iter().map(|(s, q)| NewItem { sku: s.to_string(), qty: *q }).collect(),
+            items: items
+                .iter()
+                .map(|(s, q)| NewItem {
+                    sku: s.to_string(),
+                    qty: *q,
+                })
+                .collect(),
         };
         create(db, &order, "Shop").await
     }
 
     fn payment(id: &str, fee: i64, txn: &str) -> Payment {
-        Payment { out_trade_no: id.into(), transaction_id: txn.into(), total_fee: fee, paid_at: 1 }
+        Payment {
+            out_trade_no: id.into(),
+            transaction_id: txn.into(),
+            total_fee: fee,
+            paid_at: 1,
+        }
     }
 
     async fn status(db: &Db, id: &str) -> OrderStatus {
@@ -449,7 +545,9 @@ mod tests {
     #[tokio::test]
     async fn create_reserves_stock_and_prices_from_the_catalogue() {
         let (_d, db) = db().await;
-        let c = new_order(&db, "O1", &[("TEA-OOLONG", 2), ("PIN-PANDA", 1)]).await.unwrap();
+        let c = new_order(&db, "O1", &[("TEA-OOLONG", 2), ("PIN-PANDA", 1)])
+            .await
+            .unwrap();
         assert_eq!(c.total_fee, 2 * 6800 + 101);
         assert_eq!(c.body, "Shop - Tieguanyin oolong +1 more");
         assert_eq!(stock(&db, "TEA-OOLONG").await, 18);
@@ -460,9 +558,18 @@ mod tests {
     #[tokio::test]
     async fn create_guard_refuses_more_than_stock_and_writes_nothing() {
         let (_d, db) = db().await;
-        let e = new_order(&db, "O1", &[("TEA-OOLONG", 1), ("NB-GRID", 4)]).await.unwrap_err();
-        assert!(matches!(e, CreateError::OutOfStock { ref sku, left: 3, .. } if sku == "NB-GRID"), "{e:?}");
-        assert_eq!(stock(&db, "TEA-OOLONG").await, 20, "the first line's decrement was rolled back");
+        let e = new_order(&db, "O1", &[("TEA-OOLONG", 1), ("NB-GRID", 4)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CreateError::OutOfStock { ref sku, left: 3, .. } if sku == "NB-GRID"),
+            "{e:?}"
+        );
+        assert_eq!(
+            stock(&db, "TEA-OOLONG").await,
+            20,
+            "the first line's decrement was rolled back"
+        );
         assert!(load(&db, "O1").await.unwrap().is_none());
         let e = new_order(&db, "O2", &[("NOPE", 1)]).await.unwrap_err();
         assert!(matches!(e, CreateError::UnknownSku(_)));
@@ -471,19 +578,58 @@ mod tests {
     #[tokio::test]
     async fn paid_transition_is_guarded_by_status_and_amount() {
         let (_d, db) = db().await;
-        let fee = new_order(&db, "O1", &[("BUN-RED", 1)]).await.unwrap().total_fee;
+        let fee = new_order(&db, "O1", &[("BUN-RED", 1)])
+            .await
+            .unwrap()
+            .total_fee;
         let mut conn = db.acquire().await.unwrap();
-        assert_eq!(mark_paid(&mut conn, &payment("O1", fee + 1, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("amount_mismatch"));
+        assert_eq!(
+            mark_paid(&mut conn, &payment("O1", fee + 1, "T1"), Cause::Notify)
+                .await
+                .unwrap(),
+            PaidOutcome::Anomaly("amount_mismatch")
+        );
         assert_eq!(status(&db, "O1").await, OrderStatus::Pending);
-        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Paid);
-        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::AlreadyPaid);
-        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T2"), Cause::Sweep).await.unwrap(), PaidOutcome::Anomaly("second_payment"));
-        assert_eq!(mark_paid(&mut conn, &payment("NOPE", 1, "T3"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("unknown_order"));
+        assert_eq!(
+            mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify)
+                .await
+                .unwrap(),
+            PaidOutcome::Paid
+        );
+        assert_eq!(
+            mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify)
+                .await
+                .unwrap(),
+            PaidOutcome::AlreadyPaid
+        );
+        assert_eq!(
+            mark_paid(&mut conn, &payment("O1", fee, "T2"), Cause::Sweep)
+                .await
+                .unwrap(),
+            PaidOutcome::Anomaly("second_payment")
+        );
+        assert_eq!(
+            mark_paid(&mut conn, &payment("NOPE", 1, "T3"), Cause::Notify)
+                .await
+                .unwrap(),
+            PaidOutcome::Anomaly("unknown_order")
+        );
         drop(conn);
         let o = load(&db, "O1").await.unwrap().unwrap();
-        assert_eq!((o.status, o.transaction_id.as_deref()), (OrderStatus::Paid, Some("T1")));
-        assert_eq!(anomaly_kinds(&db, "O1").await.unwrap(), vec!["amount_mismatch", "second_payment"]);
-        let kinds: Vec<_> = events(&db, "O1").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(
+            (o.status, o.transaction_id.as_deref()),
+            (OrderStatus::Paid, Some("T1"))
+        );
+        assert_eq!(
+            anomaly_kinds(&db, "O1").await.unwrap(),
+            vec!["amount_mismatch", "second_payment"]
+        );
+        let kinds: Vec<_> = events(&db, "O1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
         assert_eq!(kinds, vec!["created", "anomaly", "paid", "anomaly"]);
     }
 
@@ -492,21 +638,58 @@ mod tests {
         let (_d, db) = db().await;
         new_order(&db, "O1", &[("MUG-CELADON", 3)]).await.unwrap();
         assert_eq!(stock(&db, "MUG-CELADON").await, 5);
-        assert!(fail(&db, "O1", FailureReason::PaymentNotCreated, Cause::System, "NOAUTH").await.unwrap());
-        assert!(!fail(&db, "O1", FailureReason::PaymentNotCreated, Cause::System, "again").await.unwrap());
+        assert!(fail(
+            &db,
+            "O1",
+            FailureReason::PaymentNotCreated,
+            Cause::System,
+            "NOAUTH"
+        )
+        .await
+        .unwrap());
+        assert!(!fail(
+            &db,
+            "O1",
+            FailureReason::PaymentNotCreated,
+            Cause::System,
+            "again"
+        )
+        .await
+        .unwrap());
         assert_eq!(stock(&db, "MUG-CELADON").await, 8);
         let mut conn = db.acquire().await.unwrap();
         let fee = 3 * 12800;
-        assert_eq!(mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify).await.unwrap(), PaidOutcome::Anomaly("paid_after_close"));
+        assert_eq!(
+            mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify)
+                .await
+                .unwrap(),
+            PaidOutcome::Anomaly("paid_after_close")
+        );
         drop(conn);
         assert_eq!(status(&db, "O1").await, OrderStatus::Failed);
 
-        let fee = new_order(&db, "O2", &[("MUG-CELADON", 1)]).await.unwrap().total_fee;
+        let fee = new_order(&db, "O2", &[("MUG-CELADON", 1)])
+            .await
+            .unwrap()
+            .total_fee;
         let mut conn = db.acquire().await.unwrap();
-        mark_paid(&mut conn, &payment("O2", fee, "T2"), Cause::Notify).await.unwrap();
+        mark_paid(&mut conn, &payment("O2", fee, "T2"), Cause::Notify)
+            .await
+            .unwrap();
         drop(conn);
-        assert!(!fail(&db, "O2", FailureReason::PaymentNotCreated, Cause::System, "late").await.unwrap());
+        assert!(!fail(
+            &db,
+            "O2",
+            FailureReason::PaymentNotCreated,
+            Cause::System,
+            "late"
+        )
+        .await
+        .unwrap());
         assert_eq!(stock(&db, "MUG-CELADON").await, 7);
-        assert!(!record_code_url(&db, "O2", "weixin://x", "p").await.unwrap(), "no QR for a finished order");
+        assert!(
+            !record_code_url(&db, "O2", "weixin://x", "p").await.unwrap(),
+            "no QR for a finished order"
+        );
     }
 }

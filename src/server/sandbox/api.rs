@@ -70,7 +70,9 @@ fn authenticate(sb: &Sandbox, body: &[u8]) -> Result<Authed, Response> {
         e => protocol_fail(&format!("XML_FORMAT_ERROR: XML格式错误 ({e})")),
     })?;
     if p.values().any(|v| v.chars().any(|c| c.len_utf8() > 3)) {
-        return Err(protocol_fail("NOT_UTF8: 4-byte UTF-8 characters (emoji) are not supported"));
+        return Err(protocol_fail(
+            "NOT_UTF8: 4-byte UTF-8 characters (emoji) are not supported",
+        ));
     }
     let (Some(appid), Some(mch_id)) = (p.get("appid"), p.get("mch_id")) else {
         return Err(protocol_fail("LACK_PARAMS: appid and mch_id are required"));
@@ -81,7 +83,9 @@ fn authenticate(sb: &Sandbox, body: &[u8]) -> Result<Authed, Response> {
         .clone();
     let sign_type = match p.get("sign_type").map(String::as_str) {
         None | Some("") => SignType::Md5,
-        Some(s) => s.parse::<SignType>().map_err(|_| protocol_fail("sign_type参数错误: expected MD5 or HMAC-SHA256"))?,
+        Some(s) => s
+            .parse::<SignType>()
+            .map_err(|_| protocol_fail("sign_type参数错误: expected MD5 or HMAC-SHA256"))?,
     };
     if p.get("sign").is_none_or(|s| s.is_empty()) {
         return Err(protocol_fail("LACK_PARAMS: 缺少参数 sign"));
@@ -91,9 +95,17 @@ fn authenticate(sb: &Sandbox, body: &[u8]) -> Result<Authed, Response> {
     }
     match p.get("nonce_str") {
         Some(n) if !n.is_empty() && n.chars().count() <= 32 => {}
-        _ => return Err(protocol_fail("nonce_str参数错误: required, at most 32 characters")),
+        _ => {
+            return Err(protocol_fail(
+                "nonce_str参数错误: required, at most 32 characters",
+            ))
+        }
     }
-    Ok(Authed { p, merchant, sign_type })
+    Ok(Authed {
+        p,
+        merchant,
+        sign_type,
+    })
 }
 
 fn get<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
@@ -118,7 +130,10 @@ fn max_len(p: &Params, k: &'static str, n: usize) -> Result<(), BizError> {
 fn check_out_trade_no(v: &str) -> Result<(), BizError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_-|*@".contains(c);
     if !(6..=32).contains(&v.len()) || !v.chars().all(ok_char) {
-        return Err(invalid("out_trade_no", "6 to 32 characters of 0-9 A-Z a-z _ - | * @"));
+        return Err(invalid(
+            "out_trade_no",
+            "6 to 32 characters of 0-9 A-Z a-z _ - | * @",
+        ));
     }
     Ok(())
 }
@@ -126,7 +141,12 @@ fn check_out_trade_no(v: &str) -> Result<(), BizError> {
 /// Fields that make up the order at WeChat: everything but the per-request ones.
 fn business_params(p: &Params) -> Params {
     p.iter()
-        .filter(|(k, v)| !matches!(k.as_str(), "sign" | "sign_type" | "nonce_str" | "spbill_create_ip") && !v.is_empty())
+        .filter(|(k, v)| {
+            !matches!(
+                k.as_str(),
+                "sign" | "sign_type" | "nonce_str" | "spbill_create_ip"
+            ) && !v.is_empty()
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -143,7 +163,14 @@ pub(super) async fn unified_order(State(sb): State<Sandbox>, body: Bytes) -> Res
 fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
     let p = &a.p;
     let now = now_ms();
-    for k in ["body", "out_trade_no", "total_fee", "spbill_create_ip", "notify_url", "trade_type"] {
+    for k in [
+        "body",
+        "out_trade_no",
+        "total_fee",
+        "spbill_create_ip",
+        "notify_url",
+        "trade_type",
+    ] {
         require(p, k)?;
     }
     max_len(p, "body", 128)?;
@@ -157,7 +184,10 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
     check_out_trade_no(out_trade_no)?;
     let fee = require(p, "total_fee")?;
     if !fee.bytes().all(|b| b.is_ascii_digit()) || fee.parse::<i64>().map_or(true, |f| f <= 0) {
-        return Err(invalid("total_fee", "must be a whole number of fen above 0"));
+        return Err(invalid(
+            "total_fee",
+            "must be a whole number of fen above 0",
+        ));
     }
     if let Some(ft) = get(p, "fee_type") {
         if ft != "CNY" {
@@ -165,14 +195,30 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         }
     }
     let notify_url = require(p, "notify_url")?;
-    if notify_url.len() > 256 || !(notify_url.starts_with("http://") || notify_url.starts_with("https://")) || notify_url.contains('?') {
-        return Err(invalid("notify_url", "an http(s) URL of at most 256 characters without a query string"));
+    if notify_url.len() > 256
+        || !(notify_url.starts_with("http://") || notify_url.starts_with("https://"))
+        || notify_url.contains('?')
+    {
+        return Err(invalid(
+            "notify_url",
+            "an http(s) URL of at most 256 characters without a query string",
+        ));
     }
     match require(p, "trade_type")? {
         "NATIVE" => {
-            require(p, "product_id").map_err(|_| BizError("LACK_PARAMS", "trade_type=NATIVE时, product_id为必填参数".into()))?;
+            require(p, "product_id").map_err(|_| {
+                BizError(
+                    "LACK_PARAMS",
+                    "trade_type=NATIVE时, product_id为必填参数".into(),
+                )
+            })?;
         }
-        "JSAPI" | "APP" | "MWEB" => return Err(invalid("trade_type", "the sandbox simulates NATIVE payments only")),
+        "JSAPI" | "APP" | "MWEB" => {
+            return Err(invalid(
+                "trade_type",
+                "the sandbox simulates NATIVE payments only",
+            ))
+        }
         _ => return Err(invalid("trade_type", "JSAPI, NATIVE, APP or MWEB")),
     }
     if let Some(ts) = get(p, "time_start") {
@@ -182,7 +228,10 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         Some(te) => {
             let t = parse_beijing(te).map_err(|_| invalid("time_expire", "yyyyMMddHHmmss"))?;
             if t <= now {
-                return Err(invalid("time_expire", "time_expire时间过短, it is already past"));
+                return Err(invalid(
+                    "time_expire",
+                    "time_expire时间过短, it is already past",
+                ));
             }
             Some(t)
         }
@@ -208,7 +257,11 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         out_trade_no: key.1.clone(),
         params: business,
         sign_type: a.sign_type,
-        prepay_id: format!("wx{}{}", format_beijing(now), random_alnum(20).to_ascii_lowercase()),
+        prepay_id: format!(
+            "wx{}{}",
+            format_beijing(now),
+            random_alnum(20).to_ascii_lowercase()
+        ),
         code_url: format!("weixin://wxpay/bizpayurl?pr={}", random_alnum(7)),
         created_ms: now,
         expire_ms,
@@ -236,7 +289,11 @@ fn find<'a>(
     a: &Authed,
     allow_transaction_id: bool,
 ) -> Result<&'a mut SandboxOrder, BizError> {
-    let by_txn = if allow_transaction_id { get(&a.p, "transaction_id") } else { None };
+    let by_txn = if allow_transaction_id {
+        get(&a.p, "transaction_id")
+    } else {
+        None
+    };
     let key = match (by_txn, get(&a.p, "out_trade_no")) {
         // transaction_id wins when both are sent.
         (Some(txn), _) => inner.by_transaction.get(txn).cloned(),
@@ -244,7 +301,12 @@ fn find<'a>(
         (None, None) => {
             return Err(BizError(
                 "LACK_PARAMS",
-                if allow_transaction_id { "缺少参数 out_trade_no 或 transaction_id" } else { "缺少参数 out_trade_no" }.into(),
+                if allow_transaction_id {
+                    "缺少参数 out_trade_no 或 transaction_id"
+                } else {
+                    "缺少参数 out_trade_no"
+                }
+                .into(),
             ))
         }
     };
@@ -282,7 +344,11 @@ fn query_fields(o: &SandboxOrder) -> Params {
             f.insert("trade_state".into(), "CLOSED".into());
             f.insert("trade_state_desc".into(), "订单已关闭".into());
         }
-        TradeState::Success { transaction_id, time_end, openid } => {
+        TradeState::Success {
+            transaction_id,
+            time_end,
+            openid,
+        } => {
             for (k, v) in [
                 ("trade_state", "SUCCESS"),
                 ("trade_state_desc", "支付成功"),
@@ -315,11 +381,19 @@ pub(super) async fn close_order(State(sb): State<Sandbox>, body: Bytes) -> Respo
             let now = now_ms();
             o.refresh(now);
             match o.state {
-                TradeState::Success { .. } => Err(BizError("ORDERPAID", "订单已支付，不能发起关单，请当作已支付的正常交易".into())),
-                TradeState::Closed => Err(BizError("ORDERCLOSED", "订单已关闭，无需继续调用".into())),
+                TradeState::Success { .. } => Err(BizError(
+                    "ORDERPAID",
+                    "订单已支付，不能发起关单，请当作已支付的正常交易".into(),
+                )),
+                TradeState::Closed => {
+                    Err(BizError("ORDERCLOSED", "订单已关闭，无需继续调用".into()))
+                }
                 TradeState::NotPay if now - o.created_ms < floor_ms => Err(BizError(
                     "INVALID_REQUEST",
-                    format!("订单生成后不能马上调用关单接口，最短调用时间间隔为{}秒", floor_ms / 1000),
+                    format!(
+                        "订单生成后不能马上调用关单接口，最短调用时间间隔为{}秒",
+                        floor_ms / 1000
+                    ),
                 )),
                 TradeState::NotPay => {
                     o.state = TradeState::Closed;

@@ -35,7 +35,11 @@ pub struct SandboxConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TradeState {
     NotPay,
-    Success { transaction_id: String, time_end: String, openid: String },
+    Success {
+        transaction_id: String,
+        time_end: String,
+        openid: String,
+    },
     Closed,
 }
 
@@ -57,7 +61,10 @@ pub struct SandboxOrder {
 
 impl SandboxOrder {
     pub fn total_fee(&self) -> i64 {
-        self.params.get("total_fee").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.params
+            .get("total_fee")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
     pub fn param(&self, k: &str) -> &str {
         self.params.get(k).map(String::as_str).unwrap_or("")
@@ -91,7 +98,11 @@ impl Sandbox {
             .timeout(Duration::from_secs(5))
             .build()
             .expect("a TLS backend is compiled in");
-        Sandbox { cfg: Arc::new(cfg), inner: Arc::default(), http }
+        Sandbox {
+            cfg: Arc::new(cfg),
+            inner: Arc::default(),
+            http,
+        }
     }
 
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
@@ -106,14 +117,19 @@ impl Sandbox {
     }
 
     fn merchant(&self, appid: &str, mch_id: &str) -> Option<&Merchant> {
-        self.cfg.merchants.iter().find(|m| m.appid == appid && m.mch_id == mch_id)
+        self.cfg
+            .merchants
+            .iter()
+            .find(|m| m.appid == appid && m.mch_id == mch_id)
     }
 
     /// A snapshot of one order, for tests and operators.
     pub fn order(&self, mch_id: &str, out_trade_no: &str) -> Option<SandboxOrder> {
         let now = crate::server::store::now_ms();
         let mut inner = self.inner.lock().expect("sandbox lock");
-        let o = inner.orders.get_mut(&(mch_id.to_string(), out_trade_no.to_string()))?;
+        let o = inner
+            .orders
+            .get_mut(&(mch_id.to_string(), out_trade_no.to_string()))?;
         o.refresh(now);
         Some(o.clone())
     }
@@ -124,14 +140,22 @@ impl Sandbox {
         let now = crate::server::store::now_ms();
         let order = {
             let mut inner = self.inner.lock().expect("sandbox lock");
-            let key = inner.by_code.get(code_url).cloned().ok_or("This QR code is not a sandbox payment code.")?;
+            let key = inner
+                .by_code
+                .get(code_url)
+                .cloned()
+                .ok_or("This QR code is not a sandbox payment code.")?;
             let o = inner.orders.get_mut(&key).expect("indexed order exists");
             o.refresh(now);
             match o.state {
-                TradeState::NotPay if now > o.created_ms + CODE_URL_VALIDITY_MS => return Err("This QR code has expired."),
+                TradeState::NotPay if now > o.created_ms + CODE_URL_VALIDITY_MS => {
+                    return Err("This QR code has expired.")
+                }
                 TradeState::NotPay => {}
                 TradeState::Success { .. } => return Err("This order has already been paid."),
-                TradeState::Closed => return Err("This order is closed and can no longer be paid."),
+                TradeState::Closed => {
+                    return Err("This order is closed and can no longer be paid.")
+                }
             }
             let transaction_id = new_transaction_id(now);
             o.state = TradeState::Success {
@@ -143,7 +167,11 @@ impl Sandbox {
             inner.by_transaction.insert(transaction_id, key);
             snapshot
         };
-        tokio::spawn(notifier::deliver(self.clone(), order.mch_id.clone(), order.out_trade_no.clone()));
+        tokio::spawn(notifier::deliver(
+            self.clone(),
+            order.mch_id.clone(),
+            order.out_trade_no.clone(),
+        ));
         Ok(order)
     }
 }
@@ -156,6 +184,8 @@ fn new_transaction_id(now_ms: i64) -> String {
     use rand::Rng;
     let date = &crate::server::wxpay::time::format_beijing(now_ms)[..8];
     let mut rng = rand::thread_rng();
-    let digits: String = (0..16).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect();
+    let digits: String = (0..16)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect();
     format!("4200{date}{digits}")
 }

@@ -15,8 +15,21 @@ pub const RETRY_SCHEDULE: [Duration; 15] = {
         Duration::from_secs(n)
     }
     [
-        s(15), s(15), s(30), s(180), s(600), s(1200), s(1800), s(1800), s(1800), s(3600),
-        s(10_800), s(10_800), s(10_800), s(21_600), s(21_600),
+        s(15),
+        s(15),
+        s(30),
+        s(180),
+        s(600),
+        s(1200),
+        s(1800),
+        s(1800),
+        s(1800),
+        s(3600),
+        s(10_800),
+        s(10_800),
+        s(10_800),
+        s(21_600),
+        s(21_600),
     ]
 };
 
@@ -25,14 +38,30 @@ pub(super) async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
         if attempt > 0 {
             tokio::time::sleep(RETRY_SCHEDULE[attempt - 1].mul_f64(sb.cfg.time_scale)).await;
         }
-        let Some((url, body)) = build(&sb, &mch_id, &out_trade_no) else { return };
-        let acked = match sb.http.post(&url).header("content-type", "text/xml").body(body).send().await {
-            Ok(resp) => resp.bytes().await.map(|b| is_success_reply(&b)).unwrap_or(false),
+        let Some((url, body)) = build(&sb, &mch_id, &out_trade_no) else {
+            return;
+        };
+        let acked = match sb
+            .http
+            .post(&url)
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(resp) => resp
+                .bytes()
+                .await
+                .map(|b| is_success_reply(&b))
+                .unwrap_or(false),
             Err(_) => false,
         };
         {
             let mut inner = sb.inner.lock().expect("sandbox lock");
-            if let Some(o) = inner.orders.get_mut(&(mch_id.clone(), out_trade_no.clone())) {
+            if let Some(o) = inner
+                .orders
+                .get_mut(&(mch_id.clone(), out_trade_no.clone()))
+            {
                 o.notify_attempts += 1;
                 o.notify_acked |= acked;
             }
@@ -48,8 +77,17 @@ pub(super) async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
 /// The notify for a paid order, freshly signed (new nonce per delivery, like WeChat).
 fn build(sb: &Sandbox, mch_id: &str, out_trade_no: &str) -> Option<(String, String)> {
     let inner = sb.inner.lock().expect("sandbox lock");
-    let o = inner.orders.get(&(mch_id.to_string(), out_trade_no.to_string()))?;
-    let TradeState::Success { transaction_id, time_end, openid } = &o.state else { return None };
+    let o = inner
+        .orders
+        .get(&(mch_id.to_string(), out_trade_no.to_string()))?;
+    let TradeState::Success {
+        transaction_id,
+        time_end,
+        openid,
+    } = &o.state
+    else {
+        return None;
+    };
     let merchant = sb.cfg.merchants.iter().find(|m| m.mch_id == mch_id)?;
     let fee = o.total_fee().to_string();
     let mut p = Params::new();

@@ -15,14 +15,30 @@ pub(super) struct Code {
 
 pub(super) async fn scan_page(State(sb): State<Sandbox>, Query(q): Query<Code>) -> Html<String> {
     let Some(code_url) = q.code_url.filter(|c| !c.is_empty()) else {
-        return page("Scan", &notice("No code", "Open this page from a checkout's “scan with the sandbox phone” link."));
+        return page(
+            "Scan",
+            &notice(
+                "No code",
+                "Open this page from a checkout's “scan with the sandbox phone” link.",
+            ),
+        );
     };
     let snapshot = {
         let inner = sb.inner.lock().expect("sandbox lock");
-        inner.by_code.get(&code_url).and_then(|k| inner.orders.get(k)).map(|o| (o.mch_id.clone(), o.out_trade_no.clone()))
+        inner
+            .by_code
+            .get(&code_url)
+            .and_then(|k| inner.orders.get(k))
+            .map(|o| (o.mch_id.clone(), o.out_trade_no.clone()))
     };
     let Some(o) = snapshot.and_then(|(m, n)| sb.order(&m, &n)) else {
-        return page("Scan", &notice("Unknown code", "This QR code is not a sandbox payment code."));
+        return page(
+            "Scan",
+            &notice(
+                "Unknown code",
+                "This QR code is not a sandbox payment code.",
+            ),
+        );
     };
     let amount = Fen::new(o.total_fee()).map(Fen::yuan).unwrap_or_default();
     let state = match &o.state {
@@ -81,17 +97,25 @@ pub(super) async fn decline(Form(_form): Form<Code>) -> Html<String> {
 }
 
 fn notice(title: &str, text: &str) -> String {
-    format!(r#"<div class="card"><p class="title" data-testid="phone-result">{}</p><p>{}</p></div>"#, esc(title), esc(text))
+    format!(
+        r#"<div class="card"><p class="title" data-testid="phone-result">{}</p><p>{}</p></div>"#,
+        esc(title),
+        esc(text)
+    )
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · WeChat Pay sandbox</title><style>
+<link rel="icon" href="data:,"><title>{title} · WeChat Pay sandbox</title><style>
 body{{margin:0;font-family:-apple-system,"PingFang SC","Noto Sans CJK SC",system-ui,sans-serif;background:#ededed;color:#111}}
 header{{background:#2e2e2e;color:#fff;padding:14px 16px;font-size:15px;display:flex;justify-content:space-between}}
 header .tag{{background:#fa9d3b;color:#111;border-radius:4px;padding:1px 6px;font-size:12px}}

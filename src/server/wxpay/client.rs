@@ -102,14 +102,21 @@ impl WxPayClient {
             .connect_timeout(timeout)
             .build()
             .expect("a TLS backend is compiled in");
-        WxPayClient { http, base_url, merchant }
+        WxPayClient {
+            http,
+            base_url,
+            merchant,
+        }
     }
 
     pub fn merchant(&self) -> &Merchant {
         &self.merchant
     }
 
-    pub async fn unified_order(&self, req: &UnifiedOrderRequest) -> Result<UnifiedOrderResponse, WxPayError> {
+    pub async fn unified_order(
+        &self,
+        req: &UnifiedOrderRequest,
+    ) -> Result<UnifiedOrderResponse, WxPayError> {
         let mut p = Params::new();
         p.insert("body".into(), req.body.clone());
         p.insert("out_trade_no".into(), req.out_trade_no.clone());
@@ -118,13 +125,20 @@ impl WxPayClient {
         p.insert("notify_url".into(), req.notify_url.clone());
         p.insert("trade_type".into(), "NATIVE".into());
         p.insert("product_id".into(), req.product_id.clone());
-        for (k, v) in [("time_start", &req.time_start), ("time_expire", &req.time_expire), ("attach", &req.attach)] {
+        for (k, v) in [
+            ("time_start", &req.time_start),
+            ("time_expire", &req.time_expire),
+            ("attach", &req.attach),
+        ] {
             if let Some(v) = v {
                 p.insert(k.into(), v.clone());
             }
         }
         let r = self.call("pay/unifiedorder", p).await?;
-        Ok(UnifiedOrderResponse { prepay_id: required(&r, "prepay_id")?, code_url: required(&r, "code_url")? })
+        Ok(UnifiedOrderResponse {
+            prepay_id: required(&r, "prepay_id")?,
+            code_url: required(&r, "code_url")?,
+        })
     }
 
     pub async fn order_query(&self, out_trade_no: &str) -> Result<OrderQueryResponse, WxPayError> {
@@ -132,12 +146,18 @@ impl WxPayClient {
         p.insert("out_trade_no".into(), out_trade_no.into());
         let r = self.call("pay/orderquery", p).await?;
         let total_fee = match r.get("total_fee").filter(|v| !v.is_empty()) {
-            Some(v) => Some(v.parse::<i64>().map_err(|_| WxPayError::InvalidResponse(format!("total_fee {v:?}")))?),
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .map_err(|_| WxPayError::InvalidResponse(format!("total_fee {v:?}")))?,
+            ),
             None => None,
         };
         Ok(OrderQueryResponse {
             trade_state: TradeState::parse(&required(&r, "trade_state")?),
-            out_trade_no: r.get("out_trade_no").cloned().unwrap_or_else(|| out_trade_no.to_string()),
+            out_trade_no: r
+                .get("out_trade_no")
+                .cloned()
+                .unwrap_or_else(|| out_trade_no.to_string()),
             trade_state_desc: optional(&r, "trade_state_desc"),
             transaction_id: optional(&r, "transaction_id"),
             total_fee,
@@ -174,10 +194,18 @@ impl WxPayClient {
         if resp.status() != reqwest::StatusCode::OK {
             return Err(WxPayError::Http(resp.status().as_u16()));
         }
-        if resp.content_length().is_some_and(|n| n as usize > xml::MAX_BODY) {
-            return Err(xml::XmlError::TooLarge(resp.content_length().unwrap_or(0) as usize).into());
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > xml::MAX_BODY)
+        {
+            return Err(
+                xml::XmlError::TooLarge(resp.content_length().unwrap_or(0) as usize).into(),
+            );
         }
-        let body = resp.bytes().await.map_err(|e| WxPayError::Transport(e.to_string()))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| WxPayError::Transport(e.to_string()))?;
         check_response(&xml::parse(&body)?, m)
     }
 }
@@ -188,7 +216,11 @@ pub fn check_response(r: &Params, m: &Merchant) -> Result<Params, WxPayError> {
     match r.get("return_code").map(String::as_str) {
         Some("SUCCESS") => {}
         Some(_) => {
-            let msg = r.get("return_msg").or_else(|| r.get("retmsg")).cloned().unwrap_or_default();
+            let msg = r
+                .get("return_msg")
+                .or_else(|| r.get("retmsg"))
+                .cloned()
+                .unwrap_or_default();
             return Err(WxPayError::Protocol { return_msg: msg });
         }
         None => return Err(WxPayError::InvalidResponse("no return_code".into())),
@@ -197,7 +229,9 @@ pub fn check_response(r: &Params, m: &Merchant) -> Result<Params, WxPayError> {
         return Err(WxPayError::BadSignature);
     }
     if r.get("appid") != Some(&m.appid) || r.get("mch_id") != Some(&m.mch_id) {
-        return Err(WxPayError::InvalidResponse("appid/mch_id do not match this merchant".into()));
+        return Err(WxPayError::InvalidResponse(
+            "appid/mch_id do not match this merchant".into(),
+        ));
     }
     match r.get("result_code").map(String::as_str) {
         Some("SUCCESS") => Ok(r.clone()),

@@ -169,29 +169,66 @@ mod tests {
     #[test]
     fn codes_round_trip_and_unknown_codes_are_kept() {
         for code in [
-            "SYSTEMERROR", "INVALID_REQUEST", "OUT_TRADE_NO_USED", "ORDERPAID", "ORDERCLOSED",
-            "ORDERNOTEXIST", "TRADE_STATE_ERROR", "NOAUTH", "NOTENOUGH", "APPID_NOT_EXIST",
-            "MCHID_NOT_EXIST", "APPID_MCHID_NOT_MATCH", "LACK_PARAMS", "SIGNERROR",
-            "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD", "POST_DATA_EMPTY", "NOT_UTF8",
-            "BIZERR_NEED_RETRY", "TRADE_OVERDUE", "ERROR", "USER_ACCOUNT_ABNORMAL",
-            "INVALID_REQ_TOO_MUCH", "INVALID_TRANSACTIONID", "PARAM_ERROR", "FREQUENCY_LIMITED",
-            "REFUNDNOTEXIST", "SOMETHING_NEW",
+            "SYSTEMERROR",
+            "INVALID_REQUEST",
+            "OUT_TRADE_NO_USED",
+            "ORDERPAID",
+            "ORDERCLOSED",
+            "ORDERNOTEXIST",
+            "TRADE_STATE_ERROR",
+            "NOAUTH",
+            "NOTENOUGH",
+            "APPID_NOT_EXIST",
+            "MCHID_NOT_EXIST",
+            "APPID_MCHID_NOT_MATCH",
+            "LACK_PARAMS",
+            "SIGNERROR",
+            "XML_FORMAT_ERROR",
+            "REQUIRE_POST_METHOD",
+            "POST_DATA_EMPTY",
+            "NOT_UTF8",
+            "BIZERR_NEED_RETRY",
+            "TRADE_OVERDUE",
+            "ERROR",
+            "USER_ACCOUNT_ABNORMAL",
+            "INVALID_REQ_TOO_MUCH",
+            "INVALID_TRANSACTIONID",
+            "PARAM_ERROR",
+            "FREQUENCY_LIMITED",
+            "REFUNDNOTEXIST",
+            "SOMETHING_NEW",
         ] {
             assert_eq!(ErrCode::parse(code).as_str(), code);
         }
-        assert_eq!(ErrCode::parse("SOMETHING_NEW"), ErrCode::Other("SOMETHING_NEW".into()));
+        assert_eq!(
+            ErrCode::parse("SOMETHING_NEW"),
+            ErrCode::Other("SOMETHING_NEW".into())
+        );
     }
 
     #[test]
     fn only_uncertain_failures_are_retryable() {
-        let business = |c: &str| WxPayError::Business { code: ErrCode::parse(c), description: String::new() };
+        let business = |c: &str| WxPayError::Business {
+            code: ErrCode::parse(c),
+            description: String::new(),
+        };
         assert!(business("SYSTEMERROR").is_retryable());
         assert!(business("BIZERR_NEED_RETRY").is_retryable());
         assert!(WxPayError::Transport("timeout".into()).is_retryable());
         assert!(WxPayError::BadSignature.is_retryable());
-        for definite in ["OUT_TRADE_NO_USED", "ORDERPAID", "ORDERCLOSED", "INVALID_REQUEST", "NOAUTH", "SIGNERROR"] {
+        for definite in [
+            "OUT_TRADE_NO_USED",
+            "ORDERPAID",
+            "ORDERCLOSED",
+            "INVALID_REQUEST",
+            "NOAUTH",
+            "SIGNERROR",
+        ] {
             assert!(!business(definite).is_retryable(), "{definite}");
         }
-        assert!(!WxPayError::Protocol { return_msg: "签名错误".into() }.is_retryable());
+        assert!(!WxPayError::Protocol {
+            return_msg: "签名错误".into()
+        }
+        .is_retryable());
     }
 }

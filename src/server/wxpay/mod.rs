@@ -7,7 +7,9 @@ pub mod sign;
 pub mod time;
 pub mod xml;
 
-pub use client::{OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient};
+pub use client::{
+    OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
+};
 pub use error::{ErrCode, WxPayError};
 pub use sign::SignType;
 

@@ -63,17 +63,27 @@ pub fn verify(p: &Params, merchant: &Merchant) -> Result<(), NotifyError> {
 
 fn to_pay_notify(p: &Params) -> Result<PayNotify, NotifyError> {
     if p.get("result_code").map(String::as_str) != Some("SUCCESS") {
-        return Err(NotifyError::PaymentFailed(p.get("err_code").cloned().unwrap_or_default()));
+        return Err(NotifyError::PaymentFailed(
+            p.get("err_code").cloned().unwrap_or_default(),
+        ));
     }
     let field = |k: &'static str| {
-        p.get(k).filter(|v| !v.is_empty()).cloned().ok_or(NotifyError::BadField(k, "missing".into()))
+        p.get(k)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or(NotifyError::BadField(k, "missing".into()))
     };
     let total_fee_s = field("total_fee")?;
     let total_fee = total_fee_s
         .parse::<i64>()
         .ok()
         .filter(|f| *f > 0 && total_fee_s.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| NotifyError::BadField("total_fee", format!("{total_fee_s:?} is not a positive integer")))?;
+        .ok_or_else(|| {
+            NotifyError::BadField(
+                "total_fee",
+                format!("{total_fee_s:?} is not a positive integer"),
+            )
+        })?;
     let time_end = field("time_end")?;
     let paid_at_ms = parse_beijing(&time_end).map_err(|e| NotifyError::BadField("time_end", e))?;
     Ok(PayNotify {
@@ -161,18 +171,36 @@ mod tests {
     fn refuses_missing_wrong_or_mismatched_signatures() {
         let m = merchant(SignType::Md5);
         let unsigned = xml::to_xml(&notify_params()).into_bytes();
-        assert_eq!(parse_and_verify(&unsigned, &m), Err(NotifyError::MissingSign));
+        assert_eq!(
+            parse_and_verify(&unsigned, &m),
+            Err(NotifyError::MissingSign)
+        );
         // Signed with MD5 but we are configured for HMAC: refused.
-        assert_eq!(parse_and_verify(&signed(notify_params(), &m), &merchant(SignType::HmacSha256)), Err(NotifyError::BadSign));
+        assert_eq!(
+            parse_and_verify(
+                &signed(notify_params(), &m),
+                &merchant(SignType::HmacSha256)
+            ),
+            Err(NotifyError::BadSign)
+        );
         let mut forged = notify_params();
         forged.insert("sign".into(), "0".repeat(32));
-        assert_eq!(parse_and_verify(xml::to_xml(&forged).as_bytes(), &m), Err(NotifyError::BadSign));
+        assert_eq!(
+            parse_and_verify(xml::to_xml(&forged).as_bytes(), &m),
+            Err(NotifyError::BadSign)
+        );
         let mut other = notify_params();
         other.insert("appid".into(), "wx0000000000000000".into());
-        assert_eq!(parse_and_verify(&signed(other, &m), &m), Err(NotifyError::WrongMerchant));
+        assert_eq!(
+            parse_and_verify(&signed(other, &m), &m),
+            Err(NotifyError::WrongMerchant)
+        );
         let mut fractional = notify_params();
         fractional.insert("total_fee".into(), "1.0".into());
-        assert!(matches!(parse_and_verify(&signed(fractional, &m), &m), Err(NotifyError::BadField("total_fee", _))));
+        assert!(matches!(
+            parse_and_verify(&signed(fractional, &m), &m),
+            Err(NotifyError::BadField("total_fee", _))
+        ));
     }
 
     #[test]

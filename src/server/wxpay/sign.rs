@@ -41,7 +41,9 @@ impl FromStr for SignType {
         match s {
             "MD5" => Ok(SignType::Md5),
             "HMAC-SHA256" => Ok(SignType::HmacSha256),
-            other => Err(format!("unknown sign type {other:?}: expected MD5 or HMAC-SHA256")),
+            other => Err(format!(
+                "unknown sign type {other:?}: expected MD5 or HMAC-SHA256"
+            )),
         }
     }
 }
@@ -70,8 +72,8 @@ pub fn sign(params: &BTreeMap<String, String>, key: &str, sign_type: SignType) -
     match sign_type {
         SignType::Md5 => upper_hex(&Md5::digest(msg.as_bytes())),
         SignType::HmacSha256 => {
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+                .expect("HMAC accepts any key length");
             mac.update(msg.as_bytes());
             upper_hex(&mac.finalize().into_bytes())
         }
@@ -106,7 +108,10 @@ mod tests {
     const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn v1() -> BTreeMap<String, String> {
@@ -141,7 +146,10 @@ mod tests {
             string_to_sign(&v1(), KEY),
             "appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA&key=192006250b4c09247ec02edce69f6a2d"
         );
-        assert_eq!(sign(&v1(), KEY, SignType::Md5), "9A0A8659F005D6984697E2CA0A9CF3B7");
+        assert_eq!(
+            sign(&v1(), KEY, SignType::Md5),
+            "9A0A8659F005D6984697E2CA0A9CF3B7"
+        );
         assert_eq!(
             sign(&v1(), KEY, SignType::HmacSha256),
             "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"
@@ -151,7 +159,10 @@ mod tests {
     #[test]
     fn v2_wechatpy_vector() {
         let p = map(&[("test1", "test1"), ("test2", "test2")]);
-        assert_eq!(sign(&p, KEY, SignType::Md5), "1E3A8D73B5A4AEE787C0F68B5DAB8520");
+        assert_eq!(
+            sign(&p, KEY, SignType::Md5),
+            "1E3A8D73B5A4AEE787C0F68B5DAB8520"
+        );
         assert_eq!(
             sign(&p, KEY, SignType::HmacSha256),
             "EDAC6D70D2FDF5A2382F8204FC96A1918017E46ACC5297F565ED1A7610ACF659"
@@ -160,7 +171,10 @@ mod tests {
 
     #[test]
     fn v3_chinese_body_and_empty_attach() {
-        assert_eq!(sign(&v3(), KEY, SignType::Md5), "09DDA84DA68A0FAD10C400E36B309C93");
+        assert_eq!(
+            sign(&v3(), KEY, SignType::Md5),
+            "09DDA84DA68A0FAD10C400E36B309C93"
+        );
         assert_eq!(
             sign(&v3(), KEY, SignType::HmacSha256),
             "907570FC5743C9C860DC4717FE03B7F722167E7FB06631BA921B46A37E1E47C6"
@@ -176,7 +190,10 @@ mod tests {
     #[test]
     fn verify_requires_sign_and_rejects_tampering() {
         let mut p = v1();
-        assert!(!verify(&p, KEY, SignType::Md5), "a missing sign must not verify");
+        assert!(
+            !verify(&p, KEY, SignType::Md5),
+            "a missing sign must not verify"
+        );
         p.insert("sign".into(), sign(&p, KEY, SignType::Md5));
         assert!(verify(&p, KEY, SignType::Md5));
         assert!(!verify(&p, KEY, SignType::HmacSha256), "wrong algorithm");

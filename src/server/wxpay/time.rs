@@ -8,7 +8,12 @@ pub fn format_beijing(utc_ms: i64) -> String {
     let secs = utc_ms.div_euclid(1000) + BEIJING_OFFSET_S;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Parses Beijing `yyyyMMddHHmmss` into UTC epoch milliseconds.
@@ -19,7 +24,8 @@ pub fn parse_beijing(s: &str) -> Result<i64, String> {
     }
     let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().expect("digits");
     let (y, mo, d, h, mi, se) = (n(0..4), n(4..6), n(6..8), n(8..10), n(10..12), n(12..14));
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59 {
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
+    {
         return Err(bad());
     }
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - BEIJING_OFFSET_S;
@@ -55,7 +61,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -69,13 +83,23 @@ mod tests {
         assert_eq!(format_beijing(utc_ms), "20251029153852");
         assert_eq!(parse_beijing("20251029153852"), Ok(utc_ms));
         // Crossing midnight and a leap day.
-        assert_eq!(format_beijing(parse_beijing("20240301000000").unwrap() - 1000), "20240229235959");
+        assert_eq!(
+            format_beijing(parse_beijing("20240301000000").unwrap() - 1000),
+            "20240229235959"
+        );
         assert_eq!(format_beijing(0), "19700101080000");
     }
 
     #[test]
     fn rejects_malformed_times() {
-        for s in ["2025102915385", "2025-10-29 15", "20251329153852", "20250229120000", "20251029246000", "2025102915385a"] {
+        for s in [
+            "2025102915385",
+            "2025-10-29 15",
+            "20251329153852",
+            "20250229120000",
+            "20251029246000",
+            "2025102915385a",
+        ] {
             assert!(parse_beijing(s).is_err(), "{s}");
         }
     }

@@ -91,11 +91,15 @@ pub fn parse(body: &[u8]) -> Result<Params, XmlError> {
     let mut field: Option<(String, String)> = None;
 
     loop {
-        let event = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| XmlError::Malformed(e.to_string()))?;
         match event {
             Event::Decl(_) if !in_root && params.is_empty() => {}
             Event::DocType(_) => return Err(XmlError::Doctype),
-            Event::PI(_) | Event::Decl(_) => return Err(XmlError::Unsupported("processing instruction")),
+            Event::PI(_) | Event::Decl(_) => {
+                return Err(XmlError::Unsupported("processing instruction"))
+            }
             Event::Comment(_) => {}
             Event::Start(start) => {
                 let name = utf8(start.name().as_ref())?;
@@ -172,7 +176,9 @@ pub fn parse(body: &[u8]) -> Result<Params, XmlError> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, XmlError> {
-    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| XmlError::NotUtf8)
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| XmlError::NotUtf8)
 }
 
 fn insert(params: &mut Params, name: String, value: String) -> Result<(), XmlError> {
@@ -188,7 +194,10 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -232,7 +241,10 @@ mod tests {
         let lol = br#"<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><xml><a>&lol2;</a></xml>"#;
         assert_eq!(parse(lol), Err(XmlError::Doctype));
         // Without a DOCTYPE an undeclared entity is still refused, never expanded or dropped.
-        assert_eq!(parse(b"<xml><a>&xxe;</a></xml>"), Err(XmlError::Entity("xxe".into())));
+        assert_eq!(
+            parse(b"<xml><a>&xxe;</a></xml>"),
+            Err(XmlError::Entity("xxe".into()))
+        );
     }
 
     #[test]
@@ -244,13 +256,34 @@ mod tests {
     #[test]
     fn refuses_structure_it_does_not_expect() {
         assert_eq!(parse(b""), Err(XmlError::Empty));
-        assert_eq!(parse(b"<root><a>1</a></root>"), Err(XmlError::WrongRoot("root".into())));
-        assert_eq!(parse(b"<xml><a><b>1</b></a></xml>"), Err(XmlError::Nested("b".into())));
-        assert_eq!(parse(b"<xml><a>1</a><a>2</a></xml>"), Err(XmlError::Duplicate("a".into())));
-        assert!(matches!(parse(b"<xml><a>1</a>"), Err(XmlError::Malformed(_))));
-        assert!(matches!(parse(b"<xml><a>1</b></xml>"), Err(XmlError::Malformed(_))));
-        assert!(matches!(parse(b"<xml><a>1</a></xml><xml></xml>"), Err(XmlError::Malformed(_))));
-        assert_eq!(parse(b"<xml><?php x?></xml>"), Err(XmlError::Unsupported("processing instruction")));
+        assert_eq!(
+            parse(b"<root><a>1</a></root>"),
+            Err(XmlError::WrongRoot("root".into()))
+        );
+        assert_eq!(
+            parse(b"<xml><a><b>1</b></a></xml>"),
+            Err(XmlError::Nested("b".into()))
+        );
+        assert_eq!(
+            parse(b"<xml><a>1</a><a>2</a></xml>"),
+            Err(XmlError::Duplicate("a".into()))
+        );
+        assert!(matches!(
+            parse(b"<xml><a>1</a>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"<xml><a>1</b></xml>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"<xml><a>1</a></xml><xml></xml>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert_eq!(
+            parse(b"<xml><?php x?></xml>"),
+            Err(XmlError::Unsupported("processing instruction"))
+        );
         assert_eq!(parse(&[0x3c, 0x78, 0xff, 0xfe]), Err(XmlError::NotUtf8));
     }
 }

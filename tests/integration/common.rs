@@ -1,0 +1,206 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leptos::prelude::LeptosOptions;
+use scanpay::server::config::Settings;
+use scanpay::server::orders::state::{self, OrderRow};
+use scanpay::server::{start, Ctx, Running};
+use serde_json::{json, Value};
+
+const SETTINGS_FILE: &str = include_str!("../../Leptos.toml");
+
+pub struct TestApp {
+    pub base: String,
+    pub running: Running,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.running.abort();
+    }
+}
+
+/// Starts scanpay on 127.0.0.1:<random> with a fresh SQLite file and the given SCANPAY_* overrides.
+pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert(
+        "SCANPAY_DATABASE_URL".into(),
+        format!("sqlite://{}/scanpay.db", dir.path().display()),
+    );
+    env.insert("SCANPAY_SANDBOX_TIME_SCALE".into(), "0.001".into());
+    env.insert(
+        "SCANPAY_SESSION_SECRET".into(),
+        "integration-tests-session-secret-0123456789".into(),
+    );
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let settings =
+        Settings::from_sources(SETTINGS_FILE, "Leptos.toml", &env, addr).expect("test settings");
+    let options = LeptosOptions::builder()
+        .output_name("scanpay")
+        .site_addr(addr)
+        .build();
+    let running = start(settings, options, listener)
+        .await
+        .expect("app starts");
+    TestApp {
+        base: format!("http://{addr}"),
+        running,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.running.ctx
+    }
+
+    /// A new anonymous shopper: a session cookie fetched from the home page.
+    pub async fn shopper(&self) -> Shopper {
+        let resp = self
+            .http
+            .get(format!("{}/", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        Shopper {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            cookie,
+        }
+    }
+
+    pub async fn order(&self, id: &str) -> OrderRow {
+        state::load(&self.ctx().db, id)
+            .await
+            .unwrap()
+            .expect("order exists")
+    }
+
+    pub async fn stock(&self, sku: &str) -> i64 {
+        sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
+            .bind(sku)
+            .fetch_one(&self.ctx().db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.ctx().db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_xml(&self, path: &str, body: String) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Waits (up to 5 s) until the order satisfies `f`.
+    pub async fn wait_for(&self, id: &str, what: &str, f: impl Fn(&OrderRow) -> bool) -> OrderRow {
+        let start = Instant::now();
+        loop {
+            let o = self.order(id).await;
+            if f(&o) {
+                return o;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "timed out waiting for {what}: {o:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub struct Shopper {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cookie: String,
+}
+
+impl Shopper {
+    /// Calls a server function; returns (HTTP status, JSON body).
+    pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/{endpoint}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn place(&self, lines: &[(&str, i64)]) -> (u16, Value) {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(s, q)| json!({"sku": s, "qty": q}))
+            .collect();
+        let r = self
+            .http
+            .post(format!("{}/api/place_order", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/json")
+            .body(json!({ "lines": lines }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Places an order that must succeed; returns its id.
+    pub async fn place_ok(&self, lines: &[(&str, i64)]) -> String {
+        let (status, body) = self.place(lines).await;
+        assert_eq!(status, 200, "{body}");
+        body.as_str().expect("order id").to_string()
+    }
+
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}

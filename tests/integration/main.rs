@@ -1,0 +1,6 @@
+//! Integration tests: the real app on a random port, spoken to over HTTP.
+
+mod common;
+mod notify;
+mod sandbox;
+mod shop;
