@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything scanpay needs to build and test on a fresh Debian machine.
+# Installs what scanpay needs to build (and with --test, to test) on a fresh Debian machine.
 # Idempotent: each step is skipped when its tool is already there at the right version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/env.sh
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 
 WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 CARGO_LEPTOS_VERSION=0.3.10
@@ -29,7 +31,7 @@ if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTO
   cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked --features no_downloads --debug --force
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
+if $for_tests && ! command -v chromium >/dev/null 2>&1; then
   step "Debian chromium"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -40,4 +42,9 @@ if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ ! -d end2end/node_modules/@p
    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   step "npm packages for end2end/ (Playwright, binaryen)"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+if [ "$(wasm-opt --version 2>/dev/null | awk '{print $3}')" != "132" ]; then
+  echo "setup: wasm-opt on PATH is not npm's binaryen 132: $(command -v wasm-opt || echo none)" >&2
+  exit 1
 fi

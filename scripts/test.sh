@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test: unit + integration (cargo), the third-party client against the sandbox
+# (wechatpy), and Playwright in Debian's chromium against the debug and the release builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+source scripts/env.sh
+logs=$(mktemp -d)
+passed=0
+failed=0
+count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
+  local p f
+  p=$(grep -oE "$2" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -oE "$3" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+}
+section() { printf '\n==== %s\n' "$*"; }
+
+section "cargo test (unit + integration)"
+cargo test --features ssr 2>&1 | tee "$logs/cargo.log"
+count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
+
+section "build (debug): server + WASM"
+cargo leptos build 2>&1 | tail -n 3
+
+section "third-party client (wechatpy) against the sandbox"
+bash tests/thirdparty/run.sh 2>&1 | tee "$logs/pytest.log"
+count "$logs/pytest.log" '[0-9]+ passed' '[0-9]+ failed'
+
+section "Playwright, debug build"
+(cd end2end && E2E_PROFILE=debug npx playwright test) 2>&1 | tee "$logs/e2e-debug.log"
+count "$logs/e2e-debug.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+
+section "build (release): server + WASM through wasm-opt"
+cargo leptos build --release 2>&1 | tail -n 3
+ls -l target/site/pkg/
+
+section "Playwright, release build"
+(cd end2end && E2E_PROFILE=release npx playwright test) 2>&1 | tee "$logs/e2e-release.log"
+count "$logs/e2e-release.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+
+echo
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
