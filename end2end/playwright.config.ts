@@ -5,6 +5,8 @@ import { defineConfig, devices } from "@playwright/test";
 const PORT = Number(process.env.E2E_PORT ?? 3400);
 const PROFILE = process.env.E2E_PROFILE ?? "debug";
 export const BASE = `http://127.0.0.1:${PORT}`;
+// A second server with short deadlines, for the lifecycle tests (tests/lifecycle.spec.ts).
+export const FAST_PORT = PORT + 1;
 
 export default defineConfig({
   testDir: "./tests",
@@ -31,13 +33,30 @@ export default defineConfig({
       },
     },
   ],
-  webServer: {
-    command: `bash ./serve.sh ${PROFILE}`,
-    url: `${BASE}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { E2E_PORT: String(PORT) },
-  },
+  webServer: [
+    {
+      command: `bash ./serve.sh ${PROFILE}`,
+      url: `${BASE}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { E2E_PORT: String(PORT) },
+    },
+    {
+      command: `bash ./serve.sh ${PROFILE}`,
+      url: `http://127.0.0.1:${FAST_PORT}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        E2E_PORT: String(FAST_PORT),
+        SCANPAY_ORDER_TTL: "8s",
+        SCANPAY_SWEEP_INTERVAL: "500ms",
+        SCANPAY_WXPAY_CLOSE_FLOOR: "2s",
+        SCANPAY_SANDBOX_CLOSE_FLOOR: "2s",
+      },
+    },
+  ],
 });

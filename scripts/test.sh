@@ -10,8 +10,8 @@ passed=0
 failed=0
 count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
   local p f
-  p=$(grep -oE "$2" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
-  f=$(grep -oE "$3" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  p=$(grep -oE "$2" "$1" | awk '{s+=$1} END {print s+0}' || true)
+  f=$(grep -oE "$3" "$1" | awk '{s+=$1} END {print s+0}' || true)
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 }
 section() { printf '\n==== %s\n' "$*"; }

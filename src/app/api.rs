@@ -63,6 +63,46 @@ pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     })
 }
 
+/// The shopper gives up on an unpaid order. Runs the same close flow as the deadline; the answer
+/// is the status reached (`Closing` until WeChat confirms the close).
+#[server(prefix = "/api", endpoint = "cancel_order")]
+pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
+    use super::types::{FailureReason, OrderStatus};
+    use crate::server::orders::state::{self, Cause};
+    let ctx = ssr::ctx()?;
+    let order = ssr::own_order(&ctx, &id).await?;
+    if order.status == OrderStatus::Paid {
+        return Err(ssr::status(
+            409,
+            AppError::BadRequest(
+                "This order has already been paid, so it can no longer be cancelled.".into(),
+            ),
+        ));
+    }
+    if !order.status.is_final() {
+        ctx.closer()
+            .run(&id, FailureReason::Cancelled, Cause::Shopper)
+            .await
+            .map_err(ssr::internal)?;
+    }
+    let order = state::load(&ctx.db, &id)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or(AppError::NotFound)?;
+    if order.status == OrderStatus::Paid {
+        return Err(ssr::status(
+            409,
+            AppError::BadRequest(
+                "The payment arrived before the cancellation: this order is paid.".into(),
+            ),
+        ));
+    }
+    Ok(StatusView {
+        status: order.status,
+        remaining_ms: ssr::remaining(&order),
+    })
+}
+
 #[cfg(feature = "ssr")]
 mod ssr {
     use std::sync::Arc;

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::NavigateOptions;
 
-use super::api::{get_order, order_status};
+use super::api::{get_order, order_status, CancelOrder};
 use super::types::{AppError, OrderStatus, OrderView};
 use super::{mm_ss, NotFound};
 
@@ -89,10 +89,27 @@ fn Checkout(o: OrderView) -> impl IntoView {
         }
     });
 
+    let cancel = ServerAction::<CancelOrder>::new();
+    let cancelling = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = cancel.value().get() {
+            status.set(s.status);
+        }
+    });
+    let on_cancel = {
+        let id = id.clone();
+        move |_| {
+            cancelling.set(true);
+            cancel.dispatch(CancelOrder { id: id.clone() });
+        }
+    };
+
     let status_text = move || match status.get() {
+        OrderStatus::Pending if cancel.pending().get() => "Cancelling…",
         OrderStatus::Pending if remaining.get() == 0 => "Time is up — closing the order…",
         OrderStatus::Pending => "Waiting for payment…",
-        OrderStatus::Closing => "Cancelling…",
+        OrderStatus::Closing if cancelling.get() => "Cancelling…",
+        OrderStatus::Closing => "Time is up — closing the order…",
         OrderStatus::Paid => "Paid — one moment…",
         OrderStatus::Closed | OrderStatus::Failed => "This order has ended.",
     };
@@ -101,7 +118,7 @@ fn Checkout(o: OrderView) -> impl IntoView {
         <section class="card checkout" data-testid="checkout">
             <p class="muted small center">{format!("Pay {}", o.shop_name)}</p>
             <p class="amount center" data-testid="amount">{o.amount.yuan()}</p>
-            <div class="qr-box">
+            <div class="qr-box" class:dimmed=move || status.get() != OrderStatus::Pending>
                 {match o.qr_svg.clone() {
                     // Generated on the server from WeChat's code_url; contains no user text.
                     Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label="WeChat Pay QR code" inner_html=svg></div> }.into_any(),
@@ -120,6 +137,14 @@ fn Checkout(o: OrderView) -> impl IntoView {
                 "Time left to pay: "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>
             </p>
+            <Show when=move || status.get() == OrderStatus::Pending && !cancelling.get()>
+                <p class="center">
+                    <button class="button link" data-testid="cancel" on:click=on_cancel.clone()>"Cancel order"</button>
+                </p>
+            </Show>
+            {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="error" role="alert" data-testid="cancel-error">{e.to_string()}</p>
+            })}
             {o.sandbox_scan_url.clone().map(|url| view! {
                 <p class="center sandbox-link">
                     <a href=url target="_blank" rel="noopener" data-testid="sandbox-scan">"Sandbox: scan with a simulated phone ↗"</a>

@@ -22,10 +22,12 @@ pub struct Settings {
     pub merchant: Merchant,
     pub wxpay_base_url: String,
     pub wxpay_timeout: Duration,
+    pub wxpay_close_floor: Duration,
     pub wxpay_server_ip: String,
     pub sandbox: bool,
     pub sandbox_time_scale: f64,
     pub sandbox_close_floor: Duration,
+    pub sandbox_faults: super::sandbox::faults::Faults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,16 +184,21 @@ impl Settings {
             session_secret,
             merchant,
             wxpay_timeout: duration(&raw("wxpay_timeout"))?,
+            wxpay_close_floor: duration(&raw("wxpay_close_floor"))?,
             wxpay_server_ip: nonempty("wxpay_server_ip")?,
             sandbox: boolean(&raw("sandbox"))?,
             sandbox_time_scale,
             sandbox_close_floor: duration(&raw("sandbox_close_floor"))?,
+            sandbox_faults: {
+                let r = raw("sandbox_faults");
+                super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?
+            },
             public_url,
             wxpay_base_url,
         };
-        if settings.order_ttl < Duration::from_secs(10) {
+        if settings.order_ttl < Duration::from_secs(2) {
             return Err(ConfigError(format!(
-                "{}: must be at least 10s",
+                "{}: must be at least 2s",
                 raw("order_ttl").source
             )));
         }

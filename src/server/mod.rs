@@ -24,15 +24,27 @@ use crate::app::{shell, App};
 use config::Settings;
 use sandbox::{Sandbox, SandboxConfig};
 use session::SessionKeys;
-use wxpay::WxPayClient;
+use wxpay::{Gateway, WxPayClient};
 
 /// Shared by every handler and server function.
 pub struct Ctx {
     pub settings: Settings,
     pub db: store::Db,
-    pub wxpay: WxPayClient,
+    pub wxpay: Arc<dyn Gateway>,
     pub bus: bus::PayResultBus,
     pub sandbox: Option<Sandbox>,
+}
+
+impl Ctx {
+    /// The close flow, wired to this process's store and WeChat Pay client.
+    pub fn closer(&self) -> orders::close::Closer<'_> {
+        orders::close::Closer {
+            db: &self.db,
+            wechat: &*self.wxpay,
+            close_floor: self.settings.wxpay_close_floor,
+            retry_after: self.settings.sweep_interval,
+        }
+    }
 }
 
 #[derive(Clone, FromRef)]
@@ -87,13 +99,14 @@ pub async fn start(
             payee: settings.shop_name.clone(),
             time_scale: settings.sandbox_time_scale,
             close_floor: settings.sandbox_close_floor,
+            faults: settings.sandbox_faults,
         })
     });
-    let wxpay = WxPayClient::new(
+    let wxpay: Arc<dyn Gateway> = Arc::new(WxPayClient::new(
         &settings.wxpay_base_url,
         settings.merchant.clone(),
         settings.wxpay_timeout,
-    );
+    ));
     let bus = bus::PayResultBus::new(db.clone());
     let sessions = Arc::new(SessionKeys::new(
         settings.session_secret.as_ref().map(|k| k.expose()),
@@ -112,7 +125,11 @@ pub async fn start(
         sandbox,
     });
 
-    let workers = vec![tokio::spawn(orders::consumer::run(ctx.bus.clone()))];
+    let workers = vec![
+        tokio::spawn(orders::consumer::run(ctx.bus.clone())),
+        tokio::spawn(orders::timeout::run(ctx.clone())),
+        tokio::spawn(orders::sweep::run(ctx.clone())),
+    ];
 
     let state = AppState {
         leptos_options,

@@ -15,7 +15,7 @@ pub struct TestApp {
     pub base: String,
     pub running: Running,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
@@ -27,13 +27,20 @@ impl Drop for TestApp {
 /// Starts scanpay on 127.0.0.1:<random> with a fresh SQLite file and the given SCANPAY_* overrides.
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/scanpay.db", dir.path().display());
+    spawn_app_on(dir, &url, overrides).await
+}
+
+/// Like [`spawn_app`] on a given database (to restart "the same" app).
+pub async fn spawn_app_on(
+    dir: tempfile::TempDir,
+    db_url: &str,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert(
-        "SCANPAY_DATABASE_URL".into(),
-        format!("sqlite://{}/scanpay.db", dir.path().display()),
-    );
+    env.insert("SCANPAY_DATABASE_URL".into(), db_url.to_string());
     env.insert("SCANPAY_SANDBOX_TIME_SCALE".into(), "0.001".into());
     env.insert(
         "SCANPAY_SESSION_SECRET".into(),
@@ -58,7 +65,7 @@ pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        _dir: dir,
+        dir: Some(dir),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Orders: the state machine (`state`) and the flows that drive it.
 
+pub mod close;
 pub mod consumer;
 pub mod place;
 pub mod state;
+pub mod sweep;
+pub mod timeout;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::state::{self, Cause, CreateError, NewItem, NewOrder};
+use super::state::{self, Cause, CreateError, NewItem, NewOrder, OrderRow};
 use crate::app::types::{CartLine, FailureReason};
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::random_alnum;
@@ -90,6 +90,7 @@ pub async fn place_order(
         session_id: session_id.to_string(),
         created_at: now,
         deadline_at: now + ttl,
+        first_check_at: now + 2 * ctx.settings.sweep_interval.as_millis() as i64,
         items: cart.0,
     };
     let created = match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
@@ -106,32 +107,50 @@ pub async fn place_order(
         Err(CreateError::Db(e)) => return Err(e.into()),
     };
 
-    // WeChat stops accepting payment a little before our deadline, so a payment can never land
+    let row = state::load(&ctx.db, &order.id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    debug_assert_eq!(row.total_fee, created.total_fee);
+    request_payment(ctx, &row).await?;
+    Ok(order.id)
+}
+
+/// The unifiedorder request for an order, rebuilt from the order row alone, so asking again
+/// (after an uncertain answer, from the sweep, after a restart) sends identical parameters and
+/// WeChat treats it as the same payment rather than OUT_TRADE_NO_USED.
+pub fn payment_request(ctx: &Ctx, o: &OrderRow) -> UnifiedOrderRequest {
+    // WeChat stops accepting payment a little before our deadline, so a payment cannot land
     // after we have started closing (the late-payment race shrinks to clock skew).
+    let ttl = o.deadline_at - o.created_at;
     let margin = (ttl / 10).min(60_000);
-    let req = UnifiedOrderRequest {
-        body: created.body,
-        out_trade_no: order.id.clone(),
-        total_fee: created.total_fee,
+    UnifiedOrderRequest {
+        body: o.body.clone(),
+        out_trade_no: o.id.clone(),
+        total_fee: o.total_fee,
         spbill_create_ip: ctx.settings.wxpay_server_ip.clone(),
         notify_url: ctx.settings.notify_url(),
-        product_id: order.id.clone(),
-        time_start: Some(format_beijing(now)),
-        time_expire: Some(format_beijing(order.deadline_at - margin)),
+        product_id: o.id.clone(),
+        time_start: Some(format_beijing(o.created_at)),
+        time_expire: Some(format_beijing(o.deadline_at - margin)),
         attach: None,
-    };
-    match unified_order_with_retry(ctx, &req).await {
+    }
+}
+
+/// Asks WeChat for the order's QR code. A definite refusal fails the order (stock restored); an
+/// uncertain answer leaves it pending for the sweep.
+pub async fn request_payment(ctx: &Ctx, o: &OrderRow) -> Result<(), sqlx::Error> {
+    match unified_order_with_retry(ctx, &payment_request(ctx, o)).await {
         Ok(resp) => {
-            state::record_code_url(&ctx.db, &order.id, &resp.code_url, &resp.prepay_id).await?;
+            state::record_code_url(&ctx.db, &o.id, &resp.code_url, &resp.prepay_id).await?;
         }
         Err(e) if e.is_retryable() => {
-            tracing::warn!(order_id = %order.id, error = %e, "unifiedorder uncertain; left pending for reconciliation");
+            tracing::warn!(order_id = %o.id, error = %e, "unifiedorder uncertain; left pending for reconciliation");
         }
         Err(e) => {
-            tracing::warn!(order_id = %order.id, error = %e, "unifiedorder refused; order failed");
+            tracing::warn!(order_id = %o.id, error = %e, "unifiedorder refused; order failed");
             state::fail(
                 &ctx.db,
-                &order.id,
+                &o.id,
                 FailureReason::PaymentNotCreated,
                 Cause::System,
                 &e.to_string(),
@@ -139,7 +158,7 @@ pub async fn place_order(
             .await?;
         }
     }
-    Ok(order.id)
+    Ok(())
 }
 
 /// Retries uncertain failures with the same parameters (and so the same out_trade_no).

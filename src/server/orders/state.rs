@@ -54,6 +54,8 @@ pub struct NewOrder {
     pub session_id: String,
     pub created_at: i64,
     pub deadline_at: i64,
+    /// When the reconciliation sweep first looks at it (if no notify came by then).
+    pub first_check_at: i64,
     /// The first item's name, used for WeChat's `body`; filled from the catalogue.
     pub items: Vec<NewItem>,
 }
@@ -134,7 +136,7 @@ pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Create
     .bind(&body)
     .bind(order.created_at)
     .bind(order.deadline_at)
-    .bind(order.created_at)
+    .bind(order.first_check_at)
     .bind(order.created_at)
     .execute(&mut *tx)
     .await?;
@@ -222,6 +224,145 @@ pub async fn fail(
     }
     tx.commit().await?;
     Ok(n == 1)
+}
+
+/// `pending → closing`: the close flow has started (deadline reached or shopper cancelled).
+/// The reason is kept for the failure page. False when the order was not pending.
+pub async fn begin_close(
+    db: &Db,
+    id: &str,
+    reason: FailureReason,
+    cause: Cause,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let now = now_ms();
+    let n = sqlx::query(
+        "UPDATE orders SET status = 'closing', failure_reason = ?, next_check_at = ?, updated_at = ? \
+         WHERE id = ? AND status = 'pending'",
+    )
+    .bind(reason.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        append_event(&mut tx, id, "closing", cause, reason.as_str()).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// `closing → closed`, restoring stock in the same transaction: exactly once, because only the
+/// caller whose UPDATE matched restores it. Call only once WeChat has confirmed the order closed.
+pub async fn close(db: &Db, id: &str, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let now = now_ms();
+    let n = sqlx::query(
+        "UPDATE orders SET status = 'closed', finished_at = ?, updated_at = ? WHERE id = ? AND status = 'closing'",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        restore_stock(&mut tx, id).await?;
+        append_event(&mut tx, id, "closed", cause, detail).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Notes something about an order in its timeline without changing it (e.g. an uncertain answer).
+pub async fn note(
+    db: &Db,
+    id: &str,
+    kind: &str,
+    cause: Cause,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    append_event(&mut tx, id, kind, cause, detail).await?;
+    tx.commit().await
+}
+
+/// Asks the sweep to look at an unfinished order again no later than `at`.
+pub async fn check_again_at(db: &Db, id: &str, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET next_check_at = ? WHERE id = ? AND status IN ('pending', 'closing') AND next_check_at > ?",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` unfinished orders whose check is due, pushing each one's next check to
+/// `next_at(order)`. Several sweepers (threads or processes) may run this at once: a claim is a
+/// compare-and-set on `next_check_at`, so each due order goes to exactly one of them.
+pub async fn claim_due(
+    db: &Db,
+    now: i64,
+    limit: i64,
+    next_at: impl Fn(&OrderRow, i64) -> i64,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ORDER_COLUMNS}, next_check_at, check_attempts FROM orders \
+         WHERE status IN ('pending', 'closing') AND next_check_at <= ? ORDER BY next_check_at LIMIT ?"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    let mut claimed = Vec::new();
+    for row in rows {
+        let order = OrderRow::from_row(&row)?;
+        let seen: i64 = row.try_get("next_check_at")?;
+        let attempts = row
+            .try_get::<i32, _>("check_attempts")
+            .map(i64::from)
+            .or_else(|_| row.try_get::<i64, _>("check_attempts"))?;
+        let n = sqlx::query(
+            "UPDATE orders SET next_check_at = ?, check_attempts = check_attempts + 1 \
+             WHERE id = ? AND next_check_at = ? AND status IN ('pending', 'closing')",
+        )
+        .bind(next_at(&order, attempts))
+        .bind(&order.id)
+        .bind(seen)
+        .execute(db)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            claimed.push(order);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Pending orders whose deadline has passed, and the next deadline still ahead (for the timer).
+pub async fn due_deadlines(db: &Db, now: i64) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
+    let due: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM orders WHERE status = 'pending' AND deadline_at <= ? ORDER BY deadline_at LIMIT 100")
+            .bind(now)
+            .fetch_all(db)
+            .await?;
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(deadline_at) FROM orders WHERE status = 'pending' AND deadline_at > ?",
+    )
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok((due, next))
 }
 
 async fn restore_stock(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
@@ -413,14 +554,15 @@ impl OrderRow {
     }
 }
 
+const ORDER_COLUMNS: &str =
+    "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
+     transaction_id, paid_at, failure_reason";
+
 pub async fn load(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, session_id, status, total_fee, body, created_at, deadline_at, code_url, transaction_id, paid_at, failure_reason \
-         FROM orders WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
     row.as_ref().map(OrderRow::from_row).transpose()
 }
 
@@ -518,6 +660,7 @@ mod tests {
             session_id: "s1".into(),
             created_at: now_ms(),
             deadline_at: now_ms() + 900_000,
+            first_check_at: now_ms(),
             items: items
                 .iter()
                 .map(|(s, q)| NewItem {

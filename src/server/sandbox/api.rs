@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
+use super::faults::{Api, ApiFault};
 use super::{Sandbox, SandboxOrder, TradeState};
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::{nonce, random_alnum};
@@ -156,8 +157,31 @@ pub(super) async fn unified_order(State(sb): State<Sandbox>, body: Bytes) -> Res
         Ok(a) => a,
         Err(r) => return r,
     };
-    let result = unified_order_rules(&sb, &a);
-    signed(&a, result)
+    with_fault(&sb, &a, Api::UnifiedOrder, || unified_order_rules(&sb, &a)).await
+}
+
+/// How long a `timeout` fault holds the answer back: longer than any sane client waits.
+const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Applies the API fault in force: SYSTEMERROR without effect, or the effect with no timely answer.
+async fn with_fault(
+    sb: &Sandbox,
+    a: &Authed,
+    api: Api,
+    apply: impl FnOnce() -> Result<Params, BizError>,
+) -> Response {
+    match sb.faults_for(get(&a.p, "out_trade_no")).api(api) {
+        ApiFault::SystemError => signed(
+            a,
+            Err(BizError("SYSTEMERROR", "系统超时 (sandbox fault)".into())),
+        ),
+        ApiFault::Timeout => {
+            let response = signed(a, apply());
+            tokio::time::sleep(HANG).await;
+            response
+        }
+        ApiFault::None => signed(a, apply()),
+    }
 }
 
 fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
@@ -320,14 +344,14 @@ pub(super) async fn order_query(State(sb): State<Sandbox>, body: Bytes) -> Respo
         Ok(a) => a,
         Err(r) => return r,
     };
-    let result = {
+    with_fault(&sb, &a, Api::OrderQuery, || {
         let mut inner = sb.inner.lock().expect("sandbox lock");
         find(&mut inner, &a, true).map(|o| {
             o.refresh(now_ms());
             query_fields(o)
         })
-    };
-    signed(&a, result)
+    })
+    .await
 }
 
 fn query_fields(o: &SandboxOrder) -> Params {
@@ -375,7 +399,7 @@ pub(super) async fn close_order(State(sb): State<Sandbox>, body: Bytes) -> Respo
         Err(r) => return r,
     };
     let floor_ms = sb.cfg.close_floor.as_millis() as i64;
-    let result = {
+    with_fault(&sb, &a, Api::CloseOrder, || {
         let mut inner = sb.inner.lock().expect("sandbox lock");
         find(&mut inner, &a, false).and_then(|o| {
             let now = now_ms();
@@ -401,6 +425,6 @@ pub(super) async fn close_order(State(sb): State<Sandbox>, body: Bytes) -> Respo
                 }
             }
         })
-    };
-    signed(&a, result)
+    })
+    .await
 }

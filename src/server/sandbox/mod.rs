@@ -4,7 +4,9 @@
 //! works unchanged. State is kept per (mch_id, out_trade_no). A phone page plays the shopper's
 //! WeChat app, and a notifier posts signed pay results with the documented retry schedule.
 
+mod admin;
 mod api;
+pub mod faults;
 mod notifier;
 mod phone;
 
@@ -30,6 +32,8 @@ pub struct SandboxConfig {
     pub time_scale: f64,
     /// closeorder is refused this soon after unifiedorder.
     pub close_floor: Duration,
+    /// Faults applied to every order without faults of its own.
+    pub faults: faults::Faults,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +86,8 @@ struct Inner {
     orders: HashMap<(String, String), SandboxOrder>,
     by_code: HashMap<String, (String, String)>,
     by_transaction: HashMap<String, (String, String)>,
+    global_faults: Option<faults::Faults>,
+    order_faults: HashMap<String, faults::Faults>,
 }
 
 #[derive(Clone)]
@@ -113,6 +119,11 @@ impl Sandbox {
             .route("/scan", get(phone::scan_page))
             .route("/scan/pay", post(phone::pay))
             .route("/scan/decline", post(phone::decline))
+            .route(
+                "/admin/faults",
+                post(admin::set_faults).delete(admin::clear_faults),
+            )
+            .route("/admin/pay", post(admin::pay))
             .with_state(self.clone())
     }
 
@@ -134,18 +145,56 @@ impl Sandbox {
         Some(o.clone())
     }
 
+    /// The faults in force for an order (its own, else the global ones).
+    pub fn faults_for(&self, out_trade_no: Option<&str>) -> faults::Faults {
+        let inner = self.inner.lock().expect("sandbox lock");
+        out_trade_no
+            .and_then(|n| inner.order_faults.get(n).copied())
+            .or(inner.global_faults)
+            .unwrap_or(self.cfg.faults)
+    }
+
+    /// Sets faults for one order, or globally when `out_trade_no` is None.
+    pub fn set_faults(&self, out_trade_no: Option<&str>, f: faults::Faults) {
+        let mut inner = self.inner.lock().expect("sandbox lock");
+        match out_trade_no {
+            Some(n) => {
+                inner.order_faults.insert(n.to_string(), f);
+            }
+            None => inner.global_faults = Some(f),
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        let mut inner = self.inner.lock().expect("sandbox lock");
+        inner.order_faults.clear();
+        inner.global_faults = Some(faults::Faults::default());
+    }
+
     /// Pays an order as a shopper would by scanning its code and pressing Pay; starts the
     /// notifier. Returns the new state, or why it cannot be paid.
     pub fn pay_code(&self, code_url: &str) -> Result<SandboxOrder, &'static str> {
-        let now = crate::server::store::now_ms();
-        let order = {
-            let mut inner = self.inner.lock().expect("sandbox lock");
-            let key = inner
+        let key = {
+            let inner = self.inner.lock().expect("sandbox lock");
+            inner
                 .by_code
                 .get(code_url)
                 .cloned()
-                .ok_or("This QR code is not a sandbox payment code.")?;
-            let o = inner.orders.get_mut(&key).expect("indexed order exists");
+                .ok_or("This QR code is not a sandbox payment code.")?
+        };
+        self.pay(&key.0, &key.1)
+    }
+
+    /// Pays (mch_id, out_trade_no) now, as if its code had been scanned.
+    pub fn pay(&self, mch_id: &str, out_trade_no: &str) -> Result<SandboxOrder, &'static str> {
+        let now = crate::server::store::now_ms();
+        let key = (mch_id.to_string(), out_trade_no.to_string());
+        let order = {
+            let mut inner = self.inner.lock().expect("sandbox lock");
+            let o = inner
+                .orders
+                .get_mut(&key)
+                .ok_or("No such order in the sandbox.")?;
             o.refresh(now);
             match o.state {
                 TradeState::NotPay if now > o.created_ms + CODE_URL_VALIDITY_MS => {
@@ -167,11 +216,13 @@ impl Sandbox {
             inner.by_transaction.insert(transaction_id, key);
             snapshot
         };
-        tokio::spawn(notifier::deliver(
+        let fault = self.faults_for(Some(out_trade_no)).notify;
+        notifier::start(
             self.clone(),
             order.mch_id.clone(),
             order.out_trade_no.clone(),
-        ));
+            fault,
+        );
         Ok(order)
     }
 }

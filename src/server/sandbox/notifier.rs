@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::faults::NotifyFault;
 use super::{Sandbox, TradeState};
 use crate::server::wxpay::client::nonce;
 use crate::server::wxpay::notify::is_success_reply;
@@ -33,7 +34,35 @@ pub const RETRY_SCHEDULE: [Duration; 15] = {
     ]
 };
 
-pub(super) async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
+/// Starts delivery of a paid order's notify, shaped by the notify fault in force.
+pub(super) fn start(sb: Sandbox, mch_id: String, out_trade_no: String, fault: NotifyFault) {
+    match fault {
+        NotifyFault::Normal => {
+            tokio::spawn(deliver(sb, mch_id, out_trade_no));
+        }
+        NotifyFault::Drop => tracing::info!(%out_trade_no, "sandbox fault: notify dropped"),
+        NotifyFault::Delay(d) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                deliver(sb, mch_id, out_trade_no).await
+            });
+        }
+        NotifyFault::Duplicate(n) => {
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    deliver(sb.clone(), mch_id.clone(), out_trade_no.clone()).await;
+                }
+            });
+        }
+        NotifyFault::Concurrent(n) => {
+            for _ in 0..n {
+                tokio::spawn(deliver(sb.clone(), mch_id.clone(), out_trade_no.clone()));
+            }
+        }
+    }
+}
+
+async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
     for attempt in 0..=RETRY_SCHEDULE.len() {
         if attempt > 0 {
             tokio::time::sleep(RETRY_SCHEDULE[attempt - 1].mul_f64(sb.cfg.time_scale)).await;

@@ -42,3 +42,40 @@ pub struct Merchant {
     pub api_key: ApiKey,
     pub sign_type: SignType,
 }
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The three WeChat Pay calls the order flows make. [`WxPayClient`] speaks HTTP to WeChat (or the
+/// sandbox); the property tests script answers through the same seam.
+pub trait Gateway: Send + Sync {
+    fn unified_order<'a>(
+        &'a self,
+        req: &'a UnifiedOrderRequest,
+    ) -> BoxFuture<'a, Result<UnifiedOrderResponse, WxPayError>>;
+    fn order_query<'a>(
+        &'a self,
+        out_trade_no: &'a str,
+    ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>>;
+    fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>>;
+}
+
+impl Gateway for WxPayClient {
+    fn unified_order<'a>(
+        &'a self,
+        req: &'a UnifiedOrderRequest,
+    ) -> BoxFuture<'a, Result<UnifiedOrderResponse, WxPayError>> {
+        Box::pin(WxPayClient::unified_order(self, req))
+    }
+    fn order_query<'a>(
+        &'a self,
+        out_trade_no: &'a str,
+    ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>> {
+        Box::pin(WxPayClient::order_query(self, out_trade_no))
+    }
+    fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
+        Box::pin(WxPayClient::close_order(self, out_trade_no))
+    }
+}

@@ -1,0 +1,273 @@
+//! The whole order lifecycle with the sandbox: lost notifies, deadlines, cancels, late payments
+//! and restarts in the middle of a close.
+
+use std::time::{Duration, Instant};
+
+use scanpay::app::types::{FailureReason, OrderStatus};
+use scanpay::server::orders::state;
+use scanpay::server::sandbox::faults::Faults;
+use scanpay::server::store::now_ms;
+
+use crate::common::{spawn_app, spawn_app_on, TestApp};
+
+/// Short deadlines and floors so the lifecycle runs in seconds.
+const FAST: &[(&str, &str)] = &[
+    ("SCANPAY_ORDER_TTL", "3s"),
+    ("SCANPAY_SWEEP_INTERVAL", "200ms"),
+    ("SCANPAY_WXPAY_CLOSE_FLOOR", "1s"),
+    ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s"),
+    ("SCANPAY_WXPAY_TIMEOUT", "500ms"),
+];
+
+fn fast(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    FAST.iter().chain(extra).copied().collect()
+}
+
+async fn events(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    state::events(&app.ctx().db, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.cause))
+        .collect()
+}
+
+async fn wait_status(app: &TestApp, id: &str, s: OrderStatus, within: Duration) -> state::OrderRow {
+    let start = Instant::now();
+    loop {
+        let o = app.order(id).await;
+        if o.status == s {
+            return o;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{id} never reached {s:?}: {o:?} {:?}",
+            events(app, id).await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lost_notify_is_made_harmless_by_the_sweep() {
+    let app = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "30s"),
+        ("SCANPAY_SANDBOX_FAULTS", "notify=drop"),
+    ]))
+    .await;
+    let id = app.shopper().await.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let sb = app.ctx().sandbox.clone().unwrap();
+    sb.pay_code(&app.order(&id).await.code_url.unwrap())
+        .unwrap();
+    let o = wait_status(&app, &id, OrderStatus::Paid, Duration::from_secs(5)).await;
+    assert!(o.transaction_id.is_some());
+    assert!(events(&app, &id)
+        .await
+        .contains(&("paid".into(), "sweep".into())));
+    assert_eq!(
+        sb.order(&app.ctx().settings.merchant.mch_id, &id)
+            .unwrap()
+            .notify_attempts,
+        0,
+        "no notify was sent"
+    );
+}
+
+#[tokio::test]
+async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_once() {
+    let app = spawn_app(&FAST).await;
+    let id = app.shopper().await.place_ok(&[("NB-GRID", 2)]).await;
+    assert_eq!(app.stock("NB-GRID").await, 1);
+    let deadline = app.order(&id).await.deadline_at;
+    let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(8)).await;
+    let closed_at = state::events(&app.ctx().db, &id)
+        .await
+        .unwrap()
+        .iter()
+        .find(|e| e.kind == "closed")
+        .unwrap()
+        .at;
+    println!("deadline → closed: {} ms", closed_at - deadline);
+    // WeChat stops taking payment (time_expire) a little before our deadline; once it reports
+    // CLOSED, closing is safe even if our own deadline is a moment away.
+    let sb = app.ctx().sandbox.clone().unwrap();
+    let expire = sb
+        .order(&app.ctx().settings.merchant.mch_id, &id)
+        .unwrap()
+        .expire_ms
+        .unwrap();
+    assert!(
+        closed_at >= expire,
+        "never closed while WeChat could still take payment"
+    );
+    assert!(
+        closed_at - deadline < 2000,
+        "closed {} ms after the deadline",
+        closed_at - deadline
+    );
+    assert_eq!(o.failure_reason, Some(FailureReason::Expired));
+    assert_eq!(app.stock("NB-GRID").await, 3);
+    // Every flow may run again, any number of times: stock stays restored once.
+    for _ in 0..3 {
+        scanpay::server::orders::sweep::pass(app.ctx())
+            .await
+            .unwrap();
+        scanpay::server::orders::timeout::tick(app.ctx())
+            .await
+            .unwrap();
+        app.ctx()
+            .closer()
+            .run(&id, FailureReason::Expired, state::Cause::Operator)
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.stock("NB-GRID").await, 3);
+    let kinds: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(kinds, vec!["created", "qr_issued", "closing", "closed"]);
+    // WeChat agrees it is closed: nobody can pay it any more.
+    assert!(sb
+        .pay_code(&app.order(&id).await.code_url.unwrap())
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_payment_just_before_the_deadline_wins_over_the_close() {
+    // The notify arrives late, after the deadline has started the close flow.
+    let app = spawn_app(&fast(&[("SCANPAY_SANDBOX_FAULTS", "notify=delay:2s")])).await;
+    let id = app.shopper().await.place_ok(&[("MUG-CELADON", 1)]).await;
+    let sb = app.ctx().sandbox.clone().unwrap();
+    let mch = app.ctx().settings.merchant.mch_id.clone();
+    let expire = sb
+        .order(&mch, &id)
+        .unwrap()
+        .expire_ms
+        .expect("time_expire sent");
+    let deadline = app.order(&id).await.deadline_at;
+    assert!(
+        expire < deadline,
+        "WeChat stops taking payment before our deadline"
+    );
+    // Pay at the last moment WeChat still accepts.
+    let r = app
+        .http
+        .post(format!("{}/sandbox/admin/pay", app.base))
+        .form(&[
+            ("out_trade_no", id.as_str()),
+            ("at_ms", &(expire - 300).to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let o = wait_status(&app, &id, OrderStatus::Paid, Duration::from_secs(8)).await;
+    assert!(o.transaction_id.is_some());
+    tokio::time::sleep(Duration::from_millis(2500)).await; // let the late notify land too
+    let o = app.order(&id).await;
+    assert_eq!(o.status, OrderStatus::Paid, "never closed");
+    let kinds: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();
+    assert!(!kinds.contains(&"closed".to_string()), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "paid").count(), 1);
+    assert_eq!(
+        app.stock("MUG-CELADON").await,
+        7,
+        "a paid order keeps its stock"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM anomalies").await, 0);
+    assert!(now_ms() > deadline);
+}
+
+#[tokio::test]
+async fn the_shopper_cancels_and_cannot_cancel_a_paid_order() {
+    let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("BUN-RED", 4)]).await;
+    assert_eq!(app.stock("BUN-RED").await, 36);
+    let (status, body) = shopper.call("cancel_order", &[("id", &id)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["status"] == "Closing" || body["status"] == "Closed",
+        "{body}"
+    );
+    // Within WeChat's close floor the flow waits, then finishes by itself.
+    let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(5)).await;
+    assert_eq!(o.failure_reason, Some(FailureReason::Cancelled));
+    assert_eq!(app.stock("BUN-RED").await, 40);
+    let (_, view) = shopper.call("order", &[("id", &id)]).await;
+    assert_eq!(view["failure_reason"], "Cancelled");
+
+    let paid = shopper.place_ok(&[("BUN-RED", 1)]).await;
+    app.ctx()
+        .sandbox
+        .clone()
+        .unwrap()
+        .pay_code(&app.order(&paid).await.code_url.unwrap())
+        .unwrap();
+    wait_status(&app, &paid, OrderStatus::Paid, Duration::from_secs(5)).await;
+    let (status, body) = shopper.call("cancel_order", &[("id", &paid)]).await;
+    assert_eq!(status, 409);
+    assert!(
+        body["BadRequest"]
+            .as_str()
+            .unwrap()
+            .contains("already been paid"),
+        "{body}"
+    );
+    assert_eq!(app.order(&paid).await.status, OrderStatus::Paid);
+    // And nobody else can cancel an order.
+    let (status, _) = app
+        .shopper()
+        .await
+        .call("cancel_order", &[("id", &id)])
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
+    // WeChat lives in its own process here, so it survives our crash.
+    let wechat = spawn_app(&[("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s")]).await;
+    let sb = wechat.ctx().sandbox.clone().unwrap();
+    sb.set_faults(None, Faults::parse("closeorder=timeout").unwrap());
+    let base = format!("{}/sandbox/", wechat.base);
+    let mut config = fast(&[]);
+    config.push(("SCANPAY_WXPAY_BASE_URL", Box::leak(base.into_boxed_str())));
+
+    let mut app = spawn_app(&config).await;
+    let db_url = app.ctx().settings.database_url.clone();
+    let id = app.shopper().await.place_ok(&[("PIN-PANDA", 5)]).await;
+    // At the deadline the close starts; closeorder takes effect at WeChat but the answer is lost.
+    wait_status(&app, &id, OrderStatus::Closing, Duration::from_secs(6)).await;
+    let start = Instant::now();
+    while !events(&app, &id)
+        .await
+        .iter()
+        .any(|e| e.0 == "close_uncertain")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "closeorder attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        app.stock("PIN-PANDA").await,
+        45,
+        "no stock back on uncertainty"
+    );
+    // Crash.
+    app.running.abort();
+    let dir = app.dir.take().unwrap();
+    drop(app);
+    sb.clear_faults();
+
+    let app = spawn_app_on(dir, &db_url, &config).await;
+    let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(5)).await;
+    assert_eq!(o.failure_reason, Some(FailureReason::Expired));
+    assert_eq!(app.stock("PIN-PANDA").await, 50);
+    let kinds: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "closed").count(),
+        1,
+        "{kinds:?}"
+    );
+}
