@@ -19,6 +19,7 @@ pub struct Settings {
     pub order_ttl: Duration,
     pub sweep_interval: Duration,
     pub session_secret: Option<ApiKey>,
+    pub ops_token: Option<ApiKey>,
     pub merchant: Merchant,
     pub wxpay_base_url: String,
     pub wxpay_timeout: Duration,
@@ -143,6 +144,14 @@ impl Settings {
                 _ => Some(ApiKey::new(r.value)),
             }
         };
+        let ops_token = {
+            let r = raw("ops_token");
+            match r.value.len() {
+                0 => None,
+                n if n < 16 => return Err(err(&r, "must be at least 16 characters")),
+                _ => Some(ApiKey::new(r.value)),
+            }
+        };
         let wxpay_base_url = {
             let r = raw("wxpay_base_url");
             if r.value.is_empty() {
@@ -182,6 +191,7 @@ impl Settings {
             order_ttl: duration(&raw("order_ttl"))?,
             sweep_interval: duration(&raw("sweep_interval"))?,
             session_secret,
+            ops_token,
             merchant,
             wxpay_timeout: duration(&raw("wxpay_timeout"))?,
             wxpay_close_floor: duration(&raw("wxpay_close_floor"))?,

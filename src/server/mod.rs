@@ -166,7 +166,9 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             "/wxpay/notify",
             post(http::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
-        .route("/healthz", get(http::health));
+        .route("/healthz", get(http::health))
+        .route("/ops/anomalies", get(http::anomalies))
+        .route("/ops/orders/{id}", get(http::order_timeline));
     if let Some(sb) = &state.ctx.sandbox {
         app = app.nest(
             "/sandbox",

@@ -2,6 +2,7 @@
 
 mod common;
 mod lifecycle;
+mod model;
 mod notify;
 mod sandbox;
 mod shop;

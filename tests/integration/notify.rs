@@ -189,7 +189,7 @@ async fn unverified_notifies_get_fail_and_change_nothing() {
 
 #[tokio::test]
 async fn wrong_amount_is_an_anomaly_not_a_payment() {
-    let app = spawn_app(&[]).await;
+    let app = spawn_app(&[("SCANPAY_OPS_TOKEN", "ops-token-for-tests-0123")]).await;
     let (id, fee) = pending_order(&app).await;
     let m = app.ctx().settings.merchant.clone();
     // Correctly signed (WeChat really says this), but not what we charged: never mark it paid.
@@ -213,6 +213,54 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
         .await
         .unwrap();
     assert_eq!(kinds, vec!["amount_mismatch"]);
+
+    // An operator sees it, with the evidence needed to refund; nobody else does.
+    let url = format!("{}/ops/anomalies", app.base);
+    let r = app
+        .http
+        .get(&url)
+        .bearer_auth("ops-token-for-tests-0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(list[0]["kind"], "amount_mismatch");
+    assert_eq!(list[0]["order_id"], id.as_str());
+    assert!(list[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("4200000001202611270000000004"));
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        app.http
+            .get(&url)
+            .bearer_auth("wrong-token-0000000000")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let timeline = app
+        .http
+        .get(format!("{}/ops/orders/{id}", app.base))
+        .bearer_auth("ops-token-for-tests-0123")
+        .send()
+        .await
+        .unwrap();
+    let timeline: serde_json::Value =
+        serde_json::from_str(&timeline.text().await.unwrap()).unwrap();
+    assert_eq!(timeline["status"], "pending");
+    assert_eq!(
+        timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["created", "qr_issued", "anomaly"]
+    );
 }
 
 #[tokio::test]

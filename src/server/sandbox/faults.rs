@@ -93,9 +93,11 @@ fn notify(v: &str) -> Result<NotifyFault, String> {
         )?),
         "duplicate" => NotifyFault::Duplicate(count(arg)?),
         "concurrent" => NotifyFault::Concurrent(count(arg)?),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "notify fault {v:?}: normal, drop, delay:<duration>, duplicate:<n> or concurrent:<n>"
-        )),
+        ))
+        }
     })
 }
 

@@ -1,0 +1,586 @@
+//! Model-based property test of the order lifecycle against the real store (SQLite) and the real
+//! flows (place, notify → bus → consumer, sweep, timeout, cancel, restart). WeChat is a scripted
+//! model behind the `Gateway` seam whose answers the generated steps choose: OK, ORDERPAID (after
+//! a payment), SYSTEMERROR, or a timeout whose effect happened but whose answer was lost.
+//! Invariants I2, I3, I4, I6 of design.md are checked after every step, I1 and I5 once the
+//! faults stop and time runs out.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
+
+use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
+use scanpay::server::bus::PayResultBus;
+use scanpay::server::config::Settings;
+use scanpay::server::http::handle_notify;
+use scanpay::server::orders::{consumer, place, state, sweep, timeout};
+use scanpay::server::store::{self, now_ms};
+use scanpay::server::wxpay::time::format_beijing;
+use scanpay::server::wxpay::xml::{self, Params};
+use scanpay::server::wxpay::{
+    sign, BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
+    UnifiedOrderResponse, WxPayError,
+};
+use scanpay::server::Ctx;
+
+const SKUS: [(&str, i64); 3] = [("NB-GRID", 3), ("MUG-CELADON", 8), ("PIN-PANDA", 50)];
+
+// ---------------------------------------------------------------- scripted WeChat
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    SystemError,
+    /// The call takes effect at WeChat, but its answer never arrives.
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wx {
+    NotPay,
+    Success { txn: String },
+    Closed,
+}
+
+#[derive(Default)]
+struct WechatModel {
+    orders: HashMap<String, (Wx, i64)>,
+    close_faults: VecDeque<Fault>,
+    query_faults: VecDeque<Fault>,
+    txn_seq: u64,
+}
+
+#[derive(Default)]
+struct Scripted(Mutex<WechatModel>);
+
+fn biz(code: ErrCode) -> WxPayError {
+    WxPayError::Business {
+        code,
+        description: String::new(),
+    }
+}
+
+impl Gateway for Scripted {
+    fn unified_order<'a>(
+        &'a self,
+        req: &'a UnifiedOrderRequest,
+    ) -> BoxFuture<'a, Result<UnifiedOrderResponse, WxPayError>> {
+        Box::pin(async move {
+            let mut m = self.0.lock().unwrap();
+            m.orders
+                .entry(req.out_trade_no.clone())
+                .or_insert((Wx::NotPay, req.total_fee));
+            Ok(UnifiedOrderResponse {
+                prepay_id: format!("wx{}", req.out_trade_no),
+                code_url: format!("weixin://wxpay/bizpayurl?pr={}", req.out_trade_no),
+            })
+        })
+    }
+
+    fn order_query<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>> {
+        Box::pin(async move {
+            let mut m = self.0.lock().unwrap();
+            match m.query_faults.pop_front() {
+                Some(Fault::SystemError) => return Err(biz(ErrCode::SystemError)),
+                Some(Fault::Timeout) => return Err(WxPayError::Transport("timed out".into())),
+                None => {}
+            }
+            let (wx, fee) = m
+                .orders
+                .get(id)
+                .cloned()
+                .ok_or_else(|| biz(ErrCode::OrderNotExist))?;
+            let mut r = OrderQueryResponse {
+                trade_state: TradeState::NotPay,
+                out_trade_no: id.to_string(),
+                trade_state_desc: None,
+                transaction_id: None,
+                total_fee: Some(fee),
+                time_end: None,
+            };
+            match wx {
+                Wx::NotPay => {}
+                Wx::Closed => r.trade_state = TradeState::Closed,
+                Wx::Success { txn } => {
+                    r.trade_state = TradeState::Success;
+                    r.transaction_id = Some(txn);
+                    r.time_end = Some(format_beijing(now_ms()));
+                }
+            }
+            Ok(r)
+        })
+    }
+
+    fn close_order<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
+        Box::pin(async move {
+            let mut m = self.0.lock().unwrap();
+            let fault = m.close_faults.pop_front();
+            if fault == Some(Fault::SystemError) {
+                return Err(biz(ErrCode::SystemError));
+            }
+            let answer = match m.orders.get_mut(id) {
+                None => Err(biz(ErrCode::OrderNotExist)),
+                Some((Wx::Success { .. }, _)) => Err(biz(ErrCode::OrderPaid)),
+                Some((Wx::Closed, _)) => Err(biz(ErrCode::OrderClosed)),
+                Some((wx @ Wx::NotPay, _)) => {
+                    *wx = Wx::Closed;
+                    Ok(())
+                }
+            };
+            match fault {
+                Some(Fault::Timeout) => Err(WxPayError::Transport("timed out".into())),
+                _ => answer,
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------- reference model
+
+#[derive(Debug, Clone)]
+struct Model {
+    placed: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Place {
+        sku: usize,
+        qty: i64,
+    },
+    /// The shopper pays at WeChat (if WeChat still takes payment).
+    Pay(usize),
+    /// WeChat delivers the notify `copies` times (duplicates; late when the order moved on).
+    Notify {
+        order: usize,
+        copies: u8,
+    },
+    Forged(usize),
+    Sweep,
+    /// Time passes the order's deadline (WeChat's time_expire first); the timer fires.
+    Deadline(usize),
+    Cancel(usize),
+    CloseAnswer(Fault),
+    QueryAnswer(Fault),
+    Restart,
+}
+
+impl ReferenceStateMachine for Model {
+    type State = Model;
+    type Transition = Step;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model { placed: 0 }).boxed()
+    }
+
+    fn transitions(s: &Model) -> BoxedStrategy<Step> {
+        let place = (0..SKUS.len(), 1i64..=3).prop_map(|(sku, qty)| Step::Place { sku, qty });
+        if s.placed == 0 {
+            return place.boxed();
+        }
+        let n = s.placed;
+        let fault = prop_oneof![Just(Fault::SystemError), Just(Fault::Timeout)];
+        prop_oneof![
+            2 => place,
+            3 => (0..n).prop_map(Step::Pay),
+            3 => (0..n, 1u8..=3).prop_map(|(order, copies)| Step::Notify { order, copies }),
+            1 => (0..n).prop_map(Step::Forged),
+            3 => Just(Step::Sweep),
+            2 => (0..n).prop_map(Step::Deadline),
+            2 => (0..n).prop_map(Step::Cancel),
+            2 => fault.clone().prop_map(Step::CloseAnswer),
+            1 => fault.prop_map(Step::QueryAnswer),
+            1 => Just(Step::Restart),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut s: Model, t: &Step) -> Model {
+        if let Step::Place { .. } = t {
+            s.placed += 1;
+        }
+        s
+    }
+
+    fn preconditions(s: &Model, t: &Step) -> bool {
+        match t {
+            Step::Pay(i) | Step::Forged(i) | Step::Deadline(i) | Step::Cancel(i) => *i < s.placed,
+            Step::Notify { order, .. } => *order < s.placed,
+            _ => true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- system under test
+
+struct Sut {
+    rt: tokio::runtime::Runtime,
+    ctx: Arc<Ctx>,
+    wechat: Arc<Scripted>,
+    orders: Vec<Option<String>>,
+    _dir: tempfile::TempDir,
+}
+
+fn settings(db_url: &str) -> Settings {
+    let env = [
+        ("SCANPAY_DATABASE_URL", db_url),
+        ("SCANPAY_SANDBOX", "false"),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
+        ("SCANPAY_SWEEP_INTERVAL", "1s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let addr: SocketAddr = "127.0.0.1:3999".parse().unwrap();
+    Settings::from_sources(include_str!("../../Leptos.toml"), "Leptos.toml", &env, addr).unwrap()
+}
+
+async fn boot(db_url: &str, wechat: Arc<Scripted>) -> Arc<Ctx> {
+    let db = store::connect(db_url).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    Arc::new(Ctx {
+        settings: settings(db_url),
+        bus: PayResultBus::new(db.clone()),
+        db,
+        wxpay: wechat,
+        sandbox: None,
+    })
+}
+
+impl Sut {
+    fn id(&self, i: usize) -> Option<String> {
+        self.orders.get(i).cloned().flatten()
+    }
+
+    fn notify_body(&self, id: &str, txn: &str, fee: i64, key: &str) -> Vec<u8> {
+        let m = &self.ctx.settings.merchant;
+        let mut p: Params = [
+            ("return_code", "SUCCESS"),
+            ("result_code", "SUCCESS"),
+            ("appid", m.appid.as_str()),
+            ("mch_id", m.mch_id.as_str()),
+            ("nonce_str", "n0nce"),
+            ("out_trade_no", id),
+            ("transaction_id", txn),
+            ("total_fee", &fee.to_string()),
+            ("time_end", &format_beijing(now_ms())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = sign::sign(&p, key, m.sign_type);
+        p.insert("sign".into(), s);
+        xml::to_xml(&p).into_bytes()
+    }
+
+    async fn snapshot(&self) -> Vec<String> {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, status, transaction_id FROM orders ORDER BY id")
+                .fetch_all(&self.ctx.db)
+                .await
+                .unwrap();
+        let stock: Vec<(String, i64)> =
+            sqlx::query_as("SELECT sku, stock FROM products ORDER BY sku")
+                .fetch_all(&self.ctx.db)
+                .await
+                .unwrap();
+        let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pay_inbox")
+            .fetch_one(&self.ctx.db)
+            .await
+            .unwrap();
+        vec![format!("{rows:?}"), format!("{stock:?}"), inbox.to_string()]
+    }
+
+    async fn step(&mut self, t: Step) {
+        let ctx = self.ctx.clone();
+        match t {
+            Step::Place { sku, qty } => {
+                let line = CartLine {
+                    sku: SKUS[sku].0.to_string(),
+                    qty,
+                };
+                let id = place::place_order(&ctx, "shopper", &[line]).await.ok();
+                self.orders.push(id);
+            }
+            Step::Pay(i) => {
+                let Some(id) = self.id(i) else { return };
+                let mut m = self.wechat.0.lock().unwrap();
+                m.txn_seq += 1;
+                let txn = format!("4200{:024}", m.txn_seq);
+                if let Some((wx @ Wx::NotPay, _)) = m.orders.get_mut(&id) {
+                    *wx = Wx::Success { txn };
+                }
+            }
+            Step::Notify { order, copies } => {
+                let Some(id) = self.id(order) else { return };
+                let paid = self.wechat.0.lock().unwrap().orders.get(&id).cloned();
+                let Some((Wx::Success { txn }, fee)) = paid else {
+                    return;
+                };
+                let body = self.notify_body(&id, &txn, fee, ctx.settings.merchant.api_key.expose());
+                for _ in 0..copies {
+                    let (status, reply) =
+                        handle_notify(&ctx.settings.merchant, &ctx.bus, &body).await;
+                    assert_eq!(status, 200, "verified notify acknowledged: {reply}");
+                }
+                consumer::drain(&ctx.bus).await.unwrap();
+            }
+            Step::Forged(i) => {
+                let Some(id) = self.id(i) else { return };
+                let fee = state::load(&ctx.db, &id).await.unwrap().unwrap().total_fee;
+                let before = self.snapshot().await;
+                let body = self.notify_body(
+                    &id,
+                    "4200999999999999999999999999",
+                    fee,
+                    "not-the-merchant-key-000000000000",
+                );
+                let (status, _) = handle_notify(&ctx.settings.merchant, &ctx.bus, &body).await;
+                assert_eq!(status, 400, "I6: a forged notify is refused");
+                consumer::drain(&ctx.bus).await.unwrap();
+                assert_eq!(
+                    self.snapshot().await,
+                    before,
+                    "I6: a forged notify changes nothing"
+                );
+            }
+            Step::Sweep => {
+                sqlx::query(
+                    "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing')",
+                )
+                .execute(&ctx.db)
+                .await
+                .unwrap();
+                sweep::pass(&ctx).await.unwrap();
+            }
+            Step::Deadline(i) => {
+                let Some(id) = self.id(i) else { return };
+                {
+                    let mut m = self.wechat.0.lock().unwrap();
+                    if let Some((wx @ Wx::NotPay, _)) = m.orders.get_mut(&id) {
+                        *wx = Wx::Closed; // time_expire (before our deadline) has passed
+                    }
+                }
+                sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+                    .bind(now_ms() - 1)
+                    .bind(&id)
+                    .execute(&ctx.db)
+                    .await
+                    .unwrap();
+                timeout::tick(&ctx).await.unwrap();
+            }
+            Step::Cancel(i) => {
+                let Some(id) = self.id(i) else { return };
+                ctx.closer()
+                    .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+                    .await
+                    .unwrap();
+            }
+            Step::CloseAnswer(f) => self.wechat.0.lock().unwrap().close_faults.push_back(f),
+            Step::QueryAnswer(f) => self.wechat.0.lock().unwrap().query_faults.push_back(f),
+            Step::Restart => {
+                let url = ctx.settings.database_url.clone();
+                drop(ctx);
+                self.ctx.db.close().await;
+                self.ctx = boot(&url, self.wechat.clone()).await;
+            }
+        }
+    }
+
+    /// I2, I3, I4 and "no anomaly": true after every step (four queries, run thousands of times).
+    async fn check(&self) {
+        let db = &self.ctx.db;
+        let orders: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, status, transaction_id FROM orders")
+                .fetch_all(db)
+                .await
+                .unwrap();
+        let wx = self.wechat.0.lock().unwrap().orders.clone();
+        for (id, status, txn) in &orders {
+            let at_wechat = wx.get(id).map(|w| &w.0);
+            match status.as_str() {
+                "paid" => assert_eq!(
+                    at_wechat,
+                    Some(&Wx::Success {
+                        txn: txn.clone().unwrap()
+                    }),
+                    "paid only with WeChat's own transaction ({id})"
+                ),
+                "closed" => assert!(
+                    !matches!(at_wechat, Some(Wx::Success { .. })),
+                    "I4: {id} closed while WeChat says SUCCESS"
+                ),
+                _ => {}
+            }
+        }
+        let paid_twice: Vec<String> = sqlx::query_scalar(
+            "SELECT order_id FROM order_events WHERE kind = 'paid' GROUP BY order_id HAVING COUNT(*) > 1",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        assert!(
+            paid_twice.is_empty(),
+            "I2: paid more than once: {paid_twice:?}"
+        );
+        let stock: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT p.sku, p.stock, (SELECT COALESCE(SUM(i.qty), 0) FROM order_items i JOIN orders o ON o.id = i.order_id \
+             WHERE i.sku = p.sku AND o.status IN ('pending', 'closing', 'paid')) FROM products p",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        for (sku, initial) in SKUS {
+            let (_, now, held) = stock.iter().find(|r| r.0 == sku).unwrap();
+            assert_eq!(now + held, initial, "I3: stock of {sku} conserved");
+        }
+        let anomalies: Vec<String> = sqlx::query_scalar("SELECT kind FROM anomalies")
+            .fetch_all(db)
+            .await
+            .unwrap();
+        assert!(anomalies.is_empty(), "unexpected anomalies {anomalies:?}");
+    }
+
+    /// Faults stop, every deadline passes, the sweep and the timer run: I1 and I5 must hold.
+    async fn settle(&self) {
+        {
+            let mut m = self.wechat.0.lock().unwrap();
+            m.close_faults.clear();
+            m.query_faults.clear();
+            for (wx, _) in m.orders.values_mut() {
+                if *wx == Wx::NotPay {
+                    *wx = Wx::Closed;
+                }
+            }
+        }
+        let db = &self.ctx.db;
+        sqlx::query("UPDATE orders SET deadline_at = ?")
+            .bind(now_ms() - 1)
+            .execute(db)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            sqlx::query("UPDATE orders SET next_check_at = 0")
+                .execute(db)
+                .await
+                .unwrap();
+            timeout::tick(&self.ctx).await.unwrap();
+            sweep::pass(&self.ctx).await.unwrap();
+        }
+        self.check().await;
+        let wx = self.wechat.0.lock().unwrap().orders.clone();
+        let orders: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders")
+            .fetch_all(db)
+            .await
+            .unwrap();
+        for (id, status) in orders {
+            let final_ = OrderStatus::parse(&status).unwrap().is_final();
+            assert!(
+                final_,
+                "I5: {id} still {status} after its deadline and a reconciliation period"
+            );
+            if matches!(wx.get(&id), Some((Wx::Success { .. }, _))) {
+                assert_eq!(
+                    status, "paid",
+                    "I1: WeChat says SUCCESS, so {id} must be paid"
+                );
+            }
+        }
+    }
+}
+
+struct Lifecycle;
+
+impl StateMachineTest for Lifecycle {
+    type SystemUnderTest = Sut;
+    type Reference = Model;
+
+    fn init_test(_: &Model) -> Sut {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // tmpfs when there is one: thousands of cases, each committing many times.
+        let dir = match std::path::Path::new("/dev/shm").is_dir() {
+            true => tempfile::tempdir_in("/dev/shm").unwrap(),
+            false => tempfile::tempdir().unwrap(),
+        };
+        let url = format!("sqlite://{}/model.db", dir.path().display());
+        let wechat = Arc::new(Scripted::default());
+        let ctx = rt.block_on(boot(&url, wechat.clone()));
+        // The catalogue seeds these stock levels; the conservation check relies on them.
+        for (sku, stock) in SKUS {
+            rt.block_on(
+                sqlx::query("UPDATE products SET stock = ? WHERE sku = ?")
+                    .bind(stock)
+                    .bind(sku)
+                    .execute(&ctx.db),
+            )
+            .unwrap();
+        }
+        Sut {
+            rt,
+            ctx,
+            wechat,
+            orders: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    fn apply(mut sut: Sut, _: &Model, t: Step) -> Sut {
+        let rt = std::mem::replace(
+            &mut sut.rt,
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        );
+        rt.block_on(sut.step(t));
+        sut.rt = rt;
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, _: &Model) {
+        sut.rt.block_on(sut.check());
+    }
+
+    fn teardown(sut: Sut, _: Model) {
+        sut.rt.block_on(sut.settle());
+    }
+}
+
+static LONGEST: AtomicUsize = AtomicUsize::new(0);
+
+#[test]
+fn order_lifecycle_model() {
+    let cases: u32 = std::env::var("SCANPAY_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config.clone());
+    let started = std::time::Instant::now();
+    let result = runner.run(&Model::sequential_strategy(1..40), |(init, steps, seen)| {
+        LONGEST.fetch_max(steps.len(), Ordering::Relaxed);
+        Lifecycle::test_sequential(config.clone(), init, steps, seen);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    println!(
+        "lifecycle model: {cases} cases passed, longest sequence {} steps, {:.1}s",
+        LONGEST.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+}
