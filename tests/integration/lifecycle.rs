@@ -19,7 +19,7 @@ const FAST: &[(&str, &str)] = &[
     ("SCANPAY_WXPAY_TIMEOUT", "500ms"),
 ];
 
-fn fast(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+fn fast<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     FAST.iter().chain(extra).copied().collect()
 }
 
@@ -230,7 +230,7 @@ async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
     sb.set_faults(None, Faults::parse("closeorder=timeout").unwrap());
     let base = format!("{}/sandbox/", wechat.base);
     let mut config = fast(&[]);
-    config.push(("SCANPAY_WXPAY_BASE_URL", Box::leak(base.into_boxed_str())));
+    config.push(("SCANPAY_WXPAY_BASE_URL", &base));
 
     let mut app = spawn_app(&config).await;
     let db_url = app.ctx().settings.database_url.clone();
@@ -270,4 +270,126 @@ async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
         1,
         "{kinds:?}"
     );
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_notifies_and_systemerrors_from_the_sandbox_knobs() {
+    let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
+    let admin = format!("{}/sandbox/admin/faults", app.base);
+    // A bad spec is refused with a message and changes nothing.
+    let r = app
+        .http
+        .post(&admin)
+        .form(&[("spec", "notify=explode")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("notify fault"));
+
+    let shopper = app.shopper().await;
+    let dup = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let r = app
+        .http
+        .post(&admin)
+        .form(&[
+            ("spec", "notify=concurrent:5"),
+            ("out_trade_no", dup.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sb = app.ctx().sandbox.clone().unwrap();
+    sb.pay_code(&app.order(&dup).await.code_url.unwrap())
+        .unwrap();
+    wait_status(&app, &dup, OrderStatus::Paid, Duration::from_secs(5)).await;
+    let mch = app.ctx().settings.merchant.mch_id.clone();
+    let start = Instant::now();
+    while sb.order(&mch, &dup).unwrap().notify_attempts < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "five notifies delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kinds: Vec<String> = events(&app, &dup).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "paid").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM pay_inbox").await, 1);
+
+    // closeorder answers SYSTEMERROR: the cancel stays in `closing`, stock held, until it clears.
+    let cancel = shopper.place_ok(&[("TEA-OOLONG", 2)]).await;
+    app.http
+        .post(&admin)
+        .form(&[
+            ("spec", "closeorder=systemerror"),
+            ("out_trade_no", cancel.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the close floor
+    let (status, body) = shopper.call("cancel_order", &[("id", &cancel)]).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("Closing")),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await; // several sweep passes, all refused
+    assert_eq!(app.order(&cancel).await.status, OrderStatus::Closing);
+    assert_eq!(app.stock("TEA-OOLONG").await, 17);
+    assert!(events(&app, &cancel)
+        .await
+        .iter()
+        .any(|e| e.0 == "close_uncertain"));
+    app.http.delete(&admin).send().await.unwrap();
+    wait_status(&app, &cancel, OrderStatus::Closed, Duration::from_secs(5)).await;
+    assert_eq!(app.stock("TEA-OOLONG").await, 19);
+}
+
+#[tokio::test]
+async fn two_processes_sweeping_one_database_pay_each_order_once() {
+    // Notifies are lost; two scanpay instances share the store and both sweep.
+    let a = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        ("SCANPAY_SANDBOX_FAULTS", "notify=drop"),
+    ]))
+    .await;
+    let base = format!("{}/sandbox/", a.base);
+    let url = a.ctx().settings.database_url.clone();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_cfg: Vec<(&str, &str)> = fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        ("SCANPAY_WXPAY_BASE_URL", &base),
+    ]);
+    let b = spawn_app_on(b_dir, &url, &b_cfg).await;
+    let shopper = a.shopper().await;
+    let sb = a.ctx().sandbox.clone().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+        sb.pay_code(&a.order(&id).await.code_url.unwrap()).unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        wait_status(&a, id, OrderStatus::Paid, Duration::from_secs(8)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut causes = std::collections::BTreeSet::new();
+    for id in &ids {
+        let paid: Vec<_> = events(&a, id)
+            .await
+            .into_iter()
+            .filter(|e| e.0 == "paid")
+            .collect();
+        assert_eq!(paid.len(), 1, "{id} paid once");
+        causes.insert(paid[0].1.clone());
+    }
+    assert_eq!(causes, ["sweep".to_string()].into());
+    assert_eq!(a.count("SELECT COUNT(*) FROM anomalies").await, 0);
+    drop(b);
 }

@@ -559,7 +559,7 @@ static LONGEST: AtomicUsize = AtomicUsize::new(0);
 
 #[test]
 fn order_lifecycle_model() {
-    let cases: u32 = std::env::var("SCANPAY_MODEL_CASES")
+    let cases: u32 = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
