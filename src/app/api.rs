@@ -60,6 +60,7 @@ pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     Ok(StatusView {
         status: order.status,
         remaining_ms: ssr::remaining(&order),
+        qr_ready: order.code_url.is_some(),
     })
 }
 
@@ -100,6 +101,7 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     Ok(StatusView {
         status: order.status,
         remaining_ms: ssr::remaining(&order),
+        qr_ready: order.code_url.is_some(),
     })
 }
 

@@ -21,7 +21,7 @@ pub fn CheckoutPage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
             {move || order.get().map(|r| match r {
-                Ok(o) => view! { <Checkout o=o/> }.into_any(),
+                Ok(o) => view! { <Checkout o=o on_qr_ready=Callback::new(move |_| order.refetch())/> }.into_any(),
                 Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
             })}
@@ -39,7 +39,8 @@ pub fn result_path(id: &str, status: OrderStatus) -> Option<String> {
 }
 
 #[component]
-fn Checkout(o: OrderView) -> impl IntoView {
+fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
+    let waiting_for_qr = o.qr_svg.is_none() && o.status == OrderStatus::Pending;
     let status = RwSignal::new(o.status);
     let remaining = RwSignal::new(o.remaining_ms);
     let navigate = use_navigate();
@@ -62,6 +63,9 @@ fn Checkout(o: OrderView) -> impl IntoView {
                         if let Ok(s) = order_status(id).await {
                             status.set(s.status);
                             remaining.set(s.remaining_ms);
+                            if waiting_for_qr && s.qr_ready {
+                                on_qr_ready.run(());
+                            }
                         }
                     });
                 },

@@ -139,6 +139,8 @@ pub struct OrderView {
 pub struct StatusView {
     pub status: OrderStatus,
     pub remaining_ms: i64,
+    /// WeChat has issued the QR code (it may come late, after an uncertain first request).
+    pub qr_ready: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

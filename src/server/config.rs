@@ -136,22 +136,8 @@ impl Settings {
             }
             ApiKey::new(r.value)
         };
-        let session_secret = {
-            let r = raw("session_secret");
-            match r.value.len() {
-                0 => None,
-                n if n < 32 => return Err(err(&r, "must be at least 32 characters")),
-                _ => Some(ApiKey::new(r.value)),
-            }
-        };
-        let ops_token = {
-            let r = raw("ops_token");
-            match r.value.len() {
-                0 => None,
-                n if n < 16 => return Err(err(&r, "must be at least 16 characters")),
-                _ => Some(ApiKey::new(r.value)),
-            }
-        };
+        let session_secret = optional_secret(&raw("session_secret"), 32)?;
+        let ops_token = optional_secret(&raw("ops_token"), 16)?;
         let wxpay_base_url = {
             let r = raw("wxpay_base_url");
             if r.value.is_empty() {
@@ -232,6 +218,15 @@ impl Settings {
 fn err(r: &Raw, why: &str) -> ConfigError {
     // Values are not echoed: some of them are secrets.
     ConfigError(format!("{}: {why}", r.source))
+}
+
+/// An optional secret: empty means unset; otherwise it must be at least `min` characters.
+fn optional_secret(r: &Raw, min: usize) -> Result<Option<ApiKey>, ConfigError> {
+    match r.value.chars().count() {
+        0 => Ok(None),
+        n if n < min => Err(err(r, &format!("must be at least {min} characters"))),
+        _ => Ok(Some(ApiKey::new(r.value.clone()))),
+    }
 }
 
 fn boolean(r: &Raw) -> Result<bool, ConfigError> {

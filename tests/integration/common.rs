@@ -155,21 +155,22 @@ pub struct Shopper {
 }
 
 impl Shopper {
-    /// Calls a server function; returns (HTTP status, JSON body).
+    /// Calls a server function with form-encoded arguments; returns (HTTP status, JSON body).
     pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/{endpoint}", self.base))
-            .header("cookie", &self.cookie)
-            .form(form)
-            .send()
+        let body = form
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.replace('%', "%25")
+                        .replace('&', "%26")
+                        .replace('+', "%2B")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        self.post(endpoint, "application/x-www-form-urlencoded", body)
             .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (
-            status,
-            serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
-        )
     }
 
     pub async fn place(&self, lines: &[(&str, i64)]) -> (u16, Value) {
@@ -177,12 +178,21 @@ impl Shopper {
             .iter()
             .map(|(s, q)| json!({"sku": s, "qty": q}))
             .collect();
+        self.post(
+            "place_order",
+            "application/json",
+            json!({ "lines": lines }).to_string(),
+        )
+        .await
+    }
+
+    async fn post(&self, endpoint: &str, content_type: &str, body: String) -> (u16, Value) {
         let r = self
             .http
-            .post(format!("{}/api/place_order", self.base))
+            .post(format!("{}/api/{endpoint}", self.base))
             .header("cookie", &self.cookie)
-            .header("content-type", "application/json")
-            .body(json!({ "lines": lines }).to_string())
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await
             .unwrap();

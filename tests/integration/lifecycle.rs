@@ -393,3 +393,38 @@ async fn two_processes_sweeping_one_database_pay_each_order_once() {
     assert_eq!(a.count("SELECT COUNT(*) FROM anomalies").await, 0);
     drop(b);
 }
+
+#[tokio::test]
+async fn a_qr_code_that_could_not_be_created_at_first_is_created_by_the_sweep() {
+    let app = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=systemerror"),
+    ]))
+    .await;
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let o = app.order(&id).await;
+    assert_eq!(
+        (o.status, o.code_url.is_none()),
+        (OrderStatus::Pending, true),
+        "SYSTEMERROR is uncertain: keep waiting"
+    );
+    let (_, s) = shopper.call("order_status", &[("id", &id)]).await;
+    assert_eq!(s["qr_ready"], false);
+    app.http
+        .delete(format!("{}/sandbox/admin/faults", app.base))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while app.order(&id).await.code_url.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the sweep asks WeChat again"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, s) = shopper.call("order_status", &[("id", &id)]).await;
+    assert_eq!(s["qr_ready"], true);
+    assert_eq!(app.stock("TEA-OOLONG").await, 19);
+}

@@ -208,22 +208,16 @@ pub async fn fail(
     cause: Cause,
     detail: &str,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let now = now_ms();
-    let n = sqlx::query("UPDATE orders SET status = 'failed', failure_reason = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
-        .bind(reason.as_str())
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if n == 1 {
-        restore_stock(&mut tx, id).await?;
-        append_event(&mut tx, id, "failed", cause, detail).await?;
-    }
-    tx.commit().await?;
-    Ok(n == 1)
+    finish_unpaid(
+        db,
+        id,
+        OrderStatus::Pending,
+        OrderStatus::Failed,
+        Some(reason),
+        cause,
+        detail,
+    )
+    .await
 }
 
 /// `pending → closing`: the close flow has started (deadline reached or shopper cancelled).
@@ -254,23 +248,49 @@ pub async fn begin_close(
     Ok(n == 1)
 }
 
-/// `closing → closed`, restoring stock in the same transaction: exactly once, because only the
-/// caller whose UPDATE matched restores it. Call only once WeChat has confirmed the order closed.
+/// `closing → closed`, restoring stock. Call only once WeChat has confirmed the order closed.
 pub async fn close(db: &Db, id: &str, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
+    finish_unpaid(
+        db,
+        id,
+        OrderStatus::Closing,
+        OrderStatus::Closed,
+        None,
+        cause,
+        detail,
+    )
+    .await
+}
+
+/// Moves an unpaid order from `from` to the final `to` and puts its stock back in the same
+/// transaction. Only the caller whose guarded UPDATE matched restores it, so it happens once.
+async fn finish_unpaid(
+    db: &Db,
+    id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    reason: Option<FailureReason>,
+    cause: Cause,
+    detail: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let now = now_ms();
     let n = sqlx::query(
-        "UPDATE orders SET status = 'closed', finished_at = ?, updated_at = ? WHERE id = ? AND status = 'closing'",
+        "UPDATE orders SET status = ?, failure_reason = COALESCE(?, failure_reason), finished_at = ?, updated_at = ? \
+         WHERE id = ? AND status = ?",
     )
+    .bind(to.as_str())
+    .bind(reason.map(FailureReason::as_str))
     .bind(now)
     .bind(now)
     .bind(id)
+    .bind(from.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 1 {
         restore_stock(&mut tx, id).await?;
-        append_event(&mut tx, id, "closed", cause, detail).await?;
+        append_event(&mut tx, id, to.as_str(), cause, detail).await?;
     }
     tx.commit().await?;
     Ok(n == 1)
