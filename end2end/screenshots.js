@@ -1,8 +1,10 @@
 // Takes the screenshots in docs/screenshots/ of a shopper's walk, on a laptop and on a phone.
-// Usage: node end2end/screenshots.js [BASE_URL]   (a scanpay server must be running)
+// Usage: node end2end/screenshots.js [BASE_URL] [FAST_BASE_URL]   (scanpay servers must be running;
+// the second, with short close floors, is used for the cancelled-order page)
 const { chromium } = require("playwright-core");
 const path = require("path");
 const BASE = process.argv[2] || "http://127.0.0.1:3400";
+const FAST = process.argv[3];
 const OUT = path.join(__dirname, "..", "docs", "screenshots");
 
 async function walk(browser, name, viewport) {
@@ -27,6 +29,22 @@ async function walk(browser, name, viewport) {
   await ctx.close();
 }
 
+async function cancelled(browser, viewport) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  await page.goto(FAST + "/");
+  await page.locator("body[data-hydrated]").waitFor();
+  await page.locator('[data-sku="MUG-CELADON"] [data-testid=inc]').click();
+  await page.getByTestId("place-order").click();
+  await page.getByTestId("cancel").waitFor();
+  await page.getByTestId("cancel").click();
+  await page.getByText("Cancelling").waitFor();
+  await page.screenshot({ path: `${OUT}/phone-5-cancelling.png`, fullPage: true });
+  await page.getByTestId("failed").waitFor({ timeout: 20000 });
+  await page.screenshot({ path: `${OUT}/phone-6-cancelled.png`, fullPage: true });
+  await ctx.close();
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
@@ -34,5 +52,6 @@ async function walk(browser, name, viewport) {
   });
   await walk(browser, "laptop", { width: 1280, height: 820 });
   await walk(browser, "phone", { width: 390, height: 844 });
+  if (FAST) await cancelled(browser, { width: 390, height: 844 });
   await browser.close();
 })();

@@ -17,7 +17,7 @@ count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
 section() { printf '\n==== %s\n' "$*"; }
 
 section "cargo test (unit + integration)"
-cargo test --features ssr 2>&1 | tee "$logs/cargo.log"
+cargo test --features ssr -- --show-output 2>&1 | tee "$logs/cargo.log"
 count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
 
 section "build (debug): server + WASM"

@@ -122,7 +122,7 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
         <section class="card checkout" data-testid="checkout">
             <p class="muted small center">{format!("Pay {}", o.shop_name)}</p>
             <p class="amount center" data-testid="amount">{o.amount.yuan()}</p>
-            <div class="qr-box" class:dimmed=move || status.get() != OrderStatus::Pending>
+            <div class="qr-box" class:dimmed=move || status.get() != OrderStatus::Pending || cancelling.get()>
                 {match o.qr_svg.clone() {
                     // Generated on the server from WeChat's code_url; contains no user text.
                     Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label="WeChat Pay QR code" inner_html=svg></div> }.into_any(),
@@ -137,7 +137,7 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                 <span class="spinner" aria-hidden="true"></span>
                 {status_text}
             </p>
-            <p class="countdown center">
+            <p class="countdown center" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
                 "Time left to pay: "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>
             </p>
