@@ -428,3 +428,41 @@ async fn a_qr_code_that_could_not_be_created_at_first_is_created_by_the_sweep() 
     assert_eq!(s["qr_ready"], true);
     assert_eq!(app.stock("TEA-OOLONG").await, 19);
 }
+
+#[tokio::test]
+async fn a_payment_reported_for_a_closed_order_is_flagged_for_an_operator_not_applied() {
+    let token = "ops-token-for-tests-0123";
+    let app = spawn_app(&fast(&[("SCANPAY_OPS_TOKEN", token)])).await;
+    let id = app.shopper().await.place_ok(&[("NB-GRID", 1)]).await;
+    let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(8)).await;
+    // WeChat (correctly signed) says it was paid after all: never flip `closed` back silently.
+    let m = app.ctx().settings.merchant.clone();
+    let txn = "4200000001202611270000000099";
+    let body = crate::notify::signed(&m, crate::notify::notify_params(&m, &id, o.total_fee, txn));
+    let (status, reply) = app.post_xml("/wxpay/notify", body).await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (200, scanpay::server::wxpay::notify::REPLY_SUCCESS)
+    );
+    let start = Instant::now();
+    while app.count("SELECT COUNT(*) FROM anomalies").await == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "anomaly recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.order(&id).await.status, OrderStatus::Closed);
+    assert_eq!(app.stock("NB-GRID").await, 3, "stock stays restored");
+    let r = app
+        .http
+        .get(format!("{}/ops/anomalies", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(list[0]["kind"], "paid_after_close");
+    let detail = list[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(txn) && detail.contains(&format!("total_fee={}", o.total_fee)),
+        "enough to refund: {detail}"
+    );
+}

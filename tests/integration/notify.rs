@@ -7,7 +7,7 @@ use scanpay::server::wxpay::{sign, Merchant};
 
 use crate::common::{spawn_app, TestApp};
 
-fn notify_params(m: &Merchant, order_id: &str, total_fee: i64, txn: &str) -> Params {
+pub(crate) fn notify_params(m: &Merchant, order_id: &str, total_fee: i64, txn: &str) -> Params {
     [
         ("return_code", "SUCCESS"),
         ("result_code", "SUCCESS"),
@@ -28,7 +28,7 @@ fn notify_params(m: &Merchant, order_id: &str, total_fee: i64, txn: &str) -> Par
     .collect()
 }
 
-fn signed(m: &Merchant, mut p: Params) -> String {
+pub(crate) fn signed(m: &Merchant, mut p: Params) -> String {
     let s = sign::sign(&p, m.api_key.expose(), m.sign_type);
     p.insert("sign".into(), s);
     xml::to_xml(&p)
@@ -259,7 +259,7 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
             .iter()
             .map(|e| e["kind"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        vec!["created", "qr_issued", "anomaly"]
+        vec!["created", "qr_issued", "notify_received", "anomaly"]
     );
 }
 

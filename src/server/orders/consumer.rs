@@ -44,6 +44,7 @@ pub async fn drain(bus: &PayResultBus) -> Result<usize, sqlx::Error> {
                 paid_at: row.try_get("paid_at")?,
             };
             let mut tx = db.begin().await?;
+            state::record_notify(&mut tx, &p).await?;
             let outcome = state::mark_paid(&mut tx, &p, Cause::Notify).await?;
             sqlx::query("UPDATE pay_inbox SET processed_at = ?, outcome = ? WHERE transaction_id = ? AND processed_at IS NULL")
                 .bind(now_ms())

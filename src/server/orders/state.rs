@@ -314,6 +314,32 @@ pub async fn note(
     tx.commit().await
 }
 
+/// Records on the order's timeline that a verified pay result arrived (inside the consumer's
+/// transaction). False when there is no such order.
+pub async fn record_notify(conn: &mut AnyConnection, p: &Payment) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(&p.out_trade_no)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n == 1 {
+        let detail = format!(
+            "transaction_id={} total_fee={}",
+            p.transaction_id, p.total_fee
+        );
+        append_event(
+            conn,
+            &p.out_trade_no,
+            "notify_received",
+            Cause::Notify,
+            &detail,
+        )
+        .await?;
+    }
+    Ok(n == 1)
+}
+
 /// Asks the sweep to look at an unfinished order again no later than `at`.
 pub async fn check_again_at(db: &Db, id: &str, at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
