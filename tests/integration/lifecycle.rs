@@ -87,7 +87,7 @@ async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_onc
         .find(|e| e.kind == "closed")
         .unwrap()
         .at;
-    println!("deadline → closed: {} ms", closed_at - deadline);
+
     // WeChat stops taking payment (time_expire) a little before our deadline; once it reports
     // CLOSED, closing is safe even if our own deadline is a moment away.
     let sb = app.ctx().sandbox.clone().unwrap();
