@@ -73,8 +73,9 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
             )
             .ok();
             on_cleanup(move || {
-                tick.map(|h| h.clear());
-                poll.map(|h| h.clear());
+                for handle in [tick, poll].into_iter().flatten() {
+                    handle.clear();
+                }
             });
         }
     });

@@ -75,7 +75,7 @@ async fn a_lost_notify_is_made_harmless_by_the_sweep() {
 
 #[tokio::test]
 async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_once() {
-    let app = spawn_app(&FAST).await;
+    let app = spawn_app(FAST).await;
     let id = app.shopper().await.place_ok(&[("NB-GRID", 2)]).await;
     assert_eq!(app.stock("NB-GRID").await, 1);
     let deadline = app.order(&id).await.deadline_at;

@@ -92,7 +92,7 @@ pub(super) async fn pay(State(sb): State<Sandbox>, Form(form): Form<Code>) -> Ht
 pub(super) async fn decline(Form(_form): Form<Code>) -> Html<String> {
     page(
         "Payment cancelled",
-        &r#"<div class="card"><p class="title" data-testid="phone-result">Payment cancelled</p><p>Nothing was charged. The shop's page keeps waiting until its order expires.</p></div>"#.to_string(),
+        r#"<div class="card"><p class="title" data-testid="phone-result">Payment cancelled</p><p>Nothing was charged. The shop's page keeps waiting until its order expires.</p></div>"#,
     )
 }
 
