@@ -100,6 +100,11 @@ async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_onc
         closed_at >= expire,
         "never closed while WeChat could still take payment"
     );
+    println!(
+        "deadline → closed: {} ms (WeChat's time_expire → closed: {} ms)",
+        closed_at - deadline,
+        closed_at - expire
+    );
     assert!(
         closed_at - deadline < 2000,
         "closed {} ms after the deadline",
