@@ -157,8 +157,9 @@ mod ssr {
         }
     }
 
+    /// Time left to pay, as WeChat counts it (its `time_expire`, a little before our deadline).
     pub fn remaining(o: &OrderRow) -> i64 {
-        (o.deadline_at - now_ms()).max(0)
+        (crate::server::orders::place::pay_by(o.created_at, o.deadline_at) - now_ms()).max(0)
     }
 
     pub async fn order_view(ctx: &Ctx, o: OrderRow) -> Result<OrderView, AppError> {

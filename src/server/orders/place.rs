@@ -115,14 +115,18 @@ pub async fn place_order(
     Ok(order.id)
 }
 
+/// The last moment WeChat takes payment (`time_expire`, whole seconds): a tenth of the time to pay,
+/// at most a minute, before our deadline, so a payment cannot land after we have started closing
+/// (the late-payment race shrinks to clock skew). Shoppers are shown this as their deadline.
+pub fn pay_by(created_at: i64, deadline_at: i64) -> i64 {
+    let margin = ((deadline_at - created_at) / 10).min(60_000);
+    (deadline_at - margin).div_euclid(1000) * 1000
+}
+
 /// The unifiedorder request for an order, rebuilt from the order row alone, so asking again
 /// (after an uncertain answer, from the sweep, after a restart) sends identical parameters and
 /// WeChat treats it as the same payment rather than OUT_TRADE_NO_USED.
 pub fn payment_request(ctx: &Ctx, o: &OrderRow) -> UnifiedOrderRequest {
-    // WeChat stops accepting payment a little before our deadline, so a payment cannot land
-    // after we have started closing (the late-payment race shrinks to clock skew).
-    let ttl = o.deadline_at - o.created_at;
-    let margin = (ttl / 10).min(60_000);
     UnifiedOrderRequest {
         body: o.body.clone(),
         out_trade_no: o.id.clone(),
@@ -131,7 +135,7 @@ pub fn payment_request(ctx: &Ctx, o: &OrderRow) -> UnifiedOrderRequest {
         notify_url: ctx.settings.notify_url(),
         product_id: o.id.clone(),
         time_start: Some(format_beijing(o.created_at)),
-        time_expire: Some(format_beijing(o.deadline_at - margin)),
+        time_expire: Some(format_beijing(pay_by(o.created_at, o.deadline_at))),
         attach: None,
     }
 }
@@ -207,6 +211,21 @@ mod tests {
         assert!(msg(&[line("A", -1)]).contains("at least 1"));
         assert!(msg(&[line("A", 60), line("A", 40)]).contains("At most 99"));
         assert!(msg(&[line("A'; DROP", 1)]).contains("Unknown product"));
+    }
+
+    #[test]
+    fn wechat_stops_taking_payment_a_little_before_the_deadline() {
+        assert_eq!(
+            pay_by(0, 900_000),
+            840_000,
+            "15 minutes: one minute earlier"
+        );
+        assert_eq!(
+            pay_by(0, 3_000),
+            2_000,
+            "3 s: 300 ms earlier, cut to the second"
+        );
+        assert_eq!(pay_by(1_500, 11_500), 10_000);
     }
 
     #[test]
