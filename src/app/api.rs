@@ -9,6 +9,8 @@ use super::types::{AppError, CartLine, OrderView, ProductView, StatusView};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Catalogue {
     pub shop_name: String,
+    /// Most of one product an order may take.
+    pub max_qty: i64,
     pub products: Vec<ProductView>,
 }
 
@@ -20,6 +22,7 @@ pub async fn get_catalogue() -> Result<Catalogue, AppError> {
         .map_err(ssr::internal)?;
     Ok(Catalogue {
         shop_name: ctx.settings.shop_name.clone(),
+        max_qty: ctx.settings.limits.item_qty,
         products: products
             .into_iter()
             .map(|p| ProductView {
@@ -39,9 +42,21 @@ pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
     use crate::server::orders::place::{self, PlaceError};
     let ctx = ssr::ctx()?;
     let session = ssr::session()?;
+    if let Some(ip) = ssr::client_ip(&ctx) {
+        if !ctx.order_rate.allow(ip) {
+            return Err(ssr::status(
+                429,
+                AppError::BadRequest(
+                    "Too many orders from your network in the last minute: please wait a minute and try again."
+                        .into(),
+                ),
+            ));
+        }
+    }
     match place::place_order(&ctx, &session, &lines).await {
         Ok(id) => Ok(id),
         Err(PlaceError::Invalid(msg)) => Err(ssr::status(400, AppError::BadRequest(msg))),
+        Err(PlaceError::Limited(msg)) => Err(ssr::status(429, AppError::BadRequest(msg))),
         Err(PlaceError::Db(e)) => Err(ssr::internal(e)),
     }
 }
@@ -64,8 +79,9 @@ pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     })
 }
 
-/// The shopper gives up on an unpaid order. Runs the same close flow as the deadline; the answer
-/// is the status reached (`Closing` until WeChat confirms the close).
+/// The shopper gives up on an unpaid order. Starts the same close flow as the deadline and answers
+/// within a couple of seconds with the status reached (`Closing` until WeChat confirms the close;
+/// the flow carries on in the background and the checkout polls for the outcome).
 #[server(prefix = "/api", endpoint = "cancel_order")]
 pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     use super::types::{FailureReason, OrderStatus};
@@ -81,10 +97,20 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
         ));
     }
     if !order.status.is_final() {
-        ctx.closer()
-            .run(&id, FailureReason::Cancelled, Cause::Shopper)
-            .await
-            .map_err(ssr::internal)?;
+        let task = tokio::spawn({
+            let (ctx, id) = (ctx.clone(), id.clone());
+            async move {
+                ctx.closer()
+                    .run(&id, FailureReason::Cancelled, Cause::Shopper)
+                    .await
+            }
+        });
+        match tokio::time::timeout(crate::server::orders::place::ANSWER_WITHIN, task).await {
+            Ok(Ok(Err(e))) => return Err(ssr::internal(e)),
+            Ok(Err(e)) => return Err(ssr::internal(e)),
+            // Done, or still talking to WeChat: the status below says which.
+            Ok(Ok(Ok(_))) | Err(_) => {}
+        }
     }
     let order = state::load(&ctx.db, &id)
         .await
@@ -120,6 +146,12 @@ mod ssr {
         use_context::<AppState>()
             .map(|s| s.ctx)
             .ok_or(AppError::Internal)
+    }
+
+    /// The caller's address (the TCP peer, or the trusted proxy header when configured).
+    pub fn client_ip(ctx: &Ctx) -> Option<std::net::IpAddr> {
+        let parts = use_context::<axum::http::request::Parts>()?;
+        crate::server::limits::client_ip(&parts, ctx.settings.client_ip_header.as_ref())
     }
 
     pub fn session() -> Result<String, AppError> {

@@ -28,6 +28,7 @@ pub fn CataloguePage() -> impl IntoView {
                 Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                 Ok(c) => {
                     let products = c.products.clone();
+                    let max_qty = c.max_qty;
                     let total = {
                         let products = products.clone();
                         move || {
@@ -46,7 +47,7 @@ pub fn CataloguePage() -> impl IntoView {
                             <p class="muted">"Choose your goods, then pay by scanning a QR code with WeChat."</p>
                         </section>
                         <ul class="products">
-                            {products.into_iter().map(|p| view! { <ProductCard p=p cart=cart/> }).collect_view()}
+                            {products.into_iter().map(|p| view! { <ProductCard p=p cart=cart max_qty=max_qty/> }).collect_view()}
                         </ul>
                         <div class="cart-bar" data-testid="cart-bar">
                             <div>
@@ -75,7 +76,11 @@ pub fn CataloguePage() -> impl IntoView {
 // Event handlers are dropped from the server render, so their captures look unused there.
 #[cfg_attr(feature = "ssr", allow(unused_variables))]
 #[component]
-fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl IntoView {
+fn ProductCard(
+    p: ProductView,
+    cart: RwSignal<BTreeMap<String, i64>>,
+    max_qty: i64,
+) -> impl IntoView {
     let sku = p.sku.clone();
     let stock = p.stock;
     let qty = {
@@ -86,7 +91,7 @@ fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl In
         let sku = sku.clone();
         move |q: i64| {
             cart.update(|c| {
-                c.insert(sku.clone(), q.clamp(0, stock.min(99)));
+                c.insert(sku.clone(), q.clamp(0, stock.min(max_qty)));
             })
         }
     };
@@ -110,7 +115,7 @@ fn ProductCard(p: ProductView, cart: RwSignal<BTreeMap<String, i64>>) -> impl In
             <div class="stepper" role="group" aria-label=format!("Quantity of {}", p.name)>
                 <button aria-label="Fewer" data-testid="dec" disabled=move || { qty_minus_disabled() == 0 } on:click=move |_| dec(qty_dec() - 1)>"−"</button>
                 <span class="qty" data-testid="qty">{move || qty_show()}</span>
-                <button aria-label="More" data-testid="inc" disabled=move || { qty_plus_disabled() >= stock.min(99) } on:click=move |_| inc(qty_inc() + 1)>"+"</button>
+                <button aria-label="More" data-testid="inc" disabled=move || { qty_plus_disabled() >= stock.min(max_qty) } on:click=move |_| inc(qty_inc() + 1)>"+"</button>
             </div>
         </li>
     }

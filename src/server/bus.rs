@@ -30,14 +30,15 @@ impl PayResultBus {
     /// Durably records a verified pay result. Publishing the same transaction twice is harmless.
     pub async fn publish(&self, n: &PayNotify) -> Result<(), BusError> {
         sqlx::query(
-            "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
+            "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
         )
         .bind(&n.transaction_id)
         .bind(&n.out_trade_no)
         .bind(n.total_fee)
         .bind(&n.time_end)
         .bind(n.paid_at_ms)
+        .bind(now_ms())
         .bind(now_ms())
         .execute(&self.db)
         .await

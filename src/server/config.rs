@@ -18,7 +18,12 @@ pub struct Settings {
     pub shop_name: String,
     pub order_ttl: Duration,
     pub sweep_interval: Duration,
+    pub sweep_concurrency: usize,
     pub session_secret: Option<ApiKey>,
+    pub shutdown_grace: Duration,
+    pub limits: Limits,
+    /// Where the client address comes from behind a trusted proxy; None = the TCP peer.
+    pub client_ip_header: Option<axum::http::HeaderName>,
     pub ops_token: Option<ApiKey>,
     pub merchant: Merchant,
     pub wxpay_base_url: String,
@@ -28,7 +33,40 @@ pub struct Settings {
     pub sandbox: bool,
     pub sandbox_time_scale: f64,
     pub sandbox_close_floor: Duration,
+    pub sandbox_min_expire: Duration,
     pub sandbox_faults: super::sandbox::faults::Faults,
+}
+
+/// What one shopper may do (see `Leptos.toml`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub item_qty: i64,
+    pub open_orders: i64,
+    pub orders_per_minute: u32,
+}
+
+/// WeChat refuses a NATIVE `time_expire` less than this after `time_start`.
+pub const WECHAT_MIN_EXPIRE: Duration = Duration::from_secs(5 * 60);
+/// A `code_url` can be paid for this long; a later `time_expire` would outlive the QR code.
+pub const WECHAT_CODE_URL_LIFE: Duration = Duration::from_secs(2 * 3600);
+
+/// Variables Kubernetes injects for a Service named `scanpay`; not settings, so not refused.
+fn injected_by_kubernetes(var: &str) -> bool {
+    var == "SCANPAY_SERVICE_HOST"
+        || var == "SCANPAY_PORT"
+        || var.starts_with("SCANPAY_SERVICE_PORT")
+        || var.starts_with("SCANPAY_PORT_")
+}
+
+/// A WeChat Pay API host (api.mch.weixin.qq.com, api2.mch.weixin.qq.com, …): real money.
+pub fn is_wechat_host(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+        .is_some_and(|h| h == "mch.weixin.qq.com" || h.ends_with(".mch.weixin.qq.com"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +120,9 @@ impl Settings {
                 )));
             }
         }
-        for var in env
-            .keys()
-            .filter(|k| k.starts_with("SCANPAY_") && *k != "SCANPAY_CONFIG")
-        {
+        for var in env.keys().filter(|k| {
+            k.starts_with("SCANPAY_") && *k != "SCANPAY_CONFIG" && !injected_by_kubernetes(k)
+        }) {
             let key = var["SCANPAY_".len()..].to_ascii_lowercase();
             if !known.contains_key(&key) {
                 return Err(ConfigError(format!(
@@ -138,14 +175,29 @@ impl Settings {
         };
         let session_secret = optional_secret(&raw("session_secret"), 32)?;
         let ops_token = optional_secret(&raw("ops_token"), 16)?;
+        let base_raw = raw("wxpay_base_url");
+        let in_process_wechat = base_raw.value.is_empty();
         let wxpay_base_url = {
-            let r = raw("wxpay_base_url");
+            let r = &base_raw;
             if r.value.is_empty() {
                 format!("{public_url}/sandbox/")
-            } else if r.value.starts_with("http://") || r.value.starts_with("https://") {
-                r.value
+            } else if (r.value.starts_with("http://") || r.value.starts_with("https://"))
+                && reqwest::Url::parse(&r.value).is_ok()
+            {
+                let mut u = r.value.clone();
+                if !u.ends_with('/') {
+                    u.push('/');
+                }
+                u
             } else {
-                return Err(err(&r, "must start with http:// or https://"));
+                return Err(err(r, "must be an http:// or https:// URL"));
+            }
+        };
+        let sandbox = {
+            let r = raw("sandbox");
+            match r.value.as_str() {
+                "auto" => in_process_wechat,
+                _ => boolean(&r)?,
             }
         };
         let sandbox_time_scale = {
@@ -176,15 +228,33 @@ impl Settings {
             shop_name: nonempty("shop_name")?,
             order_ttl: duration(&raw("order_ttl"))?,
             sweep_interval: duration(&raw("sweep_interval"))?,
+            sweep_concurrency: int(&raw("sweep_concurrency"), 1, 1000)? as usize,
             session_secret,
+            shutdown_grace: duration(&raw("shutdown_grace"))?,
+            limits: Limits {
+                item_qty: int(&raw("limit_item_qty"), 1, 99)?,
+                open_orders: int(&raw("limit_open_orders"), 1, 1000)?,
+                orders_per_minute: int(&raw("limit_orders_per_minute"), 1, 1_000_000)? as u32,
+            },
+            client_ip_header: {
+                let r = raw("client_ip_header");
+                match r.value.trim() {
+                    "" => None,
+                    h => Some(
+                        axum::http::HeaderName::try_from(h)
+                            .map_err(|_| err(&r, "is not an HTTP header name"))?,
+                    ),
+                }
+            },
             ops_token,
             merchant,
             wxpay_timeout: duration(&raw("wxpay_timeout"))?,
             wxpay_close_floor: duration(&raw("wxpay_close_floor"))?,
             wxpay_server_ip: nonempty("wxpay_server_ip")?,
-            sandbox: boolean(&raw("sandbox"))?,
+            sandbox,
             sandbox_time_scale,
             sandbox_close_floor: duration(&raw("sandbox_close_floor"))?,
+            sandbox_min_expire: duration(&raw("sandbox_min_expire"))?,
             sandbox_faults: {
                 let r = raw("sandbox_faults");
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?
@@ -199,12 +269,41 @@ impl Settings {
             )));
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
-        if settings.wxpay_base_url.contains("api.mch.weixin.qq.com")
-            && settings.merchant.api_key.expose() == sandbox_key
-        {
+        let real = is_wechat_host(&settings.wxpay_base_url);
+        if real && settings.merchant.api_key.expose() == sandbox_key {
             return Err(ConfigError(
                 "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
             ));
+        }
+        // How long WeChat takes payment for an order (its time_expire - time_start).
+        let ttl_ms = settings.order_ttl.as_millis() as i64;
+        let span = Duration::from_millis(super::orders::place::pay_by(0, ttl_ms) as u64);
+        let ttl_src = raw("order_ttl").source;
+        if real && span < WECHAT_MIN_EXPIRE {
+            return Err(ConfigError(format!(
+                "{ttl_src}: WeChat Pay refuses orders that stop taking payment less than 5 minutes \
+                 after they are placed; this order time ({}) lets shoppers pay for only {}. Use at least 5m34s",
+                show(settings.order_ttl),
+                show(span)
+            )));
+        }
+        if real && span > WECHAT_CODE_URL_LIFE {
+            return Err(ConfigError(format!(
+                "{ttl_src}: a WeChat Pay QR code can be paid for 2 hours; this order time ({}) \
+                 would outlive it. Use at most 2h",
+                show(settings.order_ttl)
+            )));
+        }
+        if settings.sandbox && in_process_wechat && span < settings.sandbox_min_expire {
+            return Err(ConfigError(format!(
+                "{ttl_src}: the sandbox, like WeChat Pay, refuses orders that stop taking payment \
+                 less than {} ({}) after they are placed, and this order time ({}) gives {}; \
+                 lengthen it or shorten SCANPAY_SANDBOX_MIN_EXPIRE",
+                show(settings.sandbox_min_expire),
+                raw("sandbox_min_expire").source,
+                show(settings.order_ttl),
+                show(span)
+            )));
         }
         Ok(settings)
     }
@@ -227,6 +326,35 @@ fn optional_secret(r: &Raw, min: usize) -> Result<Option<ApiKey>, ConfigError> {
         n if n < min => Err(err(r, &format!("must be at least {min} characters"))),
         _ => Ok(Some(ApiKey::new(r.value.clone()))),
     }
+}
+
+/// `5m34s`, `900ms`: a duration as a person reads it.
+fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        "0s".into()
+    } else {
+        out
+    }
+}
+
+fn int(r: &Raw, min: i64, max: i64) -> Result<i64, ConfigError> {
+    r.value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| err(r, &format!("must be a whole number from {min} to {max}")))
 }
 
 fn boolean(r: &Raw) -> Result<bool, ConfigError> {
@@ -295,11 +423,11 @@ mod tests {
     #[test]
     fn env_overrides_and_errors_name_the_variable() {
         let s = load(&[
-            ("SCANPAY_ORDER_TTL", "2m"),
+            ("SCANPAY_ORDER_TTL", "20m"),
             ("SCANPAY_WXPAY_SIGN_TYPE", "HMAC-SHA256"),
         ])
         .unwrap();
-        assert_eq!(s.order_ttl, Duration::from_secs(120));
+        assert_eq!(s.order_ttl, Duration::from_secs(1200));
         assert_eq!(s.merchant.sign_type, SignType::HmacSha256);
         let e = load(&[("SCANPAY_ORDER_TTL", "fifteen")])
             .unwrap_err()
@@ -315,6 +443,83 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("throwaway"), "{e}");
+        for host in [
+            "https://api2.mch.weixin.qq.com",
+            "https://API.MCH.weixin.qq.com./pay/",
+        ] {
+            let e = load(&[("SCANPAY_WXPAY_BASE_URL", host)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("throwaway"), "{host}: {e}");
+        }
+        let e = load(&[("SCANPAY_LIMIT_ITEM_QTY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SCANPAY_LIMIT_ITEM_QTY") && e.contains("1 to 99"),
+            "{e}"
+        );
+        let e = load(&[("SCANPAY_CLIENT_IP_HEADER", "X Forwarded")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SCANPAY_CLIENT_IP_HEADER"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_not_settings_but_typos_still_stop() {
+        let s = load(&[
+            ("SCANPAY_SERVICE_HOST", "10.0.0.7"),
+            ("SCANPAY_SERVICE_PORT", "80"),
+            ("SCANPAY_SERVICE_PORT_HTTP", "80"),
+            ("SCANPAY_PORT", "tcp://10.0.0.7:80"),
+            ("SCANPAY_PORT_80_TCP_ADDR", "10.0.0.7"),
+        ]);
+        assert!(s.is_ok(), "{:?}", s.err());
+        assert!(load(&[("SCANPAY_SERVICE_HOSTS", "x")]).is_err());
+    }
+
+    const REAL: (&str, &str) = ("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/");
+    const KEY: (&str, &str) = ("SCANPAY_WXPAY_API_KEY", "a-real-key-from-the-environment-0");
+
+    #[test]
+    fn the_real_api_takes_only_orders_wechat_accepts() {
+        let s = load(&[REAL, KEY]).unwrap();
+        assert!(
+            !s.sandbox,
+            "the sandbox is off by default when WeChat is elsewhere"
+        );
+        let e = load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "5m")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SCANPAY_ORDER_TTL") && e.contains("4m30s") && e.contains("5m34s"),
+            "{e}"
+        );
+        assert!(load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "334s")]).is_ok());
+        let e = load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "3h")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 hours"), "{e}");
+        let other = ("SCANPAY_WXPAY_BASE_URL", "http://127.0.0.1:9/sandbox/");
+        assert!(!load(&[other]).unwrap().sandbox);
+        assert!(load(&[other, ("SCANPAY_SANDBOX", "true")]).unwrap().sandbox);
+    }
+
+    #[test]
+    fn the_in_process_sandbox_refuses_settings_it_would_refuse_orders_for() {
+        let e = load(&[("SCANPAY_ORDER_TTL", "3s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SCANPAY_ORDER_TTL") && e.contains("SCANPAY_SANDBOX_MIN_EXPIRE"),
+            "{e}"
+        );
+        assert!(load(&[
+            ("SCANPAY_ORDER_TTL", "3s"),
+            ("SCANPAY_SANDBOX_MIN_EXPIRE", "1s")
+        ])
+        .is_ok());
+        assert_eq!(show(Duration::from_secs(334)), "5m34s");
     }
 
     #[test]

@@ -63,12 +63,74 @@ pub async fn handle_notify(
     }
 }
 
-/// `GET /healthz`: the process is up and its database answers.
+/// `GET /healthz`: the process is up, its database answers and every worker runs. 503 otherwise,
+/// naming what is wrong without internal detail (that goes to the log).
 pub async fn health(State(ctx): State<Arc<Ctx>>) -> Response {
-    match sqlx::query("SELECT 1").execute(&ctx.db).await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    let database = match sqlx::query("SELECT 1").execute(&ctx.db).await {
+        Ok(_) => "ok",
+        Err(e) => {
+            tracing::error!(error = %e, "health: the database does not answer");
+            "unavailable"
+        }
+    };
+    let workers = ctx.workers.states();
+    let ok = database == "ok" && ctx.workers.all_running();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "database": database,
+        "workers": workers,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Refuses a browser request to a server function (`/api/…`) made from another site: its `Origin`
+/// (or, without one, `Referer`) must name this site, as seen in `Host` or the public URL.
+/// Requests with neither (non-browser clients) pass; they carry no shopper's cookie by accident.
+pub async fn same_origin(
+    State(public_url): State<String>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path().starts_with("/api/") && req.method() != axum::http::Method::GET {
+        let h = req.headers();
+        let claimed = h
+            .get(axum::http::header::ORIGIN)
+            .or_else(|| h.get(axum::http::header::REFERER))
+            .map(|v| v.to_str().ok().and_then(|s| reqwest::Url::parse(s).ok()));
+        if let Some(claimed) = claimed {
+            let host = h
+                .get(axum::http::header::HOST)
+                .and_then(|v| v.to_str().ok());
+            if !claimed.is_some_and(|u| same_site(&u, host, &public_url)) {
+                tracing::warn!(path = %req.uri().path(), "cross-site request to a server function refused");
+                return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+            }
+        }
     }
+    next.run(req).await
+}
+
+fn same_site(claimed: &reqwest::Url, host: Option<&str>, public_url: &str) -> bool {
+    let authority = |u: &reqwest::Url| {
+        u.host_str()
+            .map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+            .map(|a| a.to_ascii_lowercase())
+    };
+    let Some(origin) = authority(claimed) else {
+        return false;
+    };
+    host.is_some_and(|h| h.eq_ignore_ascii_case(&origin))
+        || reqwest::Url::parse(public_url).is_ok_and(|p| {
+            p.scheme() == claimed.scheme() && authority(&p).as_deref() == Some(origin.as_str())
+        })
 }
 
 /// Operator endpoints answer only with `Authorization: Bearer <SCANPAY_OPS_TOKEN>`.
@@ -100,19 +162,41 @@ pub async fn anomalies(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Respo
     if let Err(r) = authorized(&ctx, &headers) {
         return r;
     }
-    type AnomalyRow = (String, String, String, String, i64);
-    let rows: Result<Vec<AnomalyRow>, _> =
-        sqlx::query_as("SELECT id, order_id, kind, detail, at FROM anomalies WHERE resolved_at IS NULL ORDER BY at DESC LIMIT 500")
-            .fetch_all(&ctx.db)
-            .await;
+    type AnomalyRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Result<Vec<AnomalyRow>, _> = sqlx::query_as(
+        "SELECT a.id, a.order_id, a.transaction_id, a.kind, a.detail, a.at, o.status, o.parked_at \
+         FROM anomalies a LEFT JOIN orders o ON o.id = a.order_id \
+         WHERE a.resolved_at IS NULL ORDER BY a.at DESC LIMIT 500",
+    )
+    .fetch_all(&ctx.db)
+    .await;
     match rows {
         Ok(rows) => Json(
             rows.into_iter()
-                .map(|(id, order_id, kind, detail, at)| json!({"id": id, "order_id": order_id, "kind": kind, "detail": detail, "at_ms": at}))
+                .map(|(id, order_id, txn, kind, detail, at, status, parked_at)| {
+                    json!({
+                        "id": id, "order_id": order_id, "transaction_id": txn, "kind": kind,
+                        "detail": detail, "at_ms": at, "order_status": status,
+                        // Parked: no automatic flow touches the order until an operator acts.
+                        "parked_at_ms": parked_at,
+                    })
+                })
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "ops: anomalies query failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
     }
 }
 
@@ -129,7 +213,8 @@ pub async fn order_timeline(
         Ok(Some(o)) => o,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such order").into_response(),
         Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response()
+            tracing::error!(error = %e, "ops: order query failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     };
     let events = state::events(&ctx.db, &id).await.unwrap_or_default();
@@ -142,6 +227,7 @@ pub async fn order_timeline(
         "transaction_id": order.transaction_id,
         "paid_at_ms": order.paid_at,
         "failure_reason": order.failure_reason.map(|r| r.as_str()),
+        "parked": order.parked,
         "events": events.iter().map(|e| json!({"seq": e.seq, "at_ms": e.at, "kind": e.kind, "cause": e.cause, "detail": e.detail})).collect::<Vec<_>>(),
     }))
     .into_response()

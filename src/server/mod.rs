@@ -4,21 +4,25 @@
 pub mod bus;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod orders;
 pub mod qr;
 pub mod sandbox;
 pub mod session;
 pub mod store;
+pub mod workers;
 pub mod wxpay;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::HeaderValue;
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::{shell, App};
 use config::Settings;
@@ -33,6 +37,31 @@ pub struct Ctx {
     pub wxpay: Arc<dyn Gateway>,
     pub bus: bus::PayResultBus,
     pub sandbox: Option<Sandbox>,
+    pub workers: workers::Workers,
+    pub order_rate: limits::RateLimiter,
+    /// Wait before re-sending an uncertain unifiedorder inside the request.
+    pub retry_delay: std::time::Duration,
+}
+
+impl Ctx {
+    /// A context without background workers (tests and tools drive the flows themselves).
+    pub fn new(
+        settings: Settings,
+        db: store::Db,
+        wxpay: Arc<dyn Gateway>,
+        sandbox: Option<Sandbox>,
+    ) -> Self {
+        Ctx {
+            order_rate: limits::RateLimiter::new(settings.limits.orders_per_minute),
+            bus: bus::PayResultBus::new(db.clone()),
+            settings,
+            db,
+            wxpay,
+            sandbox,
+            workers: workers::Workers::default(),
+            retry_delay: std::time::Duration::from_millis(200),
+        }
+    }
 }
 
 impl Ctx {
@@ -59,6 +88,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("cannot keep the generated session secret in the database: {0}")]
+    Secret(sqlx::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
 }
@@ -68,16 +99,28 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     pub ctx: Arc<Ctx>,
     pub server: tokio::task::JoinHandle<()>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
+    stop_serving: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
-    /// Stops the server and its background workers (a process crash, as far as they know).
+    /// Stops the server and its background workers at once (a process crash, as far as they know).
     pub fn abort(&self) {
         self.server.abort();
-        for w in &self.workers {
-            w.abort();
-        }
+        self.ctx.workers.abort();
+    }
+
+    /// Graceful stop: no new connections, in-flight requests finish and workers finish their
+    /// current item, each within `grace`. True when everything finished in time.
+    pub async fn shutdown(self, grace: std::time::Duration) -> bool {
+        let _ = self.stop_serving.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let server_done = tokio::time::timeout_at(deadline, self.server).await.is_ok();
+        let workers_done = self
+            .ctx
+            .workers
+            .shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
+        server_done && workers_done
     }
 }
 
@@ -92,6 +135,14 @@ pub async fn start(
         .map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;
     let db = store::connect(&settings.database_url).await?;
     store::migrate(&db).await?;
+    // Without a configured key, one generated once and kept in the database: every process on it
+    // signs alike, and shoppers keep their sessions across restarts.
+    let session_secret = match &settings.session_secret {
+        Some(k) => k.expose().to_string(),
+        None => store::generated_secret(&db, "session")
+            .await
+            .map_err(StartError::Secret)?,
+    };
 
     let sandbox = settings.sandbox.then(|| {
         Sandbox::new(SandboxConfig {
@@ -99,6 +150,7 @@ pub async fn start(
             payee: settings.shop_name.clone(),
             time_scale: settings.sandbox_time_scale,
             close_floor: settings.sandbox_close_floor,
+            min_expire: settings.sandbox_min_expire,
             faults: settings.sandbox_faults,
         })
     });
@@ -107,37 +159,40 @@ pub async fn start(
         settings.merchant.clone(),
         settings.wxpay_timeout,
     ));
-    let bus = bus::PayResultBus::new(db.clone());
     let sessions = Arc::new(SessionKeys::new(
-        settings.session_secret.as_ref().map(|k| k.expose()),
+        Some(&session_secret),
         settings.public_url.starts_with("https://"),
     ));
-    if settings.session_secret.is_none() {
-        tracing::warn!(
-            "SCANPAY_SESSION_SECRET is not set: shopper sessions end when this process restarts"
-        );
-    }
-    let ctx = Arc::new(Ctx {
-        settings,
-        db,
-        wxpay,
-        bus,
-        sandbox,
-    });
+    let ctx = Arc::new(Ctx::new(settings, db, wxpay, sandbox));
 
-    let workers = vec![
-        tokio::spawn(orders::consumer::run(ctx.bus.clone())),
-        tokio::spawn(orders::timeout::run(ctx.clone())),
-        tokio::spawn(orders::sweep::run(ctx.clone())),
-    ];
+    let bus = ctx.bus.clone();
+    ctx.workers.supervise("pay_results", move |stop| {
+        orders::consumer::run(bus.clone(), stop)
+    });
+    let c = ctx.clone();
+    ctx.workers.supervise("timeouts", move |stop| {
+        orders::timeout::run(c.clone(), stop)
+    });
+    let c = ctx.clone();
+    ctx.workers
+        .supervise("sweep", move |stop| orders::sweep::run(c.clone(), stop));
 
     let state = AppState {
         leptos_options,
         ctx: ctx.clone(),
     };
     let app = router(state, sessions);
+    let (stop_serving, mut stopping) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app.into_make_service()).await {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await;
+        if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
     });
@@ -145,12 +200,17 @@ pub async fn start(
         addr,
         ctx,
         server,
-        workers,
+        stop_serving,
     })
 }
 
 fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     let routes = generate_route_list(App);
+    let reload = format!(
+        "ws://{}:{}",
+        state.leptos_options.site_addr.ip(),
+        state.leptos_options.reload_port
+    );
     let pages: Router<AppState> = Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
@@ -160,6 +220,10 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             sessions,
             session::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.ctx.settings.public_url.clone(),
+            http::same_origin,
         ));
     let mut app = pages
         .route(
@@ -176,7 +240,35 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
                 .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         );
     }
-    app.with_state(state)
+    with_security_headers(app.with_state(state), &reload)
+}
+
+/// Headers every answer carries unless a handler set its own: what the page may load and run
+/// (Leptos hydrates with inline module scripts and WASM), that no other site may frame it, no
+/// MIME sniffing, and no full URL (order ids) leaking to other sites in `Referer`.
+fn with_security_headers(app: Router, reload_ws: &str) -> Router {
+    use axum::http::header::{
+        CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' {reload_ws}; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    );
+    let header = |name, value: HeaderValue| SetResponseHeaderLayer::if_not_present(name, value);
+    app.layer(header(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&csp).expect("a valid header value"),
+    ))
+    .layer(header(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+    .layer(header(
+        X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(header(
+        REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ))
 }
 
 /// The `scanpay` binary: settings from Leptos.toml + environment, listen, serve until Ctrl-C/SIGTERM.
@@ -211,8 +303,16 @@ pub async fn run() {
         }
     );
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    running.abort();
+    let grace = running.ctx.settings.shutdown_grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: finishing in-flight work"
+    );
+    if running.shutdown(grace).await {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!("stopped with work still running after the grace period");
+    }
 }
 
 fn fail(msg: &str) -> ! {

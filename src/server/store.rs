@@ -1,31 +1,35 @@
 //! The SQL store: connection, embedded migrations and catalogue reads.
 //! Order writes live in `orders::state`, the one module that changes an order.
 
+use std::borrow::Cow;
+
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
 pub type Db = AnyPool;
 
-/// Migrations compiled into the binary, applied in order, each once.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/0001_init.sql")),
+/// The SQLite migrations, compiled into the binary and applied by sqlx's migrator (which records
+/// a checksum of each, so an edited migration is refused instead of silently skipped).
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
     (
         2,
-        "seed_catalogue",
-        include_str!("../../migrations/0002_seed_catalogue.sql"),
+        "seed catalogue",
+        include_str!("../../migrations/sqlite/0002_seed_catalogue.sql"),
     ),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {url}: {source}")]
+    #[error("SCANPAY_DATABASE_URL={url}: {source}")]
     Connect { url: String, source: sqlx::Error },
-    #[error("migration {version} ({name}) failed: {source}")]
-    Migrate {
-        version: i64,
-        name: &'static str,
-        source: sqlx::Error,
-    },
+    #[error("database migrations failed: {0}")]
+    Migrate(String),
 }
 
 pub async fn connect(url: &str) -> Result<Db, StoreError> {
@@ -57,73 +61,99 @@ pub async fn connect(url: &str) -> Result<Db, StoreError> {
     Ok(pool)
 }
 
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            SQLITE_MIGRATIONS
+                .iter()
+                .map(|&(version, name, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(name),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Applies the migrations not yet applied. Several processes may start at once: the migrator
+/// locks where the engine can (PostgreSQL, MySQL); SQLite serialises the transactions, and a
+/// process that loses the race finds the work done when it tries again.
 pub async fn migrate(db: &Db) -> Result<(), StoreError> {
-    let fail = |version, name| {
-        move |source| StoreError::Migrate {
-            version,
-            name,
-            source,
-        }
-    };
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL, applied_at BIGINT NOT NULL)")
-        .execute(db)
-        .await
-        .map_err(fail(0, "schema_migrations"))?;
-    for &(version, name, sql) in MIGRATIONS {
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(db)
-                .await
-                .map_err(fail(version, name))?;
-        if done.is_some() {
-            continue;
-        }
-        let mut tx = db.begin().await.map_err(fail(version, name))?;
-        for stmt in statements(sql) {
-            sqlx::query(&stmt)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail(version, name))?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-            .bind(version)
-            .bind(name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail(version, name))?;
-        tx.commit().await.map_err(fail(version, name))?;
+    let legacy: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    )
+    .fetch_optional(db)
+    .await
+    .unwrap_or(None);
+    if legacy.is_some() {
+        return Err(StoreError::Migrate(
+            "this database was made by an earlier scanpay (schema_migrations table); \
+             start with a new database file"
+                .into(),
+        ));
     }
-    Ok(())
-}
-
-/// Splits a migration file into statements, dropping `--` comment lines.
-fn statements(sql: &str) -> Vec<String> {
-    let text: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    text.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn redact(url: &str) -> String {
-    // postgres://user:password@host → postgres://user:***@host
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match migrator().run(db).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                tracing::info!(error = %e, attempt, "migrations raced another process; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
+            Err(e) => return Err(StoreError::Migrate(e.to_string())),
         }
-        _ => url.to_string(),
     }
+}
+
+/// A database URL fit for logs and error messages: the password (in the authority or as a
+/// `password=` parameter) becomes `***`. A URL that does not parse is not echoed at all.
+pub fn redact(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return "<a URL that does not parse>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd");
+                (
+                    k.into_owned(),
+                    if secret { "***".into() } else { v.into_owned() },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A secret scanpay keeps for itself (e.g. the session-cookie key when none is configured): made
+/// once, stored in the database, the same for every process and across restarts.
+pub async fn generated_secret(db: &Db, name: &str) -> Result<String, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO app_secrets (name, value, created_at) SELECT ?, ?, ? \
+         WHERE NOT EXISTS (SELECT 1 FROM app_secrets WHERE name = ?)",
+    )
+    .bind(name)
+    .bind(crate::server::wxpay::client::random_alnum(48))
+    .bind(now_ms())
+    .bind(name)
+    .execute(db)
+    .await?;
+    sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = ?")
+        .bind(name)
+        .fetch_one(db)
+        .await
 }
 
 pub fn now_ms() -> i64 {
@@ -168,19 +198,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_statements_and_drops_comments() {
-        let s =
-            statements("-- head\nCREATE TABLE a (x INT); -- tail\n\nINSERT INTO a VALUES (1);\n");
-        assert_eq!(
-            s,
-            vec!["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]
-        );
-    }
-
-    #[test]
     fn redacts_passwords() {
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact("postgres://u:p%40ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("mysql://h/db?user=u&password=s3cret&ssl-mode=required"),
+            "mysql://h/db?user=u&password=***&ssl-mode=required"
+        );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert!(!redact("postgres://u:pw@@h/db").contains("pw"));
+        assert!(!redact("not a url with pw").contains("pw"));
     }
 
     #[tokio::test]
@@ -191,8 +221,35 @@ mod tests {
             .unwrap();
         migrate(&db).await.unwrap();
         migrate(&db).await.unwrap();
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(applied, SQLITE_MIGRATIONS.len() as i64);
         let p = products(&db).await.unwrap();
         assert_eq!(p.len(), 5);
         assert!(p.iter().all(|p| p.price_fen > 0 && p.stock > 0));
+        let a = generated_secret(&db, "session").await.unwrap();
+        assert_eq!(a.len(), 48);
+        assert_eq!(generated_secret(&db, "session").await.unwrap(), a, "kept");
+    }
+
+    #[tokio::test]
+    async fn concurrent_migrations_on_one_file_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let db = connect(&url).await.unwrap();
+                migrate(&db).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let db = connect(&url).await.unwrap();
+        assert_eq!(products(&db).await.unwrap().len(), 5, "seeded once");
     }
 }

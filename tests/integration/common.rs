@@ -42,6 +42,12 @@ pub async fn spawn_app_on(
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("SCANPAY_DATABASE_URL".into(), db_url.to_string());
     env.insert("SCANPAY_SANDBOX_TIME_SCALE".into(), "0.001".into());
+    // Tests use short deadlines and place many orders from one address and session; the limits
+    // have tests of their own that set them.
+    env.insert("SCANPAY_SANDBOX_MIN_EXPIRE".into(), "1s".into());
+    env.insert("SCANPAY_LIMIT_OPEN_ORDERS".into(), "1000".into());
+    env.insert("SCANPAY_LIMIT_ORDERS_PER_MINUTE".into(), "100000".into());
+    env.insert("SCANPAY_LIMIT_ITEM_QTY".into(), "99".into());
     env.insert(
         "SCANPAY_SESSION_SECRET".into(),
         "integration-tests-session-secret-0123456789".into(),

@@ -15,7 +15,6 @@ use proptest::test_runner::{Config, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
-use scanpay::server::bus::PayResultBus;
 use scanpay::server::config::Settings;
 use scanpay::server::http::handle_notify;
 use scanpay::server::orders::{consumer, place, state, sweep, timeout};
@@ -51,6 +50,7 @@ struct WechatModel {
     orders: HashMap<String, (Wx, i64)>,
     close_faults: VecDeque<Fault>,
     query_faults: VecDeque<Fault>,
+    unified_faults: VecDeque<Fault>,
     txn_seq: u64,
 }
 
@@ -71,9 +71,25 @@ impl Gateway for Scripted {
     ) -> BoxFuture<'a, Result<UnifiedOrderResponse, WxPayError>> {
         Box::pin(async move {
             let mut m = self.0.lock().unwrap();
-            m.orders
-                .entry(req.out_trade_no.clone())
-                .or_insert((Wx::NotPay, req.total_fee));
+            let fault = m.unified_faults.pop_front();
+            if fault == Some(Fault::SystemError) {
+                return Err(biz(ErrCode::SystemError));
+            }
+            let known = m.orders.get(&req.out_trade_no).map(|o| o.0.clone());
+            match known {
+                None => {
+                    m.orders
+                        .insert(req.out_trade_no.clone(), (Wx::NotPay, req.total_fee));
+                }
+                // WeChat's re-entry rule: the same request again is answered only while unpaid.
+                Some(Wx::Success { .. }) if fault.is_none() => return Err(biz(ErrCode::OrderPaid)),
+                Some(Wx::Closed) if fault.is_none() => return Err(biz(ErrCode::OrderClosed)),
+                Some(_) => {}
+            }
+            if fault == Some(Fault::Timeout) {
+                // Applied at WeChat; the answer is lost on the way back.
+                return Err(WxPayError::Transport("timed out".into()));
+            }
             Ok(UnifiedOrderResponse {
                 prepay_id: format!("wx{}", req.out_trade_no),
                 code_url: format!("weixin://wxpay/bizpayurl?pr={}", req.out_trade_no),
@@ -169,6 +185,8 @@ enum Step {
     Cancel(usize),
     CloseAnswer(Fault),
     QueryAnswer(Fault),
+    /// The next unifiedorder calls (placing, its one retry, the sweep asking again) fail.
+    UnifiedAnswer(Fault, u8),
     Restart,
 }
 
@@ -196,7 +214,8 @@ impl ReferenceStateMachine for Model {
             2 => (0..n).prop_map(Step::Deadline),
             2 => (0..n).prop_map(Step::Cancel),
             2 => fault.clone().prop_map(Step::CloseAnswer),
-            1 => fault.prop_map(Step::QueryAnswer),
+            1 => fault.clone().prop_map(Step::QueryAnswer),
+            2 => (fault, 1u8..=3).prop_map(|(f, n)| Step::UnifiedAnswer(f, n)),
             1 => Just(Step::Restart),
         ]
         .boxed()
@@ -234,6 +253,7 @@ fn settings(db_url: &str) -> Settings {
         ("SCANPAY_SANDBOX", "false"),
         ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
         ("SCANPAY_SWEEP_INTERVAL", "1s"),
+        ("SCANPAY_LIMIT_OPEN_ORDERS", "1000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -245,13 +265,9 @@ fn settings(db_url: &str) -> Settings {
 async fn boot(db_url: &str, wechat: Arc<Scripted>) -> Arc<Ctx> {
     let db = store::connect(db_url).await.unwrap();
     store::migrate(&db).await.unwrap();
-    Arc::new(Ctx {
-        settings: settings(db_url),
-        bus: PayResultBus::new(db.clone()),
-        db,
-        wxpay: wechat,
-        sandbox: None,
-    })
+    let mut ctx = Ctx::new(settings(db_url), db, wechat, None);
+    ctx.retry_delay = std::time::Duration::ZERO;
+    Arc::new(ctx)
 }
 
 impl Sut {
@@ -374,7 +390,9 @@ impl Sut {
                     .execute(&ctx.db)
                     .await
                     .unwrap();
-                timeout::tick(&ctx).await.unwrap();
+                timeout::tick(&ctx, &timeout::Backoff::default())
+                    .await
+                    .unwrap();
             }
             Step::Cancel(i) => {
                 let Some(id) = self.id(i) else { return };
@@ -385,6 +403,10 @@ impl Sut {
             }
             Step::CloseAnswer(f) => self.wechat.0.lock().unwrap().close_faults.push_back(f),
             Step::QueryAnswer(f) => self.wechat.0.lock().unwrap().query_faults.push_back(f),
+            Step::UnifiedAnswer(f, n) => {
+                let mut m = self.wechat.0.lock().unwrap();
+                m.unified_faults.extend(std::iter::repeat_n(f, n as usize));
+            }
             Step::Restart => {
                 let url = ctx.settings.database_url.clone();
                 drop(ctx);
@@ -454,6 +476,7 @@ impl Sut {
             let mut m = self.wechat.0.lock().unwrap();
             m.close_faults.clear();
             m.query_faults.clear();
+            m.unified_faults.clear();
             for (wx, _) in m.orders.values_mut() {
                 if *wx == Wx::NotPay {
                     *wx = Wx::Closed;
@@ -471,7 +494,9 @@ impl Sut {
                 .execute(db)
                 .await
                 .unwrap();
-            timeout::tick(&self.ctx).await.unwrap();
+            timeout::tick(&self.ctx, &timeout::Backoff::default())
+                .await
+                .unwrap();
             sweep::pass(&self.ctx).await.unwrap();
         }
         self.check().await;

@@ -227,6 +227,10 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
     let list: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(list[0]["kind"], "amount_mismatch");
     assert_eq!(list[0]["order_id"], id.as_str());
+    assert!(
+        list[0]["parked_at_ms"].is_i64(),
+        "parked for the operator: {list}"
+    );
     assert!(list[0]["detail"]
         .as_str()
         .unwrap()
@@ -252,6 +256,7 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
     let timeline: serde_json::Value =
         serde_json::from_str(&timeline.text().await.unwrap()).unwrap();
     assert_eq!(timeline["status"], "pending");
+    assert_eq!(timeline["parked"], true);
     assert_eq!(
         timeline["events"]
             .as_array()
@@ -259,7 +264,13 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
             .iter()
             .map(|e| e["kind"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        vec!["created", "qr_issued", "notify_received", "anomaly"]
+        vec![
+            "created",
+            "qr_issued",
+            "notify_received",
+            "anomaly",
+            "parked"
+        ]
     );
 }
 

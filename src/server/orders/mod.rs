@@ -3,6 +3,7 @@
 pub mod close;
 pub mod consumer;
 pub mod place;
+pub mod reconcile;
 pub mod state;
 pub mod sweep;
 pub mod timeout;

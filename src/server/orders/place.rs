@@ -2,24 +2,30 @@
 //! then ask WeChat for a QR code.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::reconcile::{self, Action, QrRoute};
 use super::state::{self, Cause, CreateError, NewItem, NewOrder, OrderRow};
-use crate::app::types::{CartLine, FailureReason};
+use crate::app::types::CartLine;
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::random_alnum;
 use crate::server::wxpay::time::format_beijing;
-use crate::server::wxpay::{UnifiedOrderRequest, WxPayError};
+use crate::server::wxpay::{UnifiedOrderRequest, UnifiedOrderResponse, WxPayError};
 use crate::server::Ctx;
 
-/// Most of one item a single order may take.
-pub const MAX_QTY: i64 = 99;
+/// How long the shopper waits for the QR code before the checkout page shows (it picks up a code
+/// that arrives later by itself).
+pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
     /// The shopper can fix this; the message says how.
     #[error("{0}")]
     Invalid(String),
+    /// The shopper has reached a limit; the message says which.
+    #[error("{0}")]
+    Limited(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -29,7 +35,8 @@ pub enum PlaceError {
 pub struct Cart(Vec<NewItem>);
 
 impl Cart {
-    pub fn parse(lines: &[CartLine]) -> Result<Self, PlaceError> {
+    /// `max_qty`: the most of one product an order may take (`SCANPAY_LIMIT_ITEM_QTY`).
+    pub fn parse(lines: &[CartLine], max_qty: i64) -> Result<Self, PlaceError> {
         let invalid = |m: String| Err(PlaceError::Invalid(m));
         let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
         for line in lines {
@@ -50,8 +57,8 @@ impl Cart {
             }
             let q = merged.entry(&line.sku).or_insert(0);
             *q = q.saturating_add(line.qty);
-            if *q > MAX_QTY {
-                return invalid(format!("At most {MAX_QTY} of {} per order.", line.sku));
+            if *q > max_qty {
+                return invalid(format!("At most {max_qty} of {} per order.", line.sku));
             }
         }
         if merged.is_empty() {
@@ -75,14 +82,17 @@ pub fn new_order_id(now_ms: i64) -> String {
     format!("SP{}{}", format_beijing(now_ms), random_alnum(12))
 }
 
-/// Places the order and returns its id. A definite WeChat refusal leaves it `failed` (stock
-/// restored); an uncertain answer leaves it `pending` without a QR code for reconciliation.
+/// Places the order and returns its id, within [`ANSWER_WITHIN`]: the QR code is requested in the
+/// background and the checkout page shows it when it comes. A definite WeChat refusal leaves the
+/// order `failed` or closing (see [`request_payment`]); an uncertain answer leaves it `pending`
+/// for the sweep, which asks again within one sweep interval.
 pub async fn place_order(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     session_id: &str,
     lines: &[CartLine],
 ) -> Result<String, PlaceError> {
-    let cart = Cart::parse(lines)?;
+    let limits = &ctx.settings.limits;
+    let cart = Cart::parse(lines, limits.item_qty)?;
     let now = now_ms();
     let ttl = ctx.settings.order_ttl.as_millis() as i64;
     let order = NewOrder {
@@ -91,10 +101,11 @@ pub async fn place_order(
         created_at: now,
         deadline_at: now + ttl,
         first_check_at: now + 2 * ctx.settings.sweep_interval.as_millis() as i64,
+        max_open: limits.open_orders,
         items: cart.0,
     };
-    let created = match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
-        Ok(c) => c,
+    match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
+        Ok(_) => {}
         Err(CreateError::UnknownSku(sku)) => {
             return Err(PlaceError::Invalid(format!("Unknown product {sku:?}.")))
         }
@@ -104,14 +115,27 @@ pub async fn place_order(
                 n => format!("Only {n} left of {name}."),
             }))
         }
+        Err(CreateError::TooManyOpen(n)) => {
+            return Err(PlaceError::Limited(format!(
+                "You already have {n} unpaid orders: pay or cancel one of them first."
+            )))
+        }
         Err(CreateError::Db(e)) => return Err(e.into()),
     };
 
     let row = state::load(&ctx.db, &order.id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    debug_assert_eq!(row.total_fee, created.total_fee);
-    request_payment(ctx, &row).await?;
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            if let Err(e) = request_payment(&ctx, &row).await {
+                tracing::warn!(order_id = %row.id, error = %e, "requesting the QR code failed; the sweep retries");
+            }
+        }
+    });
+    // Past the wait the request carries on; the shopper already sees the checkout.
+    let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
     Ok(order.id)
 }
 
@@ -140,48 +164,72 @@ pub fn payment_request(ctx: &Ctx, o: &OrderRow) -> UnifiedOrderRequest {
     }
 }
 
-/// Asks WeChat for the order's QR code. A definite refusal fails the order (stock restored); an
-/// uncertain answer leaves it pending for the sweep.
+/// Asks WeChat for the order's QR code. An uncertain answer leaves the order pending and brings
+/// its next check forward to one sweep interval. A definite refusal is never taken at its word
+/// (OUT_TRADE_NO_USED and ORDERPAID mean WeChat may hold the order, even paid): WeChat is asked,
+/// and only an order it confirms it never created is failed; one it holds unpaid is closed.
 pub async fn request_payment(ctx: &Ctx, o: &OrderRow) -> Result<(), sqlx::Error> {
-    match unified_order_with_retry(ctx, &payment_request(ctx, o)).await {
+    let refusal = match unified_order_with_retry(ctx, &payment_request(ctx, o)).await {
         Ok(resp) => {
             state::record_code_url(&ctx.db, &o.id, &resp.code_url, &resp.prepay_id).await?;
+            return Ok(());
         }
         Err(e) if e.is_retryable() => {
-            tracing::warn!(order_id = %o.id, error = %e, "unifiedorder uncertain; left pending for reconciliation");
+            tracing::warn!(order_id = %o.id, error = %e, "unifiedorder uncertain; the sweep asks again");
+            let soon = now_ms() + ctx.settings.sweep_interval.as_millis() as i64;
+            return state::schedule_check(&ctx.db, &o.id, soon.min(o.deadline_at)).await;
         }
-        Err(e) => {
+        // return_code=FAIL: WeChat refused the request itself (signature, merchant, format), so
+        // it created nothing. Nothing can pay this order.
+        Err(e @ WxPayError::Protocol { .. }) => {
             tracing::warn!(order_id = %o.id, error = %e, "unifiedorder refused; order failed");
-            state::fail(
+            let reason = crate::app::types::FailureReason::PaymentNotCreated;
+            state::fail(&ctx.db, &o.id, reason, Cause::System, &e.to_string()).await?;
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    tracing::warn!(order_id = %o.id, error = %refusal, "unifiedorder refused; asking WeChat what it holds");
+    let answer = ctx.wxpay.order_query(&o.id).await;
+    let action = reconcile::decide(o, &answer, now_ms(), QrRoute::Refused);
+    match &action {
+        Action::StartClose(reason) => {
+            ctx.closer().run(&o.id, *reason, Cause::System).await?;
+        }
+        Action::Wait(why) => {
+            tracing::info!(order_id = %o.id, why, "refused unifiedorder not settled yet");
+            let soon = now_ms() + ctx.settings.sweep_interval.as_millis() as i64;
+            state::schedule_check(&ctx.db, &o.id, soon).await?;
+        }
+        _ => {
+            let detail = format!("unifiedorder: {refusal}");
+            let _ = state::note(
                 &ctx.db,
                 &o.id,
-                FailureReason::PaymentNotCreated,
+                "unifiedorder_refused",
                 Cause::System,
-                &e.to_string(),
+                &detail,
             )
-            .await?;
+            .await;
+            reconcile::settle(&ctx.db, o, &action, Cause::System).await?;
         }
     }
     Ok(())
 }
 
-/// Retries uncertain failures with the same parameters (and so the same out_trade_no).
+/// Retries an uncertain failure once, with the same parameters (and so the same out_trade_no);
+/// later attempts are the sweep's.
 async fn unified_order_with_retry(
     ctx: &Ctx,
     req: &UnifiedOrderRequest,
-) -> Result<crate::server::wxpay::UnifiedOrderResponse, WxPayError> {
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match ctx.wxpay.unified_order(req).await {
-            Err(e) if e.is_retryable() && attempt < 3 => {
-                tracing::info!(order_id = %req.out_trade_no, attempt, error = %e, "unifiedorder retry");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            other => return other,
+) -> Result<UnifiedOrderResponse, WxPayError> {
+    match ctx.wxpay.unified_order(req).await {
+        Err(e) if e.is_retryable() => {
+            tracing::info!(order_id = %req.out_trade_no, error = %e, "unifiedorder retry");
+            tokio::time::sleep(ctx.retry_delay).await;
+            ctx.wxpay.unified_order(req).await
         }
+        other => other,
     }
 }
 
@@ -198,19 +246,25 @@ mod tests {
 
     #[test]
     fn carts_are_validated_and_merged() {
-        let c = Cart::parse(&[line("B", 1), line("A", 2), line("B", 3), line("C", 0)]).unwrap();
+        let c = Cart::parse(
+            &[line("B", 1), line("A", 2), line("B", 3), line("C", 0)],
+            10,
+        )
+        .unwrap();
         assert_eq!(
             c.0.iter()
                 .map(|i| (i.sku.as_str(), i.qty))
                 .collect::<Vec<_>>(),
             vec![("A", 2), ("B", 4)]
         );
-        let msg = |lines: &[CartLine]| Cart::parse(lines).unwrap_err().to_string();
+        let msg = |lines: &[CartLine]| Cart::parse(lines, 99).unwrap_err().to_string();
         assert!(msg(&[]).contains("empty"));
         assert!(msg(&[line("A", 0)]).contains("empty"));
         assert!(msg(&[line("A", -1)]).contains("at least 1"));
         assert!(msg(&[line("A", 60), line("A", 40)]).contains("At most 99"));
         assert!(msg(&[line("A'; DROP", 1)]).contains("Unknown product"));
+        let e = Cart::parse(&[line("A", 11)], 10).unwrap_err().to_string();
+        assert_eq!(e, "At most 10 of A per order.");
     }
 
     #[test]

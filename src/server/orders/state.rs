@@ -56,7 +56,8 @@ pub struct NewOrder {
     pub deadline_at: i64,
     /// When the reconciliation sweep first looks at it (if no notify came by then).
     pub first_check_at: i64,
-    /// The first item's name, used for WeChat's `body`; filled from the catalogue.
+    /// Most unfinished (pending or closing) orders the session may hold, this one included.
+    pub max_open: i64,
     pub items: Vec<NewItem>,
 }
 
@@ -70,6 +71,9 @@ pub enum CreateError {
         name: String,
         left: i64,
     },
+    /// The session already holds this many unfinished orders.
+    #[error("{0} unfinished orders")]
+    TooManyOpen(i64),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -124,6 +128,16 @@ pub async fn create(db: &Db, order: &NewOrder, shop_name: &str) -> Result<Create
             .execute(&mut *tx)
             .await?;
         names.push(name);
+    }
+    // Counted after the first write, so (in SQLite) concurrent placings are serialised here.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders WHERE session_id = ? AND status IN ('pending', 'closing')",
+    )
+    .bind(&order.session_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if open >= order.max_open {
+        return Err(CreateError::TooManyOpen(open));
     }
     let body = order_body(shop_name, &names);
     sqlx::query(
@@ -200,7 +214,8 @@ pub async fn record_code_url(
     Ok(n == 1)
 }
 
-/// `pending → failed`, restoring stock. False when the order was not pending (nothing changed).
+/// `pending → failed`, restoring stock: WeChat never created a payment for it (confirmed by
+/// ORDERNOTEXIST or a definite refusal). False when the order was not pending (nothing changed).
 pub async fn fail(
     db: &Db,
     id: &str,
@@ -211,9 +226,9 @@ pub async fn fail(
     finish_unpaid(
         db,
         id,
-        OrderStatus::Pending,
+        &[OrderStatus::Pending],
         OrderStatus::Failed,
-        Some(reason),
+        reason,
         cause,
         detail,
     )
@@ -221,21 +236,25 @@ pub async fn fail(
 }
 
 /// `pending → closing`: the close flow has started (deadline reached or shopper cancelled).
-/// The reason is kept for the failure page. False when the order was not pending.
+/// The reason is kept for the failure page. False when the order was not pending (or is parked
+/// for an operator). The guarded UPDATE is also the claim: of several processes reaching the same
+/// deadline, one wins and runs the close flow; the sweep takes over at `check_at` only if that
+/// flow stops before an outcome.
 pub async fn begin_close(
     db: &Db,
     id: &str,
     reason: FailureReason,
     cause: Cause,
+    check_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let now = now_ms();
     let n = sqlx::query(
         "UPDATE orders SET status = 'closing', failure_reason = ?, next_check_at = ?, updated_at = ? \
-         WHERE id = ? AND status = 'pending'",
+         WHERE id = ? AND status = 'pending' AND parked_at IS NULL",
     )
     .bind(reason.as_str())
-    .bind(now)
+    .bind(check_at)
     .bind(now)
     .bind(id)
     .execute(&mut *tx)
@@ -248,43 +267,51 @@ pub async fn begin_close(
     Ok(n == 1)
 }
 
-/// `closing → closed`, restoring stock. Call only once WeChat has confirmed the order closed.
-pub async fn close(db: &Db, id: &str, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
+/// `pending | closing → closed`, restoring stock. Call only once WeChat has confirmed the order
+/// can no longer be paid (CLOSED; or, for an order that never had a QR code, ORDERNOTEXIST).
+/// `reason` applies when the order had none yet (a pending order WeChat expired on its own).
+pub async fn close(
+    db: &Db,
+    id: &str,
+    reason: FailureReason,
+    cause: Cause,
+    detail: &str,
+) -> Result<bool, sqlx::Error> {
     finish_unpaid(
         db,
         id,
-        OrderStatus::Closing,
+        &[OrderStatus::Pending, OrderStatus::Closing],
         OrderStatus::Closed,
-        None,
+        reason,
         cause,
         detail,
     )
     .await
 }
 
-/// Moves an unpaid order from `from` to the final `to` and puts its stock back in the same
+/// Moves an unpaid order from one of `from` to the final `to` and puts its stock back in the same
 /// transaction. Only the caller whose guarded UPDATE matched restores it, so it happens once.
 async fn finish_unpaid(
     db: &Db,
     id: &str,
-    from: OrderStatus,
+    from: &[OrderStatus],
     to: OrderStatus,
-    reason: Option<FailureReason>,
+    reason: FailureReason,
     cause: Cause,
     detail: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let now = now_ms();
-    let n = sqlx::query(
-        "UPDATE orders SET status = ?, failure_reason = COALESCE(?, failure_reason), finished_at = ?, updated_at = ? \
-         WHERE id = ? AND status = ?",
-    )
+    let n = sqlx::query(&format!(
+        "UPDATE orders SET status = ?, failure_reason = COALESCE(failure_reason, ?), finished_at = ?, \
+         updated_at = ?, next_check_at = NULL WHERE id = ? AND status IN ({}) AND parked_at IS NULL",
+        status_list(from)
+    ))
     .bind(to.as_str())
-    .bind(reason.map(FailureReason::as_str))
+    .bind(reason.as_str())
     .bind(now)
     .bind(now)
     .bind(id)
-    .bind(from.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -340,14 +367,22 @@ pub async fn record_notify(conn: &mut AnyConnection, p: &Payment) -> Result<bool
     Ok(n == 1)
 }
 
-/// Asks the sweep to look at an unfinished order again no later than `at`.
-pub async fn check_again_at(db: &Db, id: &str, at: i64) -> Result<(), sqlx::Error> {
+/// `'pending', 'closing'` for an IN list (statuses are our own constants, never input).
+fn status_list(statuses: &[OrderStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
+pub async fn schedule_check(db: &Db, id: &str, at: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET next_check_at = ? WHERE id = ? AND status IN ('pending', 'closing') AND next_check_at > ?",
+        "UPDATE orders SET next_check_at = ? WHERE id = ? AND status IN ('pending', 'closing') AND parked_at IS NULL",
     )
     .bind(at)
     .bind(id)
-    .bind(at)
     .execute(db)
     .await?;
     Ok(())
@@ -362,9 +397,10 @@ pub async fn claim_due(
     limit: i64,
     next_at: impl Fn(&OrderRow, i64) -> i64,
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
+    // `next_check_at` is NULL for finished and parked orders, so the index range holds only due work.
     let rows = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS}, next_check_at, check_attempts FROM orders \
-         WHERE status IN ('pending', 'closing') AND next_check_at <= ? ORDER BY next_check_at LIMIT ?"
+         WHERE next_check_at <= ? AND status IN ('pending', 'closing') ORDER BY next_check_at LIMIT ?"
     ))
     .bind(now)
     .bind(limit)
@@ -395,13 +431,21 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-/// Pending orders whose deadline has passed, and the next deadline still ahead (for the timer).
-pub async fn due_deadlines(db: &Db, now: i64) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
-    let due: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM orders WHERE status = 'pending' AND deadline_at <= ? ORDER BY deadline_at LIMIT 100")
-            .bind(now)
-            .fetch_all(db)
-            .await?;
+/// Up to `limit` pending orders whose deadline has passed (earliest first), and the next deadline
+/// still ahead (for the timer). Both read the `(status, deadline_at)` index.
+pub async fn due_deadlines(
+    db: &Db,
+    now: i64,
+    limit: i64,
+) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = 'pending' AND deadline_at <= ? AND parked_at IS NULL \
+         ORDER BY deadline_at LIMIT ?",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
     let next: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(deadline_at) FROM orders WHERE status = 'pending' AND deadline_at > ?",
     )
@@ -458,8 +502,8 @@ pub async fn mark_paid(
 ) -> Result<PaidOutcome, sqlx::Error> {
     let now = now_ms();
     let n = sqlx::query(
-        "UPDATE orders SET status = 'paid', transaction_id = ?, paid_at = ?, finished_at = ?, updated_at = ? \
-         WHERE id = ? AND status IN ('pending', 'closing') AND total_fee = ?",
+        "UPDATE orders SET status = 'paid', transaction_id = ?, paid_at = ?, finished_at = ?, updated_at = ?, \
+         next_check_at = NULL WHERE id = ? AND status IN ('pending', 'closing') AND total_fee = ?",
     )
     .bind(&p.transaction_id)
     .bind(p.paid_at)
@@ -492,7 +536,7 @@ pub async fn mark_paid(
         cause.as_str()
     );
     let Some(row) = row else {
-        record_anomaly(conn, &p.out_trade_no, "unknown_order", &evidence).await?;
+        record_anomaly(conn, p, "unknown_order", &evidence).await?;
         return Ok(PaidOutcome::Anomaly("unknown_order"));
     };
     let status: String = row.try_get("status")?;
@@ -508,34 +552,58 @@ pub async fn mark_paid(
         "paid_after_close"
     };
     let detail = format!("{evidence}; order status={status} total_fee={total_fee}");
-    record_anomaly(conn, &p.out_trade_no, kind, &detail).await?;
-    append_event(
-        conn,
-        &p.out_trade_no,
-        "anomaly",
-        cause,
-        &format!("{kind}: {detail}"),
-    )
-    .await?;
+    if record_anomaly(conn, p, kind, &detail).await? {
+        append_event(
+            conn,
+            &p.out_trade_no,
+            "anomaly",
+            cause,
+            &format!("{kind}: {detail}"),
+        )
+        .await?;
+        if status == "pending" || status == "closing" {
+            // Money arrived that cannot be applied: stop the automatic flows (no more checks, no
+            // close) and leave the order, its stock and the evidence to an operator.
+            sqlx::query(
+                "UPDATE orders SET parked_at = ?, next_check_at = NULL, updated_at = ? WHERE id = ?",
+            )
+            .bind(now_ms())
+            .bind(now_ms())
+            .bind(&p.out_trade_no)
+            .execute(&mut *conn)
+            .await?;
+            append_event(conn, &p.out_trade_no, "parked", cause, kind).await?;
+        }
+    }
     Ok(PaidOutcome::Anomaly(kind))
 }
 
+/// Records an anomaly once per (order, WeChat transaction); true when this call recorded it.
 async fn record_anomaly(
     conn: &mut AnyConnection,
-    order_id: &str,
+    p: &Payment,
     kind: &str,
     detail: &str,
-) -> Result<(), sqlx::Error> {
-    tracing::error!(order_id, kind, detail, "payment anomaly: needs an operator");
-    sqlx::query("INSERT INTO anomalies (id, order_id, kind, detail, at) VALUES (?, ?, ?, ?, ?)")
-        .bind(random_alnum(24))
-        .bind(order_id)
-        .bind(kind)
-        .bind(detail)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO anomalies (id, order_id, transaction_id, kind, detail, at) SELECT ?, ?, ?, ?, ?, ? \
+         WHERE NOT EXISTS (SELECT 1 FROM anomalies WHERE order_id = ? AND transaction_id = ?)",
+    )
+    .bind(random_alnum(24))
+    .bind(&p.out_trade_no)
+    .bind(&p.transaction_id)
+    .bind(kind)
+    .bind(detail)
+    .bind(now_ms())
+    .bind(&p.out_trade_no)
+    .bind(&p.transaction_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 1 {
+        tracing::error!(order_id = %p.out_trade_no, kind, detail, "payment anomaly: needs an operator");
+    }
+    Ok(n == 1)
 }
 
 /// Appends to the order's timeline. Called only inside a transaction that already updated the
@@ -577,6 +645,8 @@ pub struct OrderRow {
     pub transaction_id: Option<String>,
     pub paid_at: Option<i64>,
     pub failure_reason: Option<FailureReason>,
+    /// Waiting for an operator (a payment that could not be applied): no automatic flow touches it.
+    pub parked: bool,
 }
 
 impl OrderRow {
@@ -596,13 +666,14 @@ impl OrderRow {
             transaction_id: r.try_get("transaction_id")?,
             paid_at: r.try_get("paid_at")?,
             failure_reason: reason.as_deref().and_then(FailureReason::parse),
+            parked: r.try_get::<Option<i64>, _>("parked_at")?.is_some(),
         })
     }
 }
 
 const ORDER_COLUMNS: &str =
     "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
-     transaction_id, paid_at, failure_reason";
+     transaction_id, paid_at, failure_reason, parked_at";
 
 pub async fn load(db: &Db, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
     let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
@@ -707,6 +778,7 @@ mod tests {
             created_at: now_ms(),
             deadline_at: now_ms() + 900_000,
             first_check_at: now_ms(),
+            max_open: 100,
             items: items
                 .iter()
                 .map(|(s, q)| NewItem {
@@ -779,6 +851,22 @@ mod tests {
             PaidOutcome::Anomaly("amount_mismatch")
         );
         assert_eq!(status(&db, "O1").await, OrderStatus::Pending);
+        assert!(
+            load(&db, "O1").await.unwrap().unwrap().parked,
+            "left to an operator"
+        );
+        // The same evidence again (the sweep, a notify retry) is recorded once.
+        for _ in 0..3 {
+            mark_paid(&mut conn, &payment("O1", fee + 1, "T1"), Cause::Sweep)
+                .await
+                .unwrap();
+        }
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT next_check_at FROM orders WHERE id = 'O1'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(due, None, "no further automatic checks");
         assert_eq!(
             mark_paid(&mut conn, &payment("O1", fee, "T1"), Cause::Notify)
                 .await
@@ -819,7 +907,10 @@ mod tests {
             .into_iter()
             .map(|e| e.kind)
             .collect();
-        assert_eq!(kinds, vec!["created", "anomaly", "paid", "anomaly"]);
+        assert_eq!(
+            kinds,
+            vec!["created", "anomaly", "parked", "paid", "anomaly"]
+        );
     }
 
     #[tokio::test]

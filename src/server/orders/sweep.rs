@@ -1,27 +1,31 @@
 //! Flow 5, the reconciliation sweep: every few seconds, take the unfinished orders that are due a
 //! check, ask WeChat (`orderquery`) and drive the same transitions as every other flow. It is what
-//! makes a lost notify, a lost timer or a crash in the middle of a close harmless.
+//! makes a lost notify, a lost timer, a lost unifiedorder answer or a crash in the middle of a
+//! close harmless.
 
 use std::sync::Arc;
 
-use super::close::{apply_query_success, CloseOutcome};
+use futures::stream::{self, StreamExt};
+
 use super::place;
+use super::reconcile::{self, Action, QrRoute};
 use super::state::{self, Cause, OrderRow};
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::store::now_ms;
-use crate::server::wxpay::{ErrCode, TradeState, WxPayError};
 use crate::server::Ctx;
 
-/// Orders one pass takes at most; the rest wait for the next pass.
-const BATCH: i64 = 50;
+/// Orders claimed at a time; a pass claims again while a full batch came back.
+const BATCH: i64 = 200;
 
-/// Runs passes forever, one per `sweep_interval`.
-pub async fn run(ctx: Arc<Ctx>) {
+/// Runs passes until `stop` says so, one per `sweep_interval`.
+pub async fn run(ctx: Arc<Ctx>, mut stop: crate::server::workers::Stop) {
     loop {
         if let Err(e) = pass(&ctx).await {
             tracing::error!(error = %e, "sweep pass failed; will retry");
         }
-        tokio::time::sleep(ctx.settings.sweep_interval).await;
+        if stop.sleep(ctx.settings.sweep_interval).await {
+            return;
+        }
     }
 }
 
@@ -36,75 +40,77 @@ pub fn next_check(o: &OrderRow, attempts: i64, now: i64, interval_ms: i64) -> i6
     }
 }
 
-/// One pass; returns how many orders it checked.
+/// One pass: claims and checks every order that is due, `sweep_concurrency` at a time, batch
+/// after batch until none is left. Returns how many orders it checked.
 pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
-    let now = now_ms();
     let interval = ctx.settings.sweep_interval.as_millis() as i64;
-    let due = state::claim_due(&ctx.db, now, BATCH, |o, attempts| {
-        next_check(o, attempts, now, interval)
-    })
-    .await?;
-    for order in &due {
-        if let Err(e) = check(ctx, order).await {
-            tracing::warn!(order_id = %order.id, error = %e, "sweep check failed; next pass retries");
+    let started = now_ms();
+    let mut checked = 0;
+    loop {
+        let now = now_ms();
+        let due = state::claim_due(&ctx.db, now, BATCH, |o, attempts| {
+            next_check(o, attempts, now, interval)
+        })
+        .await?;
+        let n = due.len();
+        stream::iter(due)
+            .for_each_concurrent(ctx.settings.sweep_concurrency, |order| async move {
+                if let Err(e) = check(ctx, &order).await {
+                    tracing::warn!(order_id = %order.id, error = %e, "sweep check failed; a later pass retries");
+                }
+            })
+            .await;
+        checked += n;
+        if (n as i64) < BATCH {
+            break;
         }
     }
-    Ok(due.len())
+    let took = now_ms() - started;
+    if took > interval {
+        // Checks come due faster than they are made: orders wait longer than planned.
+        tracing::warn!(
+            checked,
+            took_ms = took,
+            interval_ms = interval,
+            "sweep is falling behind: a pass took longer than the sweep interval \
+             (raise SCANPAY_SWEEP_CONCURRENCY, or WeChat is slow)"
+        );
+    }
+    Ok(checked)
 }
 
+/// Checks one claimed order and drives it toward its outcome.
 async fn check(ctx: &Ctx, order: &OrderRow) -> Result<(), sqlx::Error> {
     if order.status == OrderStatus::Closing {
         let reason = order.failure_reason.unwrap_or(FailureReason::Expired);
         ctx.closer().run(&order.id, reason, Cause::Sweep).await?;
         return Ok(());
     }
-    let past_deadline = now_ms() >= order.deadline_at;
-    match ctx.wxpay.order_query(&order.id).await {
-        Ok(q) => match q.trade_state {
-            TradeState::Success | TradeState::Refund => {
-                let outcome = apply_query_success(&ctx.db, order, &q, Cause::Sweep).await?;
-                tracing::info!(order_id = %order.id, outcome = outcome.as_str(), "sweep found a payment");
-            }
-            TradeState::Closed | TradeState::Revoked | TradeState::PayError => {
-                ctx.closer()
-                    .run(&order.id, FailureReason::Expired, Cause::Sweep)
-                    .await?;
-            }
-            _ if past_deadline => {
-                let outcome = ctx
-                    .closer()
-                    .run(&order.id, FailureReason::Expired, Cause::Sweep)
-                    .await?;
-                if let CloseOutcome::RetryAt(_) = outcome {
-                    tracing::info!(order_id = %order.id, "sweep started closing an expired order");
-                }
-            }
-            _ => {} // NOTPAY before the deadline: the shopper may still pay.
-        },
-        // WeChat has no such order: unifiedorder never landed. Ask again (same parameters) while
-        // the shopper can still pay, give up after the deadline.
-        Err(WxPayError::Business {
-            code: ErrCode::OrderNotExist,
-            ..
-        }) if order.code_url.is_none() => {
-            if past_deadline {
-                state::fail(
-                    &ctx.db,
-                    &order.id,
-                    FailureReason::PaymentNotCreated,
-                    Cause::Sweep,
-                    "orderquery: ORDERNOTEXIST",
-                )
-                .await?;
-            } else {
-                place::request_payment(ctx, order).await?;
-            }
+    if now_ms() >= order.deadline_at {
+        // The timer missed it (crash, lost message): the close flow queries WeChat itself.
+        ctx.closer()
+            .run(&order.id, FailureReason::Expired, Cause::Sweep)
+            .await?;
+        return Ok(());
+    }
+    let answer = ctx.wxpay.order_query(&order.id).await;
+    let action = reconcile::decide(order, &answer, now_ms(), QrRoute::Open);
+    match action {
+        Action::RequestQr => place::request_payment(ctx, order).await,
+        Action::StartClose(reason) => {
+            ctx.closer().run(&order.id, reason, Cause::Sweep).await?;
+            Ok(())
         }
-        Err(e) => {
-            tracing::info!(order_id = %order.id, error = %e, "sweep: orderquery gave no answer")
+        Action::Wait(why) => {
+            tracing::debug!(order_id = %order.id, why, "sweep: nothing to do yet");
+            Ok(())
+        }
+        action => {
+            let settled = reconcile::settle(&ctx.db, order, &action, Cause::Sweep).await?;
+            tracing::info!(order_id = %order.id, ?action, ?settled, "sweep settled an order");
+            Ok(())
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -124,6 +130,7 @@ mod tests {
             transaction_id: None,
             paid_at: None,
             failure_reason: None,
+            parked: false,
         }
     }
 

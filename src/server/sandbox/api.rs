@@ -182,6 +182,10 @@ async fn with_fault(
             tokio::time::sleep(HANG).await;
             response
         }
+        ApiFault::Latency(d) => {
+            tokio::time::sleep(d).await;
+            signed(a, apply())
+        }
         ApiFault::None => signed(a, apply()),
     }
 }
@@ -247,16 +251,22 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         }
         _ => return Err(invalid("trade_type", "JSAPI, NATIVE, APP or MWEB")),
     }
-    if let Some(ts) = get(p, "time_start") {
-        parse_beijing(ts).map_err(|_| invalid("time_start", "yyyyMMddHHmmss"))?;
-    }
+    let start_ms = match get(p, "time_start") {
+        Some(ts) => parse_beijing(ts).map_err(|_| invalid("time_start", "yyyyMMddHHmmss"))?,
+        None => now,
+    };
     let expire_ms = match get(p, "time_expire") {
         Some(te) => {
             let t = parse_beijing(te).map_err(|_| invalid("time_expire", "yyyyMMddHHmmss"))?;
-            if t <= now {
-                return Err(invalid(
-                    "time_expire",
-                    "time_expire时间过短, it is already past",
+            // WeChat's rule for NATIVE: at least 5 minutes (sandbox_min_expire) after time_start.
+            let min = sb.cfg.min_expire.as_millis() as i64;
+            if t <= now || t - start_ms < min {
+                return Err(BizError(
+                    "INVALID_REQUEST",
+                    format!(
+                        "time_expire时间过短，刷新界面重新生成订单 (at least {} s after time_start)",
+                        min / 1000
+                    ),
                 ));
             }
             Some(t)

@@ -3,9 +3,10 @@
 //!
 //! Written as `key=value` pairs separated by commas:
 //! - `notify=normal|drop|delay:2s|duplicate:3|concurrent:3`
-//! - `unifiedorder=…`, `orderquery=…`, `closeorder=…` with `none|systemerror|timeout`
+//! - `unifiedorder=…`, `orderquery=…`, `closeorder=…` with `none|systemerror|timeout|latency:<d>`
 //!   (`systemerror`: nothing happens, SYSTEMERROR is answered; `timeout`: the call takes effect but
-//!   the answer never comes back in time — the uncertain case).
+//!   the answer never comes back in time — the uncertain case; `latency:100ms`: answered normally,
+//!   that much later — for load tests and benchmarks).
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub enum ApiFault {
     None,
     SystemError,
     Timeout,
+    Latency(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,12 @@ fn api(v: &str) -> Result<ApiFault, String> {
         "none" => Ok(ApiFault::None),
         "systemerror" => Ok(ApiFault::SystemError),
         "timeout" => Ok(ApiFault::Timeout),
-        _ => Err(format!("API fault {v:?}: none, systemerror or timeout")),
+        _ => match v.strip_prefix("latency:") {
+            Some(d) => Ok(ApiFault::Latency(parse_duration(d)?)),
+            None => Err(format!(
+                "API fault {v:?}: none, systemerror, timeout or latency:<duration>"
+            )),
+        },
     }
 }
 
@@ -122,6 +129,12 @@ mod tests {
         assert_eq!(f.api(Api::CloseOrder), ApiFault::SystemError);
         assert_eq!(f.api(Api::OrderQuery), ApiFault::Timeout);
         assert_eq!(f.api(Api::UnifiedOrder), ApiFault::None);
+        assert_eq!(
+            Faults::parse("orderquery=latency:100ms")
+                .unwrap()
+                .order_query,
+            ApiFault::Latency(Duration::from_millis(100))
+        );
         assert_eq!(Faults::parse("").unwrap(), Faults::default());
         assert_eq!(
             Faults::parse("notify=concurrent:5").unwrap().notify,
@@ -134,6 +147,8 @@ mod tests {
             "closeorder=slow",
             "notify=delay",
             "notify=duplicate:0",
+            "orderquery=latency:",
+            "orderquery=latency:fast",
         ] {
             assert!(Faults::parse(bad).is_err(), "{bad}");
         }

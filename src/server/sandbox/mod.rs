@@ -32,6 +32,8 @@ pub struct SandboxConfig {
     pub time_scale: f64,
     /// closeorder is refused this soon after unifiedorder.
     pub close_floor: Duration,
+    /// unifiedorder refuses a time_expire less than this after time_start.
+    pub min_expire: Duration,
     /// Faults applied to every order without faults of its own.
     pub faults: faults::Faults,
 }

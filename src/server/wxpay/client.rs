@@ -183,7 +183,7 @@ impl WxPayClient {
         let signature = sign::sign(&p, m.api_key.expose(), m.sign_type);
         p.insert("sign".into(), signature);
 
-        let resp = self
+        let mut resp = self
             .http
             .post(format!("{}{}", self.base_url, path))
             .header("content-type", "text/xml; charset=utf-8")
@@ -202,10 +202,18 @@ impl WxPayClient {
                 xml::XmlError::TooLarge(resp.content_length().unwrap_or(0) as usize).into(),
             );
         }
-        let body = resp
-            .bytes()
+        // Read chunk by chunk and stop at the cap: a chunked answer has no length to check first.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| WxPayError::Transport(e.to_string()))?;
+            .map_err(|e| WxPayError::Transport(e.to_string()))?
+        {
+            if body.len() + chunk.len() > xml::MAX_BODY {
+                return Err(xml::XmlError::TooLarge(body.len() + chunk.len()).into());
+            }
+            body.extend_from_slice(&chunk);
+        }
         check_response(&xml::parse(&body)?, m)
     }
 }

@@ -1,5 +1,4 @@
--- scanpay schema. Money is integer fen; times are UTC milliseconds since the Unix epoch.
--- Kept to SQL that SQLite, PostgreSQL and MySQL all accept.
+-- scanpay schema (SQLite). Money is integer fen; times are UTC milliseconds since the Unix epoch.
 
 CREATE TABLE products (
     sku           VARCHAR(32)  NOT NULL PRIMARY KEY,
@@ -24,13 +23,20 @@ CREATE TABLE orders (
     paid_at        BIGINT,
     finished_at    BIGINT,
     failure_reason VARCHAR(32),                          -- expired | cancelled | payment_not_created
-    next_check_at  BIGINT       NOT NULL,
+    -- When the reconciliation sweep looks at it next; NULL once finished or parked, so the sweep's
+    -- index holds only work that can become due.
+    next_check_at  BIGINT,
     check_attempts INTEGER      NOT NULL DEFAULT 0,
-    hidden         INTEGER      NOT NULL DEFAULT 0,      -- logical delete only
+    -- Set when a payment that cannot be applied needs an operator: no more automatic checks.
+    parked_at      BIGINT,
+    hidden_at      BIGINT,                               -- logical delete only
     updated_at     BIGINT       NOT NULL
 );
 CREATE INDEX orders_session ON orders (session_id, created_at);
-CREATE INDEX orders_due ON orders (status, next_check_at);
+-- The sweep: `next_check_at <= now`, earliest first.
+CREATE INDEX orders_due ON orders (next_check_at);
+-- The timeout scheduler: pending orders by deadline (and the next deadline ahead).
+CREATE INDEX orders_deadline ON orders (status, deadline_at);
 
 CREATE TABLE order_items (
     order_id       VARCHAR(32) NOT NULL,
@@ -61,16 +67,31 @@ CREATE TABLE pay_inbox (
     paid_at        BIGINT      NOT NULL,
     received_at    BIGINT      NOT NULL,
     processed_at   BIGINT,
-    outcome        VARCHAR(32)
+    outcome        VARCHAR(32),
+    -- Failed applications back off; NULL once processed.
+    attempts       INTEGER     NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    last_error     VARCHAR(512)
 );
-CREATE INDEX pay_inbox_unprocessed ON pay_inbox (processed_at, received_at);
+CREATE INDEX pay_inbox_due ON pay_inbox (next_attempt_at);
 
 -- Things an operator must look at: money that does not fit an order.
 CREATE TABLE anomalies (
     id          VARCHAR(32)   NOT NULL PRIMARY KEY,
     order_id    VARCHAR(32)   NOT NULL,
-    kind        VARCHAR(32)   NOT NULL,   -- amount_mismatch | paid_after_close | unknown_order
+    transaction_id VARCHAR(32) NOT NULL,
+    kind        VARCHAR(32)   NOT NULL,   -- amount_mismatch | paid_after_close | second_payment | unknown_order
     detail      VARCHAR(1024) NOT NULL,
     at          BIGINT        NOT NULL,
     resolved_at BIGINT
+);
+-- One record per order and WeChat transaction, however often the evidence arrives.
+CREATE UNIQUE INDEX anomalies_once ON anomalies (order_id, transaction_id);
+
+-- Secrets scanpay generates for itself when none is configured (the session-cookie key), shared by
+-- every process on this database and kept across restarts.
+CREATE TABLE app_secrets (
+    name       VARCHAR(32)  NOT NULL PRIMARY KEY,
+    value      VARCHAR(128) NOT NULL,
+    created_at BIGINT       NOT NULL
 );
