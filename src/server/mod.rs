@@ -100,6 +100,7 @@ pub struct Running {
     pub ctx: Arc<Ctx>,
     pub server: tokio::task::JoinHandle<()>,
     stop_serving: tokio::sync::watch::Sender<bool>,
+    served: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Running {
@@ -111,10 +112,13 @@ impl Running {
 
     /// Graceful stop: no new connections, in-flight requests finish and workers finish their
     /// current item, each within `grace`. True when everything finished in time.
-    pub async fn shutdown(self, grace: std::time::Duration) -> bool {
+    pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
         let _ = self.stop_serving.send(true);
         let deadline = tokio::time::Instant::now() + grace;
-        let server_done = tokio::time::timeout_at(deadline, self.server).await.is_ok();
+        let mut served = self.served.clone();
+        let server_done = tokio::time::timeout_at(deadline, served.wait_for(|d| *d))
+            .await
+            .is_ok();
         let workers_done = self
             .ctx
             .workers
@@ -183,6 +187,7 @@ pub async fn start(
     };
     let app = router(state, sessions);
     let (stop_serving, mut stopping) = tokio::sync::watch::channel(false);
+    let (served_tx, served) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,
@@ -195,12 +200,14 @@ pub async fn start(
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
+        let _ = served_tx.send(true);
     });
     Ok(Running {
         addr,
         ctx,
         server,
         stop_serving,
+        served,
     })
 }
 

@@ -1,0 +1,572 @@
+//! Lifecycle hardening: lost unifiedorder answers, refusals, failing items, quick answers, limits,
+//! cross-site requests, headers, health and secrets.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
+use scanpay::server::orders::{close::Closer, consumer, place, state, timeout};
+use scanpay::server::store::now_ms;
+use scanpay::server::wxpay::time::format_beijing;
+use scanpay::server::wxpay::{
+    BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
+    UnifiedOrderResponse, WxPayClient, WxPayError,
+};
+use scanpay::server::Ctx;
+
+use crate::common::{spawn_app, spawn_app_on, TestApp};
+use crate::notify::{notify_params, signed};
+
+const FAST: &[(&str, &str)] = &[
+    ("SCANPAY_SWEEP_INTERVAL", "200ms"),
+    ("SCANPAY_WXPAY_CLOSE_FLOOR", "1s"),
+    ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s"),
+    ("SCANPAY_WXPAY_TIMEOUT", "300ms"),
+];
+
+fn fast<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    FAST.iter().chain(extra).copied().collect()
+}
+
+async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_unifiedorder_whose_answer_was_lost_gets_its_qr_within_one_sweep_interval() {
+    let app = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        // Applied at WeChat, answer lost (held back longer than our 300 ms limit).
+        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=timeout"),
+    ]))
+    .await;
+    let id = app.shopper().await.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let o = app.order(&id).await;
+    assert_eq!((o.status, o.code_url.as_deref()), (OrderStatus::Pending, None));
+    let sb = app.ctx().sandbox.clone().unwrap();
+    let mch = app.ctx().settings.merchant.mch_id.clone();
+    let at_wechat = sb.order(&mch, &id).expect("WeChat holds the order");
+    // WeChat answers again; the sweep asks within one interval (200 ms) of the failed attempt.
+    sb.clear_faults();
+    let cleared = Instant::now();
+    until("QR code", Duration::from_secs(3), async || {
+        app.order(&id).await.code_url.is_some()
+    })
+    .await;
+    let took = cleared.elapsed();
+    assert!(took < Duration::from_millis(900), "QR after {took:?}");
+    assert_eq!(
+        app.order(&id).await.code_url.as_deref(),
+        Some(at_wechat.code_url.as_str()),
+        "the identical request got WeChat's same code"
+    );
+}
+
+// ---- a scripted WeChat for the refusal rules
+
+#[derive(Default)]
+struct Refusing {
+    unified: Mutex<Option<ErrCode>>,
+    query: Mutex<Option<Result<TradeState, ErrCode>>>,
+    closed: Mutex<Vec<String>>,
+}
+
+fn biz(code: ErrCode) -> WxPayError {
+    WxPayError::Business {
+        code,
+        description: String::new(),
+    }
+}
+
+impl Gateway for Refusing {
+    fn unified_order<'a>(
+        &'a self,
+        req: &'a UnifiedOrderRequest,
+    ) -> BoxFuture<'a, Result<UnifiedOrderResponse, WxPayError>> {
+        Box::pin(async move {
+            match self.unified.lock().unwrap().clone() {
+                Some(code) => Err(biz(code)),
+                None => Ok(UnifiedOrderResponse {
+                    prepay_id: "wx1".into(),
+                    code_url: format!("weixin://wxpay/bizpayurl?pr={}", req.out_trade_no),
+                }),
+            }
+        })
+    }
+    fn order_query<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>> {
+        Box::pin(async move {
+            let closed = self.closed.lock().unwrap().contains(&id.to_string());
+            let state = match self.query.lock().unwrap().clone().expect("scripted") {
+                Ok(_) if closed => TradeState::Closed,
+                Ok(s) => s,
+                Err(code) => return Err(biz(code)),
+            };
+            Ok(OrderQueryResponse {
+                transaction_id: (state == TradeState::Success)
+                    .then(|| "4200000000000000000000000001".into()),
+                time_end: Some(format_beijing(now_ms())),
+                total_fee: Some(6800),
+                trade_state: state,
+                out_trade_no: id.into(),
+                trade_state_desc: None,
+            })
+        })
+    }
+    fn close_order<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
+        Box::pin(async move {
+            self.closed.lock().unwrap().push(id.to_string());
+            Ok(())
+        })
+    }
+}
+
+async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let env = [
+        ("SCANPAY_DATABASE_URL", url.as_str()),
+        ("SCANPAY_SANDBOX", "false"),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings = scanpay::server::config::Settings::from_sources(
+        include_str!("../../Leptos.toml"),
+        "Leptos.toml",
+        &env,
+        "127.0.0.1:3999".parse().unwrap(),
+    )
+    .unwrap();
+    let db = scanpay::server::store::connect(&url).await.unwrap();
+    scanpay::server::store::migrate(&db).await.unwrap();
+    (dir, Arc::new(Ctx::new(settings, db, wechat, None)))
+}
+
+async fn stock(ctx: &Ctx, sku: &str) -> i64 {
+    sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
+        .bind(sku)
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_unifiedorder_is_settled_by_what_wechat_holds() {
+    let line = [CartLine {
+        sku: "TEA-OOLONG".into(),
+        qty: 1,
+    }];
+    // (unifiedorder refusal, orderquery answer) → (final status, failure reason)
+    let cases = [
+        (ErrCode::OrderPaid, Ok(TradeState::Success), OrderStatus::Paid, None),
+        (ErrCode::OutTradeNoUsed, Ok(TradeState::Success), OrderStatus::Paid, None),
+        (
+            ErrCode::OutTradeNoUsed,
+            Ok(TradeState::NotPay),
+            OrderStatus::Closed,
+            Some(FailureReason::PaymentNotCreated),
+        ),
+        (
+            ErrCode::OrderClosed,
+            Ok(TradeState::Closed),
+            OrderStatus::Closed,
+            Some(FailureReason::Expired),
+        ),
+        (
+            ErrCode::InvalidRequest,
+            Err(ErrCode::OrderNotExist),
+            OrderStatus::Failed,
+            Some(FailureReason::PaymentNotCreated),
+        ),
+    ];
+    for (refusal, query, status, reason) in cases {
+        let wechat = Arc::new(Refusing::default());
+        *wechat.unified.lock().unwrap() = Some(refusal.clone());
+        *wechat.query.lock().unwrap() = Some(query.clone());
+        let (_dir, ctx) = scripted_ctx(wechat.clone()).await;
+        let id = place::place_order(&ctx, "s", &line).await.unwrap();
+        let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+        let case = format!("{} then {query:?}", refusal.as_str());
+        assert_eq!((o.status, o.failure_reason), (status, reason), "{case}");
+        let held = if status == OrderStatus::Paid { 19 } else { 20 };
+        assert_eq!(stock(&ctx, "TEA-OOLONG").await, held, "{case}: stock");
+    }
+    // WeChat gives no answer to the query: nothing is concluded, the order waits for the sweep.
+    let wechat = Arc::new(Refusing::default());
+    *wechat.unified.lock().unwrap() = Some(ErrCode::OutTradeNoUsed);
+    *wechat.query.lock().unwrap() = Some(Err(ErrCode::SystemError));
+    let (_dir, ctx) = scripted_ctx(wechat).await;
+    let id = place::place_order(&ctx, "s", &line).await.unwrap();
+    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Pending);
+    assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
+}
+
+#[tokio::test]
+async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
+    let wechat = Arc::new(Refusing::default());
+    *wechat.query.lock().unwrap() = Some(Err(ErrCode::OrderNotExist));
+    let (_dir, ctx) = scripted_ctx(wechat).await;
+    let line = [CartLine {
+        sku: "TEA-OOLONG".into(),
+        qty: 1,
+    }];
+    let id = place::place_order(&ctx, "s", &line).await.unwrap();
+    assert!(state::load(&ctx.db, &id).await.unwrap().unwrap().code_url.is_some());
+    let outcome = ctx
+        .closer()
+        .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, scanpay::server::orders::close::CloseOutcome::RetryAt(_)));
+    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Closing, "someone may still hold the QR code");
+    assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
+}
+
+#[tokio::test]
+async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
+    let wechat = Arc::new(Refusing::default());
+    *wechat.query.lock().unwrap() = Some(Ok(TradeState::NotPay));
+    let (_dir, ctx) = scripted_ctx(wechat).await;
+    let line = [CartLine {
+        sku: "TEA-OOLONG".into(),
+        qty: 1,
+    }];
+    let id = place::place_order(&ctx, "s", &line).await.unwrap();
+    let closer = Closer {
+        db: &ctx.db,
+        wechat: &*ctx.wxpay,
+        close_floor: Duration::from_secs(300),
+        retry_after: Duration::from_secs(5),
+    };
+    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    let outcome = closer
+        .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+        .await
+        .unwrap();
+    let floor_at = o.created_at + 300_000;
+    assert_eq!(outcome, scanpay::server::orders::close::CloseOutcome::RetryAt(floor_at));
+    let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM orders WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(next, floor_at, "not every interval: WeChat would refuse closeorder");
+}
+
+/// Makes every write to one order fail, as a corrupt or locked row would.
+async fn poison(ctx: &Ctx, id: &str) {
+    sqlx::query(&format!(
+        "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders WHEN NEW.id = '{id}' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    ))
+    .execute(&ctx.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
+    let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
+    let ctx = app.ctx().clone();
+    let shopper = app.shopper().await;
+    let bad = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    let good = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    poison(&ctx, &bad).await;
+    let m = ctx.settings.merchant.clone();
+    // The bad one's pay result arrives first and sorts first in the inbox.
+    for (id, txn) in [(&bad, "4200000001202611270000000101"), (&good, "4200000001202611270000000102")] {
+        let (status, _) = app
+            .post_xml("/wxpay/notify", signed(&m, notify_params(&m, id, 101, txn)))
+            .await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    until("the good order paid", Duration::from_secs(3), async || {
+        app.order(&good).await.status == OrderStatus::Paid
+    })
+    .await;
+    let (attempts, next, error): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT attempts, next_attempt_at, last_error FROM pay_inbox WHERE out_trade_no = ?",
+    )
+    .bind(&bad)
+    .fetch_one(&ctx.db)
+    .await
+    .unwrap();
+    assert!(attempts >= 1, "tried");
+    assert!(next.unwrap() > now_ms(), "backed off");
+    assert!(error.unwrap().contains("poisoned"));
+    assert_eq!(consumer::drain(&ctx.bus).await.unwrap(), 0, "nothing due now");
+
+    // The timeout scheduler: the bad order's deadline comes first, the good one still closes.
+    let shopper = app.shopper().await;
+    let bad = shopper.place_ok(&[("BUN-RED", 1)]).await;
+    let good = shopper.place_ok(&[("BUN-RED", 2)]).await;
+    for (id, ago) in [(&bad, 2000), (&good, 1000)] {
+        sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+            .bind(now_ms() - ago)
+            .bind(id)
+            .execute(&ctx.db)
+            .await
+            .unwrap();
+    }
+    poison(&ctx, &bad).await;
+    let backoff = timeout::Backoff::default();
+    timeout::tick(&ctx, &backoff).await.unwrap();
+    let g = app.order(&good).await;
+    assert_ne!(g.status, OrderStatus::Pending, "the good order's close started");
+    assert_eq!(app.order(&bad).await.status, OrderStatus::Pending);
+}
+
+#[tokio::test]
+async fn placing_and_cancelling_answer_within_two_seconds_while_wechat_is_slow() {
+    let app = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        ("SCANPAY_WXPAY_TIMEOUT", "10s"),
+        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=latency:4s,closeorder=latency:4s,orderquery=latency:4s"),
+    ]))
+    .await;
+    let shopper = app.shopper().await;
+    let start = Instant::now();
+    let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "placed in {took:?}");
+    assert!(app.order(&id).await.code_url.is_none(), "the QR comes later");
+    until("QR code", Duration::from_secs(6), async || {
+        app.order(&id).await.code_url.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // past the 1 s close floor
+    let start = Instant::now();
+    let (status, body) = shopper.call("cancel_order", &[("id", &id)]).await;
+    let took = start.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "Closing");
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+    until("closed", Duration::from_secs(12), async || {
+        app.order(&id).await.status == OrderStatus::Closed
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limits_answer_with_a_clear_message_and_change_nothing() {
+    let app = spawn_app(&[
+        ("SCANPAY_LIMIT_ITEM_QTY", "10"),
+        ("SCANPAY_LIMIT_OPEN_ORDERS", "2"),
+        ("SCANPAY_LIMIT_ORDERS_PER_MINUTE", "5"),
+    ])
+    .await;
+    let shopper = app.shopper().await;
+    let (status, body) = shopper.place(&[("PIN-PANDA", 11)]).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("At most 10 of PIN-PANDA"), "{body}");
+    assert_eq!(app.stock("PIN-PANDA").await, 50);
+    shopper.place_ok(&[("PIN-PANDA", 10)]).await;
+    shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    let (status, body) = shopper.place(&[("PIN-PANDA", 1)]).await;
+    assert_eq!(status, 429);
+    assert!(body.to_string().contains("2 unpaid orders"), "{body}");
+    assert_eq!(app.stock("PIN-PANDA").await, 39, "nothing reserved for the refused order");
+    // Another session from the same address: the per-minute limit (5 attempts, refused ones
+    // included) is reached.
+    let other = app.shopper().await;
+    let (status, _) = other.place(&[("PIN-PANDA", 1)]).await;
+    assert_eq!(status, 200);
+    let (status, body) = other.place(&[("PIN-PANDA", 1)]).await;
+    assert_eq!(status, 429);
+    assert!(body.to_string().contains("wait a minute"), "{body}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 3);
+}
+
+#[tokio::test]
+async fn cross_site_server_function_calls_are_refused_and_pages_carry_security_headers() {
+    let app = spawn_app(&[]).await;
+    let shopper = app.shopper().await;
+    let call = |origin: Option<(&'static str, String)>| {
+        let mut r = app
+            .http
+            .post(format!("{}/api/order_status", app.base))
+            .header("cookie", &shopper.cookie)
+            .form(&[("id", "SP0000")]);
+        if let Some((h, v)) = origin {
+            r = r.header(h, v);
+        }
+        r.send()
+    };
+    let evil = call(Some(("origin", "https://evil.example".into()))).await.unwrap();
+    assert_eq!(evil.status(), 403);
+    let evil = call(Some(("referer", "https://evil.example/page".into()))).await.unwrap();
+    assert_eq!(evil.status(), 403);
+    let evil = call(Some(("origin", "null".into()))).await.unwrap();
+    assert_eq!(evil.status(), 403, "an opaque origin is not this site");
+    // Same site (as the browser names it), or a client that sends neither: served (404: no order).
+    let same = call(Some(("origin", app.base.clone()))).await.unwrap();
+    assert_eq!(same.status(), 404);
+    let same = call(Some(("referer", format!("{}/checkout/x", app.base)))).await.unwrap();
+    assert_eq!(same.status(), 404);
+    assert_eq!(call(None).await.unwrap().status(), 404);
+
+    let page = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    let h = page.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"), "{csp}");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "same-origin");
+}
+
+#[tokio::test]
+async fn health_reports_workers_and_database_without_internal_detail() {
+    let app = spawn_app(&[]).await;
+    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "ok");
+    for w in ["pay_results", "sweep", "timeouts"] {
+        assert_eq!(v["workers"][w]["state"], "running", "{v}");
+    }
+    // A worker that crashes is restarted and reported.
+    let runs = Arc::new(Mutex::new(0));
+    let r2 = runs.clone();
+    app.ctx().workers.supervise("test_worker", move |stop| {
+        let n = {
+            let mut r = r2.lock().unwrap();
+            *r += 1;
+            *r
+        };
+        async move {
+            if n == 1 {
+                panic!("simulated bug");
+            }
+            stop.stopped().await;
+        }
+    });
+    until("restarted", Duration::from_secs(3), async || *runs.lock().unwrap() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["workers"]["test_worker"]["restarts"], 1, "{v}");
+    assert_eq!(v["workers"]["test_worker"]["last_panic"], "simulated bug");
+
+    app.ctx().db.close().await;
+    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"database\":\"unavailable\""), "{text}");
+    assert!(!text.to_lowercase().contains("pool"), "no internal error text: {text}");
+}
+
+#[tokio::test]
+async fn a_generated_session_secret_outlives_a_restart() {
+    let no_secret = [("SCANPAY_SESSION_SECRET", "")];
+    let mut app = spawn_app(&no_secret).await;
+    let url = app.ctx().settings.database_url.clone();
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    app.running.abort();
+    let dir = app.dir.take().unwrap();
+    drop(app);
+    let app = spawn_app_on(dir, &url, &no_secret).await;
+    let mut same = app.shopper().await;
+    same.cookie = shopper.cookie.clone();
+    let (status, view) = same.call("order", &[("id", &id)]).await;
+    assert_eq!(status, 200, "the shopper still owns the order: {view}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let app = spawn_app(&[
+        ("SCANPAY_WXPAY_TIMEOUT", "5s"),
+        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=latency:1s"),
+    ])
+    .await;
+    let shopper = app.shopper().await;
+    let in_flight = tokio::spawn(async move { shopper.place(&[("TEA-OOLONG", 1)]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stopped, (status, body)) = tokio::join!(
+        app.running.shutdown(Duration::from_secs(5)),
+        async { in_flight.await.unwrap() }
+    );
+    assert_eq!(status, 200, "the request in flight was answered: {body}");
+    assert!(stopped, "everything stopped within the grace period");
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh.get(format!("{}/healthz", app.base)).send().await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn the_client_stops_reading_an_oversized_chunked_answer() {
+    use axum::body::Body;
+    // A "WeChat" that streams an endless answer with no Content-Length.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(Mutex::new(0usize));
+    let s = sent.clone();
+    let app = axum::Router::new().route(
+        "/pay/orderquery",
+        axum::routing::post(move || {
+            let s = s.clone();
+            async move {
+                let chunks = futures::stream::iter((0..100_000).map(move |_| {
+                    *s.lock().unwrap() += 1024;
+                    Ok::<_, std::io::Error>(vec![b'x'; 1024])
+                }));
+                Body::from_stream(chunks)
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = spawn_app(&[]).await;
+    let client = WxPayClient::new(
+        &format!("http://{addr}/"),
+        app.ctx().settings.merchant.clone(),
+        Duration::from_secs(5),
+    );
+    let e = client.order_query("SP1").await.unwrap_err();
+    assert!(e.to_string().contains("limit"), "{e}");
+    let streamed = *sent.lock().unwrap();
+    assert!(streamed < 10 * 1024 * 1024, "stopped early, not after {streamed} bytes");
+}
+
+#[tokio::test]
+async fn the_sandbox_refuses_a_time_expire_under_its_minimum_like_wechat() {
+    let app = spawn_app(&[("SCANPAY_SANDBOX_MIN_EXPIRE", "5m")]).await;
+    let client = WxPayClient::new(
+        &format!("{}/sandbox/", app.base),
+        app.ctx().settings.merchant.clone(),
+        Duration::from_secs(5),
+    );
+    let now = now_ms();
+    let mut req = UnifiedOrderRequest {
+        body: "tea".into(),
+        out_trade_no: "SPMINEXPIRE0001".into(),
+        total_fee: 1,
+        spbill_create_ip: "127.0.0.1".into(),
+        notify_url: "http://127.0.0.1:9/wxpay/notify".into(),
+        product_id: "P".into(),
+        time_start: Some(format_beijing(now)),
+        time_expire: Some(format_beijing(now + 4 * 60_000)),
+        attach: None,
+    };
+    match client.unified_order(&req).await {
+        Err(WxPayError::Business { code, description }) => {
+            assert_eq!(code, ErrCode::InvalidRequest);
+            assert!(description.contains("time_expire时间过短"), "{description}");
+        }
+        other => panic!("{other:?}"),
+    }
+    req.time_expire = Some(format_beijing(now + 6 * 60_000));
+    client.unified_order(&req).await.unwrap();
+}
