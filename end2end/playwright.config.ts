@@ -56,6 +56,8 @@ export default defineConfig({
         SCANPAY_SWEEP_INTERVAL: "500ms",
         SCANPAY_WXPAY_CLOSE_FLOOR: "2s",
         SCANPAY_SANDBOX_CLOSE_FLOOR: "2s",
+        // WeChat's 5-minute minimum for time_expire, shortened for 8-second orders.
+        SCANPAY_SANDBOX_MIN_EXPIRE: "1s",
       },
     },
   ],

@@ -11,4 +11,6 @@ export LEPTOS_SITE_PKG_DIR=pkg
 export LEPTOS_OUTPUT_NAME=scanpay
 export SCANPAY_DATABASE_URL="sqlite://$db_dir/e2e.db"
 export SCANPAY_SANDBOX_TIME_SCALE=${SCANPAY_SANDBOX_TIME_SCALE:-0.01}
+# Every test shopper comes from 127.0.0.1: the per-address limit is tested in the cargo suite.
+export SCANPAY_LIMIT_ORDERS_PER_MINUTE=${SCANPAY_LIMIT_ORDERS_PER_MINUTE:-10000}
 exec "$target/$profile/scanpay"

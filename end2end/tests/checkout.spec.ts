@@ -59,3 +59,20 @@ test("another visitor cannot see the order", async ({ page, browser }) => {
   await expect(other.locator("body")).not.toContainText("¥24.50");
   await stranger.close();
 });
+
+test("when status polls keep failing the checkout says so, keeps trying and recovers", async ({ page, errors }) => {
+  await openShop(page);
+  await add(page, "PIN-PANDA", 1);
+  await placeOrder(page);
+  await expect(page.getByTestId("connection-lost")).toHaveCount(0);
+  // The server is unreachable for a while (a restart, a lost network).
+  await page.route("**/api/order_status", (route) => route.fulfill({ status: 503, body: "unavailable" }));
+  await expect(page.getByTestId("connection-lost")).toBeVisible({ timeout: 10_000 });
+  await expect(page.getByTestId("connection-lost")).toContainText("still trying");
+  await page.unroute("**/api/order_status");
+  await expect(page.getByTestId("connection-lost")).toHaveCount(0, { timeout: 7_000 });
+  await expect(page.getByTestId("status")).toContainText("Waiting for payment");
+  // The refused polls are the only errors the page may log.
+  const unexpected = errors.filter((e) => !/503|order_status/.test(e));
+  errors.splice(0, errors.length, ...unexpected);
+});

@@ -43,6 +43,8 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
     let waiting_for_qr = o.qr_svg.is_none() && o.status == OrderStatus::Pending;
     let status = RwSignal::new(o.status);
     let remaining = RwSignal::new(o.remaining_ms);
+    // Polls in a row that got no answer (server restarting, network gone): said on the page.
+    let failed_polls = RwSignal::new(0u32);
     let navigate = use_navigate();
     let id = o.id.clone();
 
@@ -60,12 +62,16 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                 move || {
                     let id = id.clone();
                     leptos::task::spawn_local(async move {
-                        if let Ok(s) = order_status(id).await {
-                            status.set(s.status);
-                            remaining.set(s.remaining_ms);
-                            if waiting_for_qr && s.qr_ready {
-                                on_qr_ready.run(());
+                        match order_status(id).await {
+                            Ok(s) => {
+                                failed_polls.set(0);
+                                status.set(s.status);
+                                remaining.set(s.remaining_ms);
+                                if waiting_for_qr && s.qr_ready {
+                                    on_qr_ready.run(());
+                                }
                             }
+                            Err(_) => failed_polls.update(|n| *n += 1),
                         }
                     });
                 },
@@ -138,6 +144,11 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                 <span class="spinner" aria-hidden="true"></span>
                 {status_text}
             </p>
+            <Show when=move || { failed_polls.get() >= 2 }>
+                <p class="notice center" role="status" data-testid="connection-lost">
+                    "We can't reach the shop right now — still trying. If you have paid, your payment is safe and this page will update once we're back."
+                </p>
+            </Show>
             <p class="countdown center" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
                 "Time left to pay: "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>

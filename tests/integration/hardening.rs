@@ -14,7 +14,7 @@ use scanpay::server::wxpay::{
 };
 use scanpay::server::Ctx;
 
-use crate::common::{spawn_app, spawn_app_on, TestApp};
+use crate::common::{spawn_app, spawn_app_on};
 use crate::notify::{notify_params, signed};
 
 const FAST: &[(&str, &str)] = &[
@@ -46,7 +46,10 @@ async fn a_unifiedorder_whose_answer_was_lost_gets_its_qr_within_one_sweep_inter
     .await;
     let id = app.shopper().await.place_ok(&[("TEA-OOLONG", 1)]).await;
     let o = app.order(&id).await;
-    assert_eq!((o.status, o.code_url.as_deref()), (OrderStatus::Pending, None));
+    assert_eq!(
+        (o.status, o.code_url.as_deref()),
+        (OrderStatus::Pending, None)
+    );
     let sb = app.ctx().sandbox.clone().unwrap();
     let mch = app.ctx().settings.merchant.mch_id.clone();
     let at_wechat = sb.order(&mch, &id).expect("WeChat holds the order");
@@ -166,8 +169,18 @@ async fn a_refused_unifiedorder_is_settled_by_what_wechat_holds() {
     }];
     // (unifiedorder refusal, orderquery answer) → (final status, failure reason)
     let cases = [
-        (ErrCode::OrderPaid, Ok(TradeState::Success), OrderStatus::Paid, None),
-        (ErrCode::OutTradeNoUsed, Ok(TradeState::Success), OrderStatus::Paid, None),
+        (
+            ErrCode::OrderPaid,
+            Ok(TradeState::Success),
+            OrderStatus::Paid,
+            None,
+        ),
+        (
+            ErrCode::OutTradeNoUsed,
+            Ok(TradeState::Success),
+            OrderStatus::Paid,
+            None,
+        ),
         (
             ErrCode::OutTradeNoUsed,
             Ok(TradeState::NotPay),
@@ -220,15 +233,27 @@ async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
         qty: 1,
     }];
     let id = place::place_order(&ctx, "s", &line).await.unwrap();
-    assert!(state::load(&ctx.db, &id).await.unwrap().unwrap().code_url.is_some());
+    assert!(state::load(&ctx.db, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .code_url
+        .is_some());
     let outcome = ctx
         .closer()
         .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
         .await
         .unwrap();
-    assert!(matches!(outcome, scanpay::server::orders::close::CloseOutcome::RetryAt(_)));
+    assert!(matches!(
+        outcome,
+        scanpay::server::orders::close::CloseOutcome::RetryAt(_)
+    ));
     let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
-    assert_eq!(o.status, OrderStatus::Closing, "someone may still hold the QR code");
+    assert_eq!(
+        o.status,
+        OrderStatus::Closing,
+        "someone may still hold the QR code"
+    );
     assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
 }
 
@@ -254,13 +279,19 @@ async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
         .await
         .unwrap();
     let floor_at = o.created_at + 300_000;
-    assert_eq!(outcome, scanpay::server::orders::close::CloseOutcome::RetryAt(floor_at));
+    assert_eq!(
+        outcome,
+        scanpay::server::orders::close::CloseOutcome::RetryAt(floor_at)
+    );
     let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM orders WHERE id = ?")
         .bind(&id)
         .fetch_one(&ctx.db)
         .await
         .unwrap();
-    assert_eq!(next, floor_at, "not every interval: WeChat would refuse closeorder");
+    assert_eq!(
+        next, floor_at,
+        "not every interval: WeChat would refuse closeorder"
+    );
 }
 
 /// Makes every write to one order fail, as a corrupt or locked row would.
@@ -284,7 +315,10 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     poison(&ctx, &bad).await;
     let m = ctx.settings.merchant.clone();
     // The bad one's pay result arrives first and sorts first in the inbox.
-    for (id, txn) in [(&bad, "4200000001202611270000000101"), (&good, "4200000001202611270000000102")] {
+    for (id, txn) in [
+        (&bad, "4200000001202611270000000101"),
+        (&good, "4200000001202611270000000102"),
+    ] {
         let (status, _) = app
             .post_xml("/wxpay/notify", signed(&m, notify_params(&m, id, 101, txn)))
             .await;
@@ -305,7 +339,11 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     assert!(attempts >= 1, "tried");
     assert!(next.unwrap() > now_ms(), "backed off");
     assert!(error.unwrap().contains("poisoned"));
-    assert_eq!(consumer::drain(&ctx.bus).await.unwrap(), 0, "nothing due now");
+    assert_eq!(
+        consumer::drain(&ctx.bus).await.unwrap(),
+        0,
+        "nothing due now"
+    );
 
     // The timeout scheduler: the bad order's deadline comes first, the good one still closes.
     let shopper = app.shopper().await;
@@ -323,7 +361,11 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     let backoff = timeout::Backoff::default();
     timeout::tick(&ctx, &backoff).await.unwrap();
     let g = app.order(&good).await;
-    assert_ne!(g.status, OrderStatus::Pending, "the good order's close started");
+    assert_ne!(
+        g.status,
+        OrderStatus::Pending,
+        "the good order's close started"
+    );
     assert_eq!(app.order(&bad).await.status, OrderStatus::Pending);
 }
 
@@ -332,7 +374,10 @@ async fn placing_and_cancelling_answer_within_two_seconds_while_wechat_is_slow()
     let app = spawn_app(&fast(&[
         ("SCANPAY_ORDER_TTL", "60s"),
         ("SCANPAY_WXPAY_TIMEOUT", "10s"),
-        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=latency:4s,closeorder=latency:4s,orderquery=latency:4s"),
+        (
+            "SCANPAY_SANDBOX_FAULTS",
+            "unifiedorder=latency:4s,closeorder=latency:4s,orderquery=latency:4s",
+        ),
     ]))
     .await;
     let shopper = app.shopper().await;
@@ -340,7 +385,10 @@ async fn placing_and_cancelling_answer_within_two_seconds_while_wechat_is_slow()
     let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
     let took = start.elapsed();
     assert!(took < Duration::from_secs(2), "placed in {took:?}");
-    assert!(app.order(&id).await.code_url.is_none(), "the QR comes later");
+    assert!(
+        app.order(&id).await.code_url.is_none(),
+        "the QR comes later"
+    );
     until("QR code", Duration::from_secs(6), async || {
         app.order(&id).await.code_url.is_some()
     })
@@ -369,14 +417,21 @@ async fn limits_answer_with_a_clear_message_and_change_nothing() {
     let shopper = app.shopper().await;
     let (status, body) = shopper.place(&[("PIN-PANDA", 11)]).await;
     assert_eq!(status, 400);
-    assert!(body.to_string().contains("At most 10 of PIN-PANDA"), "{body}");
+    assert!(
+        body.to_string().contains("At most 10 of PIN-PANDA"),
+        "{body}"
+    );
     assert_eq!(app.stock("PIN-PANDA").await, 50);
     shopper.place_ok(&[("PIN-PANDA", 10)]).await;
     shopper.place_ok(&[("PIN-PANDA", 1)]).await;
     let (status, body) = shopper.place(&[("PIN-PANDA", 1)]).await;
     assert_eq!(status, 429);
     assert!(body.to_string().contains("2 unpaid orders"), "{body}");
-    assert_eq!(app.stock("PIN-PANDA").await, 39, "nothing reserved for the refused order");
+    assert_eq!(
+        app.stock("PIN-PANDA").await,
+        39,
+        "nothing reserved for the refused order"
+    );
     // Another session from the same address: the per-minute limit (5 attempts, refused ones
     // included) is reached.
     let other = app.shopper().await;
@@ -403,23 +458,32 @@ async fn cross_site_server_function_calls_are_refused_and_pages_carry_security_h
         }
         r.send()
     };
-    let evil = call(Some(("origin", "https://evil.example".into()))).await.unwrap();
+    let evil = call(Some(("origin", "https://evil.example".into())))
+        .await
+        .unwrap();
     assert_eq!(evil.status(), 403);
-    let evil = call(Some(("referer", "https://evil.example/page".into()))).await.unwrap();
+    let evil = call(Some(("referer", "https://evil.example/page".into())))
+        .await
+        .unwrap();
     assert_eq!(evil.status(), 403);
     let evil = call(Some(("origin", "null".into()))).await.unwrap();
     assert_eq!(evil.status(), 403, "an opaque origin is not this site");
     // Same site (as the browser names it), or a client that sends neither: served (404: no order).
     let same = call(Some(("origin", app.base.clone()))).await.unwrap();
     assert_eq!(same.status(), 404);
-    let same = call(Some(("referer", format!("{}/checkout/x", app.base)))).await.unwrap();
+    let same = call(Some(("referer", format!("{}/checkout/x", app.base))))
+        .await
+        .unwrap();
     assert_eq!(same.status(), 404);
     assert_eq!(call(None).await.unwrap().status(), 404);
 
     let page = app.http.get(format!("{}/", app.base)).send().await.unwrap();
     let h = page.headers();
     let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "same-origin");
@@ -428,7 +492,12 @@ async fn cross_site_server_function_calls_are_refused_and_pages_carry_security_h
 #[tokio::test]
 async fn health_reports_workers_and_database_without_internal_detail() {
     let app = spawn_app(&[]).await;
-    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["status"], "ok");
@@ -451,19 +520,35 @@ async fn health_reports_workers_and_database_without_internal_detail() {
             stop.stopped().await;
         }
     });
-    until("restarted", Duration::from_secs(3), async || *runs.lock().unwrap() >= 2).await;
+    until("restarted", Duration::from_secs(3), async || {
+        *runs.lock().unwrap() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["workers"]["test_worker"]["restarts"], 1, "{v}");
     assert_eq!(v["workers"]["test_worker"]["last_panic"], "simulated bug");
 
     app.ctx().db.close().await;
-    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let text = r.text().await.unwrap();
     assert!(text.contains("\"database\":\"unavailable\""), "{text}");
-    assert!(!text.to_lowercase().contains("pool"), "no internal error text: {text}");
+    assert!(
+        !text.to_lowercase().contains("pool"),
+        "no internal error text: {text}"
+    );
 }
 
 #[tokio::test]
@@ -493,15 +578,19 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let shopper = app.shopper().await;
     let in_flight = tokio::spawn(async move { shopper.place(&[("TEA-OOLONG", 1)]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stopped, (status, body)) = tokio::join!(
-        app.running.shutdown(Duration::from_secs(5)),
-        async { in_flight.await.unwrap() }
-    );
+    let (stopped, (status, body)) =
+        tokio::join!(app.running.shutdown(Duration::from_secs(5)), async {
+            in_flight.await.unwrap()
+        });
     assert_eq!(status, 200, "the request in flight was answered: {body}");
     assert!(stopped, "everything stopped within the grace period");
     let fresh = reqwest::Client::new();
     assert!(
-        fresh.get(format!("{}/healthz", app.base)).send().await.is_err(),
+        fresh
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .is_err(),
         "no longer accepting"
     );
 }
@@ -537,7 +626,10 @@ async fn the_client_stops_reading_an_oversized_chunked_answer() {
     let e = client.order_query("SP1").await.unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
     let streamed = *sent.lock().unwrap();
-    assert!(streamed < 10 * 1024 * 1024, "stopped early, not after {streamed} bytes");
+    assert!(
+        streamed < 10 * 1024 * 1024,
+        "stopped early, not after {streamed} bytes"
+    );
 }
 
 #[tokio::test]

@@ -5,5 +5,6 @@ mod hardening;
 mod lifecycle;
 mod model;
 mod notify;
+mod processes;
 mod sandbox;
 mod shop;

@@ -1,0 +1,326 @@
+//! Real `scanpay` processes: several on one database, and a graceful stop on SIGTERM.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use scanpay::server::wxpay::{Merchant, SignType, WxPayClient};
+
+use crate::notify::{notify_params, signed};
+
+/// A scanpay process, killed when dropped (also when a test fails).
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(dir: &std::path::Path, name: &str, port: u16, env: &[(&str, String)]) -> Proc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanpay"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("LEPTOS_OUTPUT_NAME", "scanpay")
+        .env("LEPTOS_SITE_ROOT", dir.join("site"))
+        .env("LEPTOS_SITE_PKG_DIR", "pkg")
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("SCANPAY_SANDBOX_MIN_EXPIRE", "1s")
+        .env("SCANPAY_LIMIT_OPEN_ORDERS", "1000")
+        .env("SCANPAY_LIMIT_ORDERS_PER_MINUTE", "100000")
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc {
+        child: cmd.spawn().expect("the scanpay binary starts"),
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, p: &Proc, dir: &std::path::Path, name: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{}/healthz", p.base)).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{name} did not become healthy: {}",
+            std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn session(http: &reqwest::Client, base: &str) -> String {
+    let r = http.get(format!("{base}/")).send().await.unwrap();
+    r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn place(http: &reqwest::Client, base: &str, cookie: &str, sku: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/place_order"))
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"lines":[{{"sku":"{sku}","qty":1}}]}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_str::<String>(&r.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_one_database_finish_each_order_exactly_once() {
+    const ORDERS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/shared.db", dir.path().display());
+    let ports = [free_port(), free_port(), free_port()];
+    let public = format!("http://127.0.0.1:{}", ports[0]);
+    let sandbox = format!("{public}/sandbox/");
+    let common = |extra: &[(&'static str, String)]| {
+        let mut env = vec![
+            ("SCANPAY_DATABASE_URL", db_url.clone()),
+            // One notify_url for every process, as behind a load balancer.
+            ("SCANPAY_PUBLIC_URL", public.clone()),
+            ("SCANPAY_ORDER_TTL", "8s".into()),
+            ("SCANPAY_SWEEP_INTERVAL", "300ms".into()),
+            ("SCANPAY_WXPAY_CLOSE_FLOOR", "1s".into()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    };
+    // Process a also plays WeChat; notifies are dropped there and delivered by this test.
+    let a = common(&[
+        ("SCANPAY_SANDBOX", "true".into()),
+        ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s".into()),
+        ("SCANPAY_SANDBOX_FAULTS", "notify=drop".into()),
+    ]);
+    let other = common(&[("SCANPAY_WXPAY_BASE_URL", sandbox.clone())]);
+    // All three start at once: migrations race too.
+    let procs = [
+        spawn(dir.path(), "a", ports[0], &a),
+        spawn(dir.path(), "b", ports[1], &other),
+        spawn(dir.path(), "c", ports[2], &other),
+    ];
+    let http = reqwest::Client::new();
+    for (p, name) in procs.iter().zip(["a", "b", "c"]) {
+        wait_healthy(&http, p, dir.path(), name).await;
+    }
+    let db = scanpay::server::store::connect(&db_url).await.unwrap();
+    sqlx::query("UPDATE products SET stock = 100000")
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // Shoppers on every process (their cookies work on all three: one generated secret).
+    let mut cookies = Vec::new();
+    for p in &procs {
+        cookies.push(session(&http, &p.base).await);
+    }
+    let skus = ["TEA-OOLONG", "BUN-RED", "PIN-PANDA"];
+    let ids: Vec<String> = stream::iter(0..ORDERS)
+        .map(|i| {
+            let (http, base, cookie) = (&http, &procs[i % 3].base, &cookies[(i / 3) % 3]);
+            async move { place(http, base, cookie, skus[i % 3]).await }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+
+    // Every other order is paid at WeChat. A quarter of all get a notify at one process, a
+    // twelfth of all at all three at once; the rest of the paid ones only the sweeps can find.
+    let merchant = Merchant {
+        appid: "wx5a4d1ba6b7c8e9f0".into(),
+        mch_id: "1900000109".into(),
+        api_key: scanpay::server::wxpay::ApiKey::new("sandbox0api0key0not0a0secret0000"),
+        sign_type: SignType::Md5,
+    };
+    let wechat = WxPayClient::new(&sandbox, merchant.clone(), Duration::from_secs(5));
+    let mut paid = HashSet::new();
+    let mut notified = 0;
+    let mut duplicated = 0;
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let r = http
+            .post(format!("{public}/sandbox/admin/pay"))
+            .form(&[("out_trade_no", id.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        paid.insert(id.clone());
+        if i % 4 != 0 {
+            continue;
+        }
+        let q = wechat.order_query(id).await.unwrap();
+        let body = signed(
+            &merchant,
+            notify_params(
+                &merchant,
+                id,
+                q.total_fee.unwrap(),
+                &q.transaction_id.unwrap(),
+            ),
+        );
+        let targets: Vec<&Proc> = if i % 12 == 0 {
+            duplicated += 1;
+            procs.iter().collect()
+        } else {
+            vec![&procs[(i / 4) % 3]]
+        };
+        notified += 1;
+        let replies = futures::future::join_all(targets.iter().map(|p| {
+            http.post(format!("{}/wxpay/notify", p.base))
+                .body(body.clone())
+                .send()
+        }))
+        .await;
+        for r in replies {
+            assert_eq!(r.unwrap().status(), 200);
+        }
+    }
+
+    // Every order reaches its outcome: paid, or closed after its deadline.
+    let start = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM orders WHERE status IN ('pending', 'closing')",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{open} orders unfinished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ORDERS);
+    let outcome_events: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT order_id, COUNT(*) FROM order_events WHERE kind IN ('paid', 'closed', 'failed') GROUP BY order_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let mut counts = BTreeMap::<&str, usize>::new();
+    for (id, status) in &rows {
+        assert_eq!(
+            outcome_events.get(id),
+            Some(&1),
+            "{id}: exactly one outcome event"
+        );
+        let expect = if paid.contains(id) { "paid" } else { "closed" };
+        assert_eq!(status, expect, "{id}");
+        *counts.entry(expect).or_default() += 1;
+    }
+    let repeated: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT order_id, kind, COUNT(*) FROM order_events WHERE kind IN ('notify_received', 'closing', 'qr_issued') \
+         GROUP BY order_id, kind HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(repeated.is_empty(), "work done twice: {repeated:?}");
+    let anomalies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM anomalies")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(anomalies, 0);
+    let held: i64 = sqlx::query_scalar(
+        "SELECT 300000 - SUM(stock) FROM products WHERE sku IN ('TEA-OOLONG', 'BUN-RED', 'PIN-PANDA')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        held,
+        paid.len() as i64,
+        "stock held by exactly the paid orders"
+    );
+    println!(
+        "3 processes, one SQLite file: {ORDERS} orders, {} paid ({notified} notified, {duplicated} of them \
+         at all three processes at once, {} found by the sweeps), {} closed; each outcome once, \
+         no notify applied twice, no close started twice",
+        counts["paid"],
+        counts["paid"] - notified,
+        counts["closed"]
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = [
+        (
+            "SCANPAY_DATABASE_URL",
+            format!("sqlite://{}/t.db", dir.path().display()),
+        ),
+        ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=latency:1s".into()),
+    ];
+    let mut p = spawn(dir.path(), "p", port, &env);
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &p, dir.path(), "p").await;
+    let cookie = session(&http, &p.base).await;
+    let base = p.base.clone();
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        async move { place(&http, &base, &cookie, "TEA-OOLONG").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let id = in_flight.await.unwrap();
+    assert!(id.starts_with("SP"), "answered: {id}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "exits");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "exit {status:?}: {}",
+        std::fs::read_to_string(dir.path().join("p.log")).unwrap_or_default()
+    );
+}
