@@ -1,0 +1,208 @@
+//! Benchmark: the cost of the reconciliation sweep and the timeout scheduler follows the orders
+//! that are due, not the size of the orders table; and with a slow WeChat the sweep still checks
+//! 1,000 due orders within one reconciliation period.
+//!
+//! Run: `scripts/bench.sh lifecycle` (release build; SQLite file on disk; WeChat is the sandbox
+//! over HTTP on 127.0.0.1, slowed with its `latency:` fault knob). Figures: docs/BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scanpay::app::types::CartLine;
+use scanpay::server::config::Settings;
+use scanpay::server::orders::{place, sweep, timeout};
+use scanpay::server::sandbox::{faults::Faults, Sandbox, SandboxConfig};
+use scanpay::server::store::{self, now_ms};
+use scanpay::server::wxpay::WxPayClient;
+use scanpay::server::Ctx;
+
+const RUNS: usize = 5;
+
+struct Bench {
+    ctx: Arc<Ctx>,
+    sandbox: Sandbox,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/bench.db", dir.path().display());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let env: BTreeMap<String, String> = [
+        ("SCANPAY_DATABASE_URL", db_url.as_str()),
+        ("SCANPAY_WXPAY_BASE_URL", &format!("http://{addr}/sandbox/")),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
+        ("SCANPAY_LIMIT_OPEN_ORDERS", "1000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings =
+        Settings::from_sources(include_str!("../Leptos.toml"), "Leptos.toml", &env, addr).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig {
+        merchants: vec![settings.merchant.clone()],
+        payee: "bench".into(),
+        time_scale: 1.0,
+        close_floor: Duration::from_millis(1),
+        min_expire: Duration::from_secs(60),
+        faults: Faults::parse("notify=drop").unwrap(),
+    });
+    let app = axum::Router::new().nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let db = store::connect(&db_url).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    sqlx::query("UPDATE products SET stock = 1000000")
+        .execute(&db)
+        .await
+        .unwrap();
+    let wxpay = Arc::new(WxPayClient::new(
+        &settings.wxpay_base_url,
+        settings.merchant.clone(),
+        settings.wxpay_timeout,
+    ));
+    Bench {
+        ctx: Arc::new(Ctx::new(settings, db, wxpay, None)),
+        sandbox,
+        _dir: dir,
+    }
+}
+
+/// Orders placed through the real flow (at WeChat too), from a fresh session each 500.
+async fn place_real(b: &Bench, n: usize) -> Vec<String> {
+    let line = [CartLine {
+        sku: "PIN-PANDA".into(),
+        qty: 1,
+    }];
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let session = format!("bench-{}-{}", now_ms(), i / 500);
+        ids.push(place::place_order(&b.ctx, &session, &line).await.unwrap());
+    }
+    ids
+}
+
+/// Unfinished orders that are not due for anything (deadline and next check far ahead): the
+/// table's bulk, written straight into SQL.
+async fn fill(b: &Bench, n: usize) {
+    let mut tx = b.ctx.db.begin().await.unwrap();
+    let far = now_ms() + 3_600_000;
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO orders (id, session_id, status, total_fee, body, created_at, deadline_at, \
+             code_url, next_check_at, updated_at) VALUES (?, ?, 'pending', 101, 'filler', ?, ?, 'weixin://x', ?, ?)",
+        )
+        .bind(format!("FILL{i:012}"))
+        .bind(format!("filler-{}", i % 1000))
+        .bind(now_ms())
+        .bind(far)
+        .bind(far)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn set_for(b: &Bench, ids: &[String], column: &str, value: i64) {
+    let mut tx = b.ctx.db.begin().await.unwrap();
+    for id in ids {
+        sqlx::query(&format!("UPDATE orders SET {column} = ? WHERE id = ?"))
+            .bind(value)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Median ms of one sweep pass and one scheduler tick with `due` orders due among `total`.
+async fn pass_and_tick(total: usize, due: usize) -> (f64, f64) {
+    let b = setup().await;
+    fill(&b, total - due).await;
+    let checked = place_real(&b, due).await;
+    let mut sweeps = Vec::new();
+    for _ in 0..RUNS {
+        set_for(&b, &checked, "next_check_at", 0).await;
+        let t = Instant::now();
+        let n = sweep::pass(&b.ctx).await.unwrap();
+        sweeps.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(n, due);
+    }
+    set_for(&b, &checked, "next_check_at", now_ms() + 3_600_000).await;
+    let mut ticks = Vec::new();
+    for _ in 0..RUNS {
+        let expiring = place_real(&b, due).await;
+        set_for(&b, &expiring, "deadline_at", now_ms() - 1).await;
+        // The sweep must not reach them first.
+        set_for(&b, &expiring, "next_check_at", now_ms() + 3_600_000).await;
+        let t = Instant::now();
+        timeout::tick(&b.ctx, &timeout::Backoff::default())
+            .await
+            .unwrap();
+        ticks.push(t.elapsed().as_secs_f64() * 1000.0);
+        let closed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'closed'")
+            .fetch_one(&b.ctx.db)
+            .await
+            .unwrap();
+        assert!(closed > 0);
+    }
+    (median(sweeps), median(ticks))
+}
+
+async fn slow_wechat(due: usize, latency: &str) -> (f64, Duration, usize) {
+    let b = setup().await;
+    let ids = place_real(&b, due).await;
+    b.sandbox.set_faults(
+        None,
+        Faults::parse(&format!("notify=drop,orderquery=latency:{latency}")).unwrap(),
+    );
+    set_for(&b, &ids, "next_check_at", 0).await;
+    let t = Instant::now();
+    let n = sweep::pass(&b.ctx).await.unwrap();
+    assert_eq!(n, due);
+    let period = b.ctx.settings.sweep_interval * 4;
+    (
+        t.elapsed().as_secs_f64(),
+        period,
+        b.ctx.settings.sweep_concurrency,
+    )
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!("scanpay lifecycle benchmark (SQLite on disk, sandbox over HTTP, median of {RUNS})");
+        let (sweep_big, tick_big) = pass_and_tick(10_000, 100).await;
+        let (sweep_small, tick_small) = pass_and_tick(100, 100).await;
+        println!("| work | 10,000 unfinished, 100 due | 100 unfinished, 100 due | ratio |");
+        println!("|---|---|---|---|");
+        println!(
+            "| one sweep pass (100 orderquery) | {sweep_big:.1} ms | {sweep_small:.1} ms | {:.2} |",
+            sweep_big / sweep_small
+        );
+        println!(
+            "| one scheduler tick (100 closes) | {tick_big:.1} ms | {tick_small:.1} ms | {:.2} |",
+            tick_big / tick_small
+        );
+        let (secs, period, conc) = slow_wechat(1000, "100ms").await;
+        println!(
+            "1,000 orders due, orderquery 100 ms each, concurrency {conc}: all checked in {secs:.2} s; \
+             reconciliation period {} s; ratio {:.2} (must be < 1)",
+            period.as_secs(),
+            secs / period.as_secs_f64()
+        );
+    });
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs one benchmark in a release build and prints its figures (docs/BENCHMARKS.md has the last
+# ones). Usage: scripts/bench.sh lifecycle
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+name=${1:?usage: scripts/bench.sh NAME (lifecycle)}
+exec cargo bench --features ssr --bench "$name"
