@@ -76,6 +76,8 @@ struct Refusing {
     unified: Mutex<Option<ErrCode>>,
     query: Mutex<Option<Result<TradeState, ErrCode>>>,
     closed: Mutex<Vec<String>>,
+    /// orderquery does not show a close yet (WeChat's lag).
+    lagging: std::sync::atomic::AtomicBool,
 }
 
 fn biz(code: ErrCode) -> WxPayError {
@@ -105,7 +107,8 @@ impl Gateway for Refusing {
         id: &'a str,
     ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>> {
         Box::pin(async move {
-            let closed = self.closed.lock().unwrap().contains(&id.to_string());
+            let closed = self.closed.lock().unwrap().contains(&id.to_string())
+                && !self.lagging.load(std::sync::atomic::Ordering::SeqCst);
             let state = match self.query.lock().unwrap().clone().expect("scripted") {
                 Ok(_) if closed => TradeState::Closed,
                 Ok(s) => s,
@@ -223,16 +226,24 @@ async fn a_refused_unifiedorder_is_settled_by_what_wechat_holds() {
     assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
 }
 
-#[tokio::test]
-async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
+/// One order of one tea placed with a scripted WeChat whose orderquery answers `query`.
+async fn placed_with(
+    query: Result<TradeState, ErrCode>,
+) -> (tempfile::TempDir, Arc<Ctx>, Arc<Refusing>, String) {
     let wechat = Arc::new(Refusing::default());
-    *wechat.query.lock().unwrap() = Some(Err(ErrCode::OrderNotExist));
-    let (_dir, ctx) = scripted_ctx(wechat).await;
+    *wechat.query.lock().unwrap() = Some(query);
+    let (dir, ctx) = scripted_ctx(wechat.clone()).await;
     let line = [CartLine {
         sku: "TEA-OOLONG".into(),
         qty: 1,
     }];
     let id = place::place_order(&ctx, "s", &line).await.unwrap();
+    (dir, ctx, wechat, id)
+}
+
+#[tokio::test]
+async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
+    let (_dir, ctx, _, id) = placed_with(Err(ErrCode::OrderNotExist)).await;
     assert!(state::load(&ctx.db, &id)
         .await
         .unwrap()
@@ -259,14 +270,7 @@ async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
 
 #[tokio::test]
 async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
-    let wechat = Arc::new(Refusing::default());
-    *wechat.query.lock().unwrap() = Some(Ok(TradeState::NotPay));
-    let (_dir, ctx) = scripted_ctx(wechat).await;
-    let line = [CartLine {
-        sku: "TEA-OOLONG".into(),
-        qty: 1,
-    }];
-    let id = place::place_order(&ctx, "s", &line).await.unwrap();
+    let (_dir, ctx, _, id) = placed_with(Ok(TradeState::NotPay)).await;
     let closer = Closer {
         db: &ctx.db,
         wechat: &*ctx.wxpay,
@@ -291,6 +295,41 @@ async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
     assert_eq!(
         next, floor_at,
         "not every interval: WeChat would refuse closeorder"
+    );
+}
+
+#[tokio::test]
+async fn the_close_flow_runs_once_per_deadline() {
+    let (_dir, ctx, wechat, id) = placed_with(Ok(TradeState::NotPay)).await;
+    wechat.lagging.store(true, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+        .bind(now_ms() - 1)
+        .bind(&id)
+        .execute(&ctx.db)
+        .await
+        .unwrap();
+    // The deadline's close flow: closeorder, then a query that does not show the close yet.
+    timeout::tick(&ctx, &timeout::Backoff::default()).await.unwrap();
+    assert_eq!(wechat.closed.lock().unwrap().len(), 1);
+    assert_eq!(
+        state::load(&ctx.db, &id).await.unwrap().unwrap().status,
+        OrderStatus::Closing
+    );
+    // Neither the sweep nor the next tick starts it again before its next check is due.
+    assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 0);
+    timeout::tick(&ctx, &timeout::Backoff::default()).await.unwrap();
+    assert_eq!(wechat.closed.lock().unwrap().len(), 1, "closeorder called once");
+    // One sweep interval later the sweep resumes it, and WeChat now shows it closed.
+    wechat.lagging.store(false, std::sync::atomic::Ordering::SeqCst);
+    sqlx::query("UPDATE orders SET next_check_at = 0 WHERE id = ?")
+        .bind(&id)
+        .execute(&ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 1);
+    assert_eq!(
+        state::load(&ctx.db, &id).await.unwrap().unwrap().status,
+        OrderStatus::Closed
     );
 }
 
