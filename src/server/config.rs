@@ -331,7 +331,7 @@ fn optional_secret(r: &Raw, min: usize) -> Result<Option<ApiKey>, ConfigError> {
 /// `5m34s`, `900ms`: a duration as a person reads it.
 fn show(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
