@@ -15,8 +15,8 @@ use scanpay::server::orders::{place, sweep, timeout};
 use scanpay::server::sandbox::{faults::Faults, Sandbox, SandboxConfig};
 use scanpay::server::store::{self, now_ms};
 use scanpay::server::wxpay::{
-    BoxFuture, Gateway, OrderQueryResponse, UnifiedOrderRequest, UnifiedOrderResponse,
-    WxPayClient, WxPayError,
+    BoxFuture, Gateway, OrderQueryResponse, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
+    WxPayError,
 };
 use scanpay::server::Ctx;
 
@@ -24,6 +24,7 @@ const RUNS: usize = 5;
 
 struct Bench {
     ctx: Arc<Ctx>,
+    db: sqlx::SqlitePool,
     sandbox: Sandbox,
     wechat: Arc<Watched>,
     _dir: tempfile::TempDir,
@@ -88,8 +89,9 @@ async fn setup() -> Bench {
     });
     let app = axum::Router::new().nest("/sandbox", sandbox.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let db = store::connect(&db_url).await.unwrap();
-    store::migrate(&db).await.unwrap();
+    let store = store::connect(&db_url, &Default::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let db = sqlx::SqlitePool::connect(&db_url).await.unwrap();
     sqlx::query("UPDATE products SET stock = 1000000")
         .execute(&db)
         .await
@@ -104,7 +106,8 @@ async fn setup() -> Bench {
         want: Mutex::new(usize::MAX),
     });
     Bench {
-        ctx: Arc::new(Ctx::new(settings, db, wechat.clone(), None)),
+        ctx: Arc::new(Ctx::new(settings, store, wechat.clone(), None)),
+        db,
         sandbox,
         wechat,
         _dir: dir,
@@ -128,7 +131,7 @@ async fn place_real(b: &Bench, n: usize) -> Vec<String> {
 /// Unfinished orders that are not due for anything (deadline and next check far ahead): the
 /// table's bulk, written straight into SQL.
 async fn fill(b: &Bench, n: usize) {
-    let mut tx = b.ctx.db.begin().await.unwrap();
+    let mut tx = b.db.begin().await.unwrap();
     let far = now_ms() + 3_600_000;
     for i in 0..n {
         sqlx::query(
@@ -149,7 +152,7 @@ async fn fill(b: &Bench, n: usize) {
 }
 
 async fn set_for(b: &Bench, ids: &[String], column: &str, value: i64) {
-    let mut tx = b.ctx.db.begin().await.unwrap();
+    let mut tx = b.db.begin().await.unwrap();
     for id in ids {
         sqlx::query(&format!("UPDATE orders SET {column} = ? WHERE id = ?"))
             .bind(value)
@@ -192,7 +195,7 @@ async fn pass_and_tick(total: usize, due: usize) -> (f64, f64) {
             .unwrap();
         ticks.push(t.elapsed().as_secs_f64() * 1000.0);
         let closed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'closed'")
-            .fetch_one(&b.ctx.db)
+            .fetch_one(&b.db)
             .await
             .unwrap();
         assert!(closed > 0);
@@ -215,7 +218,13 @@ async fn slow_wechat(due: usize, latency: &str) -> (f64, Duration, usize) {
     // The pass goes on past the last first check if early orders come due again meanwhile.
     let n = sweep::pass(&b.ctx).await.unwrap();
     assert!(n >= due);
-    let all = b.wechat.answered.lock().unwrap().1.expect("every order checked");
+    let all = b
+        .wechat
+        .answered
+        .lock()
+        .unwrap()
+        .1
+        .expect("every order checked");
     let period = b.ctx.settings.sweep_interval * 4;
     (
         all.duration_since(t).as_secs_f64(),

@@ -17,9 +17,7 @@ pub struct Catalogue {
 #[server(prefix = "/api", endpoint = "catalogue")]
 pub async fn get_catalogue() -> Result<Catalogue, AppError> {
     let ctx = ssr::ctx()?;
-    let products = crate::server::store::products(&ctx.db)
-        .await
-        .map_err(ssr::internal)?;
+    let products = ctx.store.products().await.map_err(ssr::internal)?;
     Ok(Catalogue {
         shop_name: ctx.settings.shop_name.clone(),
         max_qty: ctx.settings.limits.item_qty,
@@ -85,7 +83,7 @@ pub async fn order_status(id: String) -> Result<StatusView, AppError> {
 #[server(prefix = "/api", endpoint = "cancel_order")]
 pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     use super::types::{FailureReason, OrderStatus};
-    use crate::server::orders::state::{self, Cause};
+    use crate::server::orders::state::Cause;
     let ctx = ssr::ctx()?;
     let order = ssr::own_order(&ctx, &id).await?;
     if order.status == OrderStatus::Paid {
@@ -112,7 +110,9 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
             Ok(Ok(Ok(_))) | Err(_) => {}
         }
     }
-    let order = state::load(&ctx.db, &id)
+    let order = ctx
+        .store
+        .load(&id)
         .await
         .map_err(ssr::internal)?
         .ok_or(AppError::NotFound)?;
@@ -136,7 +136,7 @@ mod ssr {
     use std::sync::Arc;
 
     use super::super::types::{AppError, Fen, OrderItemView, OrderView};
-    use crate::server::orders::state::{self, OrderRow};
+    use crate::server::orders::state::OrderRow;
     use crate::server::session::SessionId;
     use crate::server::store::now_ms;
     use crate::server::{AppState, Ctx};
@@ -183,7 +183,7 @@ mod ssr {
         if id.is_empty() || id.len() > 32 {
             return Err(status(404, AppError::NotFound));
         }
-        match state::load(&ctx.db, id).await.map_err(internal)? {
+        match ctx.store.load(id).await.map_err(internal)? {
             Some(o) if o.session_id == session => Ok(o),
             _ => Err(status(404, AppError::NotFound)),
         }
@@ -195,7 +195,7 @@ mod ssr {
     }
 
     pub async fn order_view(ctx: &Ctx, o: OrderRow) -> Result<OrderView, AppError> {
-        let items = state::items(&ctx.db, &o.id).await.map_err(internal)?;
+        let items = ctx.store.items(&o.id).await.map_err(internal)?;
         let showing_qr = o.status == super::super::types::OrderStatus::Pending;
         let qr_svg = o
             .code_url

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::server::store::{now_ms, Db};
+use crate::server::store::Store;
 use crate::server::wxpay::notify::PayNotify;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,34 +15,24 @@ pub struct BusError(String);
 
 #[derive(Clone)]
 pub struct PayResultBus {
-    db: Db,
+    store: Store,
     wake: Arc<Notify>,
 }
 
 impl PayResultBus {
-    pub fn new(db: Db) -> Self {
+    pub fn new(store: Store) -> Self {
         PayResultBus {
-            db,
+            store,
             wake: Arc::new(Notify::new()),
         }
     }
 
     /// Durably records a verified pay result. Publishing the same transaction twice is harmless.
     pub async fn publish(&self, n: &PayNotify) -> Result<(), BusError> {
-        sqlx::query(
-            "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO NOTHING",
-        )
-        .bind(&n.transaction_id)
-        .bind(&n.out_trade_no)
-        .bind(n.total_fee)
-        .bind(&n.time_end)
-        .bind(n.paid_at_ms)
-        .bind(now_ms())
-        .bind(now_ms())
-        .execute(&self.db)
-        .await
-        .map_err(|e| BusError(e.to_string()))?;
+        self.store
+            .publish_pay_result(n)
+            .await
+            .map_err(|e| BusError(e.to_string()))?;
         self.wake.notify_one();
         Ok(())
     }
@@ -52,7 +42,7 @@ impl PayResultBus {
         self.wake.notified().await
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }

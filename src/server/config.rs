@@ -15,6 +15,7 @@ pub struct Settings {
     pub site_addr: SocketAddr,
     pub public_url: String,
     pub database_url: String,
+    pub database_pool: super::store::PoolSettings,
     pub shop_name: String,
     pub order_ttl: Duration,
     pub sweep_interval: Duration,
@@ -225,6 +226,10 @@ impl Settings {
         let settings = Settings {
             site_addr,
             database_url: nonempty("database_url")?,
+            database_pool: super::store::PoolSettings {
+                max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
+                acquire_timeout: duration(&raw("database_timeout"))?,
+            },
             shop_name: nonempty("shop_name")?,
             order_ttl: duration(&raw("order_ttl"))?,
             sweep_interval: duration(&raw("sweep_interval"))?,

@@ -14,7 +14,6 @@ use axum::Json;
 use serde_json::json;
 
 use super::bus::PayResultBus;
-use super::orders::state;
 use super::wxpay::notify::{self, NotifyError, REPLY_SUCCESS};
 use super::wxpay::Merchant;
 use super::Ctx;
@@ -66,7 +65,7 @@ pub async fn handle_notify(
 /// `GET /healthz`: the process is up, its database answers and every worker runs. 503 otherwise,
 /// naming what is wrong without internal detail (that goes to the log).
 pub async fn health(State(ctx): State<Arc<Ctx>>) -> Response {
-    let database = match sqlx::query("SELECT 1").execute(&ctx.db).await {
+    let database = match ctx.store.ping().await {
         Ok(_) => "ok",
         Err(e) => {
             tracing::error!(error = %e, "health: the database does not answer");
@@ -162,32 +161,17 @@ pub async fn anomalies(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Respo
     if let Err(r) = authorized(&ctx, &headers) {
         return r;
     }
-    type AnomalyRow = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        Option<String>,
-        Option<i64>,
-    );
-    let rows: Result<Vec<AnomalyRow>, _> = sqlx::query_as(
-        "SELECT a.id, a.order_id, a.transaction_id, a.kind, a.detail, a.at, o.status, o.parked_at \
-         FROM anomalies a LEFT JOIN orders o ON o.id = a.order_id \
-         WHERE a.resolved_at IS NULL ORDER BY a.at DESC LIMIT 500",
-    )
-    .fetch_all(&ctx.db)
-    .await;
+    let rows = ctx.store.anomalies(500).await;
     match rows {
         Ok(rows) => Json(
             rows.into_iter()
-                .map(|(id, order_id, txn, kind, detail, at, status, parked_at)| {
+                .map(|a| {
                     json!({
-                        "id": id, "order_id": order_id, "transaction_id": txn, "kind": kind,
-                        "detail": detail, "at_ms": at, "order_status": status,
+                        "id": a.id, "order_id": a.order_id, "transaction_id": a.transaction_id,
+                        "kind": a.kind, "detail": a.detail, "at_ms": a.at,
+                        "order_status": a.order_status,
                         // Parked: no automatic flow touches the order until an operator acts.
-                        "parked_at_ms": parked_at,
+                        "parked_at_ms": a.parked_at,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -209,7 +193,7 @@ pub async fn order_timeline(
     if let Err(r) = authorized(&ctx, &headers) {
         return r;
     }
-    let order = match state::load(&ctx.db, &id).await {
+    let order = match ctx.store.load(&id).await {
         Ok(Some(o)) => o,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such order").into_response(),
         Err(e) => {
@@ -217,7 +201,7 @@ pub async fn order_timeline(
             return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
         }
     };
-    let events = state::events(&ctx.db, &id).await.unwrap_or_default();
+    let events = ctx.store.events(&id).await.unwrap_or_default();
     Json(json!({
         "id": order.id,
         "status": order.status.as_str(),

@@ -33,7 +33,7 @@ use wxpay::{Gateway, WxPayClient};
 /// Shared by every handler and server function.
 pub struct Ctx {
     pub settings: Settings,
-    pub db: store::Db,
+    pub store: store::Store,
     pub wxpay: Arc<dyn Gateway>,
     pub bus: bus::PayResultBus,
     pub sandbox: Option<Sandbox>,
@@ -47,15 +47,15 @@ impl Ctx {
     /// A context without background workers (tests and tools drive the flows themselves).
     pub fn new(
         settings: Settings,
-        db: store::Db,
+        store: store::Store,
         wxpay: Arc<dyn Gateway>,
         sandbox: Option<Sandbox>,
     ) -> Self {
         Ctx {
             order_rate: limits::RateLimiter::new(settings.limits.orders_per_minute),
-            bus: bus::PayResultBus::new(db.clone()),
+            bus: bus::PayResultBus::new(store.clone()),
             settings,
-            db,
+            store,
             wxpay,
             sandbox,
             workers: workers::Workers::default(),
@@ -68,7 +68,7 @@ impl Ctx {
     /// The close flow, wired to this process's store and WeChat Pay client.
     pub fn closer(&self) -> orders::close::Closer<'_> {
         orders::close::Closer {
-            db: &self.db,
+            store: &self.store,
             wechat: &*self.wxpay,
             close_floor: self.settings.wxpay_close_floor,
             retry_after: self.settings.sweep_interval,
@@ -137,13 +137,14 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;
-    let db = store::connect(&settings.database_url).await?;
-    store::migrate(&db).await?;
+    let db = store::connect(&settings.database_url, &settings.database_pool).await?;
+    db.migrate().await?;
     // Without a configured key, one generated once and kept in the database: every process on it
     // signs alike, and shoppers keep their sessions across restarts.
     let session_secret = match &settings.session_secret {
         Some(k) => k.expose().to_string(),
-        None => store::generated_secret(&db, "session")
+        None => db
+            .generated_secret("session")
             .await
             .map_err(StartError::Secret)?,
     };

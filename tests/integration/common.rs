@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::Settings;
-use scanpay::server::orders::state::{self, OrderRow};
+use scanpay::server::orders::state::OrderRow;
 use scanpay::server::{start, Ctx, Running};
 use serde_json::{json, Value};
 
@@ -13,6 +13,8 @@ const SETTINGS_FILE: &str = include_str!("../../Leptos.toml");
 
 pub struct TestApp {
     pub base: String,
+    /// The same database, for tests that look at or arrange rows directly.
+    pub db: sqlx::AnyPool,
     pub running: Running,
     pub http: reqwest::Client,
     pub dir: Option<tempfile::TempDir>,
@@ -65,6 +67,7 @@ pub async fn spawn_app_on(
         .await
         .expect("app starts");
     TestApp {
+        db: raw_db(db_url).await,
         base: format!("http://{addr}"),
         running,
         http: reqwest::Client::builder()
@@ -104,7 +107,9 @@ impl TestApp {
     }
 
     pub async fn order(&self, id: &str) -> OrderRow {
-        state::load(&self.ctx().db, id)
+        self.ctx()
+            .store
+            .load(id)
             .await
             .unwrap()
             .expect("order exists")
@@ -113,16 +118,13 @@ impl TestApp {
     pub async fn stock(&self, sku: &str) -> i64 {
         sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
             .bind(sku)
-            .fetch_one(&self.ctx().db)
+            .fetch_one(&self.db)
             .await
             .unwrap()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.ctx().db)
-            .await
-            .unwrap()
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
     }
 
     pub async fn post_xml(&self, path: &str, body: String) -> (u16, String) {
@@ -226,4 +228,10 @@ impl Shopper {
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
+}
+
+/// A plain connection pool on a test's database, for arranging and inspecting rows directly.
+pub async fn raw_db(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.expect("test database")
 }

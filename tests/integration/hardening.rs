@@ -133,7 +133,7 @@ impl Gateway for Refusing {
     }
 }
 
-async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>) {
+async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>, sqlx::AnyPool) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let env = [
@@ -151,15 +151,18 @@ async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>) {
         "127.0.0.1:3999".parse().unwrap(),
     )
     .unwrap();
-    let db = scanpay::server::store::connect(&url).await.unwrap();
-    scanpay::server::store::migrate(&db).await.unwrap();
-    (dir, Arc::new(Ctx::new(settings, db, wechat, None)))
+    let store = scanpay::server::store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let db = crate::common::raw_db(&url).await;
+    (dir, Arc::new(Ctx::new(settings, store, wechat, None)), db)
 }
 
-async fn stock(ctx: &Ctx, sku: &str) -> i64 {
+async fn stock(db: &sqlx::AnyPool, sku: &str) -> i64 {
     sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
         .bind(sku)
-        .fetch_one(&ctx.db)
+        .fetch_one(db)
         .await
         .unwrap()
 }
@@ -207,44 +210,52 @@ async fn a_refused_unifiedorder_is_settled_by_what_wechat_holds() {
         let wechat = Arc::new(Refusing::default());
         *wechat.unified.lock().unwrap() = Some(refusal.clone());
         *wechat.query.lock().unwrap() = Some(query.clone());
-        let (_dir, ctx) = scripted_ctx(wechat.clone()).await;
+        let (_dir, ctx, db) = scripted_ctx(wechat.clone()).await;
         let id = place::place_order(&ctx, "s", &line).await.unwrap();
-        let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+        let o = ctx.store.load(&id).await.unwrap().unwrap();
         let case = format!("{} then {query:?}", refusal.as_str());
         assert_eq!((o.status, o.failure_reason), (status, reason), "{case}");
         let held = if status == OrderStatus::Paid { 19 } else { 20 };
-        assert_eq!(stock(&ctx, "TEA-OOLONG").await, held, "{case}: stock");
+        assert_eq!(stock(&db, "TEA-OOLONG").await, held, "{case}: stock");
     }
     // WeChat gives no answer to the query: nothing is concluded, the order waits for the sweep.
     let wechat = Arc::new(Refusing::default());
     *wechat.unified.lock().unwrap() = Some(ErrCode::OutTradeNoUsed);
     *wechat.query.lock().unwrap() = Some(Err(ErrCode::SystemError));
-    let (_dir, ctx) = scripted_ctx(wechat).await;
+    let (_dir, ctx, db) = scripted_ctx(wechat).await;
     let id = place::place_order(&ctx, "s", &line).await.unwrap();
-    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    let o = ctx.store.load(&id).await.unwrap().unwrap();
     assert_eq!(o.status, OrderStatus::Pending);
-    assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
+    assert_eq!(stock(&db, "TEA-OOLONG").await, 19);
 }
 
 /// One order of one tea placed with a scripted WeChat whose orderquery answers `query`.
 async fn placed_with(
     query: Result<TradeState, ErrCode>,
-) -> (tempfile::TempDir, Arc<Ctx>, Arc<Refusing>, String) {
+) -> (
+    tempfile::TempDir,
+    Arc<Ctx>,
+    Arc<Refusing>,
+    String,
+    sqlx::AnyPool,
+) {
     let wechat = Arc::new(Refusing::default());
     *wechat.query.lock().unwrap() = Some(query);
-    let (dir, ctx) = scripted_ctx(wechat.clone()).await;
+    let (dir, ctx, db) = scripted_ctx(wechat.clone()).await;
     let line = [CartLine {
         sku: "TEA-OOLONG".into(),
         qty: 1,
     }];
     let id = place::place_order(&ctx, "s", &line).await.unwrap();
-    (dir, ctx, wechat, id)
+    (dir, ctx, wechat, id, db)
 }
 
 #[tokio::test]
 async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
-    let (_dir, ctx, _, id) = placed_with(Err(ErrCode::OrderNotExist)).await;
-    assert!(state::load(&ctx.db, &id)
+    let (_dir, ctx, _, id, db) = placed_with(Err(ErrCode::OrderNotExist)).await;
+    assert!(ctx
+        .store
+        .load(&id)
         .await
         .unwrap()
         .unwrap()
@@ -259,25 +270,25 @@ async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
         outcome,
         scanpay::server::orders::close::CloseOutcome::RetryAt(_)
     ));
-    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    let o = ctx.store.load(&id).await.unwrap().unwrap();
     assert_eq!(
         o.status,
         OrderStatus::Closing,
         "someone may still hold the QR code"
     );
-    assert_eq!(stock(&ctx, "TEA-OOLONG").await, 19);
+    assert_eq!(stock(&db, "TEA-OOLONG").await, 19);
 }
 
 #[tokio::test]
 async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
-    let (_dir, ctx, _, id) = placed_with(Ok(TradeState::NotPay)).await;
+    let (_dir, ctx, _, id, db) = placed_with(Ok(TradeState::NotPay)).await;
     let closer = Closer {
-        db: &ctx.db,
+        store: &ctx.store,
         wechat: &*ctx.wxpay,
         close_floor: Duration::from_secs(300),
         retry_after: Duration::from_secs(5),
     };
-    let o = state::load(&ctx.db, &id).await.unwrap().unwrap();
+    let o = ctx.store.load(&id).await.unwrap().unwrap();
     let outcome = closer
         .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
         .await
@@ -289,7 +300,7 @@ async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
     );
     let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM orders WHERE id = ?")
         .bind(&id)
-        .fetch_one(&ctx.db)
+        .fetch_one(&db)
         .await
         .unwrap();
     assert_eq!(
@@ -300,46 +311,58 @@ async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
 
 #[tokio::test]
 async fn the_close_flow_runs_once_per_deadline() {
-    let (_dir, ctx, wechat, id) = placed_with(Ok(TradeState::NotPay)).await;
-    wechat.lagging.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_dir, ctx, wechat, id, db) = placed_with(Ok(TradeState::NotPay)).await;
+    wechat
+        .lagging
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
         .bind(now_ms() - 1)
         .bind(&id)
-        .execute(&ctx.db)
+        .execute(&db)
         .await
         .unwrap();
     // The deadline's close flow: closeorder, then a query that does not show the close yet.
-    timeout::tick(&ctx, &timeout::Backoff::default()).await.unwrap();
+    timeout::tick(&ctx, &timeout::Backoff::default())
+        .await
+        .unwrap();
     assert_eq!(wechat.closed.lock().unwrap().len(), 1);
     assert_eq!(
-        state::load(&ctx.db, &id).await.unwrap().unwrap().status,
+        ctx.store.load(&id).await.unwrap().unwrap().status,
         OrderStatus::Closing
     );
     // Neither the sweep nor the next tick starts it again before its next check is due.
     assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 0);
-    timeout::tick(&ctx, &timeout::Backoff::default()).await.unwrap();
-    assert_eq!(wechat.closed.lock().unwrap().len(), 1, "closeorder called once");
+    timeout::tick(&ctx, &timeout::Backoff::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        wechat.closed.lock().unwrap().len(),
+        1,
+        "closeorder called once"
+    );
     // One sweep interval later the sweep resumes it, and WeChat now shows it closed.
-    wechat.lagging.store(false, std::sync::atomic::Ordering::SeqCst);
+    wechat
+        .lagging
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     sqlx::query("UPDATE orders SET next_check_at = 0 WHERE id = ?")
         .bind(&id)
-        .execute(&ctx.db)
+        .execute(&db)
         .await
         .unwrap();
     assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 1);
     assert_eq!(
-        state::load(&ctx.db, &id).await.unwrap().unwrap().status,
+        ctx.store.load(&id).await.unwrap().unwrap().status,
         OrderStatus::Closed
     );
 }
 
 /// Makes every write to one order fail, as a corrupt or locked row would.
-async fn poison(ctx: &Ctx, id: &str) {
+async fn poison(db: &sqlx::AnyPool, id: &str) {
     sqlx::query(&format!(
         "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders WHEN NEW.id = '{id}' \
          BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
     ))
-    .execute(&ctx.db)
+    .execute(db)
     .await
     .unwrap();
 }
@@ -348,10 +371,11 @@ async fn poison(ctx: &Ctx, id: &str) {
 async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
     let ctx = app.ctx().clone();
+    let db = &app.db;
     let shopper = app.shopper().await;
     let bad = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
     let good = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
-    poison(&ctx, &bad).await;
+    poison(&app.db, &bad).await;
     let m = ctx.settings.merchant.clone();
     // The bad one's pay result arrives first and sorts first in the inbox.
     for (id, txn) in [
@@ -372,7 +396,7 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
         "SELECT attempts, next_attempt_at, last_error FROM pay_inbox WHERE out_trade_no = ?",
     )
     .bind(&bad)
-    .fetch_one(&ctx.db)
+    .fetch_one(db)
     .await
     .unwrap();
     assert!(attempts >= 1, "tried");
@@ -392,11 +416,11 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
         sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
             .bind(now_ms() - ago)
             .bind(id)
-            .execute(&ctx.db)
+            .execute(db)
             .await
             .unwrap();
     }
-    poison(&ctx, &bad).await;
+    poison(&app.db, &bad).await;
     let backoff = timeout::Backoff::default();
     timeout::tick(&ctx, &backoff).await.unwrap();
     let g = app.order(&good).await;
@@ -574,7 +598,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     assert_eq!(v["workers"]["test_worker"]["restarts"], 1, "{v}");
     assert_eq!(v["workers"]["test_worker"]["last_panic"], "simulated bug");
 
-    app.ctx().db.close().await;
+    app.ctx().store.close_pool().await;
     let r = app
         .http
         .get(format!("{}/healthz", app.base))

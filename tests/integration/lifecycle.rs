@@ -24,7 +24,9 @@ fn fast<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 }
 
 async fn events(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    state::events(&app.ctx().db, id)
+    app.ctx()
+        .store
+        .events(id)
         .await
         .unwrap()
         .into_iter()
@@ -80,7 +82,10 @@ async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_onc
     assert_eq!(app.stock("NB-GRID").await, 1);
     let deadline = app.order(&id).await.deadline_at;
     let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(8)).await;
-    let closed_at = state::events(&app.ctx().db, &id)
+    let closed_at = app
+        .ctx()
+        .store
+        .events(&id)
         .await
         .unwrap()
         .iter()

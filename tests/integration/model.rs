@@ -242,6 +242,8 @@ impl ReferenceStateMachine for Model {
 struct Sut {
     rt: tokio::runtime::Runtime,
     ctx: Arc<Ctx>,
+    /// The same database, for the invariant checks and for moving time.
+    db: sqlx::AnyPool,
     wechat: Arc<Scripted>,
     orders: Vec<Option<String>>,
     _dir: tempfile::TempDir,
@@ -262,12 +264,12 @@ fn settings(db_url: &str) -> Settings {
     Settings::from_sources(include_str!("../../Leptos.toml"), "Leptos.toml", &env, addr).unwrap()
 }
 
-async fn boot(db_url: &str, wechat: Arc<Scripted>) -> Arc<Ctx> {
-    let db = store::connect(db_url).await.unwrap();
-    store::migrate(&db).await.unwrap();
-    let mut ctx = Ctx::new(settings(db_url), db, wechat, None);
+async fn boot(db_url: &str, wechat: Arc<Scripted>) -> (Arc<Ctx>, sqlx::AnyPool) {
+    let store = store::connect(db_url, &Default::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut ctx = Ctx::new(settings(db_url), store, wechat, None);
     ctx.retry_delay = std::time::Duration::ZERO;
-    Arc::new(ctx)
+    (Arc::new(ctx), crate::common::raw_db(db_url).await)
 }
 
 impl Sut {
@@ -299,16 +301,16 @@ impl Sut {
     async fn snapshot(&self) -> Vec<String> {
         let rows: Vec<(String, String, Option<String>)> =
             sqlx::query_as("SELECT id, status, transaction_id FROM orders ORDER BY id")
-                .fetch_all(&self.ctx.db)
+                .fetch_all(&self.db)
                 .await
                 .unwrap();
         let stock: Vec<(String, i64)> =
             sqlx::query_as("SELECT sku, stock FROM products ORDER BY sku")
-                .fetch_all(&self.ctx.db)
+                .fetch_all(&self.db)
                 .await
                 .unwrap();
         let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pay_inbox")
-            .fetch_one(&self.ctx.db)
+            .fetch_one(&self.db)
             .await
             .unwrap();
         vec![format!("{rows:?}"), format!("{stock:?}"), inbox.to_string()]
@@ -350,7 +352,7 @@ impl Sut {
             }
             Step::Forged(i) => {
                 let Some(id) = self.id(i) else { return };
-                let fee = state::load(&ctx.db, &id).await.unwrap().unwrap().total_fee;
+                let fee = ctx.store.load(&id).await.unwrap().unwrap().total_fee;
                 let before = self.snapshot().await;
                 let body = self.notify_body(
                     &id,
@@ -371,7 +373,7 @@ impl Sut {
                 sqlx::query(
                     "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing')",
                 )
-                .execute(&ctx.db)
+                .execute(&self.db)
                 .await
                 .unwrap();
                 sweep::pass(&ctx).await.unwrap();
@@ -387,7 +389,7 @@ impl Sut {
                 sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
                     .bind(now_ms() - 1)
                     .bind(&id)
-                    .execute(&ctx.db)
+                    .execute(&self.db)
                     .await
                     .unwrap();
                 timeout::tick(&ctx, &timeout::Backoff::default())
@@ -410,15 +412,16 @@ impl Sut {
             Step::Restart => {
                 let url = ctx.settings.database_url.clone();
                 drop(ctx);
-                self.ctx.db.close().await;
-                self.ctx = boot(&url, self.wechat.clone()).await;
+                self.ctx.store.close_pool().await;
+                self.db.close().await;
+                (self.ctx, self.db) = boot(&url, self.wechat.clone()).await;
             }
         }
     }
 
     /// I2, I3, I4 and "no anomaly": true after every step (four queries, run thousands of times).
     async fn check(&self) {
-        let db = &self.ctx.db;
+        let db = &self.db;
         let orders: Vec<(String, String, Option<String>)> =
             sqlx::query_as("SELECT id, status, transaction_id FROM orders")
                 .fetch_all(db)
@@ -483,7 +486,7 @@ impl Sut {
                 }
             }
         }
-        let db = &self.ctx.db;
+        let db = &self.db;
         sqlx::query("UPDATE orders SET deadline_at = ?")
             .bind(now_ms() - 1)
             .execute(db)
@@ -539,20 +542,21 @@ impl StateMachineTest for Lifecycle {
         };
         let url = format!("sqlite://{}/model.db", dir.path().display());
         let wechat = Arc::new(Scripted::default());
-        let ctx = rt.block_on(boot(&url, wechat.clone()));
+        let (ctx, db) = rt.block_on(boot(&url, wechat.clone()));
         // The catalogue seeds these stock levels; the conservation check relies on them.
         for (sku, stock) in SKUS {
             rt.block_on(
                 sqlx::query("UPDATE products SET stock = ? WHERE sku = ?")
                     .bind(stock)
                     .bind(sku)
-                    .execute(&ctx.db),
+                    .execute(&db),
             )
             .unwrap();
         }
         Sut {
             rt,
             ctx,
+            db,
             wechat,
             orders: Vec::new(),
             _dir: dir,

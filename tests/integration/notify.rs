@@ -209,9 +209,7 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
-    let kinds = scanpay::server::orders::state::anomaly_kinds(&app.ctx().db, &id)
-        .await
-        .unwrap();
+    let kinds = app.ctx().store.anomaly_kinds(&id).await.unwrap();
     assert_eq!(kinds, vec!["amount_mismatch"]);
 
     // An operator sees it, with the evidence needed to refund; nobody else does.

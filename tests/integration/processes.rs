@@ -132,7 +132,7 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
     for (p, name) in procs.iter().zip(["a", "b", "c"]) {
         wait_healthy(&http, p, dir.path(), name).await;
     }
-    let db = scanpay::server::store::connect(&db_url).await.unwrap();
+    let db = crate::common::raw_db(&db_url).await;
     sqlx::query("UPDATE products SET stock = 100000")
         .execute(&db)
         .await

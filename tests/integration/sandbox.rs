@@ -141,7 +141,7 @@ async fn time_expire_closes_an_unpaid_order() {
     let c = client(&app, SignType::Md5);
     let no = format!("EXP{}", now_ms());
     let mut req = request(&no, 300);
-    // Beijing time has second resolution: expire at the next whole second + 1.
+    // Beijing time has second resolution: expire at the whole second after next.
     req.time_expire = Some(format_beijing(now_ms() + 2000));
     let issued = c.unified_order(&req).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use super::reconcile::{self, Action, QrRoute, Settled};
-use super::state::{self, Cause, OrderRow};
+use super::state::{Cause, OrderRow};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::store::{now_ms, Db};
+use crate::server::store::{now_ms, Store};
 use crate::server::wxpay::{ErrCode, Gateway, WxPayError};
 
 /// What the flow reached this time.
@@ -27,7 +27,7 @@ pub enum CloseOutcome {
 }
 
 pub struct Closer<'a> {
-    pub db: &'a Db,
+    pub store: &'a Store,
     pub wechat: &'a dyn Gateway,
     /// WeChat refuses closeorder this soon after the order was created.
     pub close_floor: Duration,
@@ -43,7 +43,7 @@ impl Closer<'_> {
         reason: FailureReason,
         cause: Cause,
     ) -> Result<CloseOutcome, sqlx::Error> {
-        let Some(order) = state::load(self.db, id).await? else {
+        let Some(order) = self.store.load(id).await? else {
             return Ok(CloseOutcome::AlreadyFinal(None));
         };
         if order.parked {
@@ -56,8 +56,8 @@ impl Closer<'_> {
             OrderStatus::Pending => {
                 // The guarded transition is the claim: one caller per deadline runs the flow.
                 let check_at = now_ms() + self.retry_after.as_millis() as i64;
-                if !state::begin_close(self.db, id, reason, cause, check_at).await? {
-                    let now = state::load(self.db, id).await?.map(|o| o.status);
+                if !self.store.begin_close(id, reason, cause, check_at).await? {
+                    let now = self.store.load(id).await?.map(|o| o.status);
                     return Ok(CloseOutcome::AlreadyFinal(now));
                 }
             }
@@ -82,8 +82,10 @@ impl Closer<'_> {
                 ..
             }) => {}
             Err(e) => {
-                let _ =
-                    state::note(self.db, &order.id, "close_uncertain", cause, &e.to_string()).await;
+                let _ = self
+                    .store
+                    .note(&order.id, "close_uncertain", cause, &e.to_string())
+                    .await;
                 tracing::warn!(order_id = %order.id, error = %e, "closeorder uncertain; order stays closing");
                 return self.retry(&order.id, self.soon()).await;
             }
@@ -105,7 +107,7 @@ impl Closer<'_> {
         };
         let answer = self.wechat.order_query(&order.id).await;
         let action = reconcile::decide(&order, &answer, now_ms(), QrRoute::Open);
-        match reconcile::settle(self.db, &order, &action, cause).await? {
+        match reconcile::settle(self.store, &order, &action, cause).await? {
             Some(Settled::Paid) => Ok(CloseOutcome::Paid),
             Some(Settled::Closed | Settled::Failed) => {
                 tracing::info!(order_id = %order.id, ?action, "order closed, stock restored");
@@ -127,7 +129,7 @@ impl Closer<'_> {
     }
 
     async fn retry(&self, id: &str, at: i64) -> Result<CloseOutcome, sqlx::Error> {
-        state::schedule_check(self.db, id, at).await?;
+        self.store.schedule_check(id, at).await?;
         Ok(CloseOutcome::RetryAt(at))
     }
 }

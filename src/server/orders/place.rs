@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::reconcile::{self, Action, QrRoute};
-use super::state::{self, Cause, CreateError, NewItem, NewOrder, OrderRow};
+use super::state::{Cause, CreateError, NewItem, NewOrder, OrderRow};
 use crate::app::types::CartLine;
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::random_alnum;
@@ -104,7 +104,11 @@ pub async fn place_order(
         max_open: limits.open_orders,
         items: cart.0,
     };
-    match state::create(&ctx.db, &order, &ctx.settings.shop_name).await {
+    match ctx
+        .store
+        .create_order(&order, &ctx.settings.shop_name)
+        .await
+    {
         Ok(_) => {}
         Err(CreateError::UnknownSku(sku)) => {
             return Err(PlaceError::Invalid(format!("Unknown product {sku:?}.")))
@@ -123,7 +127,9 @@ pub async fn place_order(
         Err(CreateError::Db(e)) => return Err(e.into()),
     };
 
-    let row = state::load(&ctx.db, &order.id)
+    let row = ctx
+        .store
+        .load(&order.id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     let task = tokio::spawn({
@@ -171,20 +177,27 @@ pub fn payment_request(ctx: &Ctx, o: &OrderRow) -> UnifiedOrderRequest {
 pub async fn request_payment(ctx: &Ctx, o: &OrderRow) -> Result<(), sqlx::Error> {
     let refusal = match unified_order_with_retry(ctx, &payment_request(ctx, o)).await {
         Ok(resp) => {
-            state::record_code_url(&ctx.db, &o.id, &resp.code_url, &resp.prepay_id).await?;
+            ctx.store
+                .record_code_url(&o.id, &resp.code_url, &resp.prepay_id)
+                .await?;
             return Ok(());
         }
         Err(e) if e.is_retryable() => {
             tracing::warn!(order_id = %o.id, error = %e, "unifiedorder uncertain; the sweep asks again");
             let soon = now_ms() + ctx.settings.sweep_interval.as_millis() as i64;
-            return state::schedule_check(&ctx.db, &o.id, soon.min(o.deadline_at)).await;
+            return ctx
+                .store
+                .schedule_check(&o.id, soon.min(o.deadline_at))
+                .await;
         }
         // return_code=FAIL: WeChat refused the request itself (signature, merchant, format), so
         // it created nothing. Nothing can pay this order.
         Err(e @ WxPayError::Protocol { .. }) => {
             tracing::warn!(order_id = %o.id, error = %e, "unifiedorder refused; order failed");
             let reason = crate::app::types::FailureReason::PaymentNotCreated;
-            state::fail(&ctx.db, &o.id, reason, Cause::System, &e.to_string()).await?;
+            ctx.store
+                .fail(&o.id, reason, Cause::System, &e.to_string())
+                .await?;
             return Ok(());
         }
         Err(e) => e,
@@ -199,19 +212,15 @@ pub async fn request_payment(ctx: &Ctx, o: &OrderRow) -> Result<(), sqlx::Error>
         Action::Wait(why) => {
             tracing::info!(order_id = %o.id, why, "refused unifiedorder not settled yet");
             let soon = now_ms() + ctx.settings.sweep_interval.as_millis() as i64;
-            state::schedule_check(&ctx.db, &o.id, soon).await?;
+            ctx.store.schedule_check(&o.id, soon).await?;
         }
         _ => {
             let detail = format!("unifiedorder: {refusal}");
-            let _ = state::note(
-                &ctx.db,
-                &o.id,
-                "unifiedorder_refused",
-                Cause::System,
-                &detail,
-            )
-            .await;
-            reconcile::settle(&ctx.db, o, &action, Cause::System).await?;
+            let _ = ctx
+                .store
+                .note(&o.id, "unifiedorder_refused", Cause::System, &detail)
+                .await;
+            reconcile::settle(&ctx.store, o, &action, Cause::System).await?;
         }
     }
     Ok(())

@@ -9,9 +9,9 @@
 //! - a pending order without a QR code that WeChat holds (NOTPAY) gets its code by asking again with
 //!   the identical request, unless WeChat has refused that request, in which case it is closed.
 
-use super::state::{self, Cause, OrderRow, PaidOutcome, Payment};
+use super::state::{Cause, OrderRow, PaidOutcome, Payment};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::store::Db;
+use crate::server::store::Store;
 use crate::server::wxpay::time::parse_beijing;
 use crate::server::wxpay::{ErrCode, OrderQueryResponse, TradeState, WxPayError};
 
@@ -124,16 +124,14 @@ pub enum Settled {
 /// Applies a definite action (paid, close, fail) with its guarded transition. None for the
 /// actions the caller carries out itself (asking for the QR again, starting a close, waiting).
 pub async fn settle(
-    db: &Db,
+    store: &Store,
     order: &OrderRow,
     action: &Action,
     cause: Cause,
 ) -> Result<Option<Settled>, sqlx::Error> {
     let applied = match action {
         Action::Paid(p) => {
-            let mut tx = db.begin().await?;
-            let outcome = state::mark_paid(&mut tx, p, cause).await?;
-            tx.commit().await?;
+            let outcome = store.mark_paid(p, cause).await?;
             tracing::info!(order_id = %order.id, outcome = outcome.as_str(), cause = cause.as_str(), "WeChat reports the order paid");
             return Ok(Some(match outcome {
                 PaidOutcome::Paid | PaidOutcome::AlreadyPaid => Settled::Paid,
@@ -142,13 +140,15 @@ pub async fn settle(
         }
         Action::Close(detail) => {
             let reason = order.failure_reason.unwrap_or(FailureReason::Expired);
-            state::close(db, &order.id, reason, cause, detail)
+            store
+                .close(&order.id, reason, cause, detail)
                 .await?
                 .then_some(Settled::Closed)
         }
         Action::Fail(detail) => {
             let reason = FailureReason::PaymentNotCreated;
-            state::fail(db, &order.id, reason, cause, detail)
+            store
+                .fail(&order.id, reason, cause, detail)
                 .await?
                 .then_some(Settled::Failed)
         }
@@ -156,7 +156,7 @@ pub async fn settle(
     };
     Ok(Some(match applied {
         Some(s) => s,
-        None => Settled::Unchanged(state::load(db, &order.id).await?.map(|o| o.status)),
+        None => Settled::Unchanged(store.load(&order.id).await?.map(|o| o.status)),
     }))
 }
 

@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 
 use super::place;
 use super::reconcile::{self, Action, QrRoute};
-use super::state::{self, Cause, OrderRow};
+use super::state::{Cause, OrderRow};
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::store::now_ms;
 use crate::server::Ctx;
@@ -48,10 +48,12 @@ pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
     let mut checked = 0;
     loop {
         let now = now_ms();
-        let due = state::claim_due(&ctx.db, now, BATCH, |o, attempts| {
-            next_check(o, attempts, now, interval)
-        })
-        .await?;
+        let due = ctx
+            .store
+            .claim_due(now, BATCH, &|o, attempts| {
+                next_check(o, attempts, now, interval)
+            })
+            .await?;
         let n = due.len();
         stream::iter(due)
             .for_each_concurrent(ctx.settings.sweep_concurrency, |order| async move {
@@ -106,7 +108,7 @@ async fn check(ctx: &Ctx, order: &OrderRow) -> Result<(), sqlx::Error> {
             Ok(())
         }
         action => {
-            let settled = reconcile::settle(&ctx.db, order, &action, Cause::Sweep).await?;
+            let settled = reconcile::settle(&ctx.store, order, &action, Cause::Sweep).await?;
             tracing::info!(order_id = %order.id, ?action, ?settled, "sweep settled an order");
             Ok(())
         }

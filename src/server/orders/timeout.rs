@@ -72,7 +72,7 @@ pub async fn tick(ctx: &Ctx, backoff: &Backoff) -> Result<Option<i64>, sqlx::Err
         let now = now_ms();
         // Backed-off orders sort first again; fetch past them so they cannot starve the rest.
         let limit = BATCH + backoff.len() as i64;
-        let (due, next) = super::state::due_deadlines(&ctx.db, now, limit).await?;
+        let (due, next) = ctx.store.due_deadlines(now, limit).await?;
         let full = due.len() as i64 == limit;
         let work: Vec<String> = due
             .into_iter()

@@ -253,7 +253,8 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
     }
     let start_ms = match get(p, "time_start") {
         Some(ts) => parse_beijing(ts).map_err(|_| invalid("time_start", "yyyyMMddHHmmss"))?,
-        None => now,
+        // Beijing times have whole seconds: compare at that resolution.
+        None => now - now.rem_euclid(1000),
     };
     let expire_ms = match get(p, "time_expire") {
         Some(te) => {

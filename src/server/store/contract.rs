@@ -1,0 +1,425 @@
+//! The store contract: what every engine must do, checked against each one on a fresh database.
+//! Transitions and their guards, stock conservation, the event log, anomalies recorded once, the
+//! inbox's idempotency, and claims that give concurrent claimers disjoint work.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{now_ms, Store};
+use crate::app::types::{FailureReason, OrderStatus};
+use crate::server::orders::state::{
+    Cause, CreateError, Created, NewItem, NewOrder, PaidOutcome, Payment,
+};
+use crate::server::wxpay::notify::PayNotify;
+
+type Check = fn(Store) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every check, by name.
+pub fn checks() -> Vec<(&'static str, Check)> {
+    vec![
+        ("create reserves stock and prices from the catalogue", |s| {
+            Box::pin(create_reserves_stock(s))
+        }),
+        ("create refuses more than stock and writes nothing", |s| {
+            Box::pin(create_is_all_or_nothing(s))
+        }),
+        ("the paid transition is guarded by status and amount", |s| {
+            Box::pin(paid_is_guarded(s))
+        }),
+        ("failed and closed restore stock exactly once", |s| {
+            Box::pin(stock_restored_once(s))
+        }),
+        (
+            "begin_close is a claim and parked orders are left alone",
+            |s| Box::pin(begin_close_claims(s)),
+        ),
+        ("concurrent claimers get disjoint due orders", |s| {
+            Box::pin(claims_are_disjoint(s))
+        }),
+        (
+            "the inbox keeps one row per transaction and applies it once",
+            |s| Box::pin(inbox_is_idempotent(s)),
+        ),
+    ]
+}
+
+/// Runs every check, each on a store from `fresh`.
+pub async fn run<F, Fut>(engine: &str, fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Store>,
+{
+    for (name, check) in checks() {
+        let store = fresh().await;
+        let handle = tokio::spawn(check(store.clone()));
+        if let Err(e) = handle.await {
+            panic!("{engine}: {name}: {e}");
+        }
+        store.close_pool().await;
+    }
+}
+
+fn order(id: &str, items: &[(&str, i64)]) -> NewOrder {
+    NewOrder {
+        id: id.into(),
+        session_id: "s1".into(),
+        created_at: now_ms(),
+        deadline_at: now_ms() + 900_000,
+        first_check_at: now_ms(),
+        max_open: 100,
+        items: items
+            .iter()
+            .map(|(s, q)| NewItem {
+                sku: s.to_string(),
+                qty: *q,
+            })
+            .collect(),
+    }
+}
+
+async fn place(s: &Store, id: &str, items: &[(&str, i64)]) -> Result<Created, CreateError> {
+    s.create_order(&order(id, items), "Shop").await
+}
+
+async fn stock(s: &Store, sku: &str) -> i64 {
+    s.products()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.sku == sku)
+        .unwrap()
+        .stock
+}
+
+async fn status(s: &Store, id: &str) -> OrderStatus {
+    s.load(id).await.unwrap().unwrap().status
+}
+
+async fn kinds(s: &Store, id: &str) -> Vec<String> {
+    s.events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+fn payment(id: &str, fee: i64, txn: &str) -> Payment {
+    Payment {
+        out_trade_no: id.into(),
+        transaction_id: txn.into(),
+        total_fee: fee,
+        paid_at: 1,
+    }
+}
+
+async fn create_reserves_stock(s: Store) {
+    let c = place(&s, "O1", &[("TEA-OOLONG", 2), ("PIN-PANDA", 1)])
+        .await
+        .unwrap();
+    assert_eq!(c.total_fee, 2 * 6800 + 101);
+    assert_eq!(c.body, "Shop - Tieguanyin oolong +1 more");
+    assert_eq!(stock(&s, "TEA-OOLONG").await, 18);
+    assert_eq!(status(&s, "O1").await, OrderStatus::Pending);
+    assert_eq!(kinds(&s, "O1").await, vec!["created"]);
+    let items = s.items("O1").await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[1].sku.as_str(), items[1].qty), ("TEA-OOLONG", 2));
+}
+
+async fn create_is_all_or_nothing(s: Store) {
+    let e = place(&s, "O1", &[("TEA-OOLONG", 1), ("NB-GRID", 4)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, CreateError::OutOfStock { ref sku, left: 3, .. } if sku == "NB-GRID"),
+        "{e:?}"
+    );
+    assert_eq!(stock(&s, "TEA-OOLONG").await, 20, "first line rolled back");
+    assert!(s.load("O1").await.unwrap().is_none());
+    assert!(matches!(
+        place(&s, "O2", &[("NOPE", 1)]).await.unwrap_err(),
+        CreateError::UnknownSku(_)
+    ));
+    let mut limited = order("O3", &[("PIN-PANDA", 1)]);
+    limited.max_open = 1;
+    s.create_order(&limited, "Shop").await.unwrap();
+    limited.id = "O4".into();
+    assert!(matches!(
+        s.create_order(&limited, "Shop").await.unwrap_err(),
+        CreateError::TooManyOpen(1)
+    ));
+    assert_eq!(
+        stock(&s, "PIN-PANDA").await,
+        49,
+        "the refused order holds nothing"
+    );
+}
+
+async fn paid_is_guarded(s: Store) {
+    let fee = place(&s, "O1", &[("BUN-RED", 1)]).await.unwrap().total_fee;
+    assert_eq!(
+        s.mark_paid(&payment("O1", fee + 1, "T1"), Cause::Notify)
+            .await
+            .unwrap(),
+        PaidOutcome::Anomaly("amount_mismatch")
+    );
+    let o = s.load("O1").await.unwrap().unwrap();
+    assert_eq!((o.status, o.parked), (OrderStatus::Pending, true));
+    // The same evidence again (a sweep, a notify retry) is recorded once.
+    for _ in 0..3 {
+        s.mark_paid(&payment("O1", fee + 1, "T1"), Cause::Sweep)
+            .await
+            .unwrap();
+    }
+    let claimed = s.claim_due(i64::MAX, 10, &|_, _| 0).await.unwrap();
+    assert!(claimed.is_empty(), "a parked order is never due");
+    assert_eq!(
+        s.mark_paid(&payment("O1", fee, "T1"), Cause::Notify)
+            .await
+            .unwrap(),
+        PaidOutcome::Paid
+    );
+    assert_eq!(
+        s.mark_paid(&payment("O1", fee, "T1"), Cause::Notify)
+            .await
+            .unwrap(),
+        PaidOutcome::AlreadyPaid
+    );
+    assert_eq!(
+        s.mark_paid(&payment("O1", fee, "T2"), Cause::Sweep)
+            .await
+            .unwrap(),
+        PaidOutcome::Anomaly("second_payment")
+    );
+    assert_eq!(
+        s.mark_paid(&payment("NOPE", 1, "T3"), Cause::Notify)
+            .await
+            .unwrap(),
+        PaidOutcome::Anomaly("unknown_order")
+    );
+    let o = s.load("O1").await.unwrap().unwrap();
+    assert_eq!(
+        (o.status, o.transaction_id.as_deref()),
+        (OrderStatus::Paid, Some("T1"))
+    );
+    assert_eq!(
+        s.anomaly_kinds("O1").await.unwrap(),
+        vec!["amount_mismatch", "second_payment"]
+    );
+    assert_eq!(
+        kinds(&s, "O1").await,
+        vec!["created", "anomaly", "parked", "paid", "anomaly"]
+    );
+    let listed = s.anomalies(10).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .any(|a| a.order_id == "NOPE" && a.order_status.is_none()));
+}
+
+async fn stock_restored_once(s: Store) {
+    place(&s, "O1", &[("MUG-CELADON", 3)]).await.unwrap();
+    assert_eq!(stock(&s, "MUG-CELADON").await, 5);
+    let reason = FailureReason::PaymentNotCreated;
+    assert!(s.fail("O1", reason, Cause::System, "NOAUTH").await.unwrap());
+    assert!(!s.fail("O1", reason, Cause::System, "again").await.unwrap());
+    assert_eq!(stock(&s, "MUG-CELADON").await, 8);
+    assert_eq!(
+        s.mark_paid(&payment("O1", 3 * 12800, "T1"), Cause::Notify)
+            .await
+            .unwrap(),
+        PaidOutcome::Anomaly("paid_after_close")
+    );
+    assert_eq!(status(&s, "O1").await, OrderStatus::Failed);
+
+    // closing → closed, and pending → closed straight away; each restores once.
+    place(&s, "O2", &[("MUG-CELADON", 1)]).await.unwrap();
+    place(&s, "O3", &[("MUG-CELADON", 2)]).await.unwrap();
+    assert_eq!(stock(&s, "MUG-CELADON").await, 5);
+    let cancelled = FailureReason::Cancelled;
+    assert!(s
+        .begin_close("O2", cancelled, Cause::Shopper, now_ms())
+        .await
+        .unwrap());
+    let expired = FailureReason::Expired;
+    for _ in 0..2 {
+        s.close("O2", expired, Cause::Sweep, "CLOSED")
+            .await
+            .unwrap();
+        s.close("O3", expired, Cause::Sweep, "CLOSED")
+            .await
+            .unwrap();
+    }
+    assert_eq!(stock(&s, "MUG-CELADON").await, 8);
+    let o2 = s.load("O2").await.unwrap().unwrap();
+    assert_eq!(
+        (o2.status, o2.failure_reason),
+        (OrderStatus::Closed, Some(cancelled)),
+        "the reason given when closing began is kept"
+    );
+    let o3 = s.load("O3").await.unwrap().unwrap();
+    assert_eq!(
+        (o3.status, o3.failure_reason),
+        (OrderStatus::Closed, Some(expired))
+    );
+    assert_eq!(kinds(&s, "O2").await, vec!["created", "closing", "closed"]);
+
+    // A paid order keeps its stock and gets no QR code any more.
+    let fee = place(&s, "O4", &[("MUG-CELADON", 1)])
+        .await
+        .unwrap()
+        .total_fee;
+    s.mark_paid(&payment("O4", fee, "T4"), Cause::Notify)
+        .await
+        .unwrap();
+    assert!(!s.fail("O4", reason, Cause::System, "late").await.unwrap());
+    assert!(!s.close("O4", expired, Cause::Sweep, "late").await.unwrap());
+    assert_eq!(stock(&s, "MUG-CELADON").await, 7);
+    assert!(!s.record_code_url("O4", "weixin://x", "p").await.unwrap());
+}
+
+async fn begin_close_claims(s: Store) {
+    place(&s, "O1", &[("PIN-PANDA", 1)]).await.unwrap();
+    let attempts = futures::future::join_all((0..4).map(|_| {
+        s.begin_close(
+            "O1",
+            FailureReason::Expired,
+            Cause::Timeout,
+            now_ms() + 5000,
+        )
+    }))
+    .await;
+    let won = attempts
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1, "one close flow per deadline");
+    // Its next check is where the closer put it, not now: the sweep does not run it twice.
+    assert!(s
+        .claim_due(now_ms(), 10, &|_, _| 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let fee = place(&s, "O2", &[("PIN-PANDA", 1)])
+        .await
+        .unwrap()
+        .total_fee;
+    s.mark_paid(&payment("O2", fee - 1, "T2"), Cause::Notify)
+        .await
+        .unwrap();
+    let now = now_ms();
+    assert!(!s
+        .begin_close("O2", FailureReason::Expired, Cause::Timeout, now)
+        .await
+        .unwrap());
+    sqlx_free_deadline_check(&s, "O2").await;
+}
+
+/// A parked order is not among the due deadlines, however late it is.
+async fn sqlx_free_deadline_check(s: &Store, id: &str) {
+    let (due, _) = s.due_deadlines(i64::MAX, 100).await.unwrap();
+    assert!(!due.contains(&id.to_string()), "{due:?}");
+}
+
+async fn claims_are_disjoint(s: Store) {
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let id = format!("C{i:02}");
+        place(&s, &id, &[("PIN-PANDA", 1)]).await.unwrap();
+        s.schedule_check(&id, 1000 + i).await.unwrap();
+        ids.push(id);
+    }
+    let later = now_ms() + 60_000;
+    let next = move |_: &crate::server::orders::state::OrderRow, _: i64| later;
+    let claims = futures::future::join_all((0..4).map(|_| s.claim_due(10_000, 15, &next))).await;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for c in claims {
+        for o in c.unwrap() {
+            total += 1;
+            assert!(seen.insert(o.id.clone()), "{} claimed twice", o.id);
+        }
+    }
+    assert_eq!(total, seen.len());
+    assert!(total >= 15, "claimers made progress: {total}");
+    // What is left is still due, and nothing claimed is due again before `later`.
+    let rest = s.claim_due(10_000, 100, &|_, _| later).await.unwrap();
+    assert_eq!(total + rest.len(), 40);
+    assert!(rest.iter().all(|o| !seen.contains(&o.id)));
+    let (due, next) = s.due_deadlines(now_ms(), 100).await.unwrap();
+    assert!(due.is_empty());
+    assert!(next.is_some());
+}
+
+async fn inbox_is_idempotent(s: Store) {
+    let fee = place(&s, "O1", &[("TEA-OOLONG", 1)])
+        .await
+        .unwrap()
+        .total_fee;
+    let n = PayNotify {
+        out_trade_no: "O1".into(),
+        transaction_id: "4200000001".into(),
+        total_fee: fee,
+        time_end: "20261127120000".into(),
+        paid_at_ms: 1,
+        openid: None,
+    };
+    for _ in 0..3 {
+        s.publish_pay_result(&n).await.unwrap();
+    }
+    let due = s.due_pay_results(now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "one row per transaction");
+    let p = due[0].0.clone();
+    let applied = futures::future::join_all((0..4).map(|_| s.apply_pay_result(&p))).await;
+    let outcomes: Vec<_> = applied.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(
+        outcomes,
+        vec![PaidOutcome::Paid],
+        "applied by exactly one consumer"
+    );
+    assert!(s.due_pay_results(now_ms(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        kinds(&s, "O1").await,
+        vec!["created", "notify_received", "paid"]
+    );
+    // A failed application is backed off, not retried at once.
+    let n2 = PayNotify {
+        transaction_id: "4200000002".into(),
+        out_trade_no: "O2".into(),
+        ..n
+    };
+    s.publish_pay_result(&n2).await.unwrap();
+    s.back_off_pay_result("4200000002", now_ms() + 60_000, "boom")
+        .await
+        .unwrap();
+    assert!(s.due_pay_results(now_ms(), 10).await.unwrap().is_empty());
+    let (p, attempts) = s
+        .due_pay_results(now_ms() + 120_000, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!((p.transaction_id.as_str(), attempts), ("4200000002", 1));
+}
+
+#[tokio::test]
+async fn sqlite_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    run("sqlite", || {
+        let url = format!(
+            "sqlite://{}/c{}.db",
+            dir.path().display(),
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        async move {
+            let s = super::connect(&url, &Default::default()).await.unwrap();
+            s.migrate().await.unwrap();
+            s
+        }
+    })
+    .await;
+}

@@ -1,0 +1,375 @@
+//! The store: every read and transition the flows make, one implementation per SQL engine,
+//! chosen by the scheme of `SCANPAY_DATABASE_URL`. Each engine's SQL is readable in one place
+//! (`store/sqlite/`); the flows call `Store`'s methods and never see which engine runs.
+//! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
+//! contract suite (`store::contract`) runs the same checks against each.
+
+pub mod sqlite;
+
+#[cfg(test)]
+mod contract;
+
+use std::time::Duration;
+
+use crate::app::types::{FailureReason, OrderStatus};
+use crate::server::orders::state::{
+    AnomalyRow, Cause, CreateError, Created, EventRow, ItemRow, NewOrder, OrderRow, PaidOutcome,
+    Payment,
+};
+use crate::server::wxpay::notify::PayNotify;
+use sqlite::SqliteStore;
+
+/// Connection pool settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// Longest wait for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SCANPAY_DATABASE_URL={url}: {why}")]
+    Url { url: String, why: String },
+    #[error("SCANPAY_DATABASE_URL={url}: cannot connect: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("database migrations failed: {0}")]
+    Migrate(String),
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever engine this store is.
+macro_rules! on_engine {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call,
+        }
+    };
+}
+
+/// Connects to the database `url` names (`sqlite:`; PostgreSQL and MySQL are being added).
+pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError> {
+    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let fail = |source| StoreError::Connect {
+        url: redact(url),
+        source,
+    };
+    match scheme.as_str() {
+        "sqlite" => Ok(Store::Sqlite(
+            SqliteStore::connect(url, pool).await.map_err(fail)?,
+        )),
+        "postgres" | "postgresql" | "mysql" | "mariadb" => Err(StoreError::Url {
+            url: redact(url),
+            why: "PostgreSQL and MySQL are not supported by this build yet; use sqlite://path"
+                .into(),
+        }),
+        _ => Err(StoreError::Url {
+            url: redact(url),
+            why: "the scheme must be sqlite:".into(),
+        }),
+    }
+}
+
+impl Store {
+    /// The engine's name, as health reports and logs show it.
+    pub fn engine(&self) -> &'static str {
+        on_engine!(self, _s => "sqlite")
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        on_engine!(self, s => s.migrate().await.map_err(StoreError::Migrate))
+    }
+
+    /// Closes the connection pool (tests use it to take the database away).
+    pub async fn close_pool(&self) {
+        on_engine!(self, s => s.close_pool().await)
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.ping().await)
+    }
+
+    // ---- the catalogue and generated secrets
+
+    pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
+        on_engine!(self, s => s.products().await)
+    }
+
+    /// A secret scanpay keeps for itself (e.g. the session-cookie key when none is configured):
+    /// made once, stored in the database, the same for every process and across restarts.
+    pub async fn generated_secret(&self, name: &str) -> Result<String, sqlx::Error> {
+        let fresh = crate::server::wxpay::client::random_alnum(48);
+        on_engine!(self, s => s.generated_secret(name, &fresh).await)
+    }
+
+    // ---- transitions
+
+    /// Reserves stock with guarded decrements and inserts the `pending` order, in one
+    /// transaction: either everything is written or nothing is.
+    pub async fn create_order(
+        &self,
+        order: &NewOrder,
+        shop_name: &str,
+    ) -> Result<Created, CreateError> {
+        on_engine!(self, s => s.create_order(order, shop_name).await)
+    }
+
+    /// Stores the QR code WeChat issued for a still-unfinished order.
+    pub async fn record_code_url(
+        &self,
+        id: &str,
+        code_url: &str,
+        prepay_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.record_code_url(id, code_url, prepay_id).await)
+    }
+
+    /// `pending → failed`, restoring stock: WeChat never created a payment for it (confirmed by
+    /// ORDERNOTEXIST or a protocol refusal). False when the order was not pending.
+    pub async fn fail(
+        &self,
+        id: &str,
+        reason: FailureReason,
+        cause: Cause,
+        detail: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let from = [OrderStatus::Pending];
+        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Failed, reason, cause, detail).await)
+    }
+
+    /// `pending → closing`: the close flow has started (deadline, cancel, or a refused
+    /// unifiedorder). The guarded UPDATE is also the claim: of several processes reaching the same
+    /// deadline, one wins; the sweep takes over at `check_at` only if that flow stops early.
+    pub async fn begin_close(
+        &self,
+        id: &str,
+        reason: FailureReason,
+        cause: Cause,
+        check_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.begin_close(id, reason, cause, check_at).await)
+    }
+
+    /// `pending | closing → closed`, restoring stock. Only once WeChat confirmed nobody can pay
+    /// (CLOSED; or ORDERNOTEXIST for an order that never had a QR code). `reason` applies when
+    /// the order had none yet (a pending order WeChat expired on its own).
+    pub async fn close(
+        &self,
+        id: &str,
+        reason: FailureReason,
+        cause: Cause,
+        detail: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let from = [OrderStatus::Pending, OrderStatus::Closing];
+        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Closed, reason, cause, detail).await)
+    }
+
+    /// `pending | closing → paid`, guarded by the amount. A payment that cannot be applied is
+    /// recorded once per (order, transaction) as an anomaly; an unfinished order is parked.
+    pub async fn mark_paid(&self, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
+        on_engine!(self, s => s.mark_paid(p, cause).await)
+    }
+
+    /// Notes something on the order's timeline without changing it.
+    pub async fn note(
+        &self,
+        id: &str,
+        kind: &str,
+        cause: Cause,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.note(id, kind, cause, detail).await)
+    }
+
+    // ---- scheduling
+
+    /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
+    pub async fn schedule_check(&self, id: &str, at: i64) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.schedule_check(id, at).await)
+    }
+
+    /// Claims up to `limit` orders whose check is due, pushing each one's next check to
+    /// `next_at(order, attempts)`; of several claimers each due order goes to exactly one.
+    pub async fn claim_due(
+        &self,
+        now: i64,
+        limit: i64,
+        next_at: &(dyn Fn(&OrderRow, i64) -> i64 + Sync),
+    ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        on_engine!(self, s => s.claim_due(now, limit, next_at).await)
+    }
+
+    /// Pending orders past their deadline (earliest first) and the next deadline ahead.
+    pub async fn due_deadlines(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<(Vec<String>, Option<i64>), sqlx::Error> {
+        on_engine!(self, s => s.due_deadlines(now, limit).await)
+    }
+
+    // ---- reads
+
+    pub async fn load(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+        on_engine!(self, s => s.load(id).await)
+    }
+
+    pub async fn items(&self, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
+        on_engine!(self, s => s.items(id).await)
+    }
+
+    pub async fn events(&self, id: &str) -> Result<Vec<EventRow>, sqlx::Error> {
+        on_engine!(self, s => s.events(id).await)
+    }
+
+    pub async fn anomaly_kinds(&self, order_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        on_engine!(self, s => s.anomaly_kinds(order_id).await)
+    }
+
+    pub async fn anomalies(&self, limit: i64) -> Result<Vec<AnomalyRow>, sqlx::Error> {
+        on_engine!(self, s => s.anomalies(limit).await)
+    }
+
+    // ---- the pay-result inbox (the embedded bus)
+
+    pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.publish_pay_result(n).await)
+    }
+
+    pub async fn due_pay_results(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(Payment, i64)>, sqlx::Error> {
+        on_engine!(self, s => s.due_pay_results(now, limit).await)
+    }
+
+    /// Claims, records and applies one pay result in one transaction; None when another
+    /// consumer had it.
+    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        on_engine!(self, s => s.apply_pay_result(p).await)
+    }
+
+    pub async fn back_off_pay_result(
+        &self,
+        transaction_id: &str,
+        at: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.back_off_pay_result(transaction_id, at, error).await)
+    }
+}
+
+/// A database URL fit for logs and error messages: the password (in the authority or as a
+/// `password=` parameter) becomes `***`. A URL that does not parse is not echoed at all.
+pub fn redact(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return "<a URL that does not parse>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd");
+                (
+                    k.into_owned(),
+                    if secret { "***".into() } else { v.into_owned() },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price_fen: i64,
+    pub stock: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact("postgres://u:p%40ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("mysql://h/db?user=u&password=s3cret&ssl-mode=required"),
+            "mysql://h/db?user=u&password=***&ssl-mode=required"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert!(!redact("postgres://u:pw@@h/db").contains("pw"));
+        assert!(!redact("not a url with pw").contains("pw"));
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused_naming_the_variable_without_the_password() {
+        let e = connect("oracle://u:hunter2@h/db", &PoolSettings::default())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("SCANPAY_DATABASE_URL") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_even_when_processes_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let store = connect(&url, &PoolSettings::default()).await.unwrap();
+                store.migrate().await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let store = connect(&url, &PoolSettings::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let p = store.products().await.unwrap();
+        assert_eq!(p.len(), 5, "seeded once");
+        assert!(p.iter().all(|p| p.price_fen > 0 && p.stock > 0));
+        let a = store.generated_secret("session").await.unwrap();
+        assert_eq!(a.len(), 48);
+        assert_eq!(store.generated_secret("session").await.unwrap(), a, "kept");
+        assert_eq!(sqlite::SqliteStore::migrations(), 2);
+    }
+}

@@ -1,0 +1,111 @@
+//! The SQLite store: the embedded default (`sqlite://path`). Its SQL lives in this folder, one
+//! file per concern: transitions (`orders`), timeline and anomalies, scheduling queries and
+//! claims, read models, and the pay-result inbox.
+
+mod inbox;
+mod orders;
+mod reads;
+mod schedule;
+mod timeline;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::SqlitePool;
+
+use super::PoolSettings;
+
+/// The migrations, compiled into the binary and applied by sqlx's migrator (which records a
+/// checksum of each, so an edited migration is refused instead of silently skipped).
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "seed catalogue",
+        include_str!("../../../../migrations/sqlite/0002_seed_catalogue.sql"),
+    ),
+];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            // WAL lets the status polls read while a payment commits.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Applies the migrations not yet applied. SQLite has no migration lock: of several processes
+    /// starting at once, one applies each migration (its transaction holds the write lock) and
+    /// the others fail, try again and find it done.
+    pub async fn migrate(&self) -> Result<(), String> {
+        let legacy: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if legacy.is_some() {
+            return Err(
+                "this database was made by an earlier scanpay (schema_migrations table); \
+                        start with a new database file"
+                    .into(),
+            );
+        }
+        let migrator = Migrator {
+            migrations: Cow::Owned(
+                MIGRATIONS
+                    .iter()
+                    .map(|&(version, name, sql)| {
+                        Migration::new(
+                            version,
+                            Cow::Borrowed(name),
+                            MigrationType::Simple,
+                            Cow::Borrowed(sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::info!(error = %e, attempt, "migrations raced another process; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    pub async fn close_pool(&self) {
+        self.pool.close().await
+    }
+
+    pub fn migrations() -> usize {
+        MIGRATIONS.len()
+    }
+}
