@@ -229,6 +229,7 @@ impl Settings {
             database_pool: super::store::PoolSettings {
                 max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
                 acquire_timeout: duration(&raw("database_timeout"))?,
+                startup_wait: duration(&raw("database_startup_wait"))?,
             },
             shop_name: nonempty("shop_name")?,
             order_ttl: duration(&raw("order_ttl"))?,

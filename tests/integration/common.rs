@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::Settings;
 use scanpay::server::orders::state::OrderRow;
+use scanpay::server::store::testing::{engine_under_test, TestDb};
 use scanpay::server::{start, Ctx, Running};
 use serde_json::{json, Value};
 
@@ -17,7 +18,9 @@ pub struct TestApp {
     pub db: sqlx::AnyPool,
     pub running: Running,
     pub http: reqwest::Client,
-    pub dir: Option<tempfile::TempDir>,
+    /// The test's own database (removed when the app is dropped); None for a second app on
+    /// another's database.
+    pub testdb: Option<TestDb>,
 }
 
 impl Drop for TestApp {
@@ -26,16 +29,17 @@ impl Drop for TestApp {
     }
 }
 
-/// Starts scanpay on 127.0.0.1:<random> with a fresh SQLite file and the given SCANPAY_* overrides.
+/// Starts scanpay on 127.0.0.1:<random> with a database of its own (`TEST_DATABASE`: SQLite by
+/// default, or PostgreSQL) and the given SCANPAY_* overrides.
 pub async fn spawn_app(overrides: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/scanpay.db", dir.path().display());
-    spawn_app_on(dir, &url, overrides).await
+    let testdb = TestDb::new(&engine_under_test()).await;
+    let url = testdb.url.clone();
+    spawn_app_on(Some(testdb), &url, overrides).await
 }
 
-/// Like [`spawn_app`] on a given database (to restart "the same" app).
+/// Like [`spawn_app`] on a given database (to restart "the same" app, or run a second one).
 pub async fn spawn_app_on(
-    dir: tempfile::TempDir,
+    testdb: Option<TestDb>,
     db_url: &str,
     overrides: &[(&str, &str)],
 ) -> TestApp {
@@ -74,7 +78,7 @@ pub async fn spawn_app_on(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        dir: Some(dir),
+        testdb,
     }
 }
 
@@ -116,7 +120,7 @@ impl TestApp {
     }
 
     pub async fn stock(&self, sku: &str) -> i64 {
-        sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
+        sqlx::query_scalar(&sql("SELECT stock FROM products WHERE sku = ?"))
             .bind(sku)
             .fetch_one(&self.db)
             .await
@@ -228,6 +232,23 @@ impl Shopper {
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
+}
+
+/// The same SQL for the test database's engine: `?` parameters become `$1…` on PostgreSQL.
+pub fn sql(q: &str) -> String {
+    if engine_under_test() != "postgres" {
+        return q.to_string();
+    }
+    let mut n = 0;
+    q.chars()
+        .map(|c| match c {
+            '?' => {
+                n += 1;
+                format!("${n}")
+            }
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A plain connection pool on a test's database, for arranging and inspecting rows directly.

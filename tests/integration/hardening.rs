@@ -1,6 +1,7 @@
 //! Lifecycle hardening: lost unifiedorder answers, refusals, failing items, quick answers, limits,
 //! cross-site requests, headers, health and secrets.
 
+use crate::common::sql;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,7 @@ async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>, sq
 }
 
 async fn stock(db: &sqlx::AnyPool, sku: &str) -> i64 {
-    sqlx::query_scalar("SELECT stock FROM products WHERE sku = ?")
+    sqlx::query_scalar(&sql("SELECT stock FROM products WHERE sku = ?"))
         .bind(sku)
         .fetch_one(db)
         .await
@@ -298,7 +299,7 @@ async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
         outcome,
         scanpay::server::orders::close::CloseOutcome::RetryAt(floor_at)
     );
-    let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM orders WHERE id = ?")
+    let next: i64 = sqlx::query_scalar(&sql("SELECT next_check_at FROM orders WHERE id = ?"))
         .bind(&id)
         .fetch_one(&db)
         .await
@@ -315,7 +316,7 @@ async fn the_close_flow_runs_once_per_deadline() {
     wechat
         .lagging
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+    sqlx::query(&sql("UPDATE orders SET deadline_at = ? WHERE id = ?"))
         .bind(now_ms() - 1)
         .bind(&id)
         .execute(&db)
@@ -344,7 +345,7 @@ async fn the_close_flow_runs_once_per_deadline() {
     wechat
         .lagging
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    sqlx::query("UPDATE orders SET next_check_at = 0 WHERE id = ?")
+    sqlx::query(&sql("UPDATE orders SET next_check_at = 0 WHERE id = ?"))
         .bind(&id)
         .execute(&db)
         .await
@@ -369,6 +370,9 @@ async fn poison(db: &sqlx::AnyPool, id: &str) {
 
 #[tokio::test]
 async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
+    if scanpay::server::store::testing::engine_under_test() != "sqlite" {
+        return; // the poisoned row is an SQLite trigger
+    }
     let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
     let ctx = app.ctx().clone();
     let db = &app.db;
@@ -392,9 +396,9 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
         app.order(&good).await.status == OrderStatus::Paid
     })
     .await;
-    let (attempts, next, error): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+    let (attempts, next, error): (i64, Option<i64>, Option<String>) = sqlx::query_as(&sql(
         "SELECT attempts, next_attempt_at, last_error FROM pay_inbox WHERE out_trade_no = ?",
-    )
+    ))
     .bind(&bad)
     .fetch_one(db)
     .await
@@ -413,7 +417,7 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     let bad = shopper.place_ok(&[("BUN-RED", 1)]).await;
     let good = shopper.place_ok(&[("BUN-RED", 2)]).await;
     for (id, ago) in [(&bad, 2000), (&good, 1000)] {
-        sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+        sqlx::query(&sql("UPDATE orders SET deadline_at = ? WHERE id = ?"))
             .bind(now_ms() - ago)
             .bind(id)
             .execute(db)
@@ -622,9 +626,9 @@ async fn a_generated_session_secret_outlives_a_restart() {
     let shopper = app.shopper().await;
     let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
     app.running.abort();
-    let dir = app.dir.take().unwrap();
+    let testdb = app.testdb.take();
     drop(app);
-    let app = spawn_app_on(dir, &url, &no_secret).await;
+    let app = spawn_app_on(testdb, &url, &no_secret).await;
     let mut same = app.shopper().await;
     same.cookie = shopper.cookie.clone();
     let (status, view) = same.call("order", &[("id", &id)]).await;

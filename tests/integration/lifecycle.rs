@@ -276,11 +276,11 @@ async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
     );
     // Crash.
     app.running.abort();
-    let dir = app.dir.take().unwrap();
+    let testdb = app.testdb.take();
     drop(app);
     sb.clear_faults();
 
-    let app = spawn_app_on(dir, &db_url, &config).await;
+    let app = spawn_app_on(testdb, &db_url, &config).await;
     let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(5)).await;
     assert_eq!(o.failure_reason, Some(FailureReason::Cancelled));
     assert_eq!(app.stock("PIN-PANDA").await, 50);
@@ -381,12 +381,11 @@ async fn two_processes_sweeping_one_database_pay_each_order_once() {
     .await;
     let base = format!("{}/sandbox/", a.base);
     let url = a.ctx().settings.database_url.clone();
-    let b_dir = tempfile::tempdir().unwrap();
     let b_cfg: Vec<(&str, &str)> = fast(&[
         ("SCANPAY_ORDER_TTL", "60s"),
         ("SCANPAY_WXPAY_BASE_URL", &base),
     ]);
-    let b = spawn_app_on(b_dir, &url, &b_cfg).await;
+    let b = spawn_app_on(None, &url, &b_cfg).await;
     let shopper = a.shopper().await;
     let sb = a.ctx().sandbox.clone().unwrap();
     let mut ids = Vec::new();

@@ -5,6 +5,7 @@
 //! Invariants I2, I3, I4, I6 of design.md are checked after every step, I1 and I5 once the
 //! faults stop and time runs out.
 
+use crate::common::sql;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -247,6 +248,7 @@ struct Sut {
     wechat: Arc<Scripted>,
     orders: Vec<Option<String>>,
     _dir: tempfile::TempDir,
+    _testdb: Option<scanpay::server::store::testing::TestDb>,
 }
 
 fn settings(db_url: &str) -> Settings {
@@ -299,17 +301,18 @@ impl Sut {
     }
 
     async fn snapshot(&self) -> Vec<String> {
-        let rows: Vec<(String, String, Option<String>)> =
-            sqlx::query_as("SELECT id, status, transaction_id FROM orders ORDER BY id")
-                .fetch_all(&self.db)
-                .await
-                .unwrap();
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(&sql(
+            "SELECT id, status, transaction_id FROM orders ORDER BY id",
+        ))
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
         let stock: Vec<(String, i64)> =
-            sqlx::query_as("SELECT sku, stock FROM products ORDER BY sku")
+            sqlx::query_as(&sql("SELECT sku, stock FROM products ORDER BY sku"))
                 .fetch_all(&self.db)
                 .await
                 .unwrap();
-        let inbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pay_inbox")
+        let inbox: i64 = sqlx::query_scalar(&sql("SELECT COUNT(*) FROM pay_inbox"))
             .fetch_one(&self.db)
             .await
             .unwrap();
@@ -370,9 +373,9 @@ impl Sut {
                 );
             }
             Step::Sweep => {
-                sqlx::query(
+                sqlx::query(&sql(
                     "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing')",
-                )
+                ))
                 .execute(&self.db)
                 .await
                 .unwrap();
@@ -386,7 +389,7 @@ impl Sut {
                         *wx = Wx::Closed; // time_expire (before our deadline) has passed
                     }
                 }
-                sqlx::query("UPDATE orders SET deadline_at = ? WHERE id = ?")
+                sqlx::query(&sql("UPDATE orders SET deadline_at = ? WHERE id = ?"))
                     .bind(now_ms() - 1)
                     .bind(&id)
                     .execute(&self.db)
@@ -423,7 +426,7 @@ impl Sut {
     async fn check(&self) {
         let db = &self.db;
         let orders: Vec<(String, String, Option<String>)> =
-            sqlx::query_as("SELECT id, status, transaction_id FROM orders")
+            sqlx::query_as(&sql("SELECT id, status, transaction_id FROM orders"))
                 .fetch_all(db)
                 .await
                 .unwrap();
@@ -445,9 +448,7 @@ impl Sut {
                 _ => {}
             }
         }
-        let paid_twice: Vec<String> = sqlx::query_scalar(
-            "SELECT order_id FROM order_events WHERE kind = 'paid' GROUP BY order_id HAVING COUNT(*) > 1",
-        )
+        let paid_twice: Vec<String> = sqlx::query_scalar(&sql("SELECT order_id FROM order_events WHERE kind = 'paid' GROUP BY order_id HAVING COUNT(*) > 1"))
         .fetch_all(db)
         .await
         .unwrap();
@@ -455,10 +456,8 @@ impl Sut {
             paid_twice.is_empty(),
             "I2: paid more than once: {paid_twice:?}"
         );
-        let stock: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT p.sku, p.stock, (SELECT COALESCE(SUM(i.qty), 0) FROM order_items i JOIN orders o ON o.id = i.order_id \
-             WHERE i.sku = p.sku AND o.status IN ('pending', 'closing', 'paid')) FROM products p",
-        )
+        let stock: Vec<(String, i64, i64)> = sqlx::query_as(&sql("SELECT p.sku, p.stock, (SELECT CAST(COALESCE(SUM(i.qty), 0) AS BIGINT) FROM order_items i JOIN orders o ON o.id = i.order_id \
+             WHERE i.sku = p.sku AND o.status IN ('pending', 'closing', 'paid')) FROM products p"))
         .fetch_all(db)
         .await
         .unwrap();
@@ -466,7 +465,7 @@ impl Sut {
             let (_, now, held) = stock.iter().find(|r| r.0 == sku).unwrap();
             assert_eq!(now + held, initial, "I3: stock of {sku} conserved");
         }
-        let anomalies: Vec<String> = sqlx::query_scalar("SELECT kind FROM anomalies")
+        let anomalies: Vec<String> = sqlx::query_scalar(&sql("SELECT kind FROM anomalies"))
             .fetch_all(db)
             .await
             .unwrap();
@@ -487,13 +486,13 @@ impl Sut {
             }
         }
         let db = &self.db;
-        sqlx::query("UPDATE orders SET deadline_at = ?")
+        sqlx::query(&sql("UPDATE orders SET deadline_at = ?"))
             .bind(now_ms() - 1)
             .execute(db)
             .await
             .unwrap();
         for _ in 0..3 {
-            sqlx::query("UPDATE orders SET next_check_at = 0")
+            sqlx::query(&sql("UPDATE orders SET next_check_at = 0"))
                 .execute(db)
                 .await
                 .unwrap();
@@ -504,7 +503,7 @@ impl Sut {
         }
         self.check().await;
         let wx = self.wechat.0.lock().unwrap().orders.clone();
-        let orders: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders")
+        let orders: Vec<(String, String)> = sqlx::query_as(&sql("SELECT id, status FROM orders"))
             .fetch_all(db)
             .await
             .unwrap();
@@ -540,13 +539,20 @@ impl StateMachineTest for Lifecycle {
             true => tempfile::tempdir_in("/dev/shm").unwrap(),
             false => tempfile::tempdir().unwrap(),
         };
-        let url = format!("sqlite://{}/model.db", dir.path().display());
+        // SQLite (the default) on tmpfs; another engine on a database of the case's own.
+        let engine = scanpay::server::store::testing::engine_under_test();
+        let testdb = (engine != "sqlite")
+            .then(|| rt.block_on(scanpay::server::store::testing::TestDb::new(&engine)));
+        let url = match &testdb {
+            Some(t) => t.url.clone(),
+            None => format!("sqlite://{}/model.db", dir.path().display()),
+        };
         let wechat = Arc::new(Scripted::default());
         let (ctx, db) = rt.block_on(boot(&url, wechat.clone()));
         // The catalogue seeds these stock levels; the conservation check relies on them.
         for (sku, stock) in SKUS {
             rt.block_on(
-                sqlx::query("UPDATE products SET stock = ? WHERE sku = ?")
+                sqlx::query(&sql("UPDATE products SET stock = ? WHERE sku = ?"))
                     .bind(stock)
                     .bind(sku)
                     .execute(&db),
@@ -560,6 +566,7 @@ impl StateMachineTest for Lifecycle {
             wechat,
             orders: Vec::new(),
             _dir: dir,
+            _testdb: testdb,
         }
     }
 

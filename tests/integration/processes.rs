@@ -1,5 +1,6 @@
 //! Real `scanpay` processes: several on one database, and a graceful stop on SIGTERM.
 
+use crate::common::sql;
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,7 +100,12 @@ async fn place(http: &reqwest::Client, base: &str, cookie: &str, sku: &str) -> S
 async fn three_processes_on_one_database_finish_each_order_exactly_once() {
     const ORDERS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}/shared.db", dir.path().display());
+    // SQLite by default; TEST_DATABASE=postgres runs the three processes on PostgreSQL.
+    let testdb = scanpay::server::store::testing::TestDb::new(
+        &scanpay::server::store::testing::engine_under_test(),
+    )
+    .await;
+    let db_url = testdb.url.clone();
     let ports = [free_port(), free_port(), free_port()];
     let public = format!("http://127.0.0.1:{}", ports[0]);
     let sandbox = format!("{public}/sandbox/");
@@ -133,7 +139,7 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
         wait_healthy(&http, p, dir.path(), name).await;
     }
     let db = crate::common::raw_db(&db_url).await;
-    sqlx::query("UPDATE products SET stock = 100000")
+    sqlx::query(&sql("UPDATE products SET stock = 100000"))
         .execute(&db)
         .await
         .unwrap();
@@ -208,9 +214,9 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
     // Every order reaches its outcome: paid, or closed after its deadline.
     let start = Instant::now();
     loop {
-        let open: i64 = sqlx::query_scalar(
+        let open: i64 = sqlx::query_scalar(&sql(
             "SELECT COUNT(*) FROM orders WHERE status IN ('pending', 'closing')",
-        )
+        ))
         .fetch_one(&db)
         .await
         .unwrap();
@@ -223,14 +229,12 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders")
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql("SELECT id, status FROM orders"))
         .fetch_all(&db)
         .await
         .unwrap();
     assert_eq!(rows.len(), ORDERS);
-    let outcome_events: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT order_id, COUNT(*) FROM order_events WHERE kind IN ('paid', 'closed', 'failed') GROUP BY order_id",
-    )
+    let outcome_events: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(&sql("SELECT order_id, COUNT(*) FROM order_events WHERE kind IN ('paid', 'closed', 'failed') GROUP BY order_id"))
     .fetch_all(&db)
     .await
     .unwrap()
@@ -247,22 +251,18 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
         assert_eq!(status, expect, "{id}");
         *counts.entry(expect).or_default() += 1;
     }
-    let repeated: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT order_id, kind, COUNT(*) FROM order_events WHERE kind IN ('notify_received', 'closing', 'qr_issued') \
-         GROUP BY order_id, kind HAVING COUNT(*) > 1",
-    )
+    let repeated: Vec<(String, String, i64)> = sqlx::query_as(&sql("SELECT order_id, kind, COUNT(*) FROM order_events WHERE kind IN ('notify_received', 'closing', 'qr_issued') \
+         GROUP BY order_id, kind HAVING COUNT(*) > 1"))
     .fetch_all(&db)
     .await
     .unwrap();
     assert!(repeated.is_empty(), "work done twice: {repeated:?}");
-    let anomalies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM anomalies")
+    let anomalies: i64 = sqlx::query_scalar(&sql("SELECT COUNT(*) FROM anomalies"))
         .fetch_one(&db)
         .await
         .unwrap();
     assert_eq!(anomalies, 0);
-    let held: i64 = sqlx::query_scalar(
-        "SELECT 300000 - SUM(stock) FROM products WHERE sku IN ('TEA-OOLONG', 'BUN-RED', 'PIN-PANDA')",
-    )
+    let held: i64 = sqlx::query_scalar(&sql("SELECT CAST(300000 - SUM(stock) AS BIGINT) FROM products WHERE sku IN ('TEA-OOLONG', 'BUN-RED', 'PIN-PANDA')"))
     .fetch_one(&db)
     .await
     .unwrap();
@@ -272,13 +272,17 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
         "stock held by exactly the paid orders"
     );
     println!(
-        "3 processes, one SQLite file: {ORDERS} orders, {} paid ({notified} notified, {duplicated} of them \
+        "3 processes, one {} database: {ORDERS} orders, {} paid ({notified} notified, {duplicated} of them \
          at all three processes at once, {} found by the sweeps), {} closed; each outcome once, \
          no notify applied twice, no close started twice",
+        scanpay::server::store::testing::engine_under_test(),
         counts["paid"],
         counts["paid"] - notified,
         counts["closed"]
     );
+    db.close().await;
+    drop(procs);
+    testdb.remove().await;
 }
 
 #[tokio::test]

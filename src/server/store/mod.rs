@@ -4,7 +4,9 @@
 //! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
 //! contract suite (`store::contract`) runs the same checks against each.
 
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 #[cfg(test)]
 mod contract;
@@ -17,14 +19,18 @@ use crate::server::orders::state::{
     Payment,
 };
 use crate::server::wxpay::notify::PayNotify;
+use postgres::PgStore;
 use sqlite::SqliteStore;
 
-/// Connection pool settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`).
+/// Connection settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`,
+/// `SCANPAY_DATABASE_STARTUP_WAIT`).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub max_connections: u32,
     /// Longest wait for a connection.
     pub acquire_timeout: Duration,
+    /// How long start-up keeps trying while the database server is not answering yet.
+    pub startup_wait: Duration,
 }
 
 impl Default for PoolSettings {
@@ -32,6 +38,7 @@ impl Default for PoolSettings {
         PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            startup_wait: Duration::from_secs(30),
         }
     }
 }
@@ -49,6 +56,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Calls the same method on whichever engine this store is.
@@ -56,37 +64,69 @@ macro_rules! on_engine {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
         }
     };
 }
 
-/// Connects to the database `url` names (`sqlite:`; PostgreSQL and MySQL are being added).
+/// Connects to the database `url` names: `sqlite://path`, `postgres://…` (MySQL is being
+/// added). While the server does not answer yet, start-up keeps trying (backing off from 250 ms to
+/// 4 s) for `startup_wait`; a malformed URL or refused credentials fail at once.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError> {
     let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-    let fail = |source| StoreError::Connect {
-        url: redact(url),
-        source,
-    };
-    match scheme.as_str() {
-        "sqlite" => Ok(Store::Sqlite(
-            SqliteStore::connect(url, pool).await.map_err(fail)?,
-        )),
-        "postgres" | "postgresql" | "mysql" | "mariadb" => Err(StoreError::Url {
-            url: redact(url),
-            why: "PostgreSQL and MySQL are not supported by this build yet; use sqlite://path"
-                .into(),
-        }),
-        _ => Err(StoreError::Url {
-            url: redact(url),
-            why: "the scheme must be sqlite:".into(),
-        }),
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let attempt =
+            match scheme.as_str() {
+                "sqlite" => SqliteStore::connect(url, pool).await.map(Store::Sqlite),
+                "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Store::Postgres),
+                "mysql" | "mariadb" => return Err(StoreError::Url {
+                    url: redact(url),
+                    why:
+                        "MySQL/MariaDB is not supported by this build yet; use sqlite: or postgres:"
+                            .into(),
+                }),
+                _ => {
+                    return Err(StoreError::Url {
+                        url: redact(url),
+                        why: "the scheme must be sqlite: or postgres:".into(),
+                    })
+                }
+            };
+        match attempt {
+            Ok(store) => return Ok(store),
+            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
+                if started.elapsed() + backoff < pool.startup_wait =>
+            {
+                tracing::warn!(url = %redact(url), error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "database not answering yet; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(4));
+            }
+            Err(sqlx::Error::Configuration(e)) => {
+                return Err(StoreError::Url {
+                    url: redact(url),
+                    why: e.to_string(),
+                })
+            }
+            Err(source) => {
+                return Err(StoreError::Connect {
+                    url: redact(url),
+                    source,
+                })
+            }
+        }
     }
 }
 
 impl Store {
     /// The engine's name, as health reports and logs show it.
     pub fn engine(&self) -> &'static str {
-        on_engine!(self, _s => "sqlite")
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,0 +1,116 @@
+//! Test support: a throwaway database of its own for each test, on the shared servers (SQLite:
+//! a file; PostgreSQL: a new database), removed afterwards. Tests never share state with each
+//! other or leave anything behind on a server other projects use too.
+//!
+//! The PostgreSQL server is `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`,
+//! trust authentication); a test creates `scanpay_t_<random>` there and drops it.
+
+use crate::server::wxpay::client::random_alnum;
+
+/// Which engine a test suite runs against: `TEST_DATABASE` (`sqlite`, the default, or `postgres`).
+pub fn engine_under_test() -> String {
+    std::env::var("TEST_DATABASE").unwrap_or_else(|_| "sqlite".into())
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Files(std::path::PathBuf),
+    Postgres { admin: String, name: String },
+    Done,
+}
+
+impl TestDb {
+    /// A new empty database on `engine` (`sqlite` or `postgres`).
+    pub async fn new(engine: &str) -> TestDb {
+        let name = format!("scanpay_t_{}", random_alnum(12).to_ascii_lowercase());
+        match engine {
+            "sqlite" => {
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                TestDb {
+                    url: format!("sqlite://{}/scanpay.db", dir.display()),
+                    cleanup: Cleanup::Files(dir),
+                }
+            }
+            "postgres" => {
+                let admin = postgres_admin_url();
+                let mut conn = connect_admin(&admin).await;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("CREATE DATABASE");
+                let mut url = reqwest::Url::parse(&admin).expect("TEST_POSTGRES_URL");
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    cleanup: Cleanup::Postgres { admin, name },
+                }
+            }
+            other => panic!("TEST_DATABASE={other}: sqlite or postgres"),
+        }
+    }
+
+    /// Removes the database (call at the end of the test; dropping does it too, blocking).
+    pub async fn remove(mut self) {
+        self.remove_now().await
+    }
+
+    async fn remove_now(&mut self) {
+        match std::mem::replace(&mut self.cleanup, Cleanup::Done) {
+            Cleanup::Files(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Postgres { admin, name } => {
+                let mut conn = connect_admin(&admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+            Cleanup::Done => {}
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.cleanup, Cleanup::Done) {
+            Cleanup::Done => {}
+            Cleanup::Files(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            pg @ Cleanup::Postgres { .. } => {
+                // Dropped without `remove` (a failed test): clean up on a thread of its own.
+                let mut rest = TestDb {
+                    url: String::new(),
+                    cleanup: pg,
+                };
+                let _ = std::thread::spawn(move || {
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        rt.block_on(rest.remove_now());
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("test PostgreSQL server ({url}): {e}"))
+}
