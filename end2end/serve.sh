@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
-# Starts the built scanpay binary for Playwright on a fresh database.
+# Starts the built scanpay binary for Playwright on a fresh database: a new SQLite file, or with
+# E2E_DATABASE=postgres a new database on the local PostgreSQL (dropped when the server stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-debug}
 target=${CARGO_TARGET_DIR:-target}
-db_dir=$(mktemp -d)
 export LEPTOS_SITE_ADDR="127.0.0.1:${E2E_PORT:-3400}"
 export LEPTOS_SITE_ROOT=target/site
 export LEPTOS_SITE_PKG_DIR=pkg
 export LEPTOS_OUTPUT_NAME=scanpay
-export SCANPAY_DATABASE_URL="sqlite://$db_dir/e2e.db"
 export SCANPAY_SANDBOX_TIME_SCALE=${SCANPAY_SANDBOX_TIME_SCALE:-0.01}
 # Every test shopper comes from 127.0.0.1: the per-address limit is tested in the cargo suite.
 export SCANPAY_LIMIT_ORDERS_PER_MINUTE=${SCANPAY_LIMIT_ORDERS_PER_MINUTE:-10000}
-exec "$target/$profile/scanpay"
+case "${E2E_DATABASE:-sqlite}" in
+  sqlite)
+    db_dir=$(mktemp -d)
+    export SCANPAY_DATABASE_URL="sqlite://$db_dir/e2e.db"
+    exec "$target/$profile/scanpay"
+    ;;
+  postgres)
+    admin=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+    # One database per port, made anew each start; scripts/test.sh drops it after the run.
+    name="scanpay_e2e_${E2E_PORT:-3400}"
+    psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
+    export SCANPAY_DATABASE_URL="${admin%/*}/$name"
+    "$target/$profile/scanpay" &
+    server=$!
+    cleanup() {
+      kill -TERM "$server" 2>/dev/null || true
+      wait "$server" 2>/dev/null || true
+      psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true
+    }
+    trap cleanup EXIT INT TERM
+    wait "$server"
+    ;;
+  *) echo "E2E_DATABASE=${E2E_DATABASE}: sqlite or postgres" >&2; exit 2 ;;
+esac

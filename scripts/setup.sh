@@ -31,6 +31,12 @@ if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTO
   cargo install cargo-leptos --version "=$CARGO_LEPTOS_VERSION" --locked --features no_downloads --debug --force
 fi
 
+if $for_tests && ! command -v psql >/dev/null 2>&1; then
+  step "Debian postgresql-client (tests create and drop their own databases)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+fi
+
 if $for_tests && ! command -v chromium >/dev/null 2>&1; then
   step "Debian chromium"
   apt-get update -qq

@@ -16,9 +16,14 @@ count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
 }
 section() { printf '\n==== %s\n' "$*"; }
 
-section "cargo test (unit + integration)"
+section "cargo test (unit + integration on SQLite; the store contract on SQLite and PostgreSQL)"
 cargo test --features ssr -- --show-output 2>&1 | tee "$logs/cargo.log"
 count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
+
+section "integration tests on PostgreSQL (each test its own database; model test: 150 cases)"
+TEST_DATABASE=postgres PROPTEST_CASES=${PROPTEST_CASES_POSTGRES:-150} \
+  cargo test --features ssr --test integration -- --show-output 2>&1 | tee "$logs/cargo-pg.log"
+count "$logs/cargo-pg.log" '[0-9]+ passed;' '[0-9]+ failed;'
 
 section "build (debug): server + WASM"
 cargo leptos build 2>&1 | tail -n 3
@@ -30,6 +35,13 @@ count "$logs/pytest.log" '[0-9]+ passed' '[0-9]+ failed'
 section "Playwright, debug build"
 (cd end2end && E2E_PROFILE=debug npx playwright test) 2>&1 | tee "$logs/e2e-debug.log"
 count "$logs/e2e-debug.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+
+section "Playwright happy paths, debug build, on PostgreSQL"
+(cd end2end && E2E_DATABASE=postgres E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-pg.log"
+count "$logs/e2e-pg.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+for port in 3400 3401; do  # the servers' databases (see end2end/serve.sh)
+  psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)"
+done
 
 section "build (release): server + WASM through wasm-opt"
 cargo leptos build --release 2>&1 | tail -n 3
