@@ -16,14 +16,16 @@ count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
 }
 section() { printf '\n==== %s\n' "$*"; }
 
-section "cargo test (unit + integration on SQLite; the store contract on SQLite and PostgreSQL)"
+section "cargo test (unit + integration on SQLite; the store contract on SQLite, PostgreSQL and MariaDB)"
 cargo test --features ssr -- --show-output 2>&1 | tee "$logs/cargo.log"
 count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
 
-section "integration tests on PostgreSQL (each test its own database; model test: 150 cases)"
-TEST_DATABASE=postgres PROPTEST_CASES=${PROPTEST_CASES_POSTGRES:-150} \
-  cargo test --features ssr --test integration -- --show-output 2>&1 | tee "$logs/cargo-pg.log"
-count "$logs/cargo-pg.log" '[0-9]+ passed;' '[0-9]+ failed;'
+for engine in postgres mysql; do
+  section "integration tests on $engine (each test its own database; model test: 150 cases)"
+  TEST_DATABASE=$engine PROPTEST_CASES=${PROPTEST_CASES_ENGINES:-150} \
+    cargo test --features ssr --test integration -- --show-output 2>&1 | tee "$logs/cargo-$engine.log"
+  count "$logs/cargo-$engine.log" '[0-9]+ passed;' '[0-9]+ failed;'
+done
 
 section "build (debug): server + WASM"
 cargo leptos build 2>&1 | tail -n 3

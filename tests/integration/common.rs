@@ -234,10 +234,13 @@ impl Shopper {
     }
 }
 
-/// The same SQL for the test database's engine: `?` parameters become `$1…` on PostgreSQL.
+/// The same SQL for the test database's engine: `?` parameters become `$1…` on PostgreSQL, and
+/// MySQL casts to `SIGNED` where the others cast to `BIGINT`.
 pub fn sql(q: &str) -> String {
-    if engine_under_test() != "postgres" {
-        return q.to_string();
+    match engine_under_test().as_str() {
+        "postgres" => {}
+        "mysql" => return q.replace("AS BIGINT)", "AS SIGNED)"),
+        _ => return q.to_string(),
     }
     let mut n = 0;
     q.chars()

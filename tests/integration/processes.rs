@@ -2,7 +2,7 @@
 
 use crate::common::sql;
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -44,7 +44,7 @@ fn spawn(dir: &std::path::Path, name: &str, port: u16, env: &[(&str, String)]) -
         .env("SCANPAY_SANDBOX_MIN_EXPIRE", "1s")
         .env("SCANPAY_LIMIT_OPEN_ORDERS", "1000")
         .env("SCANPAY_LIMIT_ORDERS_PER_MINUTE", "100000")
-        .stdout(Stdio::null())
+        .stdout(log.try_clone().unwrap())
         .stderr(log);
     for (k, v) in env {
         cmd.env(k, v);

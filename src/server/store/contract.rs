@@ -413,3 +413,8 @@ async fn sqlite_meets_the_contract() {
 async fn postgres_meets_the_contract() {
     run("postgres").await;
 }
+
+#[tokio::test]
+async fn mysql_meets_the_contract() {
+    run("mysql").await;
+}

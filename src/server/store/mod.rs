@@ -4,6 +4,7 @@
 //! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
 //! contract suite (`store::contract`) runs the same checks against each.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
@@ -11,6 +12,7 @@ pub mod testing;
 #[cfg(test)]
 mod contract;
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::app::types::{FailureReason, OrderStatus};
@@ -19,6 +21,7 @@ use crate::server::orders::state::{
     Payment,
 };
 use crate::server::wxpay::notify::PayNotify;
+use mysql::MySqlStore;
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
@@ -57,6 +60,7 @@ pub enum StoreError {
 pub enum Store {
     Sqlite(SqliteStore),
     Postgres(PgStore),
+    Mysql(MySqlStore),
 }
 
 /// Calls the same method on whichever engine this store is.
@@ -65,35 +69,30 @@ macro_rules! on_engine {
         match $self {
             Store::Sqlite($s) => $call,
             Store::Postgres($s) => $call,
+            Store::Mysql($s) => $call,
         }
     };
 }
 
-/// Connects to the database `url` names: `sqlite://path`, `postgres://…` (MySQL is being
-/// added). While the server does not answer yet, start-up keeps trying (backing off from 250 ms to
+/// Connects to the database `url` names: `sqlite://path`, `postgres://…`, `mysql://…` or
+/// `mariadb://…`. While the server does not answer yet, start-up keeps trying (backing off from 250 ms to
 /// 4 s) for `startup_wait`; a malformed URL or refused credentials fail at once.
 pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError> {
     let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(250);
     loop {
-        let attempt =
-            match scheme.as_str() {
-                "sqlite" => SqliteStore::connect(url, pool).await.map(Store::Sqlite),
-                "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Store::Postgres),
-                "mysql" | "mariadb" => return Err(StoreError::Url {
+        let attempt = match scheme.as_str() {
+            "sqlite" => SqliteStore::connect(url, pool).await.map(Store::Sqlite),
+            "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Store::Postgres),
+            "mysql" | "mariadb" => MySqlStore::connect(url, pool).await.map(Store::Mysql),
+            _ => {
+                return Err(StoreError::Url {
                     url: redact(url),
-                    why:
-                        "MySQL/MariaDB is not supported by this build yet; use sqlite: or postgres:"
-                            .into(),
-                }),
-                _ => {
-                    return Err(StoreError::Url {
-                        url: redact(url),
-                        why: "the scheme must be sqlite: or postgres:".into(),
-                    })
-                }
-            };
+                    why: "the scheme must be sqlite:, postgres: or mysql: (mariadb:)".into(),
+                })
+            }
+        };
         match attempt {
             Ok(store) => return Ok(store),
             Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
@@ -126,6 +125,7 @@ impl Store {
         match self {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
+            Store::Mysql(_) => "mysql",
         }
     }
 
@@ -310,6 +310,36 @@ impl Store {
         error: &str,
     ) -> Result<(), sqlx::Error> {
         on_engine!(self, s => s.back_off_pay_result(transaction_id, at, error).await)
+    }
+}
+
+/// Attempts of a transaction that keeps hitting deadlocks or serialization failures.
+pub(crate) const RETRIES: u32 = 8;
+
+/// A deadlock or serialization failure (SQLSTATE 40P01 / 40001; MySQL's deadlock 1213 reports
+/// 40001): the transaction rolled back and may simply run again.
+pub(crate) fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// Runs a transaction again while it fails with a retryable error.
+pub(crate) async fn retrying<T, F, Fut>(f: F) -> Result<T, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Err(e) if retryable(&e) && attempt < RETRIES => {
+                tracing::info!(error = %e, attempt, "transaction retried");
+                // A little random wait, so the transactions that collided do not collide again.
+                let ms = 1 + rand::random::<u64>() % (10 * u64::from(attempt));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            other => return other,
+        }
     }
 }
 

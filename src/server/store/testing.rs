@@ -3,13 +3,19 @@
 //! other or leave anything behind on a server other projects use too.
 //!
 //! The PostgreSQL server is `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`,
-//! trust authentication); a test creates `scanpay_t_<random>` there and drops it.
+//! trust authentication), the MySQL/MariaDB one `TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`); a test creates `scanpay_t_<random>` there and drops it.
 
 use crate::server::wxpay::client::random_alnum;
 
-/// Which engine a test suite runs against: `TEST_DATABASE` (`sqlite`, the default, or `postgres`).
+/// Which engine a test suite runs against: `TEST_DATABASE` (`sqlite`, the default, `postgres` or
+/// `mysql`).
 pub fn engine_under_test() -> String {
     std::env::var("TEST_DATABASE").unwrap_or_else(|_| "sqlite".into())
+}
+
+fn mysql_admin_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 fn postgres_admin_url() -> String {
@@ -26,6 +32,7 @@ pub struct TestDb {
 enum Cleanup {
     Files(std::path::PathBuf),
     Postgres { admin: String, name: String },
+    Mysql { admin: String, name: String },
     Done,
 }
 
@@ -56,7 +63,24 @@ impl TestDb {
                     cleanup: Cleanup::Postgres { admin, name },
                 }
             }
-            other => panic!("TEST_DATABASE={other}: sqlite or postgres"),
+            "mysql" => {
+                use sqlx::Connection;
+                let admin = mysql_admin_url();
+                let mut conn = sqlx::MySqlConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("test MySQL server ({admin}): {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("CREATE DATABASE");
+                let mut url = reqwest::Url::parse(&admin).expect("TEST_MYSQL_URL");
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    cleanup: Cleanup::Mysql { admin, name },
+                }
+            }
+            other => panic!("TEST_DATABASE={other}: sqlite, postgres or mysql"),
         }
     }
 
@@ -76,6 +100,14 @@ impl TestDb {
                     .execute(&mut conn)
                     .await;
             }
+            Cleanup::Mysql { admin, name } => {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
             Cleanup::Done => {}
         }
     }
@@ -88,11 +120,11 @@ impl Drop for TestDb {
             Cleanup::Files(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            pg @ Cleanup::Postgres { .. } => {
+            server @ (Cleanup::Postgres { .. } | Cleanup::Mysql { .. }) => {
                 // Dropped without `remove` (a failed test): clean up on a thread of its own.
                 let mut rest = TestDb {
                     url: String::new(),
-                    cleanup: pg,
+                    cleanup: server,
                 };
                 let _ = std::thread::spawn(move || {
                     if let Ok(rt) = tokio::runtime::Builder::new_current_thread()

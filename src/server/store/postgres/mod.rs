@@ -2,7 +2,7 @@
 //! folder, one file per concern, like the other engines'; what differs is PostgreSQL's own way:
 //! `$n` parameters, claims with `FOR UPDATE SKIP LOCKED`, an advisory lock per shopper session,
 //! partial indexes on unfinished orders, and transactions retried on deadlock or serialization
-//! failure.
+//! failure (`store::retrying`).
 
 mod inbox;
 mod orders;
@@ -11,14 +11,13 @@ mod schedule;
 mod timeline;
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::str::FromStr;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::PoolSettings;
+use super::{retryable, retrying, PoolSettings, RETRIES};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -32,33 +31,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../../migrations/postgres/0002_seed_catalogue.sql"),
     ),
 ];
-
-/// Attempts of a transaction that keeps hitting deadlocks or serialization failures.
-const RETRIES: u32 = 5;
-
-/// A deadlock (40P01) or serialization failure (40001): the transaction rolled back and may simply
-/// run again.
-fn retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
-}
-
-/// Runs a transaction again while it fails with a retryable error.
-async fn retrying<T, F, Fut>(f: F) -> Result<T, sqlx::Error>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f().await {
-            Err(e) if retryable(&e) && attempt < RETRIES => {
-                tracing::info!(error = %e, attempt, "transaction retried");
-            }
-            other => return other,
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct PgStore {

@@ -1,0 +1,126 @@
+//! MySQL/MariaDB: the pay-result inbox (the embedded bus) and its consumer's transaction.
+
+use super::orders::mark_paid_in;
+use super::timeline::append_event;
+use super::{retrying, MySqlStore};
+use crate::server::orders::state::{Cause, PaidOutcome, Payment};
+use crate::server::store::now_ms;
+use crate::server::wxpay::notify::PayNotify;
+
+impl MySqlStore {
+    /// Durably records a verified pay result; the same transaction twice is one row.
+    pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT IGNORE INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&n.transaction_id)
+        .bind(&n.out_trade_no)
+        .bind(n.total_fee)
+        .bind(&n.time_end)
+        .bind(n.paid_at_ms)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Pay results due for (another) attempt, oldest first, with their attempts so far.
+    pub async fn due_pay_results(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(Payment, i64)>, sqlx::Error> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, out_trade_no, total_fee, paid_at, attempts FROM pay_inbox \
+             WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(transaction_id, out_trade_no, total_fee, paid_at, attempts)| {
+                    (
+                        Payment {
+                            out_trade_no,
+                            transaction_id,
+                            total_fee,
+                            paid_at,
+                        },
+                        attempts,
+                    )
+                },
+            )
+            .collect())
+    }
+
+    /// Claims the entry, records it on the timeline and applies it, in one transaction. None
+    /// when another consumer claimed it first.
+    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        retrying(|| self.apply_pay_result_once(p)).await
+    }
+
+    async fn apply_pay_result_once(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE pay_inbox SET processed_at = ?, next_attempt_at = NULL \
+             WHERE transaction_id = ? AND processed_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(&p.transaction_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Ok(None);
+        }
+        let known = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(&p.out_trade_no)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if known == 1 {
+            append_event(
+                &mut tx,
+                &p.out_trade_no,
+                "notify_received",
+                Cause::Notify,
+                &p.detail(),
+            )
+            .await?;
+        }
+        let outcome = mark_paid_in(&mut tx, p, Cause::Notify).await?;
+        sqlx::query("UPDATE pay_inbox SET outcome = ? WHERE transaction_id = ?")
+            .bind(outcome.as_str())
+            .bind(&p.transaction_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(outcome))
+    }
+
+    /// A failed application: try again at `at`, keeping the error for operators.
+    pub async fn back_off_pay_result(
+        &self,
+        transaction_id: &str,
+        at: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE pay_inbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
+             WHERE transaction_id = ? AND processed_at IS NULL",
+        )
+        .bind(at)
+        .bind(error)
+        .bind(transaction_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

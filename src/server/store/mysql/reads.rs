@@ -1,0 +1,99 @@
+//! MySQL/MariaDB: read models (an order, its items, the catalogue) and generated secrets.
+
+use sqlx::mysql::MySqlRow;
+use sqlx::Row;
+
+use super::MySqlStore;
+use crate::app::types::{FailureReason, OrderStatus};
+use crate::server::orders::state::{ItemRow, OrderRow};
+use crate::server::store::{now_ms, Product};
+
+pub(super) const ORDER_COLUMNS: &str =
+    "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
+     transaction_id, paid_at, failure_reason, parked_at";
+
+pub(super) fn order_row(r: &MySqlRow) -> Result<OrderRow, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    let reason: Option<String> = r.try_get("failure_reason")?;
+    Ok(OrderRow {
+        id: r.try_get("id")?,
+        session_id: r.try_get("session_id")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("status {status:?}").into()))?,
+        total_fee: r.try_get("total_fee")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get("created_at")?,
+        deadline_at: r.try_get("deadline_at")?,
+        code_url: r.try_get("code_url")?,
+        transaction_id: r.try_get("transaction_id")?,
+        paid_at: r.try_get("paid_at")?,
+        failure_reason: reason.as_deref().and_then(FailureReason::parse),
+        parked: r.try_get::<Option<i64>, _>("parked_at")?.is_some(),
+    })
+}
+
+impl MySqlStore {
+    pub async fn load(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_row).transpose()
+    }
+
+    pub async fn items(&self, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT sku, name, unit_price_fen, qty FROM order_items WHERE order_id = ? ORDER BY sku",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sku, name, unit_price_fen, qty)| ItemRow {
+                sku,
+                name,
+                unit_price_fen,
+                qty,
+            })
+            .collect())
+    }
+
+    pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT sku, name, description, price_fen, stock FROM products ORDER BY position",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sku, name, description, price_fen, stock)| Product {
+                sku,
+                name,
+                description,
+                price_fen,
+                stock,
+            })
+            .collect())
+    }
+
+    pub async fn generated_secret(&self, name: &str, fresh: &str) -> Result<String, sqlx::Error> {
+        sqlx::query("INSERT IGNORE INTO app_secrets (name, value, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(fresh)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+}
