@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs one benchmark in a release build and prints its figures (docs/BENCHMARKS.md has the last
-# ones). Usage: scripts/bench.sh lifecycle
+# ones). Usage: scripts/bench.sh lifecycle; scripts/bench.sh store [sqlite postgres mysql]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-name=${1:?usage: scripts/bench.sh NAME (lifecycle)}
-exec cargo bench --features ssr --bench "$name"
+name=${1:?usage: scripts/bench.sh NAME (lifecycle | store) [ENGINE…]}
+shift
+exec cargo bench --features ssr --bench "$name" -- "$@"

@@ -103,6 +103,22 @@ impl TestDb {
             Cleanup::Mysql { admin, name } => {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await {
+                    // MySQL has no DROP … WITH (FORCE): end the test's own connections first (an
+                    // aborted app can leave one inside a transaction, whose metadata lock would
+                    // block the DROP for good), and never wait long for a lock.
+                    let ids: Vec<u64> = sqlx::query_scalar(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                    )
+                    .bind(&name)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                    for id in ids {
+                        let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+                    }
+                    let _ = sqlx::query("SET SESSION lock_wait_timeout = 10")
+                        .execute(&mut conn)
+                        .await;
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
                         .execute(&mut conn)
                         .await;
