@@ -45,12 +45,25 @@ impl SqliteStore {
             // WAL lets the status polls read while a payment commits.
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options)
-            .await?;
-        Ok(SqliteStore { pool })
+        // Switching a new file to WAL needs it to itself for a moment: processes opening it at
+        // the same time see "database is locked" (before the busy timeout applies) and try again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let opened = SqlitePoolOptions::new()
+                .max_connections(pool.max_connections)
+                .acquire_timeout(pool.acquire_timeout)
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("5" | "6")) && attempt < 50 =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+                }
+                other => return other.map(|pool| SqliteStore { pool }),
+            }
+        }
     }
 
     /// Applies the migrations not yet applied. SQLite has no migration lock: of several processes
