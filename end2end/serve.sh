@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the built scanpay binary for Playwright on a fresh database: a new SQLite file, or with
-# E2E_DATABASE=postgres a new database on the local PostgreSQL (dropped when the server stops).
+# E2E_DATABASE=postgres|mysql a new database on the local server, made anew at each start
+# (scripts/test.sh drops it after the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-debug}
@@ -34,5 +35,13 @@ case "${E2E_DATABASE:-sqlite}" in
     trap cleanup EXIT INT TERM
     wait "$server"
     ;;
-  *) echo "E2E_DATABASE=${E2E_DATABASE}: sqlite or postgres" >&2; exit 2 ;;
+  mysql)
+    # The same for MySQL/MariaDB (root without a password on the local test server by default).
+    name="scanpay_e2e_${E2E_PORT:-3400}"
+    mysql -h "${TEST_MYSQL_HOST:-127.0.0.1}" -u root \
+      -e "DROP DATABASE IF EXISTS $name; CREATE DATABASE $name CHARACTER SET utf8mb4"
+    export SCANPAY_DATABASE_URL="mysql://root@${TEST_MYSQL_HOST:-127.0.0.1}:3306/$name"
+    exec "$target/$profile/scanpay"
+    ;;
+  *) echo "E2E_DATABASE=${E2E_DATABASE}: sqlite, postgres or mysql" >&2; exit 2 ;;
 esac

@@ -37,6 +37,12 @@ if $for_tests && ! command -v psql >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
 fi
 
+if $for_tests && ! command -v mysql >/dev/null 2>&1; then
+  step "Debian mariadb-client (Playwright's MySQL run makes its own database)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-client >/dev/null
+fi
+
 if $for_tests && ! command -v chromium >/dev/null 2>&1; then
   step "Debian chromium"
   apt-get update -qq

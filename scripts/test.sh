@@ -38,11 +38,14 @@ section "Playwright, debug build"
 (cd end2end && E2E_PROFILE=debug npx playwright test) 2>&1 | tee "$logs/e2e-debug.log"
 count "$logs/e2e-debug.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
 
-section "Playwright happy paths, debug build, on PostgreSQL"
-(cd end2end && E2E_DATABASE=postgres E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-pg.log"
-count "$logs/e2e-pg.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+for engine in postgres mysql; do
+  section "Playwright happy paths, debug build, on $engine"
+  (cd end2end && E2E_DATABASE=$engine E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-$engine.log"
+  count "$logs/e2e-$engine.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+done
 for port in 3400 3401; do  # the servers' databases (see end2end/serve.sh)
   psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)"
+  mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS scanpay_e2e_$port"
 done
 
 section "build (release): server + WASM through wasm-opt"
