@@ -10,8 +10,38 @@ use super::wxpay::{ApiKey, Merchant, SignType};
 /// The settings file compiled into the binary, used when no file is found at run time.
 const EMBEDDED: &str = include_str!("../../Leptos.toml");
 
+/// What one process does (`scanpay --role …`): serve shoppers and WeChat, run the background
+/// workers, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Pages, server functions, the notify endpoint (and the sandbox when mounted).
+    Web,
+    /// The pay-result consumer, the timeout scheduler and the reconciliation sweep.
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Role, String> {
+        match s {
+            "web" => Ok(Role::Web),
+            "worker" => Ok(Role::Worker),
+            "all" => Ok(Role::All),
+            other => Err(format!("--role {other:?}: web, worker or all")),
+        }
+    }
+    pub fn serves_web(self) -> bool {
+        self != Role::Worker
+    }
+    pub fn runs_workers(self) -> bool {
+        self != Role::Web
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// From the command line (`--role`), not the settings file: `all` unless given.
+    pub role: Role,
     pub site_addr: SocketAddr,
     pub public_url: String,
     pub database_url: String,
@@ -224,6 +254,7 @@ impl Settings {
             sign_type,
         };
         let settings = Settings {
+            role: Role::All,
             site_addr,
             database_url: nonempty("database_url")?,
             database_pool: super::store::PoolSettings {

@@ -62,27 +62,38 @@ pub async fn handle_notify(
     }
 }
 
-/// `GET /healthz`: the process is up, its database answers and every worker runs. 503 otherwise,
-/// naming what is wrong without internal detail (that goes to the log).
-pub async fn health(State(ctx): State<Arc<Ctx>>) -> Response {
+/// `GET /healthz`: the process is alive and serving (liveness: restart it if this fails).
+pub async fn live() -> Response {
+    (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+}
+
+/// `GET /readyz`: each dependency by name (the database as its engine) and each worker this
+/// process runs, with its state; 503 when any is down, naming which without internal detail
+/// (that goes to the log).
+pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
     let database = match ctx.store.ping().await {
         Ok(_) => "ok",
         Err(e) => {
-            tracing::error!(error = %e, "health: the database does not answer");
+            tracing::error!(error = %e, "readiness: the database does not answer");
             "unavailable"
         }
     };
-    let workers = ctx.workers.states();
     let ok = database == "ok" && ctx.workers.all_running();
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let role = match ctx.settings.role {
+        super::config::Role::Web => "web",
+        super::config::Role::Worker => "worker",
+        super::config::Role::All => "all",
+    };
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
-        "database": database,
-        "workers": workers,
+        "role": role,
+        "dependencies": { ctx.store.engine(): database },
+        "workers": ctx.workers.states(),
     });
     (status, Json(body)).into_response()
 }

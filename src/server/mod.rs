@@ -170,17 +170,19 @@ pub async fn start(
     ));
     let ctx = Arc::new(Ctx::new(settings, db, wxpay, sandbox));
 
-    let bus = ctx.bus.clone();
-    ctx.workers.supervise("pay_results", move |stop| {
-        orders::consumer::run(bus.clone(), stop)
-    });
-    let c = ctx.clone();
-    ctx.workers.supervise("timeouts", move |stop| {
-        orders::timeout::run(c.clone(), stop)
-    });
-    let c = ctx.clone();
-    ctx.workers
-        .supervise("sweep", move |stop| orders::sweep::run(c.clone(), stop));
+    if ctx.settings.role.runs_workers() {
+        let bus = ctx.bus.clone();
+        ctx.workers.supervise("pay_results", move |stop| {
+            orders::consumer::run(bus.clone(), stop)
+        });
+        let c = ctx.clone();
+        ctx.workers.supervise("timeouts", move |stop| {
+            orders::timeout::run(c.clone(), stop)
+        });
+        let c = ctx.clone();
+        ctx.workers
+            .supervise("sweep", move |stop| orders::sweep::run(c.clone(), stop));
+    }
 
     let state = AppState {
         leptos_options,
@@ -213,6 +215,13 @@ pub async fn start(
 }
 
 fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
+    // Every role answers health and readiness; a worker serves nothing else.
+    let probes = Router::new()
+        .route("/healthz", get(http::live))
+        .route("/readyz", get(http::ready));
+    if !state.ctx.settings.role.serves_web() {
+        return probes.with_state(state);
+    }
     let routes = generate_route_list(App);
     let reload = format!(
         "ws://{}:{}",
@@ -238,7 +247,7 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             "/wxpay/notify",
             post(http::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
-        .route("/healthz", get(http::health))
+        .merge(probes)
         .route("/ops/anomalies", get(http::anomalies))
         .route("/ops/orders/{id}", get(http::order_timeline));
     if let Some(sb) = &state.ctx.sandbox {
@@ -291,8 +300,9 @@ pub async fn run() {
         Ok(conf) => conf.leptos_options,
         Err(e) => fail(&format!("leptos configuration: {e}")),
     };
-    let settings =
+    let mut settings =
         Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
+    settings.role = role_from_args(std::env::args().skip(1)).unwrap_or_else(|e| fail(&e));
     let addr = settings.site_addr;
     let listener = TcpListener::bind(addr)
         .await
@@ -321,6 +331,25 @@ pub async fn run() {
     } else {
         tracing::warn!("stopped with work still running after the grace period");
     }
+}
+
+/// `--role web|worker|all` (or `--role=…`); anything else on the command line is refused.
+pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<config::Role, String> {
+    let mut role = config::Role::All;
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let value = match a.strip_prefix("--role=") {
+            Some(v) => v.to_string(),
+            None if a == "--role" => args.next().ok_or("--role needs web, worker or all")?,
+            None => {
+                return Err(format!(
+                    "unknown argument {a:?}; usage: scanpay [--role web|worker|all]"
+                ))
+            }
+        };
+        role = config::Role::parse(&value)?;
+    }
+    Ok(role)
 }
 
 fn fail(msg: &str) -> ! {

@@ -1,5 +1,5 @@
 //! Background workers under supervision: each runs in its own task, a panic is logged and the
-//! worker restarted with backoff, and its state is visible in `/healthz`. Shutdown asks every
+//! worker restarted with backoff, and its state is visible in `/readyz`. Shutdown asks every
 //! worker to stop after its current item and waits for them, up to a bound.
 
 use std::collections::BTreeMap;

@@ -561,7 +561,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     let app = spawn_app(&[]).await;
     let r = app
         .http
-        .get(format!("{}/healthz", app.base))
+        .get(format!("{}/readyz", app.base))
         .send()
         .await
         .unwrap();
@@ -594,7 +594,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let r = app
         .http
-        .get(format!("{}/healthz", app.base))
+        .get(format!("{}/readyz", app.base))
         .send()
         .await
         .unwrap();
@@ -605,13 +605,19 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     app.ctx().store.close_pool().await;
     let r = app
         .http
-        .get(format!("{}/healthz", app.base))
+        .get(format!("{}/readyz", app.base))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
     let text = r.text().await.unwrap();
-    assert!(text.contains("\"database\":\"unavailable\""), "{text}");
+    let engine = scanpay::server::store::testing::engine_under_test();
+    assert!(
+        text.contains(&format!(
+            "\"dependencies\":{{\"{engine}\":\"unavailable\"}}"
+        )),
+        "{text}"
+    );
     assert!(
         !text.to_lowercase().contains("pool"),
         "no internal error text: {text}"
@@ -654,7 +660,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let fresh = reqwest::Client::new();
     assert!(
         fresh
-            .get(format!("{}/healthz", app.base))
+            .get(format!("{}/readyz", app.base))
             .send()
             .await
             .is_err(),

@@ -31,7 +31,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: &std::path::Path, name: &str, port: u16, env: &[(&str, String)]) -> Proc {
+fn spawn(
+    dir: &std::path::Path,
+    name: &str,
+    port: u16,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Proc {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanpay"));
     cmd.env_clear()
@@ -44,6 +50,7 @@ fn spawn(dir: &std::path::Path, name: &str, port: u16, env: &[(&str, String)]) -
         .env("SCANPAY_SANDBOX_MIN_EXPIRE", "1s")
         .env("SCANPAY_LIMIT_OPEN_ORDERS", "1000")
         .env("SCANPAY_LIMIT_ORDERS_PER_MINUTE", "100000")
+        .args(args)
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     for (k, v) in env {
@@ -130,9 +137,9 @@ async fn three_processes_on_one_database_finish_each_order_exactly_once() {
     let other = common(&[("SCANPAY_WXPAY_BASE_URL", sandbox.clone())]);
     // All three start at once: migrations race too.
     let procs = [
-        spawn(dir.path(), "a", ports[0], &a),
-        spawn(dir.path(), "b", ports[1], &other),
-        spawn(dir.path(), "c", ports[2], &other),
+        spawn(dir.path(), "a", ports[0], &a, &[]),
+        spawn(dir.path(), "b", ports[1], &other, &[]),
+        spawn(dir.path(), "c", ports[2], &other, &[]),
     ];
     let http = reqwest::Client::new();
     for (p, name) in procs.iter().zip(["a", "b", "c"]) {
@@ -296,7 +303,7 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
         ),
         ("SCANPAY_SANDBOX_FAULTS", "unifiedorder=latency:1s".into()),
     ];
-    let mut p = spawn(dir.path(), "p", port, &env);
+    let mut p = spawn(dir.path(), "p", port, &env, &[]);
     let http = reqwest::Client::new();
     wait_healthy(&http, &p, dir.path(), "p").await;
     let cookie = session(&http, &p.base).await;
@@ -327,4 +334,92 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
         "exit {status:?}: {}",
         std::fs::read_to_string(dir.path().join("p.log")).unwrap_or_default()
     );
+}
+
+#[tokio::test]
+async fn a_web_and_a_worker_process_split_the_work_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/roles.db", dir.path().display());
+    let (web_port, worker_port) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{web_port}");
+    let env = vec![
+        ("SCANPAY_DATABASE_URL", url.clone()),
+        ("SCANPAY_PUBLIC_URL", public.clone()),
+        ("SCANPAY_WXPAY_BASE_URL", format!("{public}/sandbox/")),
+        ("SCANPAY_SANDBOX", "true".into()),
+        ("SCANPAY_ORDER_TTL", "3s".into()),
+        ("SCANPAY_SWEEP_INTERVAL", "300ms".into()),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1s".into()),
+        ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s".into()),
+    ];
+    let web = spawn(dir.path(), "web", web_port, &env, &["--role", "web"]);
+    let worker = spawn(dir.path(), "worker", worker_port, &env, &["--role=worker"]);
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &web, dir.path(), "web").await;
+    wait_healthy(&http, &worker, dir.path(), "worker").await;
+    let ready = |base: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    let w = ready(web.base.clone()).await;
+    assert_eq!(
+        (
+            w["role"].as_str(),
+            w["workers"].as_object().map(|o| o.len())
+        ),
+        (Some("web"), Some(0))
+    );
+    let k = ready(worker.base.clone()).await;
+    assert_eq!(k["role"], "worker");
+    for name in ["pay_results", "sweep", "timeouts"] {
+        assert_eq!(k["workers"][name]["state"], "running", "{k}");
+    }
+    assert_eq!(k["dependencies"]["sqlite"], "ok");
+    // The worker serves no pages.
+    let r = http.get(format!("{}/", worker.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // An order placed at the web process is closed at its deadline by the worker process.
+    let cookie = session(&http, &web.base).await;
+    let id = place(&http, &web.base, &cookie, "PIN-PANDA").await;
+    let db = crate::common::raw_db(&url).await;
+    let start = Instant::now();
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if status == "closed" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{id} still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let causes: Vec<String> = sqlx::query_scalar(
+        "SELECT cause FROM order_events WHERE order_id = ? AND kind IN ('closing', 'closed')",
+    )
+    .bind(&id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        !causes.is_empty() && causes.iter().all(|c| c == "timeout" || c == "sweep"),
+        "{causes:?}"
+    );
+    // A bad role is refused at start-up with a message.
+    let out = Command::new(env!("CARGO_BIN_EXE_scanpay"))
+        .args(["--role", "cook"])
+        .env("LEPTOS_OUTPUT_NAME", "scanpay")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web, worker or all"));
 }
