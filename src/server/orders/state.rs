@@ -215,3 +215,56 @@ pub struct AnomalyRow {
     pub order_status: Option<String>,
     pub parked_at: Option<i64>,
 }
+
+// Rows as the engines read them (the columns in this order), into the read models.
+
+impl From<(String, String, i64, i64)> for ItemRow {
+    fn from((sku, name, unit_price_fen, qty): (String, String, i64, i64)) -> Self {
+        ItemRow {
+            sku,
+            name,
+            unit_price_fen,
+            qty,
+        }
+    }
+}
+
+impl From<(i64, i64, String, String, String)> for EventRow {
+    fn from((seq, at, kind, cause, detail): (i64, i64, String, String, String)) -> Self {
+        EventRow {
+            seq,
+            at,
+            kind,
+            cause,
+            detail,
+        }
+    }
+}
+
+type AnomalyColumns = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
+
+impl From<AnomalyColumns> for AnomalyRow {
+    fn from(
+        (id, order_id, transaction_id, kind, detail, at, order_status, parked_at): AnomalyColumns,
+    ) -> Self {
+        AnomalyRow {
+            id,
+            order_id,
+            transaction_id,
+            kind,
+            detail,
+            at,
+            order_status,
+            parked_at,
+        }
+    }
+}

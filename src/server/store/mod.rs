@@ -343,6 +343,32 @@ where
     }
 }
 
+/// sqlx's migrator over an engine's migrations compiled into the binary (it records a checksum
+/// of each, so an edited migration is refused instead of silently skipped).
+pub(crate) fn migrator(
+    migrations: &'static [(i64, &'static str, &'static str)],
+) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    Migrator {
+        migrations: Cow::Owned(
+            migrations
+                .iter()
+                .map(|&(version, name, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(name),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
 /// A database URL fit for logs and error messages: the password (in the authority or as a
 /// `password=` parameter) becomes `***`. A URL that does not parse is not echoed at all.
 pub fn redact(url: &str) -> String {
@@ -382,6 +408,20 @@ pub struct Product {
     pub description: String,
     pub price_fen: i64,
     pub stock: i64,
+}
+
+impl From<(String, String, String, i64, i64)> for Product {
+    fn from(
+        (sku, name, description, price_fen, stock): (String, String, String, i64, i64),
+    ) -> Self {
+        Product {
+            sku,
+            name,
+            description,
+            price_fen,
+            stock,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,8 @@ mod reads;
 mod schedule;
 mod timeline;
 
-use std::borrow::Cow;
 use std::str::FromStr;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::MySqlPool;
 
@@ -74,24 +72,8 @@ impl MySqlStore {
     }
 
     async fn run_migrations(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), String> {
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|&(version, name, sql)| {
-                        Migration::new(
-                            version,
-                            Cow::Borrowed(name),
-                            MigrationType::Simple,
-                            Cow::Borrowed(sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            locking: false, // held above
-            ..Migrator::DEFAULT
-        };
+        let mut migrator = super::migrator(MIGRATIONS);
+        migrator.set_locking(false); // held above
         migrator.run_direct(conn).await.map_err(|e| e.to_string())
     }
 

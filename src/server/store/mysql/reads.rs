@@ -48,15 +48,7 @@ impl MySqlStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(sku, name, unit_price_fen, qty)| ItemRow {
-                sku,
-                name,
-                unit_price_fen,
-                qty,
-            })
-            .collect())
+        Ok(rows.into_iter().map(ItemRow::from).collect())
     }
 
     pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
@@ -65,16 +57,7 @@ impl MySqlStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(sku, name, description, price_fen, stock)| Product {
-                sku,
-                name,
-                description,
-                price_fen,
-                stock,
-            })
-            .collect())
+        Ok(rows.into_iter().map(Product::from).collect())
     }
 
     pub async fn generated_secret(&self, name: &str, fresh: &str) -> Result<String, sqlx::Error> {

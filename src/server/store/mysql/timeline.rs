@@ -86,16 +86,7 @@ impl MySqlStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, at, kind, cause, detail)| EventRow {
-                seq,
-                at,
-                kind,
-                cause,
-                detail,
-            })
-            .collect())
+        Ok(rows.into_iter().map(EventRow::from).collect())
     }
 
     pub async fn anomaly_kinds(&self, order_id: &str) -> Result<Vec<String>, sqlx::Error> {
@@ -125,22 +116,6 @@ impl MySqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, order_id, transaction_id, kind, detail, at, order_status, parked_at)| {
-                    AnomalyRow {
-                        id,
-                        order_id,
-                        transaction_id,
-                        kind,
-                        detail,
-                        at,
-                        order_status,
-                        parked_at,
-                    }
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(AnomalyRow::from).collect())
     }
 }

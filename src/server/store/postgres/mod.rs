@@ -10,10 +10,8 @@ mod reads;
 mod schedule;
 mod timeline;
 
-use std::borrow::Cow;
 use std::str::FromStr;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -51,23 +49,7 @@ impl PgStore {
     /// Applies the migrations not yet applied, under the migrator's advisory lock, so processes
     /// starting together apply each once.
     pub async fn migrate(&self) -> Result<(), String> {
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|&(version, name, sql)| {
-                        Migration::new(
-                            version,
-                            Cow::Borrowed(name),
-                            MigrationType::Simple,
-                            Cow::Borrowed(sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            ..Migrator::DEFAULT
-        };
+        let migrator = super::migrator(MIGRATIONS);
         migrator.run(&self.pool).await.map_err(|e| e.to_string())
     }
 

@@ -8,11 +8,9 @@ mod reads;
 mod schedule;
 mod timeline;
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
@@ -83,23 +81,7 @@ impl SqliteStore {
                     .into(),
             );
         }
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|&(version, name, sql)| {
-                        Migration::new(
-                            version,
-                            Cow::Borrowed(name),
-                            MigrationType::Simple,
-                            Cow::Borrowed(sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            ..Migrator::DEFAULT
-        };
+        let migrator = super::migrator(MIGRATIONS);
         let mut attempt = 0;
         loop {
             attempt += 1;
