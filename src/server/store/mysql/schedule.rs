@@ -1,7 +1,7 @@
 //! MySQL/MariaDB: what the sweep and the timeout scheduler ask for, and their claims.
 
 use super::reads::ORDER_COLUMNS;
-use super::MySqlStore;
+use super::{retrying, MySqlStore};
 use crate::server::orders::state::OrderRow;
 
 impl MySqlStore {
@@ -26,32 +26,36 @@ impl MySqlStore {
         limit: i64,
         next_at: &(dyn Fn(&OrderRow, i64) -> i64 + Sync),
     ) -> Result<Vec<OrderRow>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS}, check_attempts FROM orders \
-             WHERE next_check_at <= ? AND status IN ('pending', 'closing') AND parked_at IS NULL \
-             ORDER BY next_check_at LIMIT ? FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::new();
-        for row in rows {
-            use sqlx::Row;
-            let order = super::reads::order_row(&row)?;
-            let attempts: i64 = row.try_get("check_attempts")?;
-            sqlx::query(
-                "UPDATE orders SET next_check_at = ?, check_attempts = check_attempts + 1 WHERE id = ?",
-            )
-            .bind(next_at(&order, attempts))
-            .bind(&order.id)
-            .execute(&mut *tx)
+        // Deadlocks and serialization failures are retried, like every write here.
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {ORDER_COLUMNS}, check_attempts FROM orders \
+                 WHERE next_check_at <= ? AND status IN ('pending', 'closing') AND parked_at IS NULL \
+                 ORDER BY next_check_at LIMIT ? FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
             .await?;
-            claimed.push(order);
-        }
-        tx.commit().await?;
-        Ok(claimed)
+            let mut claimed = Vec::new();
+            for row in rows {
+                use sqlx::Row;
+                let order = super::reads::order_row(&row)?;
+                let attempts: i64 = row.try_get("check_attempts")?;
+                sqlx::query(
+                    "UPDATE orders SET next_check_at = ?, check_attempts = check_attempts + 1 WHERE id = ?",
+                )
+                .bind(next_at(&order, attempts))
+                .bind(&order.id)
+                .execute(&mut *tx)
+                .await?;
+                claimed.push(order);
+            }
+            tx.commit().await?;
+            Ok(claimed)
+        })
+        .await
     }
 
     /// Up to `limit` pending orders past their deadline (earliest first) and the next deadline

@@ -2,7 +2,7 @@
 
 use sqlx::MySqlConnection;
 
-use super::MySqlStore;
+use super::{retrying, MySqlStore};
 use crate::server::orders::state::{AnomalyRow, Cause, EventRow, Payment};
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::random_alnum;
@@ -66,17 +66,21 @@ impl MySqlStore {
         cause: Cause,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 1 {
-            append_event(&mut tx, id, kind, cause, detail).await?;
-        }
-        tx.commit().await
+        // Deadlocks and serialization failures are retried, like every write here.
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let n = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                append_event(&mut tx, id, kind, cause, detail).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     pub async fn events(&self, id: &str) -> Result<Vec<EventRow>, sqlx::Error> {

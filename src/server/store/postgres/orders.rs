@@ -119,24 +119,28 @@ impl PgStore {
         code_url: &str,
         prepay_id: &str,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "UPDATE orders SET code_url = $1, prepay_id = $2, updated_at = $3 \
-             WHERE id = $4 AND status IN ('pending', 'closing')",
-        )
-        .bind(code_url)
-        .bind(prepay_id)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 1 {
-            let detail = format!("prepay_id={prepay_id}");
-            append_event(&mut tx, id, "qr_issued", Cause::System, &detail).await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        // Deadlocks and serialization failures are retried, like every write here.
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE orders SET code_url = $1, prepay_id = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ('pending', 'closing')",
+            )
+            .bind(code_url)
+            .bind(prepay_id)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                let detail = format!("prepay_id={prepay_id}");
+                append_event(&mut tx, id, "qr_issued", Cause::System, &detail).await?;
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     pub async fn begin_close(
@@ -146,24 +150,28 @@ impl PgStore {
         cause: Cause,
         check_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        let n = sqlx::query(
-            "UPDATE orders SET status = 'closing', failure_reason = $1, next_check_at = $2, updated_at = $3 \
-             WHERE id = $4 AND status = 'pending' AND parked_at IS NULL",
-        )
-        .bind(reason.as_str())
-        .bind(check_at)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 1 {
-            append_event(&mut tx, id, "closing", cause, reason.as_str()).await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        // Deadlocks and serialization failures are retried, like every write here.
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let now = now_ms();
+            let n = sqlx::query(
+                "UPDATE orders SET status = 'closing', failure_reason = $1, next_check_at = $2, updated_at = $3 \
+                 WHERE id = $4 AND status = 'pending' AND parked_at IS NULL",
+            )
+            .bind(reason.as_str())
+            .bind(check_at)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                append_event(&mut tx, id, "closing", cause, reason.as_str()).await?;
+            }
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     pub async fn finish_unpaid(

@@ -1,7 +1,7 @@
 //! PostgreSQL: what the sweep and the timeout scheduler ask for, and their claims.
 
 use super::reads::ORDER_COLUMNS;
-use super::PgStore;
+use super::{retrying, PgStore};
 use crate::server::orders::state::OrderRow;
 
 impl PgStore {
@@ -26,33 +26,37 @@ impl PgStore {
         limit: i64,
         next_at: &(dyn Fn(&OrderRow, i64) -> i64 + Sync),
     ) -> Result<Vec<OrderRow>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        // The conditions match the partial index `orders_due`.
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS}, check_attempts FROM orders \
-             WHERE next_check_at <= $1 AND status IN ('pending', 'closing') AND parked_at IS NULL \
-             ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::new();
-        for row in rows {
-            use sqlx::Row;
-            let order = super::reads::order_row(&row)?;
-            let attempts: i64 = row.try_get("check_attempts")?;
-            sqlx::query(
-                "UPDATE orders SET next_check_at = $1, check_attempts = check_attempts + 1 WHERE id = $2",
-            )
-            .bind(next_at(&order, attempts))
-            .bind(&order.id)
-            .execute(&mut *tx)
+        // Deadlocks and serialization failures are retried, like every write here.
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            // The conditions match the partial index `orders_due`.
+            let rows = sqlx::query(&format!(
+                "SELECT {ORDER_COLUMNS}, check_attempts FROM orders \
+                 WHERE next_check_at <= $1 AND status IN ('pending', 'closing') AND parked_at IS NULL \
+                 ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
             .await?;
-            claimed.push(order);
-        }
-        tx.commit().await?;
-        Ok(claimed)
+            let mut claimed = Vec::new();
+            for row in rows {
+                use sqlx::Row;
+                let order = super::reads::order_row(&row)?;
+                let attempts: i64 = row.try_get("check_attempts")?;
+                sqlx::query(
+                    "UPDATE orders SET next_check_at = $1, check_attempts = check_attempts + 1 WHERE id = $2",
+                )
+                .bind(next_at(&order, attempts))
+                .bind(&order.id)
+                .execute(&mut *tx)
+                .await?;
+                claimed.push(order);
+            }
+            tx.commit().await?;
+            Ok(claimed)
+        })
+        .await
     }
 
     /// Up to `limit` pending orders past their deadline (earliest first) and the next deadline
