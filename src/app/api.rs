@@ -69,7 +69,26 @@ pub async fn get_order(id: String) -> Result<OrderView, AppError> {
 #[server(prefix = "/api", endpoint = "order_status")]
 pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     let ctx = ssr::ctx()?;
+    // With Redis, the poll is answered from the status cache without touching SQL.
+    if let Some(cache) = ctx.store.mirror() {
+        if let Ok(Some(c)) = cache.status(&id).await {
+            if c.session_id != ssr::session()? {
+                return Err(ssr::status(404, AppError::NotFound));
+            }
+            return Ok(StatusView {
+                status: c.status,
+                remaining_ms: (c.pay_by - crate::server::store::now_ms()).max(0),
+                qr_ready: c.qr_ready,
+            });
+        }
+    }
     let order = ssr::own_order(&ctx, &id).await?;
+    if let Some(cache) = ctx.store.mirror() {
+        // A miss (evicted, or written while Redis was away): fill it from SQL.
+        if cache.mirror(&order, order.next_check_at).await.is_err() {
+            cache.mark_dirty(&order.id);
+        }
+    }
     Ok(StatusView {
         status: order.status,
         remaining_ms: ssr::remaining(&order),

@@ -46,6 +46,10 @@ pub struct Settings {
     pub public_url: String,
     pub database_url: String,
     pub database_pool: super::store::PoolSettings,
+    /// RabbitMQ; None = the embedded inbox bus and SQL timeout scheduler.
+    pub amqp: Option<super::rabbit::RabbitSettings>,
+    /// Redis (URL, key prefix); None = SQL answers polls and claims.
+    pub redis: Option<(String, String)>,
     pub shop_name: String,
     pub order_ttl: Duration,
     pub sweep_interval: Duration,
@@ -261,6 +265,31 @@ impl Settings {
                 max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
                 acquire_timeout: duration(&raw("database_timeout"))?,
                 startup_wait: duration(&raw("database_startup_wait"))?,
+            },
+            amqp: {
+                let r = raw("amqp_url");
+                match r.value.trim() {
+                    "" => None,
+                    url if url.starts_with("amqp://") || url.starts_with("amqps://") => {
+                        Some(super::rabbit::RabbitSettings {
+                            url: url.to_string(),
+                            prefix: nonempty("amqp_prefix")?,
+                            prefetch: int(&raw("amqp_prefetch"), 1, 10_000)? as u16,
+                            publish_timeout: duration(&raw("amqp_publish_timeout"))?,
+                        })
+                    }
+                    _ => return Err(err(&r, "must be an amqp:// URL (or empty for the embedded bus)")),
+                }
+            },
+            redis: {
+                let r = raw("redis_url");
+                match r.value.trim() {
+                    "" => None,
+                    url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") => {
+                        Some((url.to_string(), nonempty("redis_prefix")?))
+                    }
+                    _ => return Err(err(&r, "must be a redis:// URL (or empty for none)")),
+                }
             },
             shop_name: nonempty("shop_name")?,
             order_ttl: duration(&raw("order_ttl"))?,

@@ -78,6 +78,39 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
             "unavailable"
         }
     };
+    let mut deps = serde_json::Map::new();
+    deps.insert(ctx.store.engine().into(), database.into());
+    // Redis and RabbitMQ outages degrade scanpay without stopping it (polls and the sweep fall
+    // back to SQL; notifies answer FAIL and WeChat retries), so they do not fail readiness.
+    let mut degraded = false;
+    if let Some(cache) = ctx.store.mirror() {
+        let up = cache.ping().await.is_ok();
+        degraded |= !up;
+        deps.insert(
+            "redis".into(),
+            if up { "ok" } else { "unavailable: falling back to SQL" }.into(),
+        );
+    }
+    let mut dead_letters = None;
+    if let Some(rabbit) = &ctx.rabbit {
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(2), rabbit.dead_letters()).await;
+        let up = match probe {
+            Ok(Ok(n)) => {
+                dead_letters = Some(n);
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "readiness: RabbitMQ does not answer");
+                false
+            }
+            Err(_) => false,
+        };
+        degraded |= !up;
+        deps.insert(
+            "rabbitmq".into(),
+            if up { "ok" } else { "unavailable: notifies answer FAIL" }.into(),
+        );
+    }
     let ok = database == "ok" && ctx.workers.all_running();
     let status = if ok {
         StatusCode::OK
@@ -89,12 +122,16 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
         super::config::Role::Worker => "worker",
         super::config::Role::All => "all",
     };
-    let body = json!({
-        "status": if ok { "ok" } else { "degraded" },
+    let mut body = json!({
+        "status": if ok && !degraded { "ok" } else { "degraded" },
         "role": role,
-        "dependencies": { ctx.store.engine(): database },
+        "dependencies": deps,
         "workers": ctx.workers.states(),
     });
+    if let Some(n) = dead_letters {
+        // Messages past their delivery limit wait here for an operator.
+        body["dead_letters"] = n.into();
+    }
     (status, Json(body)).into_response()
 }
 

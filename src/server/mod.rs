@@ -2,11 +2,13 @@
 //! the store, the order flows and the HTTP wiring.
 
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod http;
 pub mod limits;
 pub mod orders;
 pub mod qr;
+pub mod rabbit;
 pub mod sandbox;
 pub mod session;
 pub mod store;
@@ -36,6 +38,8 @@ pub struct Ctx {
     pub store: store::Store,
     pub wxpay: Arc<dyn Gateway>,
     pub bus: bus::PayResultBus,
+    /// RabbitMQ when configured (pay results and deadlines go through it).
+    pub rabbit: Option<Arc<rabbit::Rabbit>>,
     pub sandbox: Option<Sandbox>,
     pub workers: workers::Workers,
     pub order_rate: limits::RateLimiter,
@@ -53,7 +57,8 @@ impl Ctx {
     ) -> Self {
         Ctx {
             order_rate: limits::RateLimiter::new(settings.limits.orders_per_minute),
-            bus: bus::PayResultBus::new(store.clone()),
+            bus: bus::PayResultBus::embedded(store.clone()),
+            rabbit: None,
             settings,
             store,
             wxpay,
@@ -65,6 +70,13 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// Pay results and deadlines through RabbitMQ instead of the embedded bus.
+    pub fn with_rabbit(mut self, r: Arc<rabbit::Rabbit>) -> Self {
+        self.bus = bus::PayResultBus::rabbit(r.clone(), self.store.clone());
+        self.rabbit = Some(r);
+        self
+    }
+
     /// The close flow, wired to this process's store and WeChat Pay client.
     pub fn closer(&self) -> orders::close::Closer<'_> {
         orders::close::Closer {
@@ -90,6 +102,10 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot keep the generated session secret in the database: {0}")]
     Secret(sqlx::Error),
+    #[error(transparent)]
+    Rabbit(#[from] rabbit::RabbitError),
+    #[error(transparent)]
+    Redis(#[from] cache::CacheError),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
 }
@@ -137,8 +153,21 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;
-    let db = store::connect(&settings.database_url, &settings.database_pool).await?;
+    let mut db = store::connect(&settings.database_url, &settings.database_pool).await?;
     db.migrate().await?;
+    if let Some((url, prefix)) = &settings.redis {
+        let cache = Arc::new(cache::RedisCache::connect(url, prefix).await?);
+        // The index starts as SQL says; the sweep keeps repairing it.
+        match cache.repair(|| db.unfinished()).await {
+            Ok((added, removed)) => tracing::info!(added, removed, "Redis index of unfinished orders rebuilt"),
+            Err(e) => tracing::warn!(error = %e, "Redis index not rebuilt; the sweep will"),
+        }
+        db = db.with_mirror(cache);
+    }
+    let rabbit = match &settings.amqp {
+        Some(s) => Some(Arc::new(rabbit::Rabbit::connect(s.clone()).await?)),
+        None => None,
+    };
     // Without a configured key, one generated once and kept in the database: every process on it
     // signs alike, and shoppers keep their sessions across restarts.
     let session_secret = match &settings.session_secret {
@@ -168,7 +197,11 @@ pub async fn start(
         Some(&session_secret),
         settings.public_url.starts_with("https://"),
     ));
-    let ctx = Arc::new(Ctx::new(settings, db, wxpay, sandbox));
+    let mut ctx = Ctx::new(settings, db, wxpay, sandbox);
+    if let Some(r) = rabbit {
+        ctx = ctx.with_rabbit(r);
+    }
+    let ctx = Arc::new(ctx);
 
     if ctx.settings.role.runs_workers() {
         let bus = ctx.bus.clone();
@@ -179,6 +212,12 @@ pub async fn start(
         ctx.workers.supervise("timeouts", move |stop| {
             orders::timeout::run(c.clone(), stop)
         });
+        if ctx.rabbit.is_some() {
+            let c = ctx.clone();
+            ctx.workers.supervise("timeout_queue", move |stop| {
+                orders::timeout::run_queue(c.clone(), stop)
+            });
+        }
         let c = ctx.clone();
         ctx.workers
             .supervise("sweep", move |stop| orders::sweep::run(c.clone(), stop));
@@ -302,7 +341,14 @@ pub async fn run() {
     };
     let mut settings =
         Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
-    settings.role = role_from_args(std::env::args().skip(1)).unwrap_or_else(|e| fail(&e));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("sandbox") {
+        if args.len() > 1 {
+            fail("usage: scanpay sandbox (settings come from the environment, see README)");
+        }
+        return run_sandbox(settings).await;
+    }
+    settings.role = role_from_args(args).unwrap_or_else(|e| fail(&e));
     let addr = settings.site_addr;
     let listener = TcpListener::bind(addr)
         .await
@@ -333,6 +379,36 @@ pub async fn run() {
     }
 }
 
+/// `scanpay sandbox`: the WeChat Pay simulator as its own process, at `<LEPTOS_SITE_ADDR>/sandbox/`
+/// (point the app's `SCANPAY_WXPAY_BASE_URL` there). It signs with the configured merchant.
+async fn run_sandbox(settings: Settings) {
+    let sb = Sandbox::new(SandboxConfig {
+        merchants: vec![settings.merchant.clone()],
+        payee: settings.shop_name.clone(),
+        time_scale: settings.sandbox_time_scale,
+        close_floor: settings.sandbox_close_floor,
+        min_expire: settings.sandbox_min_expire,
+        faults: settings.sandbox_faults.clone(),
+    });
+    let app: Router = Router::new()
+        .nest(
+            "/sandbox",
+            sb.router().layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        )
+        .route("/healthz", get(http::live));
+    let addr = settings.site_addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {addr}: {e}")));
+    tracing::info!("WeChat Pay sandbox listening on http://{addr}/sandbox/");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    if let Err(e) = served {
+        fail(&format!("sandbox stopped: {e}"));
+    }
+}
+
 /// `--role web|worker|all` (or `--role=…`); anything else on the command line is refused.
 pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<config::Role, String> {
     let mut role = config::Role::All;
@@ -343,7 +419,7 @@ pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<config::
             None if a == "--role" => args.next().ok_or("--role needs web, worker or all")?,
             None => {
                 return Err(format!(
-                    "unknown argument {a:?}; usage: scanpay [--role web|worker|all]"
+                    "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox"
                 ))
             }
         };

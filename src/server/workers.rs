@@ -15,6 +15,11 @@ use tokio::task::JoinHandle;
 pub struct Stop(watch::Receiver<bool>);
 
 impl Stop {
+    /// A stop signal driven by hand (tests and tools): send `true` to stop.
+    pub fn manual() -> (watch::Sender<bool>, Stop) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stop(rx))
+    }
     pub fn is_stopping(&self) -> bool {
         *self.0.borrow()
     }

@@ -26,6 +26,16 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.running.abort();
+        if self.testdb.is_some() {
+            let delays = self
+                .running
+                .ctx
+                .rabbit
+                .as_ref()
+                .map(|r| r.declared_delays())
+                .unwrap_or_default();
+            remove_engines(&self.running.ctx.settings, delays);
+        }
     }
 }
 
@@ -58,6 +68,13 @@ pub async fn spawn_app_on(
         "SCANPAY_SESSION_SECRET".into(),
         "integration-tests-session-secret-0123456789".into(),
     );
+    if full_engines() {
+        let prefix = unique_prefix();
+        env.insert("SCANPAY_AMQP_URL".into(), amqp_url());
+        env.insert("SCANPAY_AMQP_PREFIX".into(), prefix.clone());
+        env.insert("SCANPAY_REDIS_URL".into(), redis_url());
+        env.insert("SCANPAY_REDIS_PREFIX".into(), prefix);
+    }
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
@@ -258,4 +275,124 @@ pub fn sql(q: &str) -> String {
 pub async fn raw_db(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(url).await.expect("test database")
+}
+
+/// RabbitMQ and Redis for tests (`TEST_AMQP_URL`, `TEST_REDIS_URL`), each test under names of
+/// its own.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// A prefix no other test run uses.
+pub fn unique_prefix() -> String {
+    format!(
+        "scanpay_t{}_{}",
+        std::process::id(),
+        scanpay::server::wxpay::client::random_alnum(8).to_lowercase()
+    )
+}
+
+/// Whether this run puts the integration suite on RabbitMQ + Redis (`TEST_ENGINES=rabbitmq+redis`).
+pub fn full_engines() -> bool {
+    std::env::var("TEST_ENGINES").is_ok_and(|v| v == "rabbitmq+redis")
+}
+
+/// Removes a test's RabbitMQ topology and Redis keys (from a thread of its own: it runs from
+/// `Drop`, when the test's runtime may be gone).
+pub fn remove_engines(settings: &Settings, delays: Vec<u64>) {
+    // Straight to the services, never through a test's proxy: the proxy runs on the test's
+    // runtime, which is blocked here.
+    let amqp = settings.amqp.clone().map(|mut s| {
+        s.url = amqp_url();
+        s
+    });
+    let redis = settings.redis.clone().map(|(_, prefix)| (redis_url(), prefix));
+    if amqp.is_none() && redis.is_none() {
+        return;
+    }
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let work = async move {
+            if let Some(s) = amqp {
+                match scanpay::server::rabbit::Rabbit::connect(s).await {
+                    Ok(r) => {
+                        if let Err(e) = r.delete_topology(&delays).await {
+                            eprintln!("test clean-up: RabbitMQ topology not removed: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("test clean-up: {e}"),
+                }
+            }
+            if let Some((url, prefix)) = redis {
+                if let Ok(c) = scanpay::server::cache::RedisCache::connect(&url, &prefix).await {
+                    let _ = c.delete_all().await;
+                }
+            }
+        };
+        // Never hang a test run on clean-up.
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), work).await })
+    })
+    .join();
+}
+
+/// A TCP proxy the test controls, to cut a service's connections without touching the service.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, _) = tokio::sync::watch::channel(true);
+        let up = Arc::new(tx);
+        let target = target.to_string();
+        let task = tokio::spawn({
+            let up = up.clone();
+            async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else { return };
+                    if !*up.borrow() {
+                        drop(client); // down: refuse by closing at once
+                        continue;
+                    }
+                    let mut down = up.subscribe();
+                    let target = target.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = down.wait_for(|up| !*up) => {} // cut: both sides dropped
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { port, up, task }
+    }
+
+    /// Drops every open connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
 }

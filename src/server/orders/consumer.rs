@@ -1,4 +1,4 @@
-//! Flow 4, the pay-result consumer: applies each inbox entry with the guarded paid transition and
+//! Flow 4, the pay-result consumer. Embedded bus: applies each inbox entry with the guarded paid transition and
 //! marks the entry handled in the same commit, so a crash between the two cannot lose or repeat it.
 //!
 //! Marking the entry handled comes first in that transaction and is guarded: with several
@@ -7,14 +7,26 @@
 
 use std::time::Duration;
 
-use crate::server::bus::PayResultBus;
-use crate::server::store::now_ms;
+use crate::server::bus::{PayMessage, PayResultBus};
+use crate::server::rabbit::{self, Handled};
+use crate::server::store::{now_ms, Store};
 use crate::server::workers::Stop;
 
 const BATCH: i64 = 100;
 
-/// Runs until stopped: drains the inbox whenever woken, and at least every second.
+/// Runs until stopped. Embedded: drains the inbox whenever woken, and at least every second.
+/// RabbitMQ: consumes the pay-result queue (`prefetch` at a time), acking after each commit.
 pub async fn run(bus: PayResultBus, stop: Stop) {
+    if let PayResultBus::Rabbit { rabbit, store } = &bus {
+        let (settings, queue) = (rabbit.settings().clone(), rabbit.names().pay_queue);
+        let store = store.clone();
+        rabbit::consume(settings, queue, stop, move |body| {
+            let store = store.clone();
+            async move { apply_message(&store, &body).await }
+        })
+        .await;
+        return;
+    }
     loop {
         if let Err(e) = drain(&bus).await {
             tracing::error!(error = %e, "pay-result consumer: will retry");
@@ -58,5 +70,25 @@ pub async fn drain(bus: &PayResultBus) -> Result<usize, sqlx::Error> {
         if !full {
             return Ok(handled);
         }
+    }
+}
+
+/// One pay result from RabbitMQ: recorded in the inbox (its idempotency key) and applied, each
+/// committed before the ack; a redelivery finds the entry handled and is simply acked.
+pub async fn apply_message(store: &Store, body: &[u8]) -> Handled {
+    let msg: PayMessage = match serde_json::from_slice(body) {
+        Ok(m) => m,
+        Err(e) => return Handled::Poison(format!("not a pay result: {e}")),
+    };
+    if let Err(e) = store.publish_pay_result(&msg.notify()).await {
+        return Handled::Retry(e.to_string());
+    }
+    match store.apply_pay_result(&msg.payment()).await {
+        Ok(Some(outcome)) => {
+            tracing::info!(order_id = %msg.out_trade_no, outcome = outcome.as_str(), "pay result applied");
+            Handled::Done
+        }
+        Ok(None) => Handled::Done, // applied before (a redelivery or a duplicate notify)
+        Err(e) => Handled::Retry(e.to_string()),
     }
 }

@@ -126,6 +126,7 @@ pub async fn place_order(
         }
         Err(CreateError::Db(e)) => return Err(e.into()),
     };
+    super::timeout::schedule(ctx, &order.id, order.deadline_at).await;
 
     let row = ctx
         .store

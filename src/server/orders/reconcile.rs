@@ -166,6 +166,7 @@ mod tests {
 
     fn order(status: OrderStatus, qr: bool) -> OrderRow {
         OrderRow {
+            next_check_at: None,
             id: "O1".into(),
             session_id: "s".into(),
             status,

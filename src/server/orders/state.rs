@@ -171,6 +171,8 @@ pub fn classify_unapplied(
 
 #[derive(Debug, Clone)]
 pub struct OrderRow {
+    /// When the sweep next looks at it (None once finished or parked).
+    pub next_check_at: Option<i64>,
     pub id: String,
     pub session_id: String,
     pub status: OrderStatus,

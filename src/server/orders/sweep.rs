@@ -17,9 +17,32 @@ use crate::server::Ctx;
 /// Orders claimed at a time; a pass claims again while a full batch came back.
 const BATCH: i64 = 200;
 
-/// Runs passes until `stop` says so, one per `sweep_interval`.
+/// Runs passes until `stop` says so, one per `sweep_interval`. With Redis, every fourth pass
+/// (one reconciliation period) and after a Redis outage it also repairs the index from SQL.
 pub async fn run(ctx: Arc<Ctx>, mut stop: crate::server::workers::Stop) {
+    let mut passes: u64 = 0;
     loop {
+        if let Some(cache) = ctx.store.mirror() {
+            if cache.take_recovered() {
+                let store = &ctx.store;
+                match cache
+                    .recover(|id| async move { store.load(&id).await }, || store.unfinished())
+                    .await
+                {
+                    Ok(n) => tracing::info!(rewritten = n, "Redis back: statuses rewritten, index repaired"),
+                    Err(e) => tracing::warn!(error = %e, "Redis recovery incomplete; retrying next pass"),
+                }
+            } else if passes % 4 == 3 {
+                match cache.repair(|| ctx.store.unfinished()).await {
+                    Ok((0, 0)) => {}
+                    Ok((added, removed)) => {
+                        tracing::info!(added, removed, "Redis index of unfinished orders repaired")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Redis index not repaired this time"),
+                }
+            }
+        }
+        passes += 1;
         if let Err(e) = pass(&ctx).await {
             tracing::error!(error = %e, "sweep pass failed; will retry");
         }
@@ -48,12 +71,16 @@ pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
     let mut checked = 0;
     loop {
         let now = now_ms();
-        let due = ctx
-            .store
-            .claim_due(now, BATCH, &|o, attempts| {
-                next_check(o, attempts, now, interval)
-            })
-            .await?;
+        let due = match claim_from_redis(ctx, now, interval).await {
+            Some(due) => due,
+            None => {
+                ctx.store
+                    .claim_due(now, BATCH, &|o, attempts| {
+                        next_check(o, attempts, now, interval)
+                    })
+                    .await?
+            }
+        };
         let n = due.len();
         stream::iter(due)
             .for_each_concurrent(ctx.settings.sweep_concurrency, |order| async move {
@@ -79,6 +106,34 @@ pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
         );
     }
     Ok(checked)
+}
+
+/// Claims due orders from the Redis index (None when there is no Redis or it does not answer:
+/// the caller claims from SQL). Each claimed id's score moves to one interval ahead inside the
+/// claim, so a worker dying here only delays that order's check; the planned next check is
+/// then written through the store (SQL, and the index again).
+async fn claim_from_redis(ctx: &Ctx, now: i64, interval: i64) -> Option<Vec<OrderRow>> {
+    let cache = ctx.store.mirror()?;
+    let claimed = cache.claim(now, BATCH, now + interval).await.ok()?;
+    let mut due = Vec::with_capacity(claimed.len());
+    for (id, attempts) in claimed {
+        match ctx.store.load(&id).await {
+            Ok(Some(o)) if !o.status.is_final() && !o.parked => {
+                let next = next_check(&o, attempts, now, interval);
+                if let Err(e) = ctx.store.schedule_check(&id, next).await {
+                    tracing::warn!(order_id = %id, error = %e, "cannot plan the next check");
+                }
+                due.push(o);
+            }
+            // Finished or parked since it was indexed: take it out of the index.
+            Ok(Some(o)) => {
+                let _ = cache.mirror(&o, None).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(order_id = %id, error = %e, "cannot load a claimed order"),
+        }
+    }
+    Some(due)
 }
 
 /// Checks one claimed order and drives it toward its outcome.
@@ -121,6 +176,7 @@ mod tests {
 
     fn order(status: OrderStatus, deadline_at: i64) -> OrderRow {
         OrderRow {
+            next_check_at: None,
             id: "O".into(),
             session_id: "s".into(),
             status,

@@ -57,19 +57,27 @@ pub enum StoreError {
 }
 
 #[derive(Clone)]
-pub enum Store {
+pub enum Engine {
     Sqlite(SqliteStore),
     Postgres(PgStore),
     Mysql(MySqlStore),
 }
 
+/// The SQL engine, and (when Redis is configured) the mirror every committed change of an order
+/// is written to: its status for polls and its place in the index of unfinished orders.
+#[derive(Clone)]
+pub struct Store {
+    engine: Engine,
+    mirror: Option<std::sync::Arc<crate::server::cache::RedisCache>>,
+}
+
 /// Calls the same method on whichever engine this store is.
 macro_rules! on_engine {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($s) => $call,
-            Store::Postgres($s) => $call,
-            Store::Mysql($s) => $call,
+        match &$self.engine {
+            Engine::Sqlite($s) => $call,
+            Engine::Postgres($s) => $call,
+            Engine::Mysql($s) => $call,
         }
     };
 }
@@ -83,9 +91,9 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError
     let mut backoff = Duration::from_millis(250);
     loop {
         let attempt = match scheme.as_str() {
-            "sqlite" => SqliteStore::connect(url, pool).await.map(Store::Sqlite),
-            "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Store::Postgres),
-            "mysql" | "mariadb" => MySqlStore::connect(url, pool).await.map(Store::Mysql),
+            "sqlite" => SqliteStore::connect(url, pool).await.map(Engine::Sqlite),
+            "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Engine::Postgres),
+            "mysql" | "mariadb" => MySqlStore::connect(url, pool).await.map(Engine::Mysql),
             _ => {
                 return Err(StoreError::Url {
                     url: redact(url),
@@ -94,7 +102,12 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError
             }
         };
         match attempt {
-            Ok(store) => return Ok(store),
+            Ok(engine) => {
+                return Ok(Store {
+                    engine,
+                    mirror: None,
+                })
+            }
             Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
                 if started.elapsed() + backoff < pool.startup_wait =>
             {
@@ -122,11 +135,53 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError
 impl Store {
     /// The engine's name, as health reports and logs show it.
     pub fn engine(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
-            Store::Mysql(_) => "mysql",
+        match &self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+            Engine::Mysql(_) => "mysql",
         }
+    }
+
+    /// The same store, writing every committed change of an order to Redis as well.
+    pub fn with_mirror(mut self, cache: std::sync::Arc<crate::server::cache::RedisCache>) -> Store {
+        self.mirror = Some(cache);
+        self
+    }
+
+    pub fn mirror(&self) -> Option<&crate::server::cache::RedisCache> {
+        self.mirror.as_deref()
+    }
+
+    /// After a commit that may have changed order `id`: writes what it is now to Redis. A Redis
+    /// failure never fails the transition (SQL is the truth; the sweep repairs the index).
+    async fn mirrored<T>(&self, id: &str, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let (Some(cache), Ok(_)) = (&self.mirror, &result) {
+            match self.load_for_mirror(id).await {
+                Ok(Some((row, next))) => {
+                    if cache.mirror(&row, next).await.is_err() {
+                        cache.mark_dirty(id);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    cache.mark_dirty(id);
+                    tracing::warn!(order_id = %id, error = %e, "cannot read the order back for Redis")
+                }
+            }
+        }
+        result
+    }
+
+    async fn load_for_mirror(&self, id: &str) -> Result<Option<(OrderRow, Option<i64>)>, sqlx::Error> {
+        Ok(self.load(id).await?.map(|o| {
+            let next = o.next_check_at;
+            (o, next)
+        }))
+    }
+
+    /// Every unfinished, unparked order with its next check (rebuilding the Redis index).
+    pub async fn unfinished(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        on_engine!(self, s => s.unfinished().await)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -164,7 +219,9 @@ impl Store {
         order: &NewOrder,
         shop_name: &str,
     ) -> Result<Created, CreateError> {
-        on_engine!(self, s => s.create_order(order, shop_name).await)
+        let created = on_engine!(self, s => s.create_order(order, shop_name).await)?;
+        let _ = self.mirrored(&order.id, Ok(())).await;
+        Ok(created)
     }
 
     /// Stores the QR code WeChat issued for a still-unfinished order.
@@ -174,7 +231,8 @@ impl Store {
         code_url: &str,
         prepay_id: &str,
     ) -> Result<bool, sqlx::Error> {
-        on_engine!(self, s => s.record_code_url(id, code_url, prepay_id).await)
+        let result = on_engine!(self, s => s.record_code_url(id, code_url, prepay_id).await);
+        self.mirrored(id, result).await
     }
 
     /// `pending → failed`, restoring stock: WeChat never created a payment for it (confirmed by
@@ -187,7 +245,8 @@ impl Store {
         detail: &str,
     ) -> Result<bool, sqlx::Error> {
         let from = [OrderStatus::Pending];
-        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Failed, reason, cause, detail).await)
+        let result = on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Failed, reason, cause, detail).await);
+        self.mirrored(id, result).await
     }
 
     /// `pending → closing`: the close flow has started (deadline, cancel, or a refused
@@ -200,7 +259,8 @@ impl Store {
         cause: Cause,
         check_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        on_engine!(self, s => s.begin_close(id, reason, cause, check_at).await)
+        let result = on_engine!(self, s => s.begin_close(id, reason, cause, check_at).await);
+        self.mirrored(id, result).await
     }
 
     /// `pending | closing → closed`, restoring stock. Only once WeChat confirmed nobody can pay
@@ -214,13 +274,15 @@ impl Store {
         detail: &str,
     ) -> Result<bool, sqlx::Error> {
         let from = [OrderStatus::Pending, OrderStatus::Closing];
-        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Closed, reason, cause, detail).await)
+        let result = on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Closed, reason, cause, detail).await);
+        self.mirrored(id, result).await
     }
 
     /// `pending | closing → paid`, guarded by the amount. A payment that cannot be applied is
     /// recorded once per (order, transaction) as an anomaly; an unfinished order is parked.
     pub async fn mark_paid(&self, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
-        on_engine!(self, s => s.mark_paid(p, cause).await)
+        let result = on_engine!(self, s => s.mark_paid(p, cause).await);
+        self.mirrored(&p.out_trade_no, result).await
     }
 
     /// Notes something on the order's timeline without changing it.
@@ -238,7 +300,8 @@ impl Store {
 
     /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
     pub async fn schedule_check(&self, id: &str, at: i64) -> Result<(), sqlx::Error> {
-        on_engine!(self, s => s.schedule_check(id, at).await)
+        let result = on_engine!(self, s => s.schedule_check(id, at).await);
+        self.mirrored(id, result).await
     }
 
     /// Claims up to `limit` orders whose check is due, pushing each one's next check to
@@ -300,7 +363,8 @@ impl Store {
     /// Claims, records and applies one pay result in one transaction; None when another
     /// consumer had it.
     pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
-        on_engine!(self, s => s.apply_pay_result(p).await)
+        let result = on_engine!(self, s => s.apply_pay_result(p).await);
+        self.mirrored(&p.out_trade_no, result).await
     }
 
     pub async fn back_off_pay_result(

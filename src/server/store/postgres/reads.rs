@@ -10,7 +10,7 @@ use crate::server::store::{now_ms, Product};
 
 pub(super) const ORDER_COLUMNS: &str =
     "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
-     transaction_id, paid_at, failure_reason, parked_at";
+     transaction_id, paid_at, failure_reason, parked_at, next_check_at";
 
 pub(super) fn order_row(r: &PgRow) -> Result<OrderRow, sqlx::Error> {
     let status: String = r.try_get("status")?;
@@ -29,10 +29,20 @@ pub(super) fn order_row(r: &PgRow) -> Result<OrderRow, sqlx::Error> {
         paid_at: r.try_get("paid_at")?,
         failure_reason: reason.as_deref().and_then(FailureReason::parse),
         parked: r.try_get::<Option<i64>, _>("parked_at")?.is_some(),
+        next_check_at: r.try_get("next_check_at")?,
     })
 }
 
 impl PgStore {
+    pub async fn unfinished(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, next_check_at FROM orders \
+             WHERE status IN ('pending', 'closing') AND parked_at IS NULL AND next_check_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn load(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
         let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
             .bind(id)
