@@ -282,8 +282,15 @@ impl RedisCache {
         .await
     }
 
-    /// The cached status of an order, if any.
+    /// The cached status of an order, if any. An order this process could not write here (Redis
+    /// was away) is a miss until it is rewritten: its entry may be older than SQL.
     pub async fn status(&self, id: &str) -> Result<Option<CachedStatus>, CacheError> {
+        {
+            let dirty = self.dirty.lock().unwrap();
+            if dirty.contains(id) || dirty.contains("") {
+                return Ok(None);
+            }
+        }
         let mut c = self.conn();
         let key = self.key(&format!("status:{id}"));
         let raw: Option<String> = self.run(async move { c.hget(key, "v").await }).await?;

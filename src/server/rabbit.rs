@@ -487,14 +487,15 @@ pub async fn consume<F, Fut>(
             tracing::info!(%queue, prefetch = settings.prefetch, "consuming");
             let handle = handle.clone();
             let queue = &queue;
-            consumer
+            let work = consumer
                 .for_each_concurrent(settings.prefetch as usize, |delivery| {
                     let handle = handle.clone();
                     async move {
                         let Ok(d) = delivery else { return };
                         let count = delivery_count(&d);
                         let outcome = handle(d.data.clone()).await;
-                        let sent = match outcome {
+                        let answer = async {
+                            match outcome {
                             Handled::Done => d.ack(BasicAckOptions::default()).await,
                             Handled::Retry(why) => {
                                 if count + 1 >= DELIVERY_LIMIT {
@@ -509,14 +510,32 @@ pub async fn consume<F, Fut>(
                                 tracing::error!(%queue, error = %why, "unreadable message dead-lettered");
                                 d.reject(BasicRejectOptions { requeue: false }).await
                             }
+                            }
                         };
+                        // An ack on a connection that just died may never complete.
+                        let sent = tokio::time::timeout(Duration::from_secs(5), answer)
+                            .await
+                            .unwrap_or(Ok(false));
                         if !matches!(sent, Ok(true)) {
                             // The channel broke before the ack went out: the broker redelivers it.
                             tracing::warn!(%queue, "ack not sent; the message will be redelivered");
                         }
                     }
-                })
-                .await;
+                });
+            // A cut connection does not always end the delivery stream: watch it, and start over
+            // when it is gone (unacked deliveries go back to the queue for another consumer).
+            let watchdog = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !conn.status().connected() || !ch.status().connected() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = work => {}
+                _ = watchdog => {}
+            }
             Ok::<_, lapin::Error>(conn)
         };
         let result = tokio::select! {
@@ -524,7 +543,10 @@ pub async fn consume<F, Fut>(
             _ = stop.stopped() => return,
         };
         match result {
-            Ok(_) => tracing::warn!(%queue, "consumer ended; reconnecting"),
+            Ok(_) => {
+                tracing::warn!(%queue, "RabbitMQ consumer lost its connection; reconnecting");
+                backoff = Duration::from_millis(250); // it was working: start the backoff over
+            }
             Err(e) => tracing::warn!(%queue, error = %e, retry_in_ms = backoff.as_millis() as u64,
                 "RabbitMQ consumer disconnected; reconnecting"),
         }

@@ -385,6 +385,11 @@ impl Proxy {
         self.up.send_replace(false);
     }
 
+    /// The switch itself, for a task that restores the proxy later.
+    pub fn handle(&self) -> Arc<tokio::sync::watch::Sender<bool>> {
+        self.up.clone()
+    }
+
     pub fn restore(&self) {
         self.up.send_replace(true);
     }
