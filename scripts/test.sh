@@ -20,9 +20,12 @@ section "cargo test (unit + integration on SQLite; the store contract on SQLite,
 cargo test --features ssr -- --show-output 2>&1 | tee "$logs/cargo.log"
 count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
 
+# PostgreSQL runs with RabbitMQ + Redis (the scaled-out engines), MariaDB with the embedded bus.
 for engine in postgres mysql; do
-  section "integration tests on $engine (each test its own database; model test: 150 cases)"
-  TEST_DATABASE=$engine PROPTEST_CASES=${PROPTEST_CASES_ENGINES:-150} \
+  engines=""
+  [ "$engine" = postgres ] && engines="rabbitmq+redis"
+  section "integration tests on $engine ${engines:++ $engines }(each test its own database, queues and keys; model test: 150 cases)"
+  TEST_DATABASE=$engine TEST_ENGINES=$engines PROPTEST_CASES=${PROPTEST_CASES_ENGINES:-150} \
     cargo test --features ssr --test integration -- --show-output 2>&1 | tee "$logs/cargo-$engine.log"
   count "$logs/cargo-$engine.log" '[0-9]+ passed;' '[0-9]+ failed;'
 done

@@ -423,3 +423,135 @@ async fn a_web_and_a_worker_process_split_the_work_of_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("web, worker or all"));
 }
+
+/// The scaled-out topology: one web and two worker processes on PostgreSQL + RabbitMQ + Redis.
+/// A worker is killed (SIGKILL) in the middle of a burst of notifies: the other applies what it
+/// had not acked. Every paid order is paid once, every other one closes at its deadline.
+#[tokio::test]
+async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed_worker() {
+    let testdb = scanpay::server::store::testing::TestDb::new("postgres").await;
+    let prefix = crate::common::unique_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let public = format!("http://127.0.0.1:{}", ports[0]);
+    let env = vec![
+        ("SCANPAY_DATABASE_URL", testdb.url.clone()),
+        ("SCANPAY_AMQP_URL", crate::common::amqp_url()),
+        ("SCANPAY_AMQP_PREFIX", prefix.clone()),
+        ("SCANPAY_REDIS_URL", crate::common::redis_url()),
+        ("SCANPAY_REDIS_PREFIX", prefix.clone()),
+        ("SCANPAY_PUBLIC_URL", public.clone()),
+        ("SCANPAY_WXPAY_BASE_URL", format!("{public}/sandbox/")),
+        ("SCANPAY_SANDBOX", "true".into()),
+        ("SCANPAY_ORDER_TTL", "4s".into()),
+        ("SCANPAY_SWEEP_INTERVAL", "300ms".into()),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1s".into()),
+        ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s".into()),
+    ];
+    // Clean-up of the queues and keys whatever happens.
+    struct Engines(Vec<(&'static str, String)>);
+    impl Drop for Engines {
+        fn drop(&mut self) {
+            let env: BTreeMap<String, String> =
+                self.0.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let settings = scanpay::server::config::Settings::from_sources(
+                include_str!("../../Leptos.toml"),
+                "Leptos.toml",
+                &env,
+                "127.0.0.1:1".parse().unwrap(),
+            )
+            .unwrap();
+            crate::common::remove_engines(&settings, vec![4]);
+        }
+    }
+    let _engines = Engines(env.clone());
+    let web = spawn(dir.path(), "web", ports[0], &env, &["--role", "web"]);
+    let mut worker_a = spawn(dir.path(), "worker_a", ports[1], &env, &["--role", "worker"]);
+    let worker_b = spawn(dir.path(), "worker_b", ports[2], &env, &["--role", "worker"]);
+    let http = reqwest::Client::new();
+    for (p, name) in [(&web, "web"), (&worker_a, "worker_a"), (&worker_b, "worker_b")] {
+        wait_healthy(&http, p, dir.path(), name).await;
+    }
+    let ready: serde_json::Value = serde_json::from_str(
+        &http.get(format!("{}/readyz", web.base)).send().await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&ready["dependencies"]["postgres"], &ready["dependencies"]["rabbitmq"], &ready["dependencies"]["redis"]),
+        (&"ok".into(), &"ok".into(), &"ok".into()),
+        "{ready}"
+    );
+
+    let db = crate::common::raw_db(&testdb.url).await;
+    sqlx::query("UPDATE products SET stock = 100000 WHERE sku = 'PIN-PANDA'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let cookie = session(&http, &web.base).await;
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(place(&http, &web.base, &cookie, "PIN-PANDA").await);
+    }
+    let merchant = Merchant {
+        appid: "wx5a4d1ba6b7c8e9f0".into(),
+        mch_id: "1900000109".into(),
+        api_key: scanpay::server::wxpay::ApiKey::new("sandbox0api0key0not0a0secret0000"),
+        sign_type: SignType::Md5,
+    };
+    // Half are paid by notify; worker A dies after the first few.
+    let paid: Vec<String> = ids.iter().step_by(2).cloned().collect();
+    for (i, id) in paid.iter().enumerate() {
+        if i == 5 {
+            worker_a.child.kill().unwrap(); // SIGKILL
+        }
+        let body = signed(&merchant, notify_params(&merchant, id, 101, &format!("4200000002202611270{i:09}")));
+        loop {
+            let r = http
+                .post(format!("{}/wxpay/notify", web.base))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await; // WeChat retries
+        }
+    }
+    let start = Instant::now();
+    for id in &ids {
+        let want = if paid.contains(id) { "paid" } else { "closed" };
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            if status == want {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{id} is {status}, expected {want}: {}",
+                std::fs::read_to_string(dir.path().join("worker_b.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let finals: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind IN ('paid', 'closed', 'failed')",
+        )
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(finals, 1, "{id} finished {finals} times");
+    }
+    let held: i64 = sqlx::query_scalar("SELECT 100000 - stock FROM products WHERE sku = 'PIN-PANDA'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(held, paid.len() as i64, "stock held = paid orders");
+    drop(db);
+    drop((web, worker_b));
+    testdb.remove().await;
+}
