@@ -237,7 +237,11 @@ impl RedisCache {
 
     /// Writes what the order looks like now (just committed) into the status cache, and keeps it
     /// in the index while unfinished (at `next_check_at`) or takes it out.
-    pub async fn mirror(&self, row: &OrderRow, next_check_at: Option<i64>) -> Result<(), CacheError> {
+    pub async fn mirror(
+        &self,
+        row: &OrderRow,
+        next_check_at: Option<i64>,
+    ) -> Result<(), CacheError> {
         let status = CachedStatus {
             session_id: row.session_id.clone(),
             status: row.status,
@@ -255,8 +259,7 @@ impl RedisCache {
         let mut c = self.conn();
         let key = self.key(&format!("status:{}", row.id));
         let (due, attempts) = (self.key("due"), self.key("attempts"));
-        let unfinished =
-            !row.status.is_final() && !row.parked && next_check_at.is_some();
+        let unfinished = !row.status.is_final() && !row.parked && next_check_at.is_some();
         let id = row.id.clone();
         let ttl = STATUS_TTL.as_millis() as i64;
         let r = rank(row);
@@ -387,9 +390,7 @@ impl RedisCache {
     pub async fn delete_all(&self) -> Result<(), CacheError> {
         let mut c = self.conn();
         let pattern = format!("{}:*", self.prefix);
-        let keys: Vec<String> = self
-            .run(async move { c.keys(pattern).await })
-            .await?;
+        let keys: Vec<String> = self.run(async move { c.keys(pattern).await }).await?;
         if keys.is_empty() {
             return Ok(());
         }

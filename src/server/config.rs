@@ -278,14 +278,22 @@ impl Settings {
                             publish_timeout: duration(&raw("amqp_publish_timeout"))?,
                         })
                     }
-                    _ => return Err(err(&r, "must be an amqp:// URL (or empty for the embedded bus)")),
+                    _ => {
+                        return Err(err(
+                            &r,
+                            "must be an amqp:// URL (or empty for the embedded bus)",
+                        ))
+                    }
                 }
             },
             redis: {
                 let r = raw("redis_url");
                 match r.value.trim() {
                     "" => None,
-                    url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") => {
+                    url if url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("unix://") =>
+                    {
                         Some((url.to_string(), nonempty("redis_prefix")?))
                     }
                     _ => return Err(err(&r, "must be a redis:// URL (or empty for none)")),

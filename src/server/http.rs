@@ -88,12 +88,18 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
         degraded |= !up;
         deps.insert(
             "redis".into(),
-            if up { "ok" } else { "unavailable: falling back to SQL" }.into(),
+            if up {
+                "ok"
+            } else {
+                "unavailable: falling back to SQL"
+            }
+            .into(),
         );
     }
     let mut dead_letters = None;
     if let Some(rabbit) = &ctx.rabbit {
-        let probe = tokio::time::timeout(std::time::Duration::from_secs(2), rabbit.dead_letters()).await;
+        let probe =
+            tokio::time::timeout(std::time::Duration::from_secs(2), rabbit.dead_letters()).await;
         let up = match probe {
             Ok(Ok(n)) => {
                 dead_letters = Some(n);
@@ -108,7 +114,12 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
         degraded |= !up;
         deps.insert(
             "rabbitmq".into(),
-            if up { "ok" } else { "unavailable: notifies answer FAIL" }.into(),
+            if up {
+                "ok"
+            } else {
+                "unavailable: notifies answer FAIL"
+            }
+            .into(),
         );
     }
     let ok = database == "ok" && ctx.workers.all_running();

@@ -159,7 +159,9 @@ pub async fn start(
         let cache = Arc::new(cache::RedisCache::connect(url, prefix).await?);
         // The index starts as SQL says; the sweep keeps repairing it.
         match cache.repair(|| db.unfinished()).await {
-            Ok((added, removed)) => tracing::info!(added, removed, "Redis index of unfinished orders rebuilt"),
+            Ok((added, removed)) => {
+                tracing::info!(added, removed, "Redis index of unfinished orders rebuilt")
+            }
             Err(e) => tracing::warn!(error = %e, "Redis index not rebuilt; the sweep will"),
         }
         db = db.with_mirror(cache);
@@ -393,7 +395,8 @@ async fn run_sandbox(settings: Settings) {
     let app: Router = Router::new()
         .nest(
             "/sandbox",
-            sb.router().layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+            sb.router()
+                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
         .route("/healthz", get(http::live));
     let addr = settings.site_addr;
@@ -417,11 +420,9 @@ pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<config::
         let value = match a.strip_prefix("--role=") {
             Some(v) => v.to_string(),
             None if a == "--role" => args.next().ok_or("--role needs web, worker or all")?,
-            None => {
-                return Err(format!(
-                    "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox"
-                ))
-            }
+            None => return Err(format!(
+                "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox"
+            )),
         };
         role = config::Role::parse(&value)?;
     }

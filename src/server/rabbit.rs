@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
@@ -179,7 +179,10 @@ async fn declare(ch: &Channel, n: &Names) -> Result<(), lapin::Error> {
         )
         .await?;
         let mut args = quorum(&n.dead_exchange, None);
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
         ch.queue_declare(queue.as_str().into(), durable_queue(), args)
             .await?;
         ch.queue_bind(
@@ -415,7 +418,11 @@ impl Rabbit {
         delays.extend_from_slice(more_delays);
         delays.sort_unstable();
         delays.dedup();
-        let mut queues = vec![n.pay_queue.clone(), n.timeout_queue.clone(), n.dead_queue.clone()];
+        let mut queues = vec![
+            n.pay_queue.clone(),
+            n.timeout_queue.clone(),
+            n.dead_queue.clone(),
+        ];
         queues.extend(delays.iter().map(|s| n.delay_queue(*s)));
         for q in queues {
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -458,20 +465,15 @@ fn delivery_count(d: &Delivery) -> i64 {
 /// Consumes `queue` until stopped, `prefetch` deliveries at a time, on its own connection;
 /// reconnects with backoff (250 ms doubling to 5 s) whenever the connection or channel breaks.
 /// `handle` runs once per delivery; the ack follows its `Done`.
-pub async fn consume<F, Fut>(
-    settings: RabbitSettings,
-    queue: String,
-    mut stop: Stop,
-    handle: F,
-) where
+pub async fn consume<F, Fut>(settings: RabbitSettings, queue: String, mut stop: Stop, handle: F)
+where
     F: Fn(Vec<u8>) -> Fut + Clone,
     Fut: std::future::Future<Output = Handled>,
 {
     let mut backoff = Duration::from_millis(250);
     loop {
         let session = async {
-            let conn =
-                Connection::connect(&settings.url, ConnectionProperties::default()).await?;
+            let conn = Connection::connect(&settings.url, ConnectionProperties::default()).await?;
             let ch = conn.create_channel().await?;
             declare(&ch, &Names::new(&settings.prefix)).await?;
             ch.basic_qos(settings.prefetch, BasicQosOptions::default())

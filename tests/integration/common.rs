@@ -21,12 +21,14 @@ pub struct TestApp {
     /// The test's own database (removed when the app is dropped); None for a second app on
     /// another's database.
     pub testdb: Option<TestDb>,
+    /// Whether this app's RabbitMQ queues and Redis keys are removed when it is dropped.
+    owns_engines: bool,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.running.abort();
-        if self.testdb.is_some() {
+        if self.owns_engines {
             let delays = self
                 .running
                 .ctx
@@ -68,6 +70,7 @@ pub async fn spawn_app_on(
         "SCANPAY_SESSION_SECRET".into(),
         "integration-tests-session-secret-0123456789".into(),
     );
+    let owns_engines = testdb.is_some() || full_engines();
     if full_engines() {
         let prefix = unique_prefix();
         env.insert("SCANPAY_AMQP_URL".into(), amqp_url());
@@ -96,6 +99,7 @@ pub async fn spawn_app_on(
             .build()
             .unwrap(),
         testdb,
+        owns_engines,
     }
 }
 
@@ -280,7 +284,8 @@ pub async fn raw_db(url: &str) -> sqlx::AnyPool {
 /// RabbitMQ and Redis for tests (`TEST_AMQP_URL`, `TEST_REDIS_URL`), each test under names of
 /// its own.
 pub fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub fn redis_url() -> String {
@@ -310,7 +315,10 @@ pub fn remove_engines(settings: &Settings, delays: Vec<u64>) {
         s.url = amqp_url();
         s
     });
-    let redis = settings.redis.clone().map(|(_, prefix)| (redis_url(), prefix));
+    let redis = settings
+        .redis
+        .clone()
+        .map(|(_, prefix)| (redis_url(), prefix));
     if amqp.is_none() && redis.is_none() {
         return;
     }
@@ -360,7 +368,9 @@ impl Proxy {
             let up = up.clone();
             async move {
                 loop {
-                    let Ok((mut client, _)) = listener.accept().await else { return };
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
                     if !*up.borrow() {
                         drop(client); // down: refuse by closing at once
                         continue;
@@ -368,7 +378,9 @@ impl Proxy {
                     let mut down = up.subscribe();
                     let target = target.clone();
                     tokio::spawn(async move {
-                        let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                        let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                            return;
+                        };
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                             _ = down.wait_for(|up| !*up) => {} // cut: both sides dropped

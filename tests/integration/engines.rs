@@ -50,7 +50,12 @@ impl Drop for RabbitCleanup {
 async fn test_rabbit(delays: &[u64]) -> (Rabbit, RabbitCleanup) {
     let s = rabbit_settings(&amqp_url(), &unique_prefix());
     let cleanup = RabbitCleanup(s.clone(), delays.to_vec());
-    (Rabbit::connect(s).await.expect("RabbitMQ on 127.0.0.1:5672"), cleanup)
+    (
+        Rabbit::connect(s)
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672"),
+        cleanup,
+    )
 }
 
 /// Consumes `queue` in the background, recording each body; the handler decides the outcome.
@@ -65,13 +70,18 @@ fn consumer(
     let (stop_tx, stop) = Stop::manual();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let rec = seen.clone();
-    tokio::spawn(rabbit::consume(s.clone(), queue.to_string(), stop, move |body| {
-        let (rec, outcome) = (rec.clone(), outcome.clone());
-        async move {
-            rec.lock().unwrap().push((Instant::now(), body));
-            outcome()
-        }
-    }));
+    tokio::spawn(rabbit::consume(
+        s.clone(),
+        queue.to_string(),
+        stop,
+        move |body| {
+            let (rec, outcome) = (rec.clone(), outcome.clone());
+            async move {
+                rec.lock().unwrap().push((Instant::now(), body));
+                outcome()
+            }
+        },
+    ));
     (stop_tx, seen)
 }
 
@@ -145,7 +155,11 @@ async fn a_message_a_consumer_took_but_never_acked_goes_to_another() {
     .await;
     assert_eq!(seen_b.lock().unwrap()[0].1, b"hello");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(seen_b.lock().unwrap().len(), 1, "acked once, delivered once");
+    assert_eq!(
+        seen_b.lock().unwrap().len(),
+        1,
+        "acked once, delivered once"
+    );
 }
 
 #[tokio::test]
@@ -160,12 +174,19 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
     });
     let start = Instant::now();
     while r.dead_letters().await.unwrap() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "never dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let tries = seen.lock().unwrap().len() as i64;
-    assert_eq!(tries, DELIVERY_LIMIT + 1, "delivered once, then redelivered up to the limit");
+    assert_eq!(
+        tries,
+        DELIVERY_LIMIT + 1,
+        "delivered once, then redelivered up to the limit"
+    );
     assert_eq!(r.dead_letters().await.unwrap(), 1);
     // An unreadable message goes there at once.
     let (_stop2, _) = consumer(r.settings(), &n.timeout_queue, || {
@@ -176,7 +197,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
         .unwrap();
     let start = Instant::now();
     while r.dead_letters().await.unwrap() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(5), "poison not dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "poison not dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -259,12 +283,14 @@ async fn test_cache() -> (Arc<RedisCache>, RedisCleanup) {
 async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
     let (c, _cleanup) = test_cache().await;
     for i in 0..40 {
-        c.mirror(&row(&format!("C{i:02}"), OrderStatus::Pending, true), Some(1000 + i))
-            .await
-            .unwrap();
+        c.mirror(
+            &row(&format!("C{i:02}"), OrderStatus::Pending, true),
+            Some(1000 + i),
+        )
+        .await
+        .unwrap();
     }
-    let claims =
-        futures::future::join_all((0..4).map(|_| c.claim(10_000, 15, 20_000))).await;
+    let claims = futures::future::join_all((0..4).map(|_| c.claim(10_000, 15, 20_000))).await;
     let mut seen = HashSet::new();
     for claim in claims {
         for (id, attempts) in claim.unwrap() {
@@ -273,13 +299,18 @@ async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
         }
     }
     assert_eq!(seen.len(), 40);
-    assert!(c.claim(19_999, 100, 30_000).await.unwrap().is_empty(), "leased");
+    assert!(
+        c.claim(19_999, 100, 30_000).await.unwrap().is_empty(),
+        "leased"
+    );
     // Nobody finished them: after the lease they are due again, one check later.
     let again = c.claim(20_000, 100, 30_000).await.unwrap();
     assert_eq!(again.len(), 40);
     assert!(again.iter().all(|(_, attempts)| *attempts == 1));
     // A finished order leaves the index.
-    c.mirror(&row("C00", OrderStatus::Paid, true), None).await.unwrap();
+    c.mirror(&row("C00", OrderStatus::Paid, true), None)
+        .await
+        .unwrap();
     let ids: HashSet<String> = c
         .claim(i64::MAX, 100, i64::MAX)
         .await
@@ -295,21 +326,39 @@ async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
 async fn redis_status_only_moves_forward_and_answers_for_its_session() {
     let (c, _cleanup) = test_cache().await;
     assert_eq!(c.status("S1").await.unwrap(), None);
-    c.mirror(&row("S1", OrderStatus::Pending, false), Some(5)).await.unwrap();
-    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5)).await.unwrap();
+    c.mirror(&row("S1", OrderStatus::Pending, false), Some(5))
+        .await
+        .unwrap();
+    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5))
+        .await
+        .unwrap();
     let s = c.status("S1").await.unwrap().unwrap();
-    assert_eq!((s.status, s.qr_ready, s.session_id.as_str()), (OrderStatus::Pending, true, "s1"));
-    c.mirror(&row("S1", OrderStatus::Paid, true), None).await.unwrap();
+    assert_eq!(
+        (s.status, s.qr_ready, s.session_id.as_str()),
+        (OrderStatus::Pending, true, "s1")
+    );
+    c.mirror(&row("S1", OrderStatus::Paid, true), None)
+        .await
+        .unwrap();
     // A slower writer that read the order before it was paid does not undo it.
-    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5)).await.unwrap();
-    assert_eq!(c.status("S1").await.unwrap().unwrap().status, OrderStatus::Paid);
+    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.status("S1").await.unwrap().unwrap().status,
+        OrderStatus::Paid
+    );
 }
 
 #[tokio::test]
 async fn redis_repair_adds_what_sql_holds_and_drops_what_it_finished() {
     let (c, _cleanup) = test_cache().await;
-    c.mirror(&row("KEEP", OrderStatus::Pending, true), Some(10)).await.unwrap();
-    c.mirror(&row("GONE", OrderStatus::Pending, true), Some(10)).await.unwrap();
+    c.mirror(&row("KEEP", OrderStatus::Pending, true), Some(10))
+        .await
+        .unwrap();
+    c.mirror(&row("GONE", OrderStatus::Pending, true), Some(10))
+        .await
+        .unwrap();
     let sql = vec![("KEEP".to_string(), 99), ("MISSING".to_string(), 20)];
     let (added, removed) = c.repair(|| async { Ok(sql) }).await.unwrap();
     assert_eq!((added, removed), (1, 1));
@@ -357,25 +406,36 @@ async fn each_bus_applies_duplicate_notifies_once() {
         let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
         let fee = app.order(&id).await.total_fee;
         let m = app.ctx().settings.merchant.clone();
-        let body = signed(&m, notify_params(&m, &id, fee, "4200000001202611270000000777"));
-        let replies = futures::future::join_all(
-            (0..3).map(|_| app.post_xml("/wxpay/notify", body.clone())),
-        )
-        .await;
+        let body = signed(
+            &m,
+            notify_params(&m, &id, fee, "4200000001202611270000000777"),
+        );
+        let replies =
+            futures::future::join_all((0..3).map(|_| app.post_xml("/wxpay/notify", body.clone())))
+                .await;
         for (status, reply) in replies {
             assert_eq!((status, reply.as_str()), (200, REPLY_SUCCESS));
         }
-        app.wait_for(&id, "paid", |o| o.status == OrderStatus::Paid).await;
+        app.wait_for(&id, "paid", |o| o.status == OrderStatus::Paid)
+            .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(count_events(&app, &id, "paid").await, 1);
         assert_eq!(count_events(&app, &id, "notify_received").await, 1);
         let (code, status) = shopper.call("order_status", &[("id", &id)]).await;
-        assert_eq!((code, status["status"].as_str()), (200, Some("Paid")), "{engines:?}");
+        assert_eq!(
+            (code, status["status"].as_str()),
+            (200, Some("Paid")),
+            "{engines:?}"
+        );
         if let Some(cache) = app.ctx().store.mirror() {
             let cached = cache.status(&id).await.unwrap().unwrap();
             assert_eq!(cached.status, OrderStatus::Paid, "written after the commit");
             // Another shopper's poll is refused from the cache as from SQL.
-            let (code, _) = app.shopper().await.call("order_status", &[("id", &id)]).await;
+            let (code, _) = app
+                .shopper()
+                .await
+                .call("order_status", &[("id", &id)])
+                .await;
             assert_eq!(code, 404);
         }
     }
@@ -404,11 +464,17 @@ async fn an_order_closes_at_its_deadline_through_the_delay_queue() {
         if o.status == OrderStatus::Closed {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(8), "not closed: {o:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "not closed: {o:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let events = app.ctx().store.events(&id).await.unwrap();
-    let closing = events.iter().find(|e| e.kind == "closing").expect("closing event");
+    let closing = events
+        .iter()
+        .find(|e| e.kind == "closing")
+        .expect("closing event");
     assert_eq!(closing.cause, "timeout");
     assert!(closing.at >= placed + 1_900, "closed before its deadline");
 }
@@ -445,7 +511,12 @@ async fn rabbitmq_cut_during_a_burst_loses_no_payment() {
     let bodies: Vec<String> = orders
         .iter()
         .enumerate()
-        .map(|(i, (id, fee))| signed(&m, notify_params(&m, id, *fee, &format!("42000000012026112700{i:08}"))))
+        .map(|(i, (id, fee))| {
+            signed(
+                &m,
+                notify_params(&m, id, *fee, &format!("42000000012026112700{i:08}")),
+            )
+        })
         .collect();
     // The burst: 4 notifies in flight at a time; the broker is cut off once 15 are answered
     // and comes back 700 ms later, while the rest are still coming in.
@@ -475,7 +546,10 @@ async fn rabbitmq_cut_during_a_burst_loses_no_payment() {
             .await
     };
     for (status, reply) in &replies {
-        assert!(*status == 200 && reply == REPLY_SUCCESS || *status == 503, "{status} {reply}");
+        assert!(
+            *status == 200 && reply == REPLY_SUCCESS || *status == 503,
+            "{status} {reply}"
+        );
     }
     let mut pending: Vec<usize> = (0..bodies.len()).filter(|&i| replies[i].0 != 200).collect();
     let failed = pending.len();
@@ -486,11 +560,16 @@ async fn rabbitmq_cut_during_a_burst_loses_no_payment() {
         // WeChat sends again what was not answered SUCCESS.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let replies = futures::future::join_all(
-            pending.iter().map(|&i| app.post_xml("/wxpay/notify", bodies[i].clone())),
+            pending
+                .iter()
+                .map(|&i| app.post_xml("/wxpay/notify", bodies[i].clone())),
         )
         .await;
         for (status, reply) in &replies {
-            assert!(*status == 200 && reply == REPLY_SUCCESS || *status == 503, "{status} {reply}");
+            assert!(
+                *status == 200 && reply == REPLY_SUCCESS || *status == 503,
+                "{status} {reply}"
+            );
         }
         pending = pending
             .into_iter()
@@ -511,7 +590,10 @@ async fn rabbitmq_cut_during_a_burst_loses_no_payment() {
         }
         assert_eq!(count_events(&app, id, "paid").await, 1, "{id} paid twice");
     }
-    eprintln!("rabbitmq cut: {failed} of {} notifies answered FAIL first, 0 lost, 0 doubled", orders.len());
+    eprintln!(
+        "rabbitmq cut: {failed} of {} notifies answered FAIL first, 0 lost, 0 doubled",
+        orders.len()
+    );
 }
 
 /// Redis unreachable: polls still answer (from SQL) and orders still close; readiness says so.
@@ -521,7 +603,10 @@ async fn redis_down_polls_answer_and_orders_close_from_sql() {
     let prefix = unique_prefix();
     let app = app_with(
         &[
-            ("SCANPAY_REDIS_URL", format!("redis://127.0.0.1:{}/0", proxy.port)),
+            (
+                "SCANPAY_REDIS_URL",
+                format!("redis://127.0.0.1:{}/0", proxy.port),
+            ),
             ("SCANPAY_REDIS_PREFIX", prefix.clone()),
         ],
         &[
@@ -540,7 +625,10 @@ async fn redis_down_polls_answer_and_orders_close_from_sql() {
     assert_eq!((code, status["status"].as_str()), (200, Some("Pending")));
     let ready = readyz(&app).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
-    assert!(ready["dependencies"]["redis"].as_str().unwrap().starts_with("unavailable"));
+    assert!(ready["dependencies"]["redis"]
+        .as_str()
+        .unwrap()
+        .starts_with("unavailable"));
     let start = Instant::now();
     loop {
         let (code, status) = shopper.call("order_status", &[("id", &id)]).await;
@@ -548,7 +636,10 @@ async fn redis_down_polls_answer_and_orders_close_from_sql() {
         if status["status"] == "Closed" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "not closed: {status}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not closed: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Back again: the poll reads the cache, which the repair brings up to date.
@@ -559,7 +650,10 @@ async fn redis_down_polls_answer_and_orders_close_from_sql() {
         if ready["status"] == "ok" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "Redis not back: {ready}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Redis not back: {ready}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (code, status) = shopper.call("order_status", &[("id", &id)]).await;
@@ -578,4 +672,3 @@ async fn readyz(app: &TestApp) -> serde_json::Value {
         .unwrap();
     serde_json::from_str(&text).unwrap()
 }
-

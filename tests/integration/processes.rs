@@ -452,8 +452,11 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
     struct Engines(Vec<(&'static str, String)>);
     impl Drop for Engines {
         fn drop(&mut self) {
-            let env: BTreeMap<String, String> =
-                self.0.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let env: BTreeMap<String, String> = self
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
             let settings = scanpay::server::config::Settings::from_sources(
                 include_str!("../../Leptos.toml"),
                 "Leptos.toml",
@@ -466,18 +469,45 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
     }
     let _engines = Engines(env.clone());
     let web = spawn(dir.path(), "web", ports[0], &env, &["--role", "web"]);
-    let mut worker_a = spawn(dir.path(), "worker_a", ports[1], &env, &["--role", "worker"]);
-    let worker_b = spawn(dir.path(), "worker_b", ports[2], &env, &["--role", "worker"]);
+    let mut worker_a = spawn(
+        dir.path(),
+        "worker_a",
+        ports[1],
+        &env,
+        &["--role", "worker"],
+    );
+    let worker_b = spawn(
+        dir.path(),
+        "worker_b",
+        ports[2],
+        &env,
+        &["--role", "worker"],
+    );
     let http = reqwest::Client::new();
-    for (p, name) in [(&web, "web"), (&worker_a, "worker_a"), (&worker_b, "worker_b")] {
+    for (p, name) in [
+        (&web, "web"),
+        (&worker_a, "worker_a"),
+        (&worker_b, "worker_b"),
+    ] {
         wait_healthy(&http, p, dir.path(), name).await;
     }
     let ready: serde_json::Value = serde_json::from_str(
-        &http.get(format!("{}/readyz", web.base)).send().await.unwrap().text().await.unwrap(),
+        &http
+            .get(format!("{}/readyz", web.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(
-        (&ready["dependencies"]["postgres"], &ready["dependencies"]["rabbitmq"], &ready["dependencies"]["redis"]),
+        (
+            &ready["dependencies"]["postgres"],
+            &ready["dependencies"]["rabbitmq"],
+            &ready["dependencies"]["redis"]
+        ),
         (&"ok".into(), &"ok".into(), &"ok".into()),
         "{ready}"
     );
@@ -504,7 +534,10 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
         if i == 5 {
             worker_a.child.kill().unwrap(); // SIGKILL
         }
-        let body = signed(&merchant, notify_params(&merchant, id, 101, &format!("4200000002202611270{i:09}")));
+        let body = signed(
+            &merchant,
+            notify_params(&merchant, id, 101, &format!("4200000002202611270{i:09}")),
+        );
         loop {
             let r = http
                 .post(format!("{}/wxpay/notify", web.base))
@@ -546,10 +579,11 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
         .unwrap();
         assert_eq!(finals, 1, "{id} finished {finals} times");
     }
-    let held: i64 = sqlx::query_scalar("SELECT 100000 - stock FROM products WHERE sku = 'PIN-PANDA'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let held: i64 =
+        sqlx::query_scalar("SELECT 100000 - stock FROM products WHERE sku = 'PIN-PANDA'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(held, paid.len() as i64, "stock held = paid orders");
     drop(db);
     drop((web, worker_b));

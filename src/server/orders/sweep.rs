@@ -26,11 +26,19 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: crate::server::workers::Stop) {
             if cache.take_recovered() {
                 let store = &ctx.store;
                 match cache
-                    .recover(|id| async move { store.load(&id).await }, || store.unfinished())
+                    .recover(
+                        |id| async move { store.load(&id).await },
+                        || store.unfinished(),
+                    )
                     .await
                 {
-                    Ok(n) => tracing::info!(rewritten = n, "Redis back: statuses rewritten, index repaired"),
-                    Err(e) => tracing::warn!(error = %e, "Redis recovery incomplete; retrying next pass"),
+                    Ok(n) => tracing::info!(
+                        rewritten = n,
+                        "Redis back: statuses rewritten, index repaired"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Redis recovery incomplete; retrying next pass")
+                    }
                 }
             } else if passes % 4 == 3 {
                 match cache.repair(|| ctx.store.unfinished()).await {

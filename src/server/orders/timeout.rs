@@ -77,7 +77,9 @@ pub async fn schedule(ctx: &Ctx, order_id: &str, deadline_at: i64) {
 
 /// Consumes the timeout queue: each message runs the close flow of its order once due.
 pub async fn run_queue(ctx: Arc<Ctx>, stop: Stop) {
-    let Some(rabbit) = ctx.rabbit.clone() else { return };
+    let Some(rabbit) = ctx.rabbit.clone() else {
+        return;
+    };
     let (settings, queue) = (rabbit.settings().clone(), rabbit.names().timeout_queue);
     crate::server::rabbit::consume(settings, queue, stop, move |body| {
         let ctx = ctx.clone();

@@ -154,7 +154,11 @@ impl Store {
 
     /// After a commit that may have changed order `id`: writes what it is now to Redis. A Redis
     /// failure never fails the transition (SQL is the truth; the sweep repairs the index).
-    async fn mirrored<T>(&self, id: &str, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+    async fn mirrored<T>(
+        &self,
+        id: &str,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
         if let (Some(cache), Ok(_)) = (&self.mirror, &result) {
             match self.load_for_mirror(id).await {
                 Ok(Some((row, next))) => {
@@ -172,7 +176,10 @@ impl Store {
         result
     }
 
-    async fn load_for_mirror(&self, id: &str) -> Result<Option<(OrderRow, Option<i64>)>, sqlx::Error> {
+    async fn load_for_mirror(
+        &self,
+        id: &str,
+    ) -> Result<Option<(OrderRow, Option<i64>)>, sqlx::Error> {
         Ok(self.load(id).await?.map(|o| {
             let next = o.next_check_at;
             (o, next)
