@@ -25,15 +25,37 @@ case "${E2E_DATABASE:-sqlite}" in
     name="scanpay_e2e_${E2E_PORT:-3400}"
     psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
     export SCANPAY_DATABASE_URL="${admin%/*}/$name"
-    "$target/$profile/scanpay" &
-    server=$!
+    pids=()
+    if [ "${E2E_ENGINES:-}" = "rabbitmq+redis" ]; then
+      # Scaled out: one web process (with the sandbox) and two workers, on RabbitMQ + Redis
+      # under names of this server's own (removed again by purge-engines at exit).
+      port=${E2E_PORT:-3400}
+      export SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+      export SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+      export SCANPAY_AMQP_PREFIX=$name SCANPAY_REDIS_PREFIX=$name
+      export SCANPAY_PUBLIC_URL="http://$LEPTOS_SITE_ADDR"
+      export SCANPAY_WXPAY_BASE_URL="$SCANPAY_PUBLIC_URL/sandbox/"
+      SCANPAY_SANDBOX=true "$target/$profile/scanpay" --role web &
+      pids+=($!)
+      for i in 1 2; do
+        SCANPAY_SANDBOX=false LEPTOS_SITE_ADDR="127.0.0.1:$((port + 100 * i))" \
+          "$target/$profile/scanpay" --role worker &
+        pids+=($!)
+      done
+    else
+      "$target/$profile/scanpay" &
+      pids+=($!)
+    fi
     cleanup() {
-      kill -TERM "$server" 2>/dev/null || true
-      wait "$server" 2>/dev/null || true
+      kill -TERM "${pids[@]}" 2>/dev/null || true
+      wait "${pids[@]}" 2>/dev/null || true
+      if [ "${E2E_ENGINES:-}" = "rabbitmq+redis" ]; then
+        "$target/$profile/scanpay" purge-engines --yes || true
+      fi
       psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true
     }
     trap cleanup EXIT INT TERM
-    wait "$server"
+    wait "${pids[0]}"
     ;;
   mysql)
     # The same for MySQL/MariaDB (root without a password on the local test server by default).

@@ -42,8 +42,11 @@ section "Playwright, debug build"
 count "$logs/e2e-debug.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
 
 for engine in postgres mysql; do
-  section "Playwright happy paths, debug build, on $engine"
-  (cd end2end && E2E_DATABASE=$engine E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-$engine.log"
+  # PostgreSQL: one web and two worker processes on RabbitMQ + Redis (end2end/serve.sh).
+  engines=""
+  [ "$engine" = postgres ] && engines="rabbitmq+redis"
+  section "Playwright happy paths, debug build, on $engine ${engines:+(+ $engines, one web and two worker processes)}"
+  (cd end2end && E2E_DATABASE=$engine E2E_ENGINES=$engines E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-$engine.log"
   count "$logs/e2e-$engine.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
 done
 for port in 3400 3401; do  # the servers' databases (see end2end/serve.sh)

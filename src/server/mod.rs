@@ -344,6 +344,12 @@ pub async fn run() {
     let mut settings =
         Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("purge-engines") {
+        if args.get(1).map(String::as_str) != Some("--yes") || args.len() > 2 {
+            fail("usage: scanpay purge-engines --yes (deletes this deployment's RabbitMQ queues and Redis keys)");
+        }
+        return purge_engines(settings).await;
+    }
     if args.first().map(String::as_str) == Some("sandbox") {
         if args.len() > 1 {
             fail("usage: scanpay sandbox (settings come from the environment, see README)");
@@ -378,6 +384,34 @@ pub async fn run() {
         tracing::info!("stopped cleanly");
     } else {
         tracing::warn!("stopped with work still running after the grace period");
+    }
+}
+
+/// `scanpay purge-engines --yes`: deletes every RabbitMQ queue and exchange and every Redis key
+/// under the configured prefixes (taking a deployment down for good, or after a test run).
+async fn purge_engines(settings: Settings) {
+    if let Some(s) = &settings.amqp {
+        let rabbit = rabbit::Rabbit::connect(s.clone())
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        // Deadlines are published a few milliseconds after placing: their delay rounds up to the
+        // order time, or just under it.
+        let ttl = settings.order_ttl.as_millis().div_ceil(1000) as u64;
+        rabbit
+            .delete_topology(&[ttl, ttl.saturating_sub(1).max(1)])
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        tracing::info!(prefix = %s.prefix, "RabbitMQ queues and exchanges deleted");
+    }
+    if let Some((url, prefix)) = &settings.redis {
+        let cache = cache::RedisCache::connect(url, prefix)
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        cache
+            .delete_all()
+            .await
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        tracing::info!(%prefix, "Redis keys deleted");
     }
 }
 
@@ -421,7 +455,7 @@ pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<config::
             Some(v) => v.to_string(),
             None if a == "--role" => args.next().ok_or("--role needs web, worker or all")?,
             None => return Err(format!(
-                "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox"
+                "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox | scanpay purge-engines --yes"
             )),
         };
         role = config::Role::parse(&value)?;

@@ -672,3 +672,57 @@ async fn readyz(app: &TestApp) -> serde_json::Value {
         .unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// A malformed URL stops start-up naming the variable; so does a service that does not answer,
+/// without showing the password.
+#[tokio::test]
+async fn malformed_or_unreachable_engines_are_named_at_start_up() {
+    use scanpay::server::config::Settings;
+    use std::collections::BTreeMap;
+    for (var, value) in [
+        ("SCANPAY_AMQP_URL", "http://127.0.0.1:5672"),
+        ("SCANPAY_REDIS_URL", "127.0.0.1:6379"),
+    ] {
+        let env = BTreeMap::from([(var.to_string(), value.to_string())]);
+        let e = Settings::from_sources(
+            include_str!("../../Leptos.toml"),
+            "Leptos.toml",
+            &env,
+            "127.0.0.1:3000".parse().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(var), "{e}");
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = Rabbit::connect(rabbit_settings(
+        &format!("amqp://guest:s3cret@127.0.0.1:{closed}/%2f"),
+        "scanpay_never",
+    ))
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        e.starts_with("SCANPAY_AMQP_URL=amqp://guest:***@127.0.0.1:"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    let e = RedisCache::connect(
+        &format!("redis://:s3cret@127.0.0.1:{closed}/0"),
+        "scanpay_never",
+    )
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        e.starts_with("SCANPAY_REDIS_URL=redis://:***@127.0.0.1:"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+}

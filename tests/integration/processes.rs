@@ -589,3 +589,75 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
     drop((web, worker_b));
     testdb.remove().await;
 }
+
+/// `scanpay sandbox` is WeChat Pay for another scanpay process: the app places its order there,
+/// shows the QR, and is paid by the sandbox's notify.
+#[tokio::test]
+async fn the_sandbox_runs_as_its_own_process_and_the_app_is_paid_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb_port, app_port) = (free_port(), free_port());
+    let wechat = format!("http://127.0.0.1:{sb_port}/sandbox/");
+    let sandbox = spawn(
+        dir.path(),
+        "sandbox",
+        sb_port,
+        &[("SCANPAY_SANDBOX_TIME_SCALE", "0.01".into())],
+        &["sandbox"],
+    );
+    let url = format!("sqlite://{}/app.db", dir.path().display());
+    let app = spawn(
+        dir.path(),
+        "app",
+        app_port,
+        &[
+            ("SCANPAY_DATABASE_URL", url.clone()),
+            ("SCANPAY_WXPAY_BASE_URL", wechat.clone()),
+        ],
+        &[],
+    );
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &sandbox, dir.path(), "sandbox").await;
+    wait_healthy(&http, &app, dir.path(), "app").await;
+    // The app mounts no simulator of its own.
+    let r = http
+        .get(format!("{}/sandbox/scan", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let cookie = session(&http, &app.base).await;
+    let id = place(&http, &app.base, &cookie, "PIN-PANDA").await;
+    let db = crate::common::raw_db(&url).await;
+    let status = |want: &'static str| {
+        let (db, id) = (db.clone(), id.clone());
+        async move {
+            let start = Instant::now();
+            loop {
+                let (status, qr): (String, Option<String>) =
+                    sqlx::query_as("SELECT status, code_url FROM orders WHERE id = ?")
+                        .bind(&id)
+                        .fetch_one(&db)
+                        .await
+                        .unwrap();
+                if (want == "qr" && qr.is_some()) || status == want {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "{id}: {status}, waiting for {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    status("qr").await;
+    let r = http
+        .post(format!("{wechat}admin/pay"))
+        .form(&[("out_trade_no", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    status("paid").await;
+}

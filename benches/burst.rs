@@ -1,0 +1,261 @@
+//! Benchmark: a burst of 2,000 verified notifies through web → RabbitMQ → worker → PostgreSQL
+//! (+ Redis): paid orders per second and notify latency (p50/p99), beside PostgreSQL's ceiling for
+//! the consumer's transaction (hand-written, 32 clients) measured in the same run; then the
+//! 3-second status polls answered per second by a web process reading Redis vs one reading SQL.
+//!
+//! Run: `scripts/bench.sh burst` (release build; the local PostgreSQL, RabbitMQ and Redis, each
+//! under names of its own, removed afterwards). Figures: docs/BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[macro_use]
+mod support;
+
+use futures::stream::{self, StreamExt};
+use leptos::prelude::LeptosOptions;
+use scanpay::server::config::{Role, Settings};
+use scanpay::server::orders::state::{NewItem, NewOrder, Payment};
+use scanpay::server::store::now_ms;
+use scanpay::server::store::testing::TestDb;
+use scanpay::server::wxpay::{sign, xml};
+use scanpay::server::{start, Running};
+use support::{prepare, q};
+
+const BURST: usize = 2000;
+/// Notifies in flight at once (WeChat sends from many servers).
+const SENDERS: usize = 64;
+
+async fn app(env: &BTreeMap<String, String>, role: Role) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut env = env.clone();
+    if role == Role::Web {
+        // This web process is its own WeChat (for the poll benchmark's one real order).
+        env.insert(
+            "SCANPAY_WXPAY_BASE_URL".into(),
+            format!("http://{addr}/sandbox/"),
+        );
+        env.insert("SCANPAY_SANDBOX".into(), "true".into());
+    }
+    let mut settings =
+        Settings::from_sources(include_str!("../Leptos.toml"), "Leptos.toml", &env, addr).unwrap();
+    settings.role = role;
+    let options = LeptosOptions::builder()
+        .output_name("scanpay")
+        .site_addr(addr)
+        .build();
+    start(settings, options, listener).await.unwrap()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Polls `order_status` as its owner, 32 at a time, for `for_`: answers per second.
+async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
+    let http = reqwest::Client::new();
+    let done = AtomicUsize::new(0);
+    let until = Instant::now() + for_;
+    let start = Instant::now();
+    stream::iter(0..32)
+        .for_each_concurrent(32, |_| {
+            let (http, done) = (&http, &done);
+            async move {
+                while Instant::now() < until {
+                    let r = http
+                        .post(format!("{base}/api/order_status"))
+                        .header("cookie", cookie)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(format!("id={id}"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    let _ = r.bytes().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .await;
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = TestDb::new("postgres").await;
+        let prefix = format!("scanpay_bench_{}", std::process::id());
+        let env: BTreeMap<String, String> = [
+            ("SCANPAY_DATABASE_URL", db.url.as_str()),
+            ("SCANPAY_DATABASE_MAX_CONNECTIONS", "32"),
+            ("SCANPAY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("SCANPAY_AMQP_PREFIX", &prefix),
+            ("SCANPAY_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            ("SCANPAY_REDIS_PREFIX", &prefix),
+            ("SCANPAY_LIMIT_ORDERS_PER_MINUTE", "1000000"),
+            ("SCANPAY_SWEEP_INTERVAL", "60s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let web = app(&env, Role::Web).await;
+        let worker = app(&env, Role::Worker).await;
+        let store = web.ctx.store.clone();
+        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE products SET stock = 1000000")
+            .execute(&raw)
+            .await
+            .unwrap();
+
+        // The burst: 2,000 pending orders, one verified notify each.
+        let ids: Vec<String> = (0..BURST).map(|i| format!("BURST{i:06}")).collect();
+        stream::iter(ids.clone())
+            .for_each_concurrent(16, |id| {
+                let store = store.clone();
+                async move {
+                    let order = NewOrder {
+                        id,
+                        session_id: "bench".into(),
+                        created_at: now_ms(),
+                        deadline_at: now_ms() + 3_600_000,
+                        first_check_at: now_ms() + 3_600_000,
+                        max_open: 1_000_000,
+                        items: vec![NewItem { sku: "PIN-PANDA".into(), qty: 1 }],
+                    };
+                    store.create_order(&order, "bench").await.unwrap();
+                }
+            })
+            .await;
+        let m = web.ctx.settings.merchant.clone();
+        let bodies: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut p: xml::Params = [
+                    ("return_code", "SUCCESS"),
+                    ("result_code", "SUCCESS"),
+                    ("appid", m.appid.as_str()),
+                    ("mch_id", m.mch_id.as_str()),
+                    ("nonce_str", "bench"),
+                    ("out_trade_no", id.as_str()),
+                    ("transaction_id", &format!("4200000003202611270{i:09}")),
+                    ("total_fee", "101"),
+                    ("time_end", "20261127120000"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                let s = sign::sign(&p, m.api_key.expose(), m.sign_type);
+                p.insert("sign".into(), s);
+                xml::to_xml(&p)
+            })
+            .collect();
+        let http = reqwest::Client::new();
+        let notify_url = format!("http://{}/wxpay/notify", web.addr);
+        let started = Instant::now();
+        let mut latencies: Vec<f64> = stream::iter(bodies)
+            .map(|body| {
+                let (http, url) = (&http, &notify_url);
+                async move {
+                    let t = Instant::now();
+                    let r = http.post(url).body(body).send().await.unwrap();
+                    assert_eq!(r.status(), 200, "every notify accepted");
+                    t.elapsed().as_secs_f64() * 1000.0
+                }
+            })
+            .buffer_unordered(SENDERS)
+            .collect()
+            .await;
+        let answered = started.elapsed();
+        loop {
+            let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'paid'")
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+            if paid as usize == BURST {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "only {paid} paid");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let all_paid = started.elapsed();
+        latencies.sort_by(f64::total_cmp);
+        let rate = BURST as f64 / all_paid.as_secs_f64();
+
+        // The ceiling: the consumer's writes by hand on the same database, 32 clients.
+        let work = prepare(&store, "ceil", BURST).await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(32)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        let engine = "postgres";
+        let ceiling = hand_written!(engine, pool.clone(), work, 32usize);
+
+        println!("scanpay burst benchmark: {BURST} notifies, {SENDERS} in flight, web → RabbitMQ → worker → PostgreSQL + Redis");
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!("| all notifies answered SUCCESS | {:.2} s |", answered.as_secs_f64());
+        println!("| all orders paid | {:.2} s |", all_paid.as_secs_f64());
+        println!("| paid orders per second | {rate:.0} /s |");
+        println!("| PostgreSQL ceiling (consumer transaction by hand, 32 clients) | {ceiling:.0} /s |");
+        println!("| ratio | {:.2} |", rate / ceiling);
+        println!(
+            "| notify latency p50 / p99 | {:.1} ms / {:.1} ms |",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+
+        // Polls: one shopper's order, from the Redis cache vs from SQL (a second web process on
+        // the same database without Redis).
+        let resp = http.get(format!("http://{}/", web.addr)).send().await.unwrap();
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let placed: serde_json::Value = serde_json::from_str(
+            &http
+                .post(format!("http://{}/api/place_order", web.addr))
+                .header("cookie", &cookie)
+                .header("content-type", "application/json")
+                .body(r#"{"lines":[{"sku":"TEA-OOLONG","qty":1}]}"#)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let id = placed.as_str().map(str::to_string).unwrap_or_else(|| placed["id"].as_str().unwrap_or_default().to_string());
+        assert!(!id.is_empty(), "placed: {placed}");
+        let mut sql_env = env.clone();
+        sql_env.remove("SCANPAY_REDIS_URL");
+        sql_env.remove("SCANPAY_AMQP_URL");
+        let web_sql = app(&sql_env, Role::Web).await;
+        let base_redis = format!("http://{}", web.addr);
+        let base_sql = format!("http://{}", web_sql.addr);
+        let redis_rate = polls(&base_redis, &cookie, &id, Duration::from_secs(5)).await;
+        let sql_rate = polls(&base_sql, &cookie, &id, Duration::from_secs(5)).await;
+        println!("| status polls answered, web reading Redis (32 pollers) | {redis_rate:.0} /s |");
+        println!("| status polls answered, web reading SQL (32 pollers) | {sql_rate:.0} /s |");
+        println!("| ratio Redis / SQL | {:.2} |", redis_rate / sql_rate);
+
+        // Clean up: queues, keys, database.
+        let rabbit = web.ctx.rabbit.clone().unwrap();
+        web.abort();
+        worker.abort();
+        web_sql.abort();
+        let _ = rabbit.delete_topology(&[]).await;
+        if let Some(cache) = store.mirror() {
+            let _ = cache.delete_all().await;
+        }
+        pool.close().await;
+        raw.close().await;
+        store.close_pool().await;
+        db.remove().await;
+    });
+}
