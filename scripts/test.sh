@@ -49,9 +49,13 @@ for engine in postgres mysql; do
   (cd end2end && E2E_DATABASE=$engine E2E_ENGINES=$engines E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-$engine.log"
   count "$logs/e2e-$engine.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
 done
-for port in 3400 3401; do  # the servers' databases (see end2end/serve.sh)
+for port in 3400 3401; do  # the servers' databases, queues and keys (see end2end/serve.sh)
   psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)"
   mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS scanpay_e2e_$port"
+  ttl=15m; [ $port = 3401 ] && ttl=8s  # the fast server's order time (end2end/playwright.config.ts)
+  SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} SCANPAY_AMQP_PREFIX=scanpay_e2e_$port \
+    SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} SCANPAY_REDIS_PREFIX=scanpay_e2e_$port \
+    SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes
 done
 
 section "build (release): server + WASM through wasm-opt"

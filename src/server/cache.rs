@@ -379,10 +379,12 @@ impl RedisCache {
             pipe.zrem(&due, chunk).ignore();
             pipe.hdel(&attempts, chunk).ignore();
         }
-        let mut c = self.conn();
-        self.run(async move { pipe.query_async::<()>(&mut c).await })
-            .await
-            .map_err(|e| e.to_string())?;
+        if !missing.is_empty() || !extra.is_empty() {
+            let mut c = self.conn();
+            self.run(async move { pipe.query_async::<()>(&mut c).await })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Ok((missing.len(), extra.len()))
     }
 
