@@ -72,8 +72,9 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(r.status(), 200);
-                    let _ = r.bytes().await;
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    assert_eq!(status, 200, "{body}");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -83,6 +84,11 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -197,6 +203,7 @@ fn main() {
             .unwrap();
         let engine = "postgres";
         let ceiling = hand_written!(engine, pool.clone(), work, 32usize);
+        pool.close().await; // PostgreSQL's 100 connections are shared by every pool here
 
         println!("scanpay burst benchmark: {BURST} notifies, {SENDERS} in flight, web → RabbitMQ → worker → PostgreSQL + Redis");
         println!("| measure | value |");
@@ -235,6 +242,7 @@ fn main() {
         let mut sql_env = env.clone();
         sql_env.remove("SCANPAY_REDIS_URL");
         sql_env.remove("SCANPAY_AMQP_URL");
+        sql_env.insert("SCANPAY_DATABASE_MAX_CONNECTIONS".into(), "16".into());
         let web_sql = app(&sql_env, Role::Web).await;
         let base_redis = format!("http://{}", web.addr);
         let base_sql = format!("http://{}", web_sql.addr);
@@ -253,7 +261,6 @@ fn main() {
         if let Some(cache) = store.mirror() {
             let _ = cache.delete_all().await;
         }
-        pool.close().await;
         raw.close().await;
         store.close_pool().await;
         db.remove().await;

@@ -73,17 +73,14 @@ pub async fn drain(bus: &PayResultBus) -> Result<usize, sqlx::Error> {
     }
 }
 
-/// One pay result from RabbitMQ: recorded in the inbox (its idempotency key) and applied, each
-/// committed before the ack; a redelivery finds the entry handled and is simply acked.
+/// One pay result from RabbitMQ: recorded in the inbox (its idempotency key) and applied in one
+/// commit before the ack; a redelivery finds the entry handled and is simply acked.
 pub async fn apply_message(store: &Store, body: &[u8]) -> Handled {
     let msg: PayMessage = match serde_json::from_slice(body) {
         Ok(m) => m,
         Err(e) => return Handled::Poison(format!("not a pay result: {e}")),
     };
-    if let Err(e) = store.publish_pay_result(&msg.notify()).await {
-        return Handled::Retry(e.to_string());
-    }
-    match store.apply_pay_result(&msg.payment()).await {
+    match store.receive_pay_result(&msg.notify()).await {
         Ok(Some(outcome)) => {
             tracing::info!(order_id = %msg.out_trade_no, outcome = outcome.as_str(), "pay result applied");
             Handled::Done

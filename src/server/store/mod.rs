@@ -359,6 +359,16 @@ impl Store {
         on_engine!(self, s => s.publish_pay_result(n).await)
     }
 
+    /// Records a pay result and applies it in one transaction (the RabbitMQ consumer); None when
+    /// it had been applied before.
+    pub async fn receive_pay_result(
+        &self,
+        n: &PayNotify,
+    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        let result = on_engine!(self, s => s.receive_pay_result(n).await);
+        self.mirrored(&n.out_trade_no, result).await
+    }
+
     pub async fn due_pay_results(
         &self,
         now: i64,

@@ -10,21 +10,23 @@ use crate::server::wxpay::notify::PayNotify;
 impl MySqlStore {
     /// Durably records a verified pay result; the same transaction twice is one row.
     pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT IGNORE INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&n.transaction_id)
-        .bind(&n.out_trade_no)
-        .bind(n.total_fee)
-        .bind(&n.time_end)
-        .bind(n.paid_at_ms)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_inbox(&mut conn, n).await
+    }
+
+    /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
+    /// row is its idempotency key). None when it had been applied before.
+    pub async fn receive_pay_result(
+        &self,
+        n: &PayNotify,
+    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        let p = Payment {
+            out_trade_no: n.out_trade_no.clone(),
+            transaction_id: n.transaction_id.clone(),
+            total_fee: n.total_fee,
+            paid_at: n.paid_at_ms,
+        };
+        retrying(|| self.apply_pay_result_once(&p, Some(n))).await
     }
 
     /// Pay results due for (another) attempt, oldest first, with their attempts so far.
@@ -62,11 +64,18 @@ impl MySqlStore {
     /// Claims the entry, records it on the timeline and applies it, in one transaction. None
     /// when another consumer claimed it first.
     pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
-        retrying(|| self.apply_pay_result_once(p)).await
+        retrying(|| self.apply_pay_result_once(p, None)).await
     }
 
-    async fn apply_pay_result_once(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    async fn apply_pay_result_once(
+        &self,
+        p: &Payment,
+        record: Option<&PayNotify>,
+    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        if let Some(n) = record {
+            insert_inbox(&mut tx, n).await?;
+        }
         let claimed = sqlx::query(
             "UPDATE pay_inbox SET processed_at = ?, next_attempt_at = NULL \
              WHERE transaction_id = ? AND processed_at IS NULL",
@@ -123,4 +132,23 @@ impl MySqlStore {
         .await?;
         Ok(())
     }
+}
+
+/// Inserts a pay result into the inbox unless its transaction is there already.
+async fn insert_inbox(conn: &mut sqlx::MySqlConnection, n: &PayNotify) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+            "INSERT IGNORE INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+        .bind(&n.transaction_id)
+        .bind(&n.out_trade_no)
+        .bind(n.total_fee)
+        .bind(&n.time_end)
+        .bind(n.paid_at_ms)
+        .bind(now)
+        .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
