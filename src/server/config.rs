@@ -270,7 +270,10 @@ impl Settings {
                 let r = raw("amqp_url");
                 match r.value.trim() {
                     "" => None,
-                    url if url.starts_with("amqp://") || url.starts_with("amqps://") => {
+                    url if url.starts_with("amqps://") => {
+                        return Err(err(&r, "amqps:// (TLS) is not built into this scanpay; use amqp:// on a private network or through a TLS tunnel"))
+                    }
+                    url if url.starts_with("amqp://") => {
                         Some(super::rabbit::RabbitSettings {
                             url: url.to_string(),
                             prefix: nonempty("amqp_prefix")?,
@@ -290,10 +293,10 @@ impl Settings {
                 let r = raw("redis_url");
                 match r.value.trim() {
                     "" => None,
-                    url if url.starts_with("redis://")
-                        || url.starts_with("rediss://")
-                        || url.starts_with("unix://") =>
-                    {
+                    url if url.starts_with("rediss://") => {
+                        return Err(err(&r, "rediss:// (TLS) is not built into this scanpay; use redis:// on a private network or through a TLS tunnel"))
+                    }
+                    url if url.starts_with("redis://") || url.starts_with("unix://") => {
                         Some((url.to_string(), nonempty("redis_prefix")?))
                     }
                     _ => return Err(err(&r, "must be a redis:// URL (or empty for none)")),

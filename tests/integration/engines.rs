@@ -682,6 +682,8 @@ async fn malformed_or_unreachable_engines_are_named_at_start_up() {
     for (var, value) in [
         ("SCANPAY_AMQP_URL", "http://127.0.0.1:5672"),
         ("SCANPAY_REDIS_URL", "127.0.0.1:6379"),
+        ("SCANPAY_AMQP_URL", "amqps://guest:guest@127.0.0.1:5671/%2f"),
+        ("SCANPAY_REDIS_URL", "rediss://127.0.0.1:6380/0"),
     ] {
         let env = BTreeMap::from([(var.to_string(), value.to_string())]);
         let e = Settings::from_sources(

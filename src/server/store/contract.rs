@@ -34,6 +34,10 @@ pub fn checks() -> Vec<(&'static str, Check)> {
             "begin_close is a claim and parked orders are left alone",
             |s| Box::pin(begin_close_claims(s)),
         ),
+        (
+            "a QR code is recorded once, however many flows bring it",
+            |s| Box::pin(qr_recorded_once(s)),
+        ),
         ("concurrent claimers get disjoint due orders", |s| {
             Box::pin(claims_are_disjoint(s))
         }),
@@ -277,6 +281,37 @@ async fn stock_restored_once(s: Store) {
     assert!(!s.close("O4", expired, Cause::Sweep, "late").await.unwrap());
     assert_eq!(stock(&s, "MUG-CELADON").await, 7);
     assert!(!s.record_code_url("O4", "weixin://x", "p").await.unwrap());
+}
+
+async fn qr_recorded_once(s: Store) {
+    place(&s, "Q1", &[("PIN-PANDA", 1)]).await.unwrap();
+    // The place flow and a sweep that re-sent unifiedorder get the same code at once.
+    let recorded = futures::future::join_all(
+        (0..3).map(|_| s.record_code_url("Q1", "weixin://wxpay/bizpayurl?pr=same", "wx1")),
+    )
+    .await;
+    assert_eq!(
+        recorded
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count(),
+        1
+    );
+    let issued = |s: Store| async move {
+        s.events("Q1")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "qr_issued")
+            .count()
+    };
+    assert_eq!(issued(s.clone()).await, 1);
+    // A new code (the old one expired) is a new event.
+    assert!(s
+        .record_code_url("Q1", "weixin://wxpay/bizpayurl?pr=new", "wx2")
+        .await
+        .unwrap());
+    assert_eq!(issued(s.clone()).await, 2);
 }
 
 async fn begin_close_claims(s: Store) {

@@ -124,12 +124,13 @@ impl PgStore {
             let mut tx = self.pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE orders SET code_url = $1, prepay_id = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ('pending', 'closing')",
+                 WHERE id = $4 AND status IN ('pending', 'closing') AND (code_url IS NULL OR code_url <> $5)",
             )
             .bind(code_url)
             .bind(prepay_id)
             .bind(now_ms())
             .bind(id)
+            .bind(code_url)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -101,12 +101,13 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE orders SET code_url = ?, prepay_id = ?, updated_at = ? \
-             WHERE id = ? AND status IN ('pending', 'closing')",
+             WHERE id = ? AND status IN ('pending', 'closing') AND (code_url IS NULL OR code_url <> ?)",
         )
         .bind(code_url)
         .bind(prepay_id)
         .bind(now_ms())
         .bind(id)
+        .bind(code_url)
         .execute(&mut *tx)
         .await?
         .rows_affected();
