@@ -83,6 +83,38 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Removes the benchmark's RabbitMQ queues and Redis keys however it ends.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let prefix = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let settings = scanpay::server::rabbit::RabbitSettings {
+                    url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                    prefix: prefix.clone(),
+                    prefetch: 1,
+                    publish_timeout: Duration::from_secs(3),
+                };
+                if let Ok(r) = scanpay::server::rabbit::Rabbit::connect(settings).await {
+                    let _ = r.delete_topology(&[900]).await; // the one placed order's 15-minute deadline
+                }
+                if let Ok(c) =
+                    scanpay::server::cache::RedisCache::connect("redis://127.0.0.1:6379/0", &prefix).await
+                {
+                    let _ = c.delete_all().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -97,6 +129,7 @@ fn main() {
     rt.block_on(async {
         let db = TestDb::new("postgres").await;
         let prefix = format!("scanpay_bench_{}", std::process::id());
+        let _cleanup = Cleanup(prefix.clone());
         let env: BTreeMap<String, String> = [
             ("SCANPAY_DATABASE_URL", db.url.as_str()),
             ("SCANPAY_DATABASE_MAX_CONNECTIONS", "32"),
@@ -252,15 +285,10 @@ fn main() {
         println!("| status polls answered, web reading SQL (32 pollers) | {sql_rate:.0} /s |");
         println!("| ratio Redis / SQL | {:.2} |", redis_rate / sql_rate);
 
-        // Clean up: queues, keys, database.
-        let rabbit = web.ctx.rabbit.clone().unwrap();
+        // Clean up: the database here, queues and keys by `Cleanup` (also after a panic).
         web.abort();
         worker.abort();
         web_sql.abort();
-        let _ = rabbit.delete_topology(&[]).await;
-        if let Some(cache) = store.mirror() {
-            let _ = cache.delete_all().await;
-        }
         raw.close().await;
         store.close_pool().await;
         db.remove().await;
