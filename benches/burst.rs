@@ -105,7 +105,8 @@ impl Drop for Cleanup {
                     let _ = r.delete_topology(&[900]).await; // the one placed order's 15-minute deadline
                 }
                 if let Ok(c) =
-                    scanpay::server::cache::RedisCache::connect("redis://127.0.0.1:6379/0", &prefix).await
+                    scanpay::server::cache::RedisCache::connect("redis://127.0.0.1:6379/0", &prefix)
+                        .await
                 {
                     let _ = c.delete_all().await;
                 }

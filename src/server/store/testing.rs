@@ -102,10 +102,11 @@ impl TestDb {
             }
             Cleanup::Mysql { admin, name } => {
                 use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await {
-                    // MySQL has no DROP … WITH (FORCE): end the test's own connections first (an
-                    // aborted app can leave one inside a transaction, whose metadata lock would
-                    // block the DROP for good), and never wait long for a lock.
+                // A connection can still be on its way in when the first KILL runs: try a few times.
+                for _ in 0..5 {
+                    let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await else {
+                        break;
+                    };
                     let ids: Vec<u64> = sqlx::query_scalar(
                         "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
                     )
@@ -122,6 +123,17 @@ impl TestDb {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
                         .execute(&mut conn)
                         .await;
+                    let left: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                    )
+                    .bind(&name)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or(1);
+                    if left == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             }
             Cleanup::Done => {}
