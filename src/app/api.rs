@@ -85,7 +85,7 @@ pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     let order = ssr::own_order(&ctx, &id).await?;
     if let Some(cache) = ctx.store.mirror() {
         // A miss (evicted, or written while Redis was away): fill it from SQL.
-        if cache.mirror(&order, order.next_check_at).await.is_err() {
+        if cache.mirror(&order).await.is_err() {
             cache.mark_dirty(&order.id);
         }
     }

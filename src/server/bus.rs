@@ -11,7 +11,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::server::orders::state::Payment;
 use crate::server::rabbit::Rabbit;
 use crate::server::store::Store;
 use crate::server::wxpay::notify::PayNotify;
@@ -48,14 +47,6 @@ impl PayMessage {
             time_end: self.time_end.clone(),
             paid_at_ms: self.paid_at_ms,
             openid: None,
-        }
-    }
-    pub fn payment(&self) -> Payment {
-        Payment {
-            out_trade_no: self.out_trade_no.clone(),
-            transaction_id: self.transaction_id.clone(),
-            total_fee: self.total_fee,
-            paid_at: self.paid_at_ms,
         }
     }
 }

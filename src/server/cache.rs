@@ -156,7 +156,7 @@ impl RedisCache {
         for id in dirty.iter().filter(|id| !id.is_empty()) {
             match load(id.clone()).await {
                 Ok(Some(row)) => {
-                    if let Err(e) = self.mirror(&row, row.next_check_at).await {
+                    if let Err(e) = self.mirror(&row).await {
                         self.mark_dirty(id);
                         return Err(e.to_string());
                     }
@@ -236,12 +236,9 @@ impl RedisCache {
     }
 
     /// Writes what the order looks like now (just committed) into the status cache, and keeps it
-    /// in the index while unfinished (at `next_check_at`) or takes it out.
-    pub async fn mirror(
-        &self,
-        row: &OrderRow,
-        next_check_at: Option<i64>,
-    ) -> Result<(), CacheError> {
+    /// in the index while unfinished (at its `next_check_at`) or takes it out.
+    pub async fn mirror(&self, row: &OrderRow) -> Result<(), CacheError> {
+        let next_check_at = row.next_check_at;
         let status = CachedStatus {
             session_id: row.session_id.clone(),
             status: row.status,

@@ -211,11 +211,6 @@ async fn declare_delay(ch: &Channel, n: &Names, secs: u64) -> Result<(), lapin::
     Ok(())
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    crate::server::store::redact(url)
-}
-
 impl Rabbit {
     /// Connects and declares the topology; at start-up an unreachable broker is an error naming
     /// `SCANPAY_AMQP_URL`.
@@ -228,7 +223,7 @@ impl Rabbit {
             delays: StdMutex::new(HashSet::new()),
         };
         let p = rabbit.open().await.map_err(|e| RabbitError::Connect {
-            url: redact(&rabbit.settings.url),
+            url: crate::server::store::redact(&rabbit.settings.url),
             why: e.to_string(),
         })?;
         *rabbit.publisher.lock().await = Some(p);

@@ -309,17 +309,22 @@ pub fn full_engines() -> bool {
 /// Removes a test's RabbitMQ topology and Redis keys (from a thread of its own: it runs from
 /// `Drop`, when the test's runtime may be gone).
 pub fn remove_engines(settings: &Settings, delays: Vec<u64>) {
-    // Straight to the services, never through a test's proxy: the proxy runs on the test's
-    // runtime, which is blocked here.
-    let amqp = settings.amqp.clone().map(|mut s| {
-        s.url = amqp_url();
-        s
-    });
-    let redis = settings
-        .redis
-        .clone()
-        .map(|(_, prefix)| (redis_url(), prefix));
-    if amqp.is_none() && redis.is_none() {
+    remove_queues_and_keys(
+        settings.amqp.as_ref().map(|s| s.prefix.clone()),
+        settings.redis.as_ref().map(|(_, prefix)| prefix.clone()),
+        delays,
+    );
+}
+
+/// Removes the RabbitMQ topology (with these delay queues) and the Redis keys under the given
+/// prefixes, straight at the services — never through a test's proxy: the proxy runs on the
+/// test's runtime, which is blocked while this runs.
+pub fn remove_queues_and_keys(
+    amqp_prefix: Option<String>,
+    redis_prefix: Option<String>,
+    delays: Vec<u64>,
+) {
+    if amqp_prefix.is_none() && redis_prefix.is_none() {
         return;
     }
     let _ = std::thread::spawn(move || {
@@ -328,7 +333,13 @@ pub fn remove_engines(settings: &Settings, delays: Vec<u64>) {
             .build()
             .unwrap();
         let work = async move {
-            if let Some(s) = amqp {
+            if let Some(prefix) = amqp_prefix {
+                let s = scanpay::server::rabbit::RabbitSettings {
+                    url: amqp_url(),
+                    prefix,
+                    prefetch: 1,
+                    publish_timeout: Duration::from_secs(3),
+                };
                 match scanpay::server::rabbit::Rabbit::connect(s).await {
                     Ok(r) => {
                         if let Err(e) = r.delete_topology(&delays).await {
@@ -338,8 +349,10 @@ pub fn remove_engines(settings: &Settings, delays: Vec<u64>) {
                     Err(e) => eprintln!("test clean-up: {e}"),
                 }
             }
-            if let Some((url, prefix)) = redis {
-                if let Ok(c) = scanpay::server::cache::RedisCache::connect(&url, &prefix).await {
+            if let Some(prefix) = redis_prefix {
+                if let Ok(c) =
+                    scanpay::server::cache::RedisCache::connect(&redis_url(), &prefix).await
+                {
                     let _ = c.delete_all().await;
                 }
             }

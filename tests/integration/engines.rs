@@ -14,7 +14,9 @@ use scanpay::server::store::now_ms;
 use scanpay::server::workers::Stop;
 use scanpay::server::wxpay::notify::REPLY_SUCCESS;
 
-use crate::common::{amqp_url, redis_url, spawn_app, unique_prefix, Proxy, TestApp};
+use crate::common::{
+    amqp_url, redis_url, remove_queues_and_keys, spawn_app, unique_prefix, Proxy, TestApp,
+};
 use crate::notify::{notify_params, signed};
 
 fn rabbit_settings(url: &str, prefix: &str) -> RabbitSettings {
@@ -31,19 +33,7 @@ struct RabbitCleanup(RabbitSettings, Vec<u64>);
 
 impl Drop for RabbitCleanup {
     fn drop(&mut self) {
-        let (s, delays) = (self.0.clone(), self.1.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(r) = Rabbit::connect(s).await {
-                    let _ = r.delete_topology(&delays).await;
-                }
-            })
-        })
-        .join();
+        remove_queues_and_keys(Some(self.0.prefix.clone()), None, self.1.clone());
     }
 }
 
@@ -251,23 +241,17 @@ fn row(id: &str, status: OrderStatus, qr: bool) -> OrderRow {
     }
 }
 
+/// The row, due a check at `at`.
+fn due(mut r: OrderRow, at: i64) -> OrderRow {
+    r.next_check_at = Some(at);
+    r
+}
+
 struct RedisCleanup(String);
 
 impl Drop for RedisCleanup {
     fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(c) = RedisCache::connect(&redis_url(), &prefix).await {
-                    let _ = c.delete_all().await;
-                }
-            })
-        })
-        .join();
+        remove_queues_and_keys(None, Some(self.0.clone()), vec![]);
     }
 }
 
@@ -283,10 +267,10 @@ async fn test_cache() -> (Arc<RedisCache>, RedisCleanup) {
 async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
     let (c, _cleanup) = test_cache().await;
     for i in 0..40 {
-        c.mirror(
-            &row(&format!("C{i:02}"), OrderStatus::Pending, true),
-            Some(1000 + i),
-        )
+        c.mirror(&due(
+            row(&format!("C{i:02}"), OrderStatus::Pending, true),
+            1000 + i,
+        ))
         .await
         .unwrap();
     }
@@ -308,7 +292,7 @@ async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
     assert_eq!(again.len(), 40);
     assert!(again.iter().all(|(_, attempts)| *attempts == 1));
     // A finished order leaves the index.
-    c.mirror(&row("C00", OrderStatus::Paid, true), None)
+    c.mirror(&row("C00", OrderStatus::Paid, true))
         .await
         .unwrap();
     let ids: HashSet<String> = c
@@ -326,10 +310,10 @@ async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
 async fn redis_status_only_moves_forward_and_answers_for_its_session() {
     let (c, _cleanup) = test_cache().await;
     assert_eq!(c.status("S1").await.unwrap(), None);
-    c.mirror(&row("S1", OrderStatus::Pending, false), Some(5))
+    c.mirror(&due(row("S1", OrderStatus::Pending, false), 5))
         .await
         .unwrap();
-    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5))
+    c.mirror(&due(row("S1", OrderStatus::Pending, true), 5))
         .await
         .unwrap();
     let s = c.status("S1").await.unwrap().unwrap();
@@ -337,11 +321,9 @@ async fn redis_status_only_moves_forward_and_answers_for_its_session() {
         (s.status, s.qr_ready, s.session_id.as_str()),
         (OrderStatus::Pending, true, "s1")
     );
-    c.mirror(&row("S1", OrderStatus::Paid, true), None)
-        .await
-        .unwrap();
+    c.mirror(&row("S1", OrderStatus::Paid, true)).await.unwrap();
     // A slower writer that read the order before it was paid does not undo it.
-    c.mirror(&row("S1", OrderStatus::Pending, true), Some(5))
+    c.mirror(&due(row("S1", OrderStatus::Pending, true), 5))
         .await
         .unwrap();
     assert_eq!(
@@ -353,10 +335,10 @@ async fn redis_status_only_moves_forward_and_answers_for_its_session() {
 #[tokio::test]
 async fn redis_repair_adds_what_sql_holds_and_drops_what_it_finished() {
     let (c, _cleanup) = test_cache().await;
-    c.mirror(&row("KEEP", OrderStatus::Pending, true), Some(10))
+    c.mirror(&due(row("KEEP", OrderStatus::Pending, true), 10))
         .await
         .unwrap();
-    c.mirror(&row("GONE", OrderStatus::Pending, true), Some(10))
+    c.mirror(&due(row("GONE", OrderStatus::Pending, true), 10))
         .await
         .unwrap();
     let sql = vec![("KEEP".to_string(), 99), ("MISSING".to_string(), 20)];

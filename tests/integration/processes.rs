@@ -449,25 +449,14 @@ async fn one_web_and_two_workers_on_postgres_rabbitmq_and_redis_survive_a_killed
         ("SCANPAY_SANDBOX_CLOSE_FLOOR", "1s".into()),
     ];
     // Clean-up of the queues and keys whatever happens.
-    struct Engines(Vec<(&'static str, String)>);
+    struct Engines(String);
     impl Drop for Engines {
         fn drop(&mut self) {
-            let env: BTreeMap<String, String> = self
-                .0
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-            let settings = scanpay::server::config::Settings::from_sources(
-                include_str!("../../Leptos.toml"),
-                "Leptos.toml",
-                &env,
-                "127.0.0.1:1".parse().unwrap(),
-            )
-            .unwrap();
-            crate::common::remove_engines(&settings, vec![4]);
+            let p = Some(self.0.clone());
+            crate::common::remove_queues_and_keys(p.clone(), p, vec![4]);
         }
     }
-    let _engines = Engines(env.clone());
+    let _engines = Engines(prefix.clone());
     let web = spawn(dir.path(), "web", ports[0], &env, &["--role", "web"]);
     let mut worker_a = spawn(
         dir.path(),

@@ -135,7 +135,7 @@ async fn claim_from_redis(ctx: &Ctx, now: i64, interval: i64) -> Option<Vec<Orde
             }
             // Finished or parked since it was indexed: take it out of the index.
             Ok(Some(o)) => {
-                let _ = cache.mirror(&o, None).await;
+                let _ = cache.mirror(&o).await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(order_id = %id, error = %e, "cannot load a claimed order"),

@@ -160,9 +160,9 @@ impl Store {
         result: Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         if let (Some(cache), Ok(_)) = (&self.mirror, &result) {
-            match self.load_for_mirror(id).await {
-                Ok(Some((row, next))) => {
-                    if cache.mirror(&row, next).await.is_err() {
+            match self.load(id).await {
+                Ok(Some(row)) => {
+                    if cache.mirror(&row).await.is_err() {
                         cache.mark_dirty(id);
                     }
                 }
@@ -174,16 +174,6 @@ impl Store {
             }
         }
         result
-    }
-
-    async fn load_for_mirror(
-        &self,
-        id: &str,
-    ) -> Result<Option<(OrderRow, Option<i64>)>, sqlx::Error> {
-        Ok(self.load(id).await?.map(|o| {
-            let next = o.next_check_at;
-            (o, next)
-        }))
     }
 
     /// Every unfinished, unparked order with its next check (rebuilding the Redis index).
