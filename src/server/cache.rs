@@ -246,38 +246,45 @@ impl RedisCache {
             qr_ready: row.code_url.is_some(),
         };
         let json = serde_json::to_string(&status).expect("serializable");
+        // One round trip: the status entry (never moved backwards) and the order's place in the
+        // due index, which a stale write leaves alone as well.
         let script = Script::new(
             r"local cur = redis.call('HGET', KEYS[1], 'rank')
               if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
               redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'v', ARGV[2])
               redis.call('PEXPIRE', KEYS[1], ARGV[3])
+              if ARGV[5] == '' then
+                redis.call('ZREM', KEYS[2], ARGV[4])
+                redis.call('HDEL', KEYS[3], ARGV[4])
+              else
+                redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+              end
               return 1",
         );
         let mut c = self.conn();
         let key = self.key(&format!("status:{}", row.id));
         let (due, attempts) = (self.key("due"), self.key("attempts"));
         let unfinished = !row.status.is_final() && !row.parked && next_check_at.is_some();
+        let score = match next_check_at {
+            Some(at) if unfinished => at.to_string(),
+            _ => String::new(),
+        };
         let id = row.id.clone();
         let ttl = STATUS_TTL.as_millis() as i64;
         let r = rank(row);
         self.run(async move {
             script
                 .key(key)
+                .key(due)
+                .key(attempts)
                 .arg(r)
                 .arg(json)
                 .arg(ttl)
+                .arg(id)
+                .arg(score)
                 .invoke_async::<i64>(&mut c)
-                .await?;
-            if unfinished {
-                c.zadd::<_, _, _, ()>(&due, &id, next_check_at.unwrap_or_default())
-                    .await
-            } else {
-                ::redis::pipe()
-                    .zrem(&due, &id)
-                    .hdel(&attempts, &id)
-                    .query_async::<()>(&mut c)
-                    .await
-            }
+                .await
+                .map(|_| ())
         })
         .await
     }

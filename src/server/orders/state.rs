@@ -39,6 +39,17 @@ impl Cause {
     }
 }
 
+/// What came of a shopper hiding an order from their list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HideOutcome {
+    /// Hidden now, or hidden before.
+    Hidden,
+    /// Pending or closing: an order still in play stays in view.
+    NotFinished,
+    /// No such order in this session.
+    NotFound,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewItem {
     pub sku: String,

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use super::{now_ms, Store};
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{
-    Cause, CreateError, Created, NewItem, NewOrder, PaidOutcome, Payment,
+    Cause, CreateError, Created, HideOutcome, NewItem, NewOrder, PaidOutcome, Payment,
 };
 use crate::server::wxpay::notify::PayNotify;
 
@@ -44,6 +44,14 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         (
             "the inbox keeps one row per transaction and applies it once",
             |s| Box::pin(inbox_is_idempotent(s)),
+        ),
+        (
+            "a received pay result is recorded and applied once, anomalies included",
+            |s| Box::pin(receive_applies_once(s)),
+        ),
+        (
+            "a shopper lists their orders newest first and hides finished ones",
+            |s| Box::pin(session_orders_and_hide(s)),
         ),
     ]
 }
@@ -437,6 +445,116 @@ async fn inbox_is_idempotent(s: Store) {
         .pop()
         .unwrap();
     assert_eq!((p.transaction_id.as_str(), attempts), ("4200000002", 1));
+}
+
+async fn receive_applies_once(s: Store) {
+    let fee = place(&s, "R1", &[("TEA-OOLONG", 1)])
+        .await
+        .unwrap()
+        .total_fee;
+    let n = PayNotify {
+        out_trade_no: "R1".into(),
+        transaction_id: "4200000011".into(),
+        total_fee: fee,
+        time_end: "20261127120000".into(),
+        paid_at_ms: 1,
+        openid: None,
+    };
+    // A message delivered three times at once (a redelivery racing the first delivery).
+    let received = futures::future::join_all((0..3).map(|_| s.receive_pay_result(&n))).await;
+    let outcomes: Vec<_> = received.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes, vec![PaidOutcome::Paid], "applied exactly once");
+    let o = s.load("R1").await.unwrap().unwrap();
+    assert_eq!(
+        (o.status, o.transaction_id.as_deref(), o.next_check_at),
+        (OrderStatus::Paid, Some("4200000011"), None)
+    );
+    assert_eq!(
+        kinds(&s, "R1").await,
+        vec!["created", "notify_received", "paid"]
+    );
+    assert!(s
+        .due_pay_results(now_ms() + 3_600_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Recorded through the inbox before but never applied: received now, applied now.
+    let fee2 = place(&s, "R2", &[("PIN-PANDA", 1)])
+        .await
+        .unwrap()
+        .total_fee;
+    let n2 = PayNotify {
+        out_trade_no: "R2".into(),
+        transaction_id: "4200000012".into(),
+        total_fee: fee2,
+        ..n.clone()
+    };
+    s.publish_pay_result(&n2).await.unwrap();
+    assert_eq!(
+        s.receive_pay_result(&n2).await.unwrap(),
+        Some(PaidOutcome::Paid)
+    );
+    assert!(s
+        .due_pay_results(now_ms() + 3_600_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Another amount: not applied, recorded as an anomaly, the order parked for an operator.
+    place(&s, "R3", &[("PIN-PANDA", 1)]).await.unwrap();
+    let n3 = PayNotify {
+        out_trade_no: "R3".into(),
+        transaction_id: "4200000013".into(),
+        total_fee: 1,
+        ..n.clone()
+    };
+    assert_eq!(
+        s.receive_pay_result(&n3).await.unwrap(),
+        Some(PaidOutcome::Anomaly("amount_mismatch"))
+    );
+    assert_eq!(status(&s, "R3").await, OrderStatus::Pending);
+    assert_eq!(
+        kinds(&s, "R3").await,
+        vec!["created", "notify_received", "anomaly", "parked"]
+    );
+    assert!(s.load("R3").await.unwrap().unwrap().parked);
+    assert_eq!(s.receive_pay_result(&n3).await.unwrap(), None, "once");
+}
+
+async fn session_orders_and_hide(s: Store) {
+    let first = place(&s, "H1", &[("PIN-PANDA", 1)]).await.unwrap();
+    place(&s, "H2", &[("PIN-PANDA", 1)]).await.unwrap();
+    let mut theirs = order("H3", &[("PIN-PANDA", 1)]);
+    theirs.session_id = "s2".into();
+    s.create_order(&theirs, "Shop").await.unwrap();
+    let ids = |rows: Vec<crate::server::orders::state::OrderRow>| {
+        rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(s.session_orders("s1", 50).await.unwrap()), ["H2", "H1"]);
+    assert_eq!(ids(s.session_orders("s1", 1).await.unwrap()), ["H2"]);
+
+    assert_eq!(s.hide("H1", "s1").await.unwrap(), HideOutcome::NotFinished);
+    assert_eq!(
+        s.hide("H3", "s1").await.unwrap(),
+        HideOutcome::NotFound,
+        "not theirs"
+    );
+    assert_eq!(s.hide("NOPE", "s1").await.unwrap(), HideOutcome::NotFound);
+    s.mark_paid(&payment("H1", first.total_fee, "T-H1"), Cause::Notify)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(s.hide("H1", "s1").await.unwrap(), HideOutcome::Hidden);
+    }
+    assert_eq!(ids(s.session_orders("s1", 50).await.unwrap()), ["H2"]);
+    // A logical delete: the order and its history stay for operators.
+    assert_eq!(status(&s, "H1").await, OrderStatus::Paid);
+    assert_eq!(
+        kinds(&s, "H1").await,
+        vec!["created", "paid", "hidden"],
+        "hidden once"
+    );
 }
 
 #[tokio::test]

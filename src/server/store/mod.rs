@@ -17,13 +17,20 @@ use std::time::Duration;
 
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{
-    AnomalyRow, Cause, CreateError, Created, EventRow, ItemRow, NewOrder, OrderRow, PaidOutcome,
-    Payment,
+    AnomalyRow, Cause, CreateError, Created, EventRow, HideOutcome, ItemRow, NewOrder, OrderRow,
+    PaidOutcome, Payment,
 };
 use crate::server::wxpay::notify::PayNotify;
 use mysql::MySqlStore;
 use postgres::PgStore;
 use sqlite::SqliteStore;
+
+/// A pay result an engine applied: what came of it and, when the engine had it at hand, the
+/// order as committed (saving the Redis mirror a read-back).
+pub struct Applied {
+    pub outcome: PaidOutcome,
+    pub row: Option<OrderRow>,
+}
 
 /// Connection settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`,
 /// `SCANPAY_DATABASE_STARTUP_WAIT`).
@@ -161,11 +168,7 @@ impl Store {
     ) -> Result<T, sqlx::Error> {
         if let (Some(cache), Ok(_)) = (&self.mirror, &result) {
             match self.load(id).await {
-                Ok(Some(row)) => {
-                    if cache.mirror(&row).await.is_err() {
-                        cache.mark_dirty(id);
-                    }
-                }
+                Ok(Some(row)) => mirror_row(cache, &row).await,
                 Ok(None) => {}
                 Err(e) => {
                     cache.mark_dirty(id);
@@ -174,6 +177,30 @@ impl Store {
             }
         }
         result
+    }
+
+    /// `mirrored` for an applied pay result, using the engine's committed row when it has one.
+    async fn mirrored_applied(
+        &self,
+        id: &str,
+        result: Result<Option<Applied>, sqlx::Error>,
+    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+        match (result, &self.mirror) {
+            (
+                Ok(Some(Applied {
+                    outcome,
+                    row: Some(row),
+                })),
+                Some(cache),
+            ) => {
+                mirror_row(cache, &row).await;
+                Ok(Some(outcome))
+            }
+            (result, _) => {
+                self.mirrored(id, result.map(|a| a.map(|a| a.outcome)))
+                    .await
+            }
+        }
     }
 
     /// Every unfinished, unparked order with its next check (rebuilding the Redis index).
@@ -327,6 +354,20 @@ impl Store {
         on_engine!(self, s => s.load(id).await)
     }
 
+    /// A shopper's orders, newest first, up to `limit`, without the ones they hid.
+    pub async fn session_orders(
+        &self,
+        session_id: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        on_engine!(self, s => s.session_orders(session_id, limit).await)
+    }
+
+    /// Hides a finished order from its shopper's list (logical delete; operators still see it).
+    pub async fn hide(&self, id: &str, session_id: &str) -> Result<HideOutcome, sqlx::Error> {
+        on_engine!(self, s => s.hide(id, session_id).await)
+    }
+
     pub async fn items(&self, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
         on_engine!(self, s => s.items(id).await)
     }
@@ -356,7 +397,7 @@ impl Store {
         n: &PayNotify,
     ) -> Result<Option<PaidOutcome>, sqlx::Error> {
         let result = on_engine!(self, s => s.receive_pay_result(n).await);
-        self.mirrored(&n.out_trade_no, result).await
+        self.mirrored_applied(&n.out_trade_no, result).await
     }
 
     pub async fn due_pay_results(
@@ -371,7 +412,7 @@ impl Store {
     /// consumer had it.
     pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
         let result = on_engine!(self, s => s.apply_pay_result(p).await);
-        self.mirrored(&p.out_trade_no, result).await
+        self.mirrored_applied(&p.out_trade_no, result).await
     }
 
     pub async fn back_off_pay_result(
@@ -381,6 +422,13 @@ impl Store {
         error: &str,
     ) -> Result<(), sqlx::Error> {
         on_engine!(self, s => s.back_off_pay_result(transaction_id, at, error).await)
+    }
+}
+
+/// Writes a committed order to Redis; a failure leaves it marked for the sweep to rewrite.
+async fn mirror_row(cache: &crate::server::cache::RedisCache, row: &OrderRow) {
+    if cache.mirror(row).await.is_err() {
+        cache.mark_dirty(&row.id);
     }
 }
 

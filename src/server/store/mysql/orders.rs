@@ -8,12 +8,58 @@ use super::timeline::{append_event, record_anomaly};
 use super::{retryable, retrying, MySqlStore, RETRIES};
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{
-    classify_unapplied, order_body, status_list, Cause, CreateError, Created, NewOrder,
-    PaidOutcome, Payment,
+    classify_unapplied, order_body, status_list, Cause, CreateError, Created, HideOutcome,
+    NewOrder, PaidOutcome, Payment,
 };
 use crate::server::store::now_ms;
 
 impl MySqlStore {
+    /// Hides a finished order from its shopper's list: a logical delete (the row, its events and
+    /// the operators' view stay). Hiding it again changes nothing.
+    pub async fn hide(&self, id: &str, session_id: &str) -> Result<HideOutcome, sqlx::Error> {
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let now = now_ms();
+            let n = sqlx::query(
+                "UPDATE orders SET hidden_at = ?, updated_at = ? WHERE id = ? AND session_id = ? \
+                 AND status IN ('paid', 'closed', 'failed') AND hidden_at IS NULL",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                append_event(
+                    &mut tx,
+                    id,
+                    "hidden",
+                    Cause::Shopper,
+                    "hidden from the shopper's list",
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(HideOutcome::Hidden);
+            }
+            let row: Option<(String, Option<i64>)> = sqlx::query_as(
+                "SELECT status, hidden_at FROM orders WHERE id = ? AND session_id = ?",
+            )
+            .bind(id)
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            Ok(match row {
+                None => HideOutcome::NotFound,
+                Some((_, Some(_))) => HideOutcome::Hidden,
+                Some(_) => HideOutcome::NotFinished,
+            })
+        })
+        .await
+    }
+
     pub async fn create_order(
         &self,
         order: &NewOrder,

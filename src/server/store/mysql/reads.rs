@@ -43,6 +43,23 @@ impl MySqlStore {
         .await
     }
 
+    /// A shopper's orders, newest first, without the ones they hid.
+    pub async fn session_orders(
+        &self,
+        session_id: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE session_id = ? AND hidden_at IS NULL \
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        ))
+        .bind(session_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_row).collect()
+    }
+
     pub async fn load(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
         let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
             .bind(id)

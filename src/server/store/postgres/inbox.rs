@@ -1,10 +1,11 @@
 //! PostgreSQL: the pay-result inbox (the embedded bus) and its consumer's transaction.
 
-use super::orders::mark_paid_in;
+use super::orders::{mark_paid_in, mark_paid_returning};
+use super::reads::{order_row, ORDER_COLUMNS};
 use super::timeline::append_event;
 use super::{retrying, PgStore};
-use crate::server::orders::state::{Cause, PaidOutcome, Payment};
-use crate::server::store::now_ms;
+use crate::server::orders::state::{Cause, OrderRow, PaidOutcome, Payment};
+use crate::server::store::{now_ms, Applied};
 use crate::server::wxpay::notify::PayNotify;
 
 impl PgStore {
@@ -16,17 +17,69 @@ impl PgStore {
 
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
-    pub async fn receive_pay_result(
-        &self,
-        n: &PayNotify,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
         let p = Payment {
             out_trade_no: n.out_trade_no.clone(),
             transaction_id: n.transaction_id.clone(),
             total_fee: n.total_fee,
             paid_at: n.paid_at_ms,
         };
+        match self.receive_payable(n, &p).await {
+            Ok(Some(row)) => {
+                return Ok(Some(Applied {
+                    outcome: PaidOutcome::Paid,
+                    row: Some(row),
+                }))
+            }
+            // Not payable as it stands, or another writer took an event number first: the
+            // locked transaction below sorts it out.
+            Ok(None) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+            Err(e) => return Err(e),
+        }
         retrying(|| self.apply_pay_result_once(&p, Some(n))).await
+    }
+
+    /// The common case as one statement (so one round trip, no explicit transaction): the order
+    /// is pending or closing with this amount, so pay it, record the inbox row as applied and
+    /// append both events. Nothing is written when the order is not payable. The events'
+    /// numbers come from the statement's snapshot: if another writer appended to this order
+    /// after it, the primary key refuses the insert and the whole statement with it.
+    async fn receive_payable(
+        &self,
+        n: &PayNotify,
+        p: &Payment,
+    ) -> Result<Option<OrderRow>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "WITH paid AS ( \
+               UPDATE orders SET status = 'paid', transaction_id = $1, paid_at = $2, finished_at = $3, \
+                 updated_at = $3, next_check_at = NULL \
+               WHERE id = $4 AND status IN ('pending', 'closing') AND total_fee = $5 \
+               RETURNING {ORDER_COLUMNS}), \
+             inbox AS ( \
+               INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, processed_at, outcome) \
+               SELECT $1, $4, $5, $6, $2, $3, $3, 'paid' FROM paid \
+               ON CONFLICT (transaction_id) DO UPDATE \
+                 SET processed_at = EXCLUDED.processed_at, next_attempt_at = NULL, outcome = 'paid'), \
+             events AS ( \
+               INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
+               SELECT $4, base.m + k.n, $3, k.kind, $7, $8 \
+               FROM paid, \
+                    (SELECT COALESCE(MAX(seq), 0) AS m FROM order_events WHERE order_id = $4) AS base, \
+                    (VALUES (1, 'notify_received'), (2, 'paid')) AS k(n, kind)) \
+             SELECT * FROM paid"
+        ))
+        .bind(&p.transaction_id)
+        .bind(p.paid_at)
+        .bind(now_ms())
+        .bind(&p.out_trade_no)
+        .bind(p.total_fee)
+        .bind(&n.time_end)
+        .bind(Cause::Notify.as_str())
+        .bind(p.detail())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(order_row).transpose()
     }
 
     /// Pay results due for (another) attempt, oldest first, with their attempts so far.
@@ -63,7 +116,7 @@ impl PgStore {
 
     /// Claims the entry, records it on the timeline and applies it, in one transaction. None
     /// when another consumer claimed it first.
-    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<Applied>, sqlx::Error> {
         retrying(|| self.apply_pay_result_once(p, None)).await
     }
 
@@ -71,23 +124,50 @@ impl PgStore {
         &self,
         p: &Payment,
         record: Option<&PayNotify>,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    ) -> Result<Option<Applied>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some(n) = record {
-            insert_inbox(&mut tx, n).await?;
-        }
-        let claimed = sqlx::query(
-            "UPDATE pay_inbox SET processed_at = $1, next_attempt_at = NULL \
-             WHERE transaction_id = $2 AND processed_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(&p.transaction_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let claimed = match record {
+            Some(n) => insert_claimed(&mut tx, n).await?,
+            None => sqlx::query(
+                "UPDATE pay_inbox SET processed_at = $1, next_attempt_at = NULL \
+                 WHERE transaction_id = $2 AND processed_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(&p.transaction_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
         if claimed != 1 {
             return Ok(None);
         }
+        // The common case in two statements: the guarded paid update (which locks the order and
+        // returns it for the Redis mirror), then both events and the outcome. The events' MAX(seq)
+        // is read by a statement that starts after the lock is held, so it sees every event.
+        if let Some(row) = mark_paid_returning(&mut tx, p).await? {
+            let now = now_ms();
+            sqlx::query(
+                "WITH ev AS (INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
+                   SELECT $1, base.m + k.n, $2, k.kind, $3, $4 \
+                   FROM (SELECT COALESCE(MAX(seq), 0) AS m FROM order_events WHERE order_id = $1) AS base, \
+                        (VALUES (1, 'notify_received'), (2, 'paid')) AS k(n, kind)) \
+                 UPDATE pay_inbox SET outcome = 'paid' WHERE transaction_id = $5",
+            )
+            .bind(&p.out_trade_no)
+            .bind(now)
+            .bind(Cause::Notify.as_str())
+            .bind(p.detail())
+            .bind(&p.transaction_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(Applied {
+                outcome: PaidOutcome::Paid,
+                row: Some(row),
+            }));
+        }
+        // Not applicable as it stands (already paid, closed, unknown, another amount): record it
+        // and find out why, under the order's lock.
         let known = sqlx::query("UPDATE orders SET updated_at = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(&p.out_trade_no)
@@ -111,7 +191,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(outcome))
+        Ok(Some(Applied { outcome, row: None }))
     }
 
     /// A failed application: try again at `at`, keeping the error for operators.
@@ -151,4 +231,24 @@ async fn insert_inbox(conn: &mut sqlx::PgConnection, n: &PayNotify) -> Result<()
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Inserts a pay result already claimed by this transaction; 1 when this call claimed it (new, or
+/// recorded before but never applied), 0 when it had been applied before.
+async fn insert_claimed(conn: &mut sqlx::PgConnection, n: &PayNotify) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    Ok(sqlx::query(
+        "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (transaction_id) DO UPDATE \
+         SET processed_at = EXCLUDED.processed_at, next_attempt_at = NULL WHERE pay_inbox.processed_at IS NULL",
+    )
+    .bind(&n.transaction_id)
+    .bind(&n.out_trade_no)
+    .bind(n.total_fee)
+    .bind(&n.time_end)
+    .bind(n.paid_at_ms)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }

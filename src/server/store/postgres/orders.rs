@@ -4,16 +4,55 @@
 
 use sqlx::{PgConnection, Row};
 
+use super::reads::{order_row, ORDER_COLUMNS};
 use super::timeline::{append_event, record_anomaly};
 use super::{retryable, retrying, PgStore, RETRIES};
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{
-    classify_unapplied, order_body, status_list, Cause, CreateError, Created, NewOrder,
-    PaidOutcome, Payment,
+    classify_unapplied, order_body, status_list, Cause, CreateError, Created, HideOutcome,
+    NewOrder, OrderRow, PaidOutcome, Payment,
 };
 use crate::server::store::now_ms;
 
 impl PgStore {
+    /// Hides a finished order from its shopper's list: a logical delete (the row, its events and
+    /// the operators' view stay). Hiding it again changes nothing.
+    pub async fn hide(&self, id: &str, session_id: &str) -> Result<HideOutcome, sqlx::Error> {
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let now = now_ms();
+            let n = sqlx::query(
+                "UPDATE orders SET hidden_at = $1, updated_at = $2 WHERE id = $3 AND session_id = $4 \
+                 AND status IN ('paid', 'closed', 'failed') AND hidden_at IS NULL",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                append_event(&mut tx, id, "hidden", Cause::Shopper, "hidden from the shopper's list").await?;
+                tx.commit().await?;
+                return Ok(HideOutcome::Hidden);
+            }
+            let row: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT status, hidden_at FROM orders WHERE id = $1 AND session_id = $2")
+                    .bind(id)
+                    .bind(session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            Ok(match row {
+                None => HideOutcome::NotFound,
+                Some((_, Some(_))) => HideOutcome::Hidden,
+                Some(_) => HideOutcome::NotFinished,
+            })
+        })
+        .await
+    }
+
     pub async fn create_order(
         &self,
         order: &NewOrder,
@@ -240,6 +279,28 @@ impl PgStore {
 
 /// `pending | closing → paid`, guarded by the amount, inside the caller's transaction. A payment
 /// that cannot be applied is recorded once as an anomaly, and an unfinished order parked.
+/// The guarded paid update alone, returning the order as it now is; None when the order is not
+/// pending or closing with this amount (the caller then goes through `mark_paid_in`).
+pub(super) async fn mark_paid_returning(
+    conn: &mut PgConnection,
+    p: &Payment,
+) -> Result<Option<OrderRow>, sqlx::Error> {
+    let now = now_ms();
+    let row = sqlx::query(&format!(
+        "UPDATE orders SET status = 'paid', transaction_id = $1, paid_at = $2, finished_at = $3, updated_at = $3, \
+         next_check_at = NULL WHERE id = $4 AND status IN ('pending', 'closing') AND total_fee = $5 \
+         RETURNING {ORDER_COLUMNS}"
+    ))
+    .bind(&p.transaction_id)
+    .bind(p.paid_at)
+    .bind(now)
+    .bind(&p.out_trade_no)
+    .bind(p.total_fee)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(order_row).transpose()
+}
+
 pub(super) async fn mark_paid_in(
     conn: &mut PgConnection,
     p: &Payment,

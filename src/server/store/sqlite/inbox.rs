@@ -3,8 +3,8 @@
 use super::orders::mark_paid_in;
 use super::timeline::append_event;
 use super::SqliteStore;
-use crate::server::orders::state::{Cause, PaidOutcome, Payment};
-use crate::server::store::now_ms;
+use crate::server::orders::state::{Cause, Payment};
+use crate::server::store::{now_ms, Applied};
 use crate::server::wxpay::notify::PayNotify;
 
 impl SqliteStore {
@@ -16,10 +16,7 @@ impl SqliteStore {
 
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
-    pub async fn receive_pay_result(
-        &self,
-        n: &PayNotify,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
         let p = Payment {
             out_trade_no: n.out_trade_no.clone(),
             transaction_id: n.transaction_id.clone(),
@@ -63,7 +60,7 @@ impl SqliteStore {
 
     /// Claims the entry, records it on the timeline and applies it, in one transaction. None
     /// when another consumer claimed it first.
-    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<Applied>, sqlx::Error> {
         self.apply_pay_result_once(p, None).await
     }
 
@@ -71,7 +68,7 @@ impl SqliteStore {
         &self,
         p: &Payment,
         record: Option<&PayNotify>,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
+    ) -> Result<Option<Applied>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         if let Some(n) = record {
             insert_inbox(&mut tx, n).await?;
@@ -111,7 +108,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(outcome))
+        Ok(Some(Applied { outcome, row: None }))
     }
 
     /// A failed application: try again at `at`, keeping the error for operators.
