@@ -58,8 +58,8 @@ for port in 3400 3401; do  # the servers' databases, queues and keys (see end2en
     SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes
 done
 
-section "build (release): server + WASM through wasm-opt"
-cargo leptos build --release 2>&1 | tail -n 3
+section "build (release): server + WASM through wasm-opt, files precompressed (brotli, gzip)"
+cargo leptos build --release --precompress 2>&1 | tail -n 3
 ls -l target/site/pkg/
 
 section "Playwright, release build"

@@ -1,4 +1,5 @@
 import { test as base, expect, Page } from "@playwright/test";
+import AxeBuilder from "@axe-core/playwright";
 
 // Every test fails on any uncaught page error or console error, in every page it opens
 // (the checkout and the sandbox phone alike).
@@ -44,3 +45,14 @@ export async function placeOrder(page: Page): Promise<string> {
   expect(page.url()).toContain(orderNo);
   return orderNo;
 }
+
+/** axe-core on the page as it is now: no serious or critical violation. */
+export async function noSeriousViolations(page: Page, what: string) {
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  expect(
+    bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
+    `axe on ${what}`,
+  ).toEqual([]);
+}
+

@@ -1,4 +1,4 @@
-import { test, expect, openShop, add, placeOrder } from "./fixtures";
+import { test, expect, openShop, add, placeOrder, noSeriousViolations } from "./fixtures";
 import { FAST_PORT } from "../playwright.config";
 
 // This server gives shoppers 8 seconds to pay.
@@ -31,4 +31,20 @@ test("the shopper cancels, sees the failure page, and the stock is back", async 
   await expect(page.getByTestId("failure-reason")).toContainText("You cancelled this order");
   await openShop(page);
   expect(await stockOf(page, "MUG-CELADON")).toBe(before);
+});
+
+test("order again from the failure page places the same goods anew", async ({ page }) => {
+  await openShop(page);
+  await add(page, "PIN-PANDA", 2);
+  await add(page, "BUN-RED", 1);
+  const first = await placeOrder(page);
+  await page.getByTestId("cancel").click();
+  await expect(page).toHaveURL(/\/orders\/SP\w+\/failed$/, { timeout: 15_000 });
+  await noSeriousViolations(page, "the failure page");
+  await page.getByTestId("order-again").click();
+  await expect(page).toHaveURL(/\/checkout\/SP\w+$/);
+  expect(page.url()).not.toContain(first);
+  await expect(page.getByTestId("amount")).toHaveText("¥26.52");
+  await expect(page.getByTestId("checkout")).toContainText("Panda enamel pin × 2");
+  await expect(page.getByTestId("checkout")).toContainText("× 1");
 });

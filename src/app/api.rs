@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
-use super::types::{AppError, CartLine, OrderView, ProductView, StatusView};
+use super::types::{AppError, CartLine, OrderSummary, OrderView, ProductView, StatusView};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Catalogue {
@@ -150,6 +150,53 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     })
 }
 
+/// How many of their orders a shopper sees (newest first).
+pub const MY_ORDERS_LIMIT: i64 = 50;
+
+/// The session's orders, newest first, without the ones the shopper hid.
+#[server(prefix = "/api", endpoint = "my_orders")]
+pub async fn my_orders() -> Result<Vec<OrderSummary>, AppError> {
+    let ctx = ssr::ctx()?;
+    let session = ssr::session()?;
+    let rows = ctx
+        .store
+        .session_orders(&session, MY_ORDERS_LIMIT)
+        .await
+        .map_err(ssr::internal)?;
+    rows.into_iter()
+        .map(|o| {
+            Ok(OrderSummary {
+                status: o.status,
+                amount: super::types::Fen::new(o.total_fee).ok_or(AppError::Internal)?,
+                body: o.body,
+                placed_at: ssr::beijing_display(o.created_at),
+                id: o.id,
+            })
+        })
+        .collect()
+}
+
+/// Hides a finished order from the shopper's list. The order stays on record (operators see it).
+#[server(prefix = "/api", endpoint = "hide_order")]
+pub async fn hide_order(id: String) -> Result<(), AppError> {
+    use crate::server::orders::state::HideOutcome;
+    let ctx = ssr::ctx()?;
+    let session = ssr::session()?;
+    if id.is_empty() || id.len() > 32 {
+        return Err(ssr::status(404, AppError::NotFound));
+    }
+    match ctx.store.hide(&id, &session).await.map_err(ssr::internal)? {
+        HideOutcome::Hidden => Ok(()),
+        HideOutcome::NotFound => Err(ssr::status(404, AppError::NotFound)),
+        HideOutcome::NotFinished => Err(ssr::status(
+            409,
+            AppError::BadRequest(
+                "This order is still waiting for payment, so it stays in your list.".into(),
+            ),
+        )),
+    }
+}
+
 #[cfg(feature = "ssr")]
 mod ssr {
     use std::sync::Arc;
@@ -235,6 +282,7 @@ mod ssr {
             items: items
                 .into_iter()
                 .map(|i| OrderItemView {
+                    sku: i.sku,
                     name: i.name,
                     qty: i.qty,
                     unit_price: Fen::new(i.unit_price_fen).unwrap_or(Fen::new(0).unwrap()),
@@ -250,7 +298,7 @@ mod ssr {
     }
 
     /// `2026-11-27 10:31:05` in Beijing time, as WeChat shows it.
-    fn beijing_display(utc_ms: i64) -> String {
+    pub fn beijing_display(utc_ms: i64) -> String {
         let s = crate::server::wxpay::time::format_beijing(utc_ms);
         format!(
             "{}-{}-{} {}:{}:{}",

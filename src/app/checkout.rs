@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::NavigateOptions;
 
@@ -21,7 +22,12 @@ pub fn CheckoutPage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
             {move || order.get().map(|r| match r {
-                Ok(o) => view! { <Checkout o=o on_qr_ready=Callback::new(move |_| order.refetch())/> }.into_any(),
+                // A finished order (a bookmark, the back button) goes straight to its result:
+                // a redirect in the server render, a navigation in the browser.
+                Ok(o) => match result_path(&o.id, o.status) {
+                    Some(path) => view! { <Redirect path=path options=NavigateOptions { replace: true, ..Default::default() }/> }.into_any(),
+                    None => view! { <Checkout o=o on_qr_ready=Callback::new(move |_| order.refetch())/> }.into_any(),
+                },
                 Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
             })}
@@ -48,7 +54,9 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
     let navigate = use_navigate();
     let id = o.id.clone();
 
-    // Browser only (effects do not run on the server): tick the countdown, poll the status.
+    // Browser only (effects do not run on the server): tick the countdown, poll the status —
+    // every 3 seconds while the tab is visible, and at once when it comes back into view (a
+    // hidden tab polling for minutes costs a phone's battery and data for nothing).
     Effect::new({
         let id = id.clone();
         move |_| {
@@ -57,8 +65,8 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                 Duration::from_secs(1),
             )
             .ok();
-            let id = id.clone();
-            let poll = set_interval_with_handle(
+            let poll_now = {
+                let id = id.clone();
                 move || {
                     let id = id.clone();
                     leptos::task::spawn_local(async move {
@@ -74,14 +82,30 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                             Err(_) => failed_polls.update(|n| *n += 1),
                         }
                     });
+                }
+            };
+            let poll = set_interval_with_handle(
+                {
+                    let poll_now = poll_now.clone();
+                    move || {
+                        if !document().hidden() {
+                            poll_now()
+                        }
+                    }
                 },
                 POLL_EVERY,
             )
             .ok();
+            let back_in_view = window_event_listener(leptos::ev::visibilitychange, move |_| {
+                if !document().hidden() {
+                    poll_now()
+                }
+            });
             on_cleanup(move || {
                 for handle in [tick, poll].into_iter().flatten() {
                     handle.clear();
                 }
+                back_in_view.remove();
             });
         }
     });
@@ -124,6 +148,11 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
         OrderStatus::Paid => "Paid — one moment…",
         OrderStatus::Closed | OrderStatus::Failed => "This order has ended.",
     };
+    let time_left_notice = Memo::new(move |_| match (status.get(), remaining.get()) {
+        (OrderStatus::Pending, r) if r > 0 && r <= 60_000 => "One minute left to pay.",
+        (OrderStatus::Pending, r) if r > 60_000 && r <= 300_000 => "Five minutes left to pay.",
+        _ => "",
+    });
     let items = o.items.clone();
     view! {
         <section class="card checkout" data-testid="checkout">
@@ -135,6 +164,11 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                     Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label="WeChat Pay QR code" inner_html=svg></div> }.into_any(),
                     None => view! { <div class="qr qr-waiting" data-testid="qr-pending">"Preparing your QR code…"</div> }.into_any(),
                 }}
+            </div>
+            <div class="notice on-phone" data-testid="phone-notice">
+                <p><strong>"On a phone?"</strong>" WeChat cannot scan a code shown on the phone it runs on. Hold this screen up to the phone you pay with and scan it there with WeChat. Check these before you pay:"</p>
+                <p class="center">"Order number"<br/><span class="mono big-no" data-testid="phone-order-no">{o.id.clone()}</span></p>
+                <p class="center">"Amount"<br/><strong class="big-no">{o.amount.yuan()}</strong></p>
             </div>
             <p class="scan-hint center">
                 <span class="wechat-dot" aria-hidden="true"></span>
@@ -149,7 +183,10 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                     "We can't reach the shop right now — still trying. If you have paid, your payment is safe and this page will update once we're back."
                 </p>
             </Show>
-            <p class="countdown center" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
+            // The ticking countdown is a timer (not read out every second); screen readers hear
+            // only when five minutes and one minute are left.
+            <p class="sr-only" aria-live="polite" data-testid="countdown-announcement">{move || time_left_notice.get()}</p>
+            <p class="countdown center" role="timer" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
                 "Time left to pay: "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>
             </p>

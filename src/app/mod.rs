@@ -3,11 +3,12 @@
 pub mod api;
 mod catalogue;
 mod checkout;
+mod orders;
 mod result;
 pub mod types;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{path, SsrMode};
 
@@ -20,6 +21,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="theme-color" content="#07c160"/>
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
+                <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -41,7 +43,6 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/scanpay.css"/>
         <Title text="scanpay"/>
         <Router>
             <header class="topbar">
@@ -49,11 +50,15 @@ pub fn App() -> impl IntoView {
                     <span class="logo" aria-hidden="true">"¥"</span>
                     "scanpay"
                 </A>
-                <span class="secure">"WeChat Pay · Native"</span>
+                <nav class="topnav">
+                    <A href="/orders" attr:data-testid="nav-orders">"My orders"</A>
+                    <span class="secure">"WeChat Pay · Native"</span>
+                </nav>
             </header>
             <main class="page">
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=catalogue::CataloguePage/>
+                    <Route path=path!("/orders") view=orders::MyOrdersPage/>
                     <Route path=path!("/checkout/:id") view=checkout::CheckoutPage ssr=SsrMode::Async/>
                     <Route path=path!("/orders/:id/paid") view=result::PaidPage ssr=SsrMode::Async/>
                     <Route path=path!("/orders/:id/failed") view=result::FailedPage ssr=SsrMode::Async/>

@@ -2,10 +2,10 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map};
 
-use super::api::get_order;
-use super::types::{AppError, OrderStatus, OrderView};
+use super::api::{get_order, PlaceOrder};
+use super::types::{AppError, CartLine, OrderStatus, OrderView};
 use super::NotFound;
 
 #[component]
@@ -79,10 +79,36 @@ fn failed(o: OrderView) -> AnyView {
                 <dt>"Amount"</dt>
                 <dd>{o.amount.yuan()}</dd>
             </dl>
-            <A href="/" attr:class="button primary">"Back to the shop"</A>
+            <OrderAgain lines=o.items.iter().map(|i| CartLine { sku: i.sku.clone(), qty: i.qty }).collect()/>
+            <A href="/" attr:class="button">"Back to the shop"</A>
         </section>
     }
     .into_any()
+}
+
+/// Places a new order with the same goods and quantities, and goes to its checkout.
+#[component]
+fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
+    let place = ServerAction::<PlaceOrder>::new();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = place.value().get() {
+            navigate(&format!("/checkout/{id}"), Default::default());
+        }
+    });
+    view! {
+        <button
+            class="button primary"
+            data-testid="order-again"
+            disabled=move || place.pending().get()
+            on:click=move |_| { place.dispatch(PlaceOrder { lines: lines.clone() }); }
+        >
+            {move || if place.pending().get() { "Placing your order…" } else { "Order again" }}
+        </button>
+        {move || place.value().get().and_then(|r| r.err()).map(|e| view! {
+            <p class="error" role="alert" data-testid="order-again-error">{e.to_string()}</p>
+        })}
+    }
 }
 
 /// Someone opened a result page before the order got there.

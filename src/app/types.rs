@@ -109,6 +109,7 @@ pub struct CartLine {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItemView {
+    pub sku: String,
     pub name: String,
     pub qty: i64,
     pub unit_price: Fen,
@@ -132,6 +133,18 @@ pub struct OrderView {
     /// Beijing time, `2026-11-27 10:31:05`.
     pub paid_at: Option<String>,
     pub failure_reason: Option<FailureReason>,
+}
+
+/// One line of the shopper's order list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub id: String,
+    pub status: OrderStatus,
+    pub amount: Fen,
+    /// What was bought, as WeChat shows it (`Shop - Tieguanyin oolong +1 more`).
+    pub body: String,
+    /// Beijing time, `2026-11-27 10:31:05`.
+    pub placed_at: String,
 }
 
 /// What the checkout page polls for.

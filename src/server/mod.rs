@@ -1,6 +1,7 @@
 //! Everything that runs only on the server: configuration, the WeChat Pay client, the sandbox,
 //! the store, the order flows and the HTTP wiring.
 
+pub mod assets;
 pub mod bus;
 pub mod cache;
 pub mod config;
@@ -298,6 +299,15 @@ fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
                 .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         );
     }
+    let policy = assets::AssetPolicy {
+        pkg_prefix: format!("/{}/", state.leptos_options.site_pkg_dir),
+        hashed: state.leptos_options.hash_files,
+    };
+    // Pages and server-function answers compressed on the fly (the front end's files come
+    // precompressed from the build; an answer with a Content-Encoding is left as it is).
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(policy, assets::layer))
+        .layer(tower_http::compression::CompressionLayer::new());
     with_security_headers(app.with_state(state), &reload)
 }
 
@@ -337,10 +347,15 @@ pub async fn run() {
                 .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
         )
         .init();
-    let leptos_options = match get_configuration(None) {
+    let mut leptos_options = match get_configuration(None) {
         Ok(conf) => conf.leptos_options,
         Err(e) => fail(&format!("leptos configuration: {e}")),
     };
+    // A front end built with hashed file names (cargo-leptos `hash-files`) is served by them,
+    // unless LEPTOS_HASH_FILES says otherwise.
+    if std::env::var_os("LEPTOS_HASH_FILES").is_none() {
+        leptos_options.hash_files = assets::hashed_build(&leptos_options.hash_file);
+    }
     let mut settings =
         Settings::load(leptos_options.site_addr).unwrap_or_else(|e| fail(&e.to_string()));
     let args: Vec<String> = std::env::args().skip(1).collect();

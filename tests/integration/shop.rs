@@ -161,3 +161,132 @@ async fn health_answers() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Pays `id` as the notify would (store level: the HTTP notify path has tests of its own).
+async fn pay(app: &crate::common::TestApp, id: &str) {
+    let o = app.order(id).await;
+    let p = scanpay::server::orders::state::Payment {
+        out_trade_no: id.into(),
+        transaction_id: format!("4200{id}"),
+        total_fee: o.total_fee,
+        paid_at: o.created_at,
+    };
+    let cause = scanpay::server::orders::state::Cause::Notify;
+    app.ctx().store.mark_paid(&p, cause).await.unwrap();
+}
+
+#[tokio::test]
+async fn my_orders_lists_newest_first_and_hides_only_finished_orders() {
+    let app = spawn_app(&[]).await;
+    let shopper = app.shopper().await;
+    let first = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    let second = shopper.place_ok(&[("BUN-RED", 2)]).await;
+    let (status, list) = shopper.call("my_orders", &[]).await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+    assert_eq!(list[0]["status"], "Pending");
+    assert_eq!(list[0]["amount"], 4900);
+    assert!(
+        list[0]["placed_at"].as_str().unwrap().len() == 19,
+        "Beijing time: {}",
+        list[0]["placed_at"]
+    );
+
+    // Still in play: stays in the list, with a message saying why.
+    let (status, body) = shopper.call("hide_order", &[("id", &first)]).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("still waiting for payment"),
+        "{body}"
+    );
+
+    pay(&app, &first).await;
+    let stranger = app.shopper().await;
+    let (status, _) = stranger.call("hide_order", &[("id", &first)]).await;
+    assert_eq!(status, 404, "not theirs to hide");
+    let (status, list) = stranger.call("my_orders", &[]).await;
+    assert_eq!((status, list), (200, serde_json::json!([])));
+
+    for _ in 0..2 {
+        let (status, body) = shopper.call("hide_order", &[("id", &first)]).await;
+        assert_eq!(status, 200, "hiding twice is fine: {body}");
+    }
+    let (_, list) = shopper.call("my_orders", &[]).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], second.as_str());
+    // A logical delete: the row stays, and its owner can still open it.
+    assert_eq!(
+        app.count(&crate::common::sql(&format!(
+            "SELECT COUNT(*) FROM orders WHERE id = '{first}' AND hidden_at IS NOT NULL AND status = 'paid'"
+        )))
+        .await,
+        1
+    );
+    let (status, _) = shopper.page(&format!("/orders/{first}/paid")).await;
+    assert_eq!(status, 200);
+    let (status, _) = shopper.call("hide_order", &[("id", "")]).await;
+    assert_eq!(status, 404, "an empty id is refused");
+}
+
+#[tokio::test]
+async fn a_finished_orders_checkout_redirects_to_its_result() {
+    let app = spawn_app(&[]).await;
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    pay(&app, &id).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_follow
+        .get(format!("{}/checkout/{id}", shopper.base))
+        .header("cookie", &shopper.cookie)
+        .header("accept", "text/html") // as a browser asks for a page
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/orders/{id}/paid").as_str()
+    );
+}
+
+#[tokio::test]
+async fn pages_and_answers_are_compressed_and_never_stored_by_others() {
+    let app = spawn_app(&[]).await;
+    let shopper = app.shopper().await;
+    let r = shopper
+        .http
+        .get(format!("{}/", shopper.base))
+        .header("cookie", &shopper.cookie)
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+    let r = shopper
+        .http
+        .post(format!("{}/api/my_orders", shopper.base))
+        .header("cookie", &shopper.cookie)
+        .header("accept-encoding", "gzip")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+    // Without Accept-Encoding the answer is plain.
+    let (status, body) = shopper.page("/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<html"), "plain HTML");
+}

@@ -120,12 +120,12 @@ body{{margin:0;font-family:-apple-system,"PingFang SC","Noto Sans CJK SC",system
 header{{background:#2e2e2e;color:#fff;padding:14px 16px;font-size:15px;display:flex;justify-content:space-between}}
 header .tag{{background:#fa9d3b;color:#111;border-radius:4px;padding:1px 6px;font-size:12px}}
 .card{{background:#fff;margin:16px;border-radius:10px;padding:24px 20px;text-align:center}}
-.payee-label{{color:#888;margin:0;font-size:14px}} .payee{{font-size:17px;margin:6px 0 18px}}
+.payee-label{{color:#666;margin:0;font-size:14px}} .payee{{font-size:17px;margin:6px 0 18px}}
 .amount{{font-size:40px;font-weight:600;margin:0 0 18px}} .title{{font-size:20px;font-weight:600}}
 dl{{display:grid;grid-template-columns:auto 1fr;gap:6px 12px;text-align:left;font-size:14px;color:#555;border-top:1px solid #eee;padding-top:14px}}
-dt{{color:#999}} dd{{margin:0;word-break:break-all}} .mono{{font-family:ui-monospace,monospace;font-size:13px}}
+dt{{color:#666}} dd{{margin:0;word-break:break-all}} .mono{{font-family:ui-monospace,monospace;font-size:13px}}
 button{{width:100%;border:0;border-radius:8px;padding:14px;font-size:17px;margin-top:12px;cursor:pointer}}
-.pay{{background:#07c160;color:#fff}} .decline{{background:#f2f2f2;color:#333}}
+.pay{{background:#067a3e;color:#fff}} .decline{{background:#f2f2f2;color:#333}}
 .tick{{width:64px;height:64px;border-radius:50%;background:#07c160;color:#fff;font-size:36px;line-height:64px;margin:0 auto 12px}}
 .state{{color:#c00}}
 </style></head><body><header><span>WeChat Pay</span><span class="tag">SANDBOX</span></header>{body}</body></html>"#

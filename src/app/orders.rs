@@ -1,0 +1,84 @@
+//! My orders: this session's orders, newest first. A pending order links back to its checkout, a
+//! finished one to its result; finished orders can be hidden (a logical delete: the row stays).
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use super::api::{my_orders, HideOrder};
+use super::checkout::result_path;
+use super::types::{OrderStatus, OrderSummary};
+
+#[component]
+pub fn MyOrdersPage() -> impl IntoView {
+    let hide = ServerAction::<HideOrder>::new();
+    // Reloaded after each hide, whatever came of it (another tab may have hidden it already).
+    let orders = Resource::new(move || hide.version().get(), |_| my_orders());
+    view! {
+        <section class="card my-orders" data-testid="my-orders">
+            <h1>"My orders"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Loading your orders…"</p> }>
+                {move || orders.get().map(|r| match r {
+                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                    Ok(list) if list.is_empty() => view! {
+                        <p class="muted" data-testid="no-orders">"No orders yet."</p>
+                        <A href="/" attr:class="button">"Go to the shop"</A>
+                    }.into_any(),
+                    Ok(list) => view! {
+                        <ul class="order-list">
+                            {list.into_iter().map(|o| view! { <OrderLine o=o hide=hide/> }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                })}
+            </Suspense>
+            {move || hide.value().get().and_then(|r| r.err()).map(|e| view! {
+                <p class="error" role="alert" data-testid="hide-error">{e.to_string()}</p>
+            })}
+        </section>
+    }
+}
+
+pub fn status_label(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::Pending => "Waiting for payment",
+        OrderStatus::Closing => "Closing",
+        OrderStatus::Paid => "Paid",
+        OrderStatus::Closed => "Closed",
+        OrderStatus::Failed => "Not completed",
+    }
+}
+
+#[component]
+fn OrderLine(o: OrderSummary, hide: ServerAction<HideOrder>) -> impl IntoView {
+    let href = result_path(&o.id, o.status).unwrap_or_else(|| format!("/checkout/{}", o.id));
+    let finished = o.status.is_final();
+    let id = o.id.clone();
+    let label = if finished { "Details" } else { "Pay now" };
+    view! {
+        <li class="order-line" data-testid="order-line" data-order=o.id.clone()>
+            <div class="order-main">
+                <span class=format!("pill {}", o.status.as_str()) data-testid="order-status">{status_label(o.status)}</span>
+                <span class="order-amount">{o.amount.yuan()}</span>
+            </div>
+            <div class="muted small">{o.body.clone()}</div>
+            <div class="muted small">
+                <time>{o.placed_at.clone()}</time>" (Beijing time) · "
+                <span class="mono">{o.id.clone()}</span>
+            </div>
+            <div class="order-actions">
+                <A href=href attr:class="button small" attr:data-testid="order-open">{label}</A>
+                <Show when=move || finished>
+                    <button
+                        class="button small link"
+                        data-testid="order-hide"
+                        aria-label=format!("Hide order {} from this list", id)
+                        disabled=move || hide.pending().get()
+                        on:click={
+                            let id = id.clone();
+                            move |_| { hide.dispatch(HideOrder { id: id.clone() }); }
+                        }
+                    >"Hide"</button>
+                </Show>
+            </div>
+        </li>
+    }
+}
