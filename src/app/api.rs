@@ -4,6 +4,8 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
+#[cfg(feature = "ssr")]
+use super::i18n::{text, text_with, Key, Lang};
 use super::types::{AppError, CartLine, OrderSummary, OrderView, ProductView, StatusView};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,21 +42,19 @@ pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
     use crate::server::orders::place::{self, PlaceError};
     let ctx = ssr::ctx()?;
     let session = ssr::session()?;
+    let lang = ssr::lang();
     if let Some(ip) = ssr::client_ip(&ctx) {
         if !ctx.order_rate.allow(ip) {
             return Err(ssr::status(
                 429,
-                AppError::BadRequest(
-                    "Too many orders from your network in the last minute: please wait a minute and try again."
-                        .into(),
-                ),
+                AppError::BadRequest(text(lang, Key::err_rate_limited).into()),
             ));
         }
     }
     match place::place_order(&ctx, &session, &lines).await {
         Ok(id) => Ok(id),
-        Err(PlaceError::Invalid(msg)) => Err(ssr::status(400, AppError::BadRequest(msg))),
-        Err(PlaceError::Limited(msg)) => Err(ssr::status(429, AppError::BadRequest(msg))),
+        Err(PlaceError::Invalid(r)) => Err(ssr::status(400, AppError::BadRequest(r.text(lang)))),
+        Err(PlaceError::Limited(r)) => Err(ssr::status(429, AppError::BadRequest(r.text(lang)))),
         Err(PlaceError::Db(e)) => Err(ssr::internal(e)),
     }
 }
@@ -108,9 +108,7 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     if order.status == OrderStatus::Paid {
         return Err(ssr::status(
             409,
-            AppError::BadRequest(
-                "This order has already been paid, so it can no longer be cancelled.".into(),
-            ),
+            AppError::BadRequest(text(ssr::lang(), Key::err_already_paid).into()),
         ));
     }
     if !order.status.is_final() {
@@ -138,9 +136,7 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     if order.status == OrderStatus::Paid {
         return Err(ssr::status(
             409,
-            AppError::BadRequest(
-                "The payment arrived before the cancellation: this order is paid.".into(),
-            ),
+            AppError::BadRequest(text(ssr::lang(), Key::err_paid_before_cancel).into()),
         ));
     }
     Ok(StatusView {
@@ -190,11 +186,39 @@ pub async fn hide_order(id: String) -> Result<(), AppError> {
         HideOutcome::NotFound => Err(ssr::status(404, AppError::NotFound)),
         HideOutcome::NotFinished => Err(ssr::status(
             409,
-            AppError::BadRequest(
-                "This order is still waiting for payment, so it stays in your list.".into(),
-            ),
+            AppError::BadRequest(text(ssr::lang(), Key::err_hide_unfinished).into()),
         )),
     }
+}
+
+/// Remembers the shopper's language (`en` or `zh-CN`) in the `lang` cookie for a year.
+#[server(prefix = "/api", endpoint = "set_language")]
+pub async fn set_language(lang: String) -> Result<(), AppError> {
+    use axum::http::{header::SET_COOKIE, HeaderValue};
+    let Some(chosen) = Lang::parse(&lang).filter(|l| l.code().eq_ignore_ascii_case(lang.trim()))
+    else {
+        let code: String = lang.chars().take(16).collect();
+        return Err(ssr::status(
+            400,
+            AppError::BadRequest(text_with(
+                ssr::lang(),
+                Key::err_bad_language,
+                &[("code", &code)],
+            )),
+        ));
+    };
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+        super::i18n::COOKIE,
+        chosen.code()
+    );
+    if let (Some(res), Ok(value)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        HeaderValue::from_str(&cookie),
+    ) {
+        res.append_header(SET_COOKIE, value);
+    }
+    Ok(())
 }
 
 #[cfg(feature = "ssr")]
@@ -218,6 +242,13 @@ mod ssr {
     pub fn client_ip(ctx: &Ctx) -> Option<std::net::IpAddr> {
         let parts = use_context::<axum::http::request::Parts>()?;
         crate::server::limits::client_ip(&parts, ctx.settings.client_ip_header.as_ref())
+    }
+
+    /// The language of this request (the `lang` cookie, else `Accept-Language`).
+    pub fn lang() -> super::super::i18n::Lang {
+        use_context::<axum::http::request::Parts>()
+            .map(|p| super::super::i18n::from_headers(&p.headers))
+            .unwrap_or_default()
     }
 
     pub fn session() -> Result<String, AppError> {

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use super::api::{get_catalogue, PlaceOrder};
+use super::i18n::{use_i18n, Key};
 use super::types::{CartLine, Fen, ProductView};
 
 #[component]
@@ -15,6 +16,7 @@ pub fn CataloguePage() -> impl IntoView {
     let catalogue = Resource::new(move || place.version().get(), |_| get_catalogue());
     let cart = RwSignal::new(BTreeMap::<String, i64>::new());
     let navigate = use_navigate();
+    let i18n = use_i18n();
 
     Effect::new(move |_| {
         if let Some(Ok(id)) = place.value().get() {
@@ -23,9 +25,9 @@ pub fn CataloguePage() -> impl IntoView {
     });
 
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading the shop…"</p> }>
+        <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_shop)}</p> }>
             {move || catalogue.get().map(|c| match c {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{move || e.text(i18n.lang())}</p> }.into_any(),
                 Ok(c) => {
                     let products = c.products.clone();
                     let max_qty = c.max_qty;
@@ -44,14 +46,14 @@ pub fn CataloguePage() -> impl IntoView {
                     view! {
                         <section class="intro">
                             <h1>{c.shop_name.clone()}</h1>
-                            <p class="muted">"Choose your goods, then pay by scanning a QR code with WeChat."</p>
+                            <p class="muted">{i18n.t(Key::shop_intro)}</p>
                         </section>
                         <ul class="products">
                             {products.into_iter().map(|p| view! { <ProductCard p=p cart=cart max_qty=max_qty/> }).collect_view()}
                         </ul>
                         <div class="cart-bar" data-testid="cart-bar">
                             <div>
-                                <div class="muted small">{move || format!("{} item(s)", count())}</div>
+                                <div class="muted small">{move || i18n.t_with(Key::items_count, &[("count", &count().to_string())])}</div>
                                 <div class="cart-total" data-testid="cart-total">{move || Fen::new(total()).map(Fen::yuan).unwrap_or_default()}</div>
                             </div>
                             <button
@@ -60,11 +62,11 @@ pub fn CataloguePage() -> impl IntoView {
                                 disabled=move || count() == 0 || place.pending().get()
                                 on:click=submit
                             >
-                                {move || if place.pending().get() { "Placing order…" } else { "Place order" }}
+                                {move || i18n.t(if place.pending().get() { Key::placing_order } else { Key::place_order })()}
                             </button>
                         </div>
                         {move || place.value().get().and_then(|r| r.err()).map(|e| view! {
-                            <p class="error" role="alert" data-testid="place-error">{e.to_string()}</p>
+                            <p class="error" role="alert" data-testid="place-error">{e.text(i18n.lang())}</p>
                         })}
                     }.into_any()
                 }
@@ -81,6 +83,7 @@ fn ProductCard(
     cart: RwSignal<BTreeMap<String, i64>>,
     max_qty: i64,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let sku = p.sku.clone();
     let stock = p.stock;
     let qty = {
@@ -109,13 +112,20 @@ fn ProductCard(
                 <p class="muted small">{p.description.clone()}</p>
                 <p class="price">{p.price.yuan()}</p>
                 <p class="stock small" data-testid="stock">
-                    {if stock == 0 { "Sold out".to_string() } else { format!("{stock} left") }}
+                    {move || if stock == 0 {
+                        i18n.t(Key::sold_out)().to_string()
+                    } else {
+                        i18n.t_with(Key::stock_left, &[("count", &stock.to_string())])
+                    }}
                 </p>
             </div>
-            <div class="stepper" role="group" aria-label=format!("Quantity of {}", p.name)>
-                <button aria-label="Fewer" data-testid="dec" disabled=move || { qty_minus_disabled() == 0 } on:click=move |_| dec(qty_dec() - 1)>"−"</button>
+            <div class="stepper" role="group" aria-label={
+                let name = p.name.clone();
+                move || i18n.t_with(Key::qty_of, &[("name", &name)])
+            }>
+                <button aria-label=i18n.t(Key::fewer) data-testid="dec" disabled=move || { qty_minus_disabled() == 0 } on:click=move |_| dec(qty_dec() - 1)>"−"</button>
                 <span class="qty" data-testid="qty">{move || qty_show()}</span>
-                <button aria-label="More" data-testid="inc" disabled=move || { qty_plus_disabled() >= stock.min(max_qty) } on:click=move |_| inc(qty_inc() + 1)>"+"</button>
+                <button aria-label=i18n.t(Key::more) data-testid="inc" disabled=move || { qty_plus_disabled() >= stock.min(max_qty) } on:click=move |_| inc(qty_inc() + 1)>"+"</button>
             </div>
         </li>
     }

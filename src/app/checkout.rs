@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::NavigateOptions;
 
 use super::api::{get_order, order_status, CancelOrder};
+use super::i18n::{use_i18n, Key};
 use super::types::{AppError, OrderStatus, OrderView};
 use super::{mm_ss, NotFound};
 
@@ -19,8 +20,9 @@ pub fn CheckoutPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let order = Resource::new(id, get_order);
+    let i18n = use_i18n();
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
+        <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_order)}</p> }>
             {move || order.get().map(|r| match r {
                 // A finished order (a bookmark, the back button) goes straight to its result:
                 // a redirect in the server render, a navigation in the browser.
@@ -29,7 +31,7 @@ pub fn CheckoutPage() -> impl IntoView {
                     None => view! { <Checkout o=o on_qr_ready=Callback::new(move |_| order.refetch())/> }.into_any(),
                 },
                 Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.text(i18n.lang())}</p> }.into_any(),
             })}
         </Suspense>
     }
@@ -52,6 +54,8 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
     // Polls in a row that got no answer (server restarting, network gone): said on the page.
     let failed_polls = RwSignal::new(0u32);
     let navigate = use_navigate();
+    let i18n = use_i18n();
+    let t = move |k| i18n.t(k);
     let id = o.id.clone();
 
     // Browser only (effects do not run on the server): tick the countdown, poll the status —
@@ -139,40 +143,46 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
         }
     };
 
-    let status_text = move || match status.get() {
-        OrderStatus::Pending if cancel.pending().get() => "Cancelling…",
-        OrderStatus::Pending if remaining.get() == 0 => "Time is up — closing the order…",
-        OrderStatus::Pending => "Waiting for payment…",
-        OrderStatus::Closing if cancelling.get() => "Cancelling…",
-        OrderStatus::Closing => "Time is up — closing the order…",
-        OrderStatus::Paid => "Paid — one moment…",
-        OrderStatus::Closed | OrderStatus::Failed => "This order has ended.",
+    let status_text = move || {
+        let key = match status.get() {
+            OrderStatus::Pending if cancel.pending().get() => Key::status_cancelling,
+            OrderStatus::Pending if remaining.get() == 0 => Key::status_time_up,
+            OrderStatus::Pending => Key::status_waiting,
+            OrderStatus::Closing if cancelling.get() => Key::status_cancelling,
+            OrderStatus::Closing => Key::status_time_up,
+            OrderStatus::Paid => Key::status_paid_moving,
+            OrderStatus::Closed | OrderStatus::Failed => Key::status_ended,
+        };
+        t(key)()
     };
     let time_left_notice = Memo::new(move |_| match (status.get(), remaining.get()) {
-        (OrderStatus::Pending, r) if r > 0 && r <= 60_000 => "One minute left to pay.",
-        (OrderStatus::Pending, r) if r > 60_000 && r <= 300_000 => "Five minutes left to pay.",
-        _ => "",
+        (OrderStatus::Pending, r) if r > 0 && r <= 60_000 => Some(Key::time_left_1),
+        (OrderStatus::Pending, r) if r > 60_000 && r <= 300_000 => Some(Key::time_left_5),
+        _ => None,
     });
     let items = o.items.clone();
     view! {
         <section class="card checkout" data-testid="checkout">
-            <p class="muted small center">{format!("Pay {}", o.shop_name)}</p>
+            <p class="muted small center">{
+                let shop = o.shop_name.clone();
+                move || i18n.t_with(Key::pay_shop, &[("shop", &shop)])
+            }</p>
             <p class="amount center" data-testid="amount">{o.amount.yuan()}</p>
             <div class="qr-box" class:dimmed=move || status.get() != OrderStatus::Pending || cancelling.get()>
                 {match o.qr_svg.clone() {
                     // Generated on the server from WeChat's code_url; contains no user text.
-                    Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label="WeChat Pay QR code" inner_html=svg></div> }.into_any(),
-                    None => view! { <div class="qr qr-waiting" data-testid="qr-pending">"Preparing your QR code…"</div> }.into_any(),
+                    Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label=t(Key::qr_label) inner_html=svg></div> }.into_any(),
+                    None => view! { <div class="qr qr-waiting" data-testid="qr-pending">{t(Key::qr_preparing)}</div> }.into_any(),
                 }}
             </div>
             <div class="notice on-phone" data-testid="phone-notice">
-                <p><strong>"On a phone?"</strong>" WeChat cannot scan a code shown on the phone it runs on. Hold this screen up to the phone you pay with and scan it there with WeChat. Check these before you pay:"</p>
-                <p class="center">"Order number"<br/><span class="mono big-no" data-testid="phone-order-no">{o.id.clone()}</span></p>
-                <p class="center">"Amount"<br/><strong class="big-no">{o.amount.yuan()}</strong></p>
+                <p><strong>{t(Key::phone_title)}</strong>" "{t(Key::phone_body)}</p>
+                <p class="center">{t(Key::order_number)}<br/><span class="mono big-no" data-testid="phone-order-no">{o.id.clone()}</span></p>
+                <p class="center">{t(Key::amount)}<br/><strong class="big-no">{o.amount.yuan()}</strong></p>
             </div>
             <p class="scan-hint center">
                 <span class="wechat-dot" aria-hidden="true"></span>
-                "Open WeChat, tap Scan, and point it at the code"
+                {t(Key::scan_hint)}
             </p>
             <p class="status center" data-testid="status" aria-live="polite">
                 <span class="spinner" aria-hidden="true"></span>
@@ -180,31 +190,31 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
             </p>
             <Show when=move || { failed_polls.get() >= 2 }>
                 <p class="notice center" role="status" data-testid="connection-lost">
-                    "We can't reach the shop right now — still trying. If you have paid, your payment is safe and this page will update once we're back."
+                    {t(Key::connection_lost)}
                 </p>
             </Show>
             // The ticking countdown is a timer (not read out every second); screen readers hear
             // only when five minutes and one minute are left.
-            <p class="sr-only" aria-live="polite" data-testid="countdown-announcement">{move || time_left_notice.get()}</p>
+            <p class="sr-only" aria-live="polite" data-testid="countdown-announcement">{move || time_left_notice.get().map(|k| t(k)())}</p>
             <p class="countdown center" role="timer" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
-                "Time left to pay: "
+                {t(Key::time_left)}" "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>
             </p>
             <Show when=move || status.get() == OrderStatus::Pending && !cancelling.get()>
                 <p class="center">
-                    <button class="button link" data-testid="cancel" on:click=on_cancel.clone()>"Cancel order"</button>
+                    <button class="button link" data-testid="cancel" on:click=on_cancel.clone()>{t(Key::cancel_order)}</button>
                 </p>
             </Show>
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! {
-                <p class="error" role="alert" data-testid="cancel-error">{e.to_string()}</p>
+                <p class="error" role="alert" data-testid="cancel-error">{e.text(i18n.lang())}</p>
             })}
             {o.sandbox_scan_url.clone().map(|url| view! {
                 <p class="center sandbox-link">
-                    <a href=url target="_blank" rel="noopener" data-testid="sandbox-scan">"Sandbox: scan with a simulated phone ↗"</a>
+                    <a href=url target="_blank" rel="noopener" data-testid="sandbox-scan">{t(Key::sandbox_scan)}</a>
                 </p>
             })}
             <dl class="details">
-                <dt>"Order number"</dt>
+                <dt>{t(Key::order_number)}</dt>
                 <dd class="mono" data-testid="order-no">{o.id.clone()}</dd>
                 {items.into_iter().map(|i| view! {
                     <dt>{format!("{} × {}", i.name, i.qty)}</dt>

@@ -3,6 +3,7 @@
 pub mod api;
 mod catalogue;
 mod checkout;
+pub mod i18n;
 mod orders;
 mod result;
 pub mod types;
@@ -12,10 +13,14 @@ use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::{path, SsrMode};
 
+use i18n::{use_i18n, I18n, Key};
+
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The hydrating page reads its language back from here (i18n::initial_lang).
+    let lang = i18n::initial_lang().code();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang=lang>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
@@ -36,6 +41,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let i18n = I18n(RwSignal::new(i18n::initial_lang()));
+    provide_context(i18n);
+    let t = move |k| i18n.t(k);
     // Lets tests (and curious people) see when the page has become interactive.
     Effect::new(move |_| {
         if let Some(body) = document().body() {
@@ -51,8 +59,9 @@ pub fn App() -> impl IntoView {
                     "scanpay"
                 </A>
                 <nav class="topnav">
-                    <A href="/orders" attr:data-testid="nav-orders">"My orders"</A>
-                    <span class="secure">"WeChat Pay · Native"</span>
+                    <A href="/orders" attr:data-testid="nav-orders">{t(Key::nav_orders)}</A>
+                    <LanguageSwitch/>
+                    <span class="secure">{t(Key::nav_secure)}</span>
                 </nav>
             </header>
             <main class="page">
@@ -68,17 +77,47 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// Offers the other language, named in that language; the choice applies at once and is
+/// remembered in a cookie.
+#[component]
+fn LanguageSwitch() -> impl IntoView {
+    let i18n = use_i18n();
+    let remember = ServerAction::<api::SetLanguage>::new();
+    let switch = move |_| {
+        let next = i18n.lang().other();
+        i18n.0.set(next);
+        if let Some(html) = document().document_element() {
+            let _ = html.set_attribute("lang", next.code());
+        }
+        remember.dispatch(api::SetLanguage {
+            lang: next.code().to_string(),
+        });
+    };
+    view! {
+        <button
+            class="lang-switch"
+            data-testid="lang-switch"
+            lang=move || i18n.lang().other().code()
+            aria-label=i18n.t(Key::switch_label)
+            on:click=switch
+        >
+            {i18n.t(Key::switch_to)}
+        </button>
+    }
+}
+
 #[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
         opts.set_status(axum::http::StatusCode::NOT_FOUND);
     }
+    let i18n = use_i18n();
     view! {
         <section class="card narrow center" data-testid="not-found">
-            <h1>"Not found"</h1>
-            <p class="muted">"There is nothing here, or it belongs to someone else."</p>
-            <A href="/" attr:class="button">"Back to the shop"</A>
+            <h1>{i18n.t(Key::not_found_title)}</h1>
+            <p class="muted">{i18n.t(Key::not_found_body)}</p>
+            <A href="/" attr:class="button">{i18n.t(Key::back_to_shop)}</A>
         </section>
     }
 }

@@ -6,6 +6,7 @@ use leptos_router::components::A;
 
 use super::api::{my_orders, HideOrder};
 use super::checkout::result_path;
+use super::i18n::{use_i18n, Key};
 use super::types::{OrderStatus, OrderSummary};
 
 #[component]
@@ -13,15 +14,17 @@ pub fn MyOrdersPage() -> impl IntoView {
     let hide = ServerAction::<HideOrder>::new();
     // Reloaded after each hide, whatever came of it (another tab may have hidden it already).
     let orders = Resource::new(move || hide.version().get(), |_| my_orders());
+    let i18n = use_i18n();
+    let t = move |k| i18n.t(k);
     view! {
         <section class="card my-orders" data-testid="my-orders">
-            <h1>"My orders"</h1>
-            <Suspense fallback=|| view! { <p class="muted">"Loading your orders…"</p> }>
+            <h1>{t(Key::orders_title)}</h1>
+            <Suspense fallback=move || view! { <p class="muted">{t(Key::loading_orders)}</p> }>
                 {move || orders.get().map(|r| match r {
-                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e.text(i18n.lang())}</p> }.into_any(),
                     Ok(list) if list.is_empty() => view! {
-                        <p class="muted" data-testid="no-orders">"No orders yet."</p>
-                        <A href="/" attr:class="button">"Go to the shop"</A>
+                        <p class="muted" data-testid="no-orders">{t(Key::orders_empty)}</p>
+                        <A href="/" attr:class="button">{t(Key::go_to_shop)}</A>
                     }.into_any(),
                     Ok(list) => view! {
                         <ul class="order-list">
@@ -31,19 +34,19 @@ pub fn MyOrdersPage() -> impl IntoView {
                 })}
             </Suspense>
             {move || hide.value().get().and_then(|r| r.err()).map(|e| view! {
-                <p class="error" role="alert" data-testid="hide-error">{e.to_string()}</p>
+                <p class="error" role="alert" data-testid="hide-error">{e.text(i18n.lang())}</p>
             })}
         </section>
     }
 }
 
-pub fn status_label(s: OrderStatus) -> &'static str {
+pub fn status_label(s: OrderStatus) -> Key {
     match s {
-        OrderStatus::Pending => "Waiting for payment",
-        OrderStatus::Closing => "Closing",
-        OrderStatus::Paid => "Paid",
-        OrderStatus::Closed => "Closed",
-        OrderStatus::Failed => "Not completed",
+        OrderStatus::Pending => Key::state_pending,
+        OrderStatus::Closing => Key::state_closing,
+        OrderStatus::Paid => Key::state_paid,
+        OrderStatus::Closed => Key::state_closed,
+        OrderStatus::Failed => Key::state_failed,
     }
 }
 
@@ -52,31 +55,40 @@ fn OrderLine(o: OrderSummary, hide: ServerAction<HideOrder>) -> impl IntoView {
     let href = result_path(&o.id, o.status).unwrap_or_else(|| format!("/checkout/{}", o.id));
     let finished = o.status.is_final();
     let id = o.id.clone();
-    let label = if finished { "Details" } else { "Pay now" };
+    let i18n = use_i18n();
+    let t = move |k| i18n.t(k);
+    let label = if finished {
+        Key::order_details
+    } else {
+        Key::order_pay_now
+    };
     view! {
         <li class="order-line" data-testid="order-line" data-order=o.id.clone()>
             <div class="order-main">
-                <span class=format!("pill {}", o.status.as_str()) data-testid="order-status">{status_label(o.status)}</span>
+                <span class=format!("pill {}", o.status.as_str()) data-testid="order-status">{t(status_label(o.status))}</span>
                 <span class="order-amount">{o.amount.yuan()}</span>
             </div>
             <div class="muted small">{o.body.clone()}</div>
             <div class="muted small">
-                <time>{o.placed_at.clone()}</time>" (Beijing time) · "
+                <time>{o.placed_at.clone()}</time>" "{t(Key::beijing_time)}" · "
                 <span class="mono">{o.id.clone()}</span>
             </div>
             <div class="order-actions">
-                <A href=href attr:class="button small" attr:data-testid="order-open">{label}</A>
+                <A href=href attr:class="button small" attr:data-testid="order-open">{t(label)}</A>
                 <Show when=move || finished>
                     <button
                         class="button small link"
                         data-testid="order-hide"
-                        aria-label=format!("Hide order {} from this list", id)
+                        aria-label={
+                            let id = id.clone();
+                            move || i18n.t_with(Key::order_hide_label, &[("id", &id)])
+                        }
                         disabled=move || hide.pending().get()
                         on:click={
                             let id = id.clone();
                             move |_| { hide.dispatch(HideOrder { id: id.clone() }); }
                         }
-                    >"Hide"</button>
+                    >{t(Key::order_hide)}</button>
                 </Show>
             </div>
         </li>

@@ -5,6 +5,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use super::api::{get_order, PlaceOrder};
+use super::i18n::{use_i18n, Key};
 use super::types::{AppError, CartLine, OrderStatus, OrderView};
 use super::NotFound;
 
@@ -15,12 +16,13 @@ fn WithOrder(render: fn(OrderView) -> AnyView) -> impl IntoView {
         move || params.read().get("id").unwrap_or_default(),
         get_order,
     );
+    let i18n = use_i18n();
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading your order…"</p> }>
+        <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_order)}</p> }>
             {move || order.get().map(|r| match r {
                 Ok(o) => render(o),
                 Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.text(i18n.lang())}</p> }.into_any(),
             })}
         </Suspense>
     }
@@ -35,21 +37,24 @@ fn paid(o: OrderView) -> AnyView {
     if o.status != OrderStatus::Paid {
         return not_yet(&o);
     }
+    let i18n = use_i18n();
+    let t = move |k| i18n.t(k);
+    let shop = o.shop_name.clone();
     view! {
         <section class="card narrow result" data-testid="paid">
             <div class="badge ok" aria-hidden="true">"✓"</div>
-            <h1>"Payment received"</h1>
+            <h1>{t(Key::paid_title)}</h1>
             <p class="amount center" data-testid="paid-amount">{o.amount.yuan()}</p>
-            <p class="muted center">{format!("Thank you for shopping at {}.", o.shop_name)}</p>
+            <p class="muted center">{move || i18n.t_with(Key::paid_thanks, &[("shop", &shop)])}</p>
             <dl class="details">
-                <dt>"Order number"</dt>
+                <dt>{t(Key::order_number)}</dt>
                 <dd class="mono">{o.id.clone()}</dd>
-                <dt>"WeChat transaction"</dt>
+                <dt>{t(Key::wechat_transaction)}</dt>
                 <dd class="mono" data-testid="transaction-id">{o.transaction_id.clone().unwrap_or_default()}</dd>
-                <dt>"Paid at (Beijing time)"</dt>
+                <dt>{t(Key::paid_at)}</dt>
                 <dd data-testid="paid-at">{o.paid_at.clone().unwrap_or_default()}</dd>
             </dl>
-            <A href="/" attr:class="button primary">"Continue shopping"</A>
+            <A href="/" attr:class="button primary">{t(Key::continue_shopping)}</A>
         </section>
     }
     .into_any()
@@ -64,23 +69,24 @@ fn failed(o: OrderView) -> AnyView {
     if !matches!(o.status, OrderStatus::Closed | OrderStatus::Failed) {
         return not_yet(&o);
     }
+    let i18n = use_i18n();
+    let t = move |k| i18n.t(k);
     let why = o
         .failure_reason
-        .map(|r| r.explain())
-        .unwrap_or("This order was closed without payment.");
+        .map_or(Key::failed_default, |r| r.explain());
     view! {
         <section class="card narrow result" data-testid="failed">
             <div class="badge fail" aria-hidden="true">"!"</div>
-            <h1>"Order not completed"</h1>
-            <p class="center" data-testid="failure-reason">{why}</p>
+            <h1>{t(Key::failed_title)}</h1>
+            <p class="center" data-testid="failure-reason">{t(why)}</p>
             <dl class="details">
-                <dt>"Order number"</dt>
+                <dt>{t(Key::order_number)}</dt>
                 <dd class="mono">{o.id.clone()}</dd>
-                <dt>"Amount"</dt>
+                <dt>{t(Key::amount)}</dt>
                 <dd>{o.amount.yuan()}</dd>
             </dl>
             <OrderAgain lines=o.items.iter().map(|i| CartLine { sku: i.sku.clone(), qty: i.qty }).collect()/>
-            <A href="/" attr:class="button">"Back to the shop"</A>
+            <A href="/" attr:class="button">{t(Key::back_to_shop)}</A>
         </section>
     }
     .into_any()
@@ -91,6 +97,7 @@ fn failed(o: OrderView) -> AnyView {
 fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
     let place = ServerAction::<PlaceOrder>::new();
     let navigate = use_navigate();
+    let i18n = use_i18n();
     Effect::new(move |_| {
         if let Some(Ok(id)) = place.value().get() {
             navigate(&format!("/checkout/{id}"), Default::default());
@@ -103,10 +110,10 @@ fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
             disabled=move || place.pending().get()
             on:click=move |_| { place.dispatch(PlaceOrder { lines: lines.clone() }); }
         >
-            {move || if place.pending().get() { "Placing your order…" } else { "Order again" }}
+            {move || i18n.t(if place.pending().get() { Key::placing_again } else { Key::order_again })()}
         </button>
         {move || place.value().get().and_then(|r| r.err()).map(|e| view! {
-            <p class="error" role="alert" data-testid="order-again-error">{e.to_string()}</p>
+            <p class="error" role="alert" data-testid="order-again-error">{e.text(i18n.lang())}</p>
         })}
     }
 }
@@ -114,22 +121,17 @@ fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
 /// Someone opened a result page before the order got there.
 fn not_yet(o: &OrderView) -> AnyView {
     let (text, href) = match o.status {
-        OrderStatus::Paid => (
-            "This order has been paid.",
-            format!("/orders/{}/paid", o.id),
-        ),
+        OrderStatus::Paid => (Key::not_yet_paid, format!("/orders/{}/paid", o.id)),
         OrderStatus::Closed | OrderStatus::Failed => {
-            ("This order has ended.", format!("/orders/{}/failed", o.id))
+            (Key::not_yet_ended, format!("/orders/{}/failed", o.id))
         }
-        _ => (
-            "This order is still waiting for payment.",
-            format!("/checkout/{}", o.id),
-        ),
+        _ => (Key::not_yet_waiting, format!("/checkout/{}", o.id)),
     };
+    let i18n = use_i18n();
     view! {
         <section class="card narrow center" data-testid="not-yet">
-            <p>{text}</p>
-            <a class="button" href=href>"Show it"</a>
+            <p>{i18n.t(text)}</p>
+            <a class="button" href=href>{i18n.t(Key::show_it)}</a>
         </section>
     }
     .into_any()

@@ -81,13 +81,12 @@ impl FailureReason {
         })
     }
     /// What the shopper reads on the failure page.
-    pub fn explain(self) -> &'static str {
+    pub fn explain(self) -> super::i18n::Key {
+        use super::i18n::Key;
         match self {
-            FailureReason::Expired => "The time to pay ran out, so the order was closed. You were not charged.",
-            FailureReason::Cancelled => "You cancelled this order. You were not charged.",
-            FailureReason::PaymentNotCreated => {
-                "WeChat Pay could not create a payment for this order. You were not charged; please try again."
-            }
+            FailureReason::Expired => Key::failed_expired,
+            FailureReason::Cancelled => Key::failed_cancelled,
+            FailureReason::PaymentNotCreated => Key::failed_not_created,
         }
     }
 }
@@ -168,6 +167,18 @@ pub enum AppError {
     Internal,
     #[error("{0}")]
     ServerFn(String),
+}
+
+impl AppError {
+    /// What the shopper reads: messages from the server come in their language already.
+    pub fn text(&self, lang: super::i18n::Lang) -> String {
+        use super::i18n::{text, Key};
+        match self {
+            AppError::NotFound => text(lang, Key::err_not_found).to_string(),
+            AppError::Internal => text(lang, Key::err_internal).to_string(),
+            AppError::BadRequest(m) | AppError::Unavailable(m) | AppError::ServerFn(m) => m.clone(),
+        }
+    }
 }
 
 impl leptos::server_fn::error::FromServerFnError for AppError {

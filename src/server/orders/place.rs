@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::reconcile::{self, Action, QrRoute};
 use super::state::{Cause, CreateError, NewItem, NewOrder, OrderRow};
+use crate::app::i18n::{text, text_with, Key, Lang};
 use crate::app::types::CartLine;
 use crate::server::store::now_ms;
 use crate::server::wxpay::client::random_alnum;
@@ -22,12 +23,57 @@ pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 pub enum PlaceError {
     /// The shopper can fix this; the message says how.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Refusal),
     /// The shopper has reached a limit; the message says which.
     #[error("{0}")]
-    Limited(String),
+    Limited(Refusal),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// Why an order was not placed, told to the shopper in their language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownProduct(String),
+    QtyTooSmall(String),
+    QtyTooLarge { sku: String, max: i64 },
+    EmptyCart,
+    SoldOut(String),
+    OnlyLeft { name: String, left: i64 },
+    TooManyOpen(i64),
+}
+
+impl Refusal {
+    pub fn text(&self, lang: Lang) -> String {
+        match self {
+            Refusal::UnknownProduct(sku) => {
+                text_with(lang, Key::err_unknown_product, &[("sku", sku)])
+            }
+            Refusal::QtyTooSmall(sku) => text_with(lang, Key::err_qty_min, &[("sku", sku)]),
+            Refusal::QtyTooLarge { sku, max } => text_with(
+                lang,
+                Key::err_qty_max,
+                &[("sku", sku), ("max", &max.to_string())],
+            ),
+            Refusal::EmptyCart => text(lang, Key::err_empty_cart).to_string(),
+            Refusal::SoldOut(name) => text_with(lang, Key::err_sold_out, &[("name", name)]),
+            Refusal::OnlyLeft { name, left } => text_with(
+                lang,
+                Key::err_only_left,
+                &[("name", name), ("left", &left.to_string())],
+            ),
+            Refusal::TooManyOpen(n) => {
+                text_with(lang, Key::err_too_many_open, &[("count", &n.to_string())])
+            }
+        }
+    }
+}
+
+/// In English (logs, and shoppers who chose it).
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text(Lang::En))
+    }
 }
 
 /// A validated cart: known-good lines, merged by SKU, in a stable order.
@@ -37,7 +83,7 @@ pub struct Cart(Vec<NewItem>);
 impl Cart {
     /// `max_qty`: the most of one product an order may take (`SCANPAY_LIMIT_ITEM_QTY`).
     pub fn parse(lines: &[CartLine], max_qty: i64) -> Result<Self, PlaceError> {
-        let invalid = |m: String| Err(PlaceError::Invalid(m));
+        let invalid = |r: Refusal| Err(PlaceError::Invalid(r));
         let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
         for line in lines {
             if line.sku.is_empty()
@@ -47,22 +93,25 @@ impl Cart {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             {
-                return invalid(format!("Unknown product {:?}.", line.sku));
+                return invalid(Refusal::UnknownProduct(line.sku.clone()));
             }
             if line.qty == 0 {
                 continue; // an untouched quantity box
             }
             if line.qty < 0 {
-                return invalid(format!("Quantity for {} must be at least 1.", line.sku));
+                return invalid(Refusal::QtyTooSmall(line.sku.clone()));
             }
             let q = merged.entry(&line.sku).or_insert(0);
             *q = q.saturating_add(line.qty);
             if *q > max_qty {
-                return invalid(format!("At most {max_qty} of {} per order.", line.sku));
+                return invalid(Refusal::QtyTooLarge {
+                    sku: line.sku.clone(),
+                    max: max_qty,
+                });
             }
         }
         if merged.is_empty() {
-            return invalid("Your cart is empty: choose at least one item.".into());
+            return invalid(Refusal::EmptyCart);
         }
         Ok(Cart(
             merged
@@ -111,18 +160,16 @@ pub async fn place_order(
     {
         Ok(_) => {}
         Err(CreateError::UnknownSku(sku)) => {
-            return Err(PlaceError::Invalid(format!("Unknown product {sku:?}.")))
+            return Err(PlaceError::Invalid(Refusal::UnknownProduct(sku)))
         }
         Err(CreateError::OutOfStock { name, left, .. }) => {
             return Err(PlaceError::Invalid(match left {
-                0 => format!("{name} is sold out."),
-                n => format!("Only {n} left of {name}."),
+                0 => Refusal::SoldOut(name),
+                left => Refusal::OnlyLeft { name, left },
             }))
         }
         Err(CreateError::TooManyOpen(n)) => {
-            return Err(PlaceError::Limited(format!(
-                "You already have {n} unpaid orders: pay or cancel one of them first."
-            )))
+            return Err(PlaceError::Limited(Refusal::TooManyOpen(n)))
         }
         Err(CreateError::Db(e)) => return Err(e.into()),
     };
