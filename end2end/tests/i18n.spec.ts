@@ -1,11 +1,15 @@
 import { test, expect, openShop, add, placeOrder, noSeriousViolations } from "./fixtures";
 
-/** Pays the checkout's order on the sandbox phone. */
-async function payOnPhone(page: import("@playwright/test").Page) {
+/** Pays the checkout's order on the sandbox phone, which speaks Chinese to this browser. */
+async function payOnPhoneInChinese(page: import("@playwright/test").Page) {
   const phone = await page.context().newPage();
   await phone.goto((await page.getByTestId("sandbox-scan").getAttribute("href"))!);
-  await phone.getByRole("button", { name: /^Pay/ }).click();
-  await expect(phone.getByTestId("phone-result")).toHaveText("Payment complete");
+  await expect(phone.locator("html")).toHaveAttribute("lang", "zh-CN");
+  await expect(phone).toHaveTitle(/确认付款/);
+  await expect(phone.locator("body")).toContainText("付款给");
+  await noSeriousViolations(phone, "the sandbox phone in Chinese");
+  await phone.getByRole("button", { name: /^支付 ¥/ }).click();
+  await expect(phone.getByTestId("phone-result")).toHaveText("支付成功");
   await phone.close();
 }
 
@@ -26,7 +30,7 @@ test.describe("a browser that prefers Chinese", () => {
     await expect(page.getByTestId("status")).toContainText("等待付款");
     await expect(page.getByTestId("checkout")).toContainText("订单号");
     await noSeriousViolations(page, "the checkout in Chinese");
-    await payOnPhone(page);
+    await payOnPhoneInChinese(page);
     await expect(page).toHaveURL(/\/paid$/, { timeout: 15_000 });
     await expect(page.getByTestId("paid")).toContainText("付款成功");
     await page.getByTestId("nav-orders").click();

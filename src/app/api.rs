@@ -19,18 +19,19 @@ pub struct Catalogue {
 #[server(prefix = "/api", endpoint = "catalogue")]
 pub async fn get_catalogue() -> Result<Catalogue, AppError> {
     let ctx = ssr::ctx()?;
+    let lang = ssr::lang();
     let products = ctx.store.products().await.map_err(ssr::internal)?;
     Ok(Catalogue {
         shop_name: ctx.settings.shop_name.clone(),
         max_qty: ctx.settings.limits.item_qty,
         products: products
-            .into_iter()
+            .iter()
             .map(|p| ProductView {
                 price: super::types::Fen::new(p.price_fen)
                     .unwrap_or(super::types::Fen::new(0).unwrap()),
-                sku: p.sku,
-                name: p.name,
-                description: p.description,
+                sku: p.sku.clone(),
+                name: p.text(lang).0.to_string(),
+                description: p.text(lang).1.to_string(),
                 stock: p.stock,
             })
             .collect(),
@@ -53,7 +54,10 @@ pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
     }
     match place::place_order(&ctx, &session, &lines).await {
         Ok(id) => Ok(id),
-        Err(PlaceError::Invalid(r)) => Err(ssr::status(400, AppError::BadRequest(r.text(lang)))),
+        Err(PlaceError::Invalid(r)) => {
+            let r = ssr::in_language(&ctx, lang, r).await;
+            Err(ssr::status(400, AppError::BadRequest(r.text(lang))))
+        }
         Err(PlaceError::Limited(r)) => Err(ssr::status(429, AppError::BadRequest(r.text(lang)))),
         Err(PlaceError::Db(e)) => Err(ssr::internal(e)),
     }
@@ -291,8 +295,46 @@ mod ssr {
         (crate::server::orders::place::pay_by(o.created_at, o.deadline_at) - now_ms()).max(0)
     }
 
+    /// A refusal naming a product, with the product's name in `lang`.
+    pub async fn in_language(
+        ctx: &Ctx,
+        lang: super::super::i18n::Lang,
+        r: crate::server::orders::place::Refusal,
+    ) -> crate::server::orders::place::Refusal {
+        use crate::server::orders::place::Refusal;
+        let Ok(products) = ctx.store.products().await else {
+            return r;
+        };
+        let local = |name: String| {
+            products
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(name, |p| p.text(lang).0.to_string())
+        };
+        match r {
+            Refusal::SoldOut(name) => Refusal::SoldOut(local(name)),
+            Refusal::OnlyLeft { name, left } => Refusal::OnlyLeft {
+                name: local(name),
+                left,
+            },
+            other => other,
+        }
+    }
+
     pub async fn order_view(ctx: &Ctx, o: OrderRow) -> Result<OrderView, AppError> {
         let items = ctx.store.items(&o.id).await.map_err(internal)?;
+        // Item names as the shopper reads them (the order keeps the English ones it was placed with).
+        let lang = lang();
+        let products = match lang {
+            super::super::i18n::Lang::En => Vec::new(),
+            _ => ctx.store.products().await.map_err(internal)?,
+        };
+        let name_of = |sku: &str, name: String| {
+            products
+                .iter()
+                .find(|p| p.sku == sku)
+                .map_or(name, |p| p.text(lang).0.to_string())
+        };
         let showing_qr = o.status == super::super::types::OrderStatus::Pending;
         let qr_svg = o
             .code_url
@@ -313,8 +355,8 @@ mod ssr {
             items: items
                 .into_iter()
                 .map(|i| OrderItemView {
+                    name: name_of(&i.sku, i.name),
                     sku: i.sku,
-                    name: i.name,
                     qty: i.qty,
                     unit_price: Fen::new(i.unit_price_fen).unwrap_or(Fen::new(0).unwrap()),
                 })

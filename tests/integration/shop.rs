@@ -290,3 +290,70 @@ async fn pages_and_answers_are_compressed_and_never_stored_by_others() {
     assert_eq!(status, 200);
     assert!(body.contains("<html"), "plain HTML");
 }
+
+#[tokio::test]
+async fn the_shoppers_language_comes_from_the_cookie_or_accept_language() {
+    let app = spawn_app(&[]).await;
+    let mut shopper = app.shopper().await;
+    let english_cookie = shopper.cookie.clone();
+    // Accept-Language decides while no choice is remembered.
+    let r = shopper
+        .http
+        .get(format!("{}/", shopper.base))
+        .header("cookie", &english_cookie)
+        .header("accept-language", "zh-CN,zh;q=0.9,en;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"<html lang="zh-CN""#), "{}", &page[..200]);
+    assert!(page.contains("铁观音乌龙茶"), "the catalogue in Chinese");
+
+    // A bad choice is refused with the reason, and no cookie.
+    let (status, body) = shopper.call("set_language", &[("lang", "fr")]).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("Unknown language"), "{body}");
+    let r = shopper
+        .http
+        .post(format!("{}/api/set_language", shopper.base))
+        .header("cookie", &english_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("lang=zh-CN")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let set: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("lang=zh-CN;") && c.contains("Max-Age=31536000")),
+        "{set:?}"
+    );
+
+    // With the cookie, refusals come in Chinese, product names included.
+    shopper.cookie = format!("{english_cookie}; lang=zh-CN");
+    let (status, body) = shopper.place(&[]).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("购物车是空的"), "{body}");
+    let (status, body) = shopper.place(&[("NB-GRID", 4)]).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("方格笔记本 仅剩 3 件"), "{body}");
+    let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    let (_, view) = shopper.call("order", &[("id", &id)]).await;
+    assert_eq!(view["items"][0]["name"], "熊猫珐琅徽章");
+    // The cookie wins over Accept-Language.
+    let r = shopper
+        .http
+        .get(format!("{}/checkout/{id}", shopper.base))
+        .header("cookie", &shopper.cookie)
+        .header("accept-language", "en-US")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains(r#"<html lang="zh-CN""#));
+}

@@ -1,11 +1,13 @@
 //! The "phone": what WeChat shows after scanning a code_url, with Pay and Decline.
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::Form;
 use serde::Deserialize;
 
 use super::{Sandbox, TradeState};
+use crate::app::i18n::{from_headers, text, text_with, Key, Lang};
 use crate::app::types::Fen;
 
 #[derive(Deserialize)]
@@ -13,14 +15,20 @@ pub(super) struct Code {
     code_url: Option<String>,
 }
 
-pub(super) async fn scan_page(State(sb): State<Sandbox>, Query(q): Query<Code>) -> Html<String> {
+/// WeChat speaks the phone's language: the same choice as the shop's pages (cookie, else
+/// `Accept-Language`).
+pub(super) async fn scan_page(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Query(q): Query<Code>,
+) -> Html<String> {
+    let lang = from_headers(&headers);
+    let t = |k| text(lang, k);
     let Some(code_url) = q.code_url.filter(|c| !c.is_empty()) else {
         return page(
-            "Scan",
-            &notice(
-                "No code",
-                "Open this page from a checkout's “scan with the sandbox phone” link.",
-            ),
+            lang,
+            t(Key::sb_scan_title),
+            &notice(t(Key::sb_no_code), t(Key::sb_no_code_body)),
         );
     };
     let snapshot = {
@@ -33,66 +41,92 @@ pub(super) async fn scan_page(State(sb): State<Sandbox>, Query(q): Query<Code>) 
     };
     let Some(o) = snapshot.and_then(|(m, n)| sb.order(&m, &n)) else {
         return page(
-            "Scan",
-            &notice(
-                "Unknown code",
-                "This QR code is not a sandbox payment code.",
-            ),
+            lang,
+            t(Key::sb_scan_title),
+            &notice(t(Key::sb_unknown_code), t(Key::sb_unknown_code_body)),
         );
     };
     let amount = Fen::new(o.total_fee()).map(Fen::yuan).unwrap_or_default();
     let state = match &o.state {
         TradeState::NotPay => None,
-        TradeState::Success { .. } => Some("This order has already been paid."),
-        TradeState::Closed => Some("This order is closed and can no longer be paid."),
+        TradeState::Success { .. } => Some(t(Key::sb_already_paid)),
+        TradeState::Closed => Some(t(Key::sb_closed)),
     };
     let actions = match state {
         None => format!(
             r#"<form method="post" action="/sandbox/scan/pay"><input type="hidden" name="code_url" value="{c}">
-<button class="pay" type="submit">Pay {amount}</button></form>
+<button class="pay" type="submit">{pay}</button></form>
 <form method="post" action="/sandbox/scan/decline"><input type="hidden" name="code_url" value="{c}">
-<button class="decline" type="submit">Decline</button></form>"#,
-            c = esc(&code_url)
+<button class="decline" type="submit">{decline}</button></form>"#,
+            c = esc(&code_url),
+            pay = esc(&text_with(lang, Key::sb_pay, &[("amount", &amount)])),
+            decline = t(Key::sb_decline),
         ),
         Some(msg) => format!(r#"<p class="state">{msg}</p>"#),
     };
     let body = format!(
         r#"<div class="card">
-<p class="payee-label">Pay to</p>
+<p class="payee-label">{pay_to}</p>
 <p class="payee">{payee}</p>
 <p class="amount" data-testid="phone-amount">{amount}</p>
-<dl><dt>Item</dt><dd>{item}</dd><dt>Order</dt><dd class="mono">{otn}</dd></dl>
+<dl><dt>{item_label}</dt><dd>{item}</dd><dt>{order_label}</dt><dd class="mono">{otn}</dd></dl>
 {actions}
 </div>"#,
         payee = esc(&sb.cfg.payee),
         item = esc(o.param("body")),
         otn = esc(&o.out_trade_no),
+        pay_to = t(Key::sb_pay_to),
+        item_label = t(Key::sb_item),
+        order_label = t(Key::sb_order),
     );
-    page("Confirm payment", &body)
+    page(lang, t(Key::sb_confirm), &body)
 }
 
-pub(super) async fn pay(State(sb): State<Sandbox>, Form(form): Form<Code>) -> Html<String> {
+pub(super) async fn pay(
+    State(sb): State<Sandbox>,
+    headers: HeaderMap,
+    Form(form): Form<Code>,
+) -> Html<String> {
+    let lang = from_headers(&headers);
+    let t = |k| text(lang, k);
     let code_url = form.code_url.unwrap_or_default();
     match sb.pay_code(&code_url) {
         Ok(o) => {
             let amount = Fen::new(o.total_fee()).map(Fen::yuan).unwrap_or_default();
             page(
-                "Payment complete",
+                lang,
+                t(Key::sb_done),
                 &format!(
-                    r#"<div class="card done"><div class="tick">✓</div><p class="title" data-testid="phone-result">Payment complete</p>
-<p class="amount">{amount}</p><p>Paid to {payee}. You can return to the shop's page.</p></div>"#,
-                    payee = esc(&sb.cfg.payee)
+                    r#"<div class="card done"><div class="tick" aria-hidden="true">✓</div><p class="title" data-testid="phone-result">{done}</p>
+<p class="amount">{amount}</p><p>{body}</p></div>"#,
+                    done = t(Key::sb_done),
+                    body = esc(&text_with(
+                        lang,
+                        Key::sb_done_body,
+                        &[("payee", &sb.cfg.payee)]
+                    )),
                 ),
             )
         }
-        Err(why) => page("Cannot pay", &notice("Cannot pay", why)),
+        Err(why) => page(
+            lang,
+            t(Key::sb_cannot_pay),
+            &notice(t(Key::sb_cannot_pay), why),
+        ),
     }
 }
 
-pub(super) async fn decline(Form(_form): Form<Code>) -> Html<String> {
+pub(super) async fn decline(headers: HeaderMap, Form(_form): Form<Code>) -> Html<String> {
+    let lang = from_headers(&headers);
+    let t = |k| text(lang, k);
     page(
-        "Payment cancelled",
-        r#"<div class="card"><p class="title" data-testid="phone-result">Payment cancelled</p><p>Nothing was charged. The shop's page keeps waiting until its order expires.</p></div>"#,
+        lang,
+        t(Key::sb_cancelled),
+        &format!(
+            r#"<div class="card"><p class="title" data-testid="phone-result">{}</p><p>{}</p></div>"#,
+            t(Key::sb_cancelled),
+            t(Key::sb_cancelled_body)
+        ),
     )
 }
 
@@ -112,10 +146,13 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+fn page(lang: Lang, title: &str, body: &str) -> Html<String> {
+    let title = esc(&text_with(lang, Key::sb_page_title, &[("title", title)]));
+    let (wechat_pay, sandbox) = (text(lang, Key::sb_wechat_pay), text(lang, Key::sb_sandbox));
+    let code = lang.code();
     Html(format!(
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,"><title>{title} · WeChat Pay sandbox</title><style>
+        r#"<!DOCTYPE html><html lang="{code}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"><title>{title}</title><style>
 body{{margin:0;font-family:-apple-system,"PingFang SC","Noto Sans CJK SC",system-ui,sans-serif;background:#ededed;color:#111}}
 header{{background:#2e2e2e;color:#fff;padding:14px 16px;font-size:15px;display:flex;justify-content:space-between}}
 header .tag{{background:#fa9d3b;color:#111;border-radius:4px;padding:1px 6px;font-size:12px}}
@@ -128,6 +165,6 @@ button{{width:100%;border:0;border-radius:8px;padding:14px;font-size:17px;margin
 .pay{{background:#067a3e;color:#fff}} .decline{{background:#f2f2f2;color:#333}}
 .tick{{width:64px;height:64px;border-radius:50%;background:#07c160;color:#fff;font-size:36px;line-height:64px;margin:0 auto 12px}}
 .state{{color:#c00}}
-</style></head><body><header><span>WeChat Pay</span><span class="tag">SANDBOX</span></header>{body}</body></html>"#
+</style></head><body><header><span>{wechat_pay}</span><span class="tag">{sandbox}</span></header><main>{body}</main></body></html>"#
     ))
 }

@@ -527,11 +527,38 @@ pub struct Product {
     pub description: String,
     pub price_fen: i64,
     pub stock: i64,
+    /// The same in Simplified Chinese, where the catalogue has it.
+    pub name_zh: Option<String>,
+    pub description_zh: Option<String>,
 }
 
-impl From<(String, String, String, i64, i64)> for Product {
+impl Product {
+    /// Name and description in `lang` (English where there is no translation).
+    pub fn text(&self, lang: crate::app::i18n::Lang) -> (&str, &str) {
+        use crate::app::i18n::Lang;
+        match lang {
+            Lang::ZhCn => (
+                self.name_zh.as_deref().unwrap_or(&self.name),
+                self.description_zh.as_deref().unwrap_or(&self.description),
+            ),
+            Lang::En => (&self.name, &self.description),
+        }
+    }
+}
+
+pub(crate) type ProductRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+impl From<ProductRow> for Product {
     fn from(
-        (sku, name, description, price_fen, stock): (String, String, String, i64, i64),
+        (sku, name, description, price_fen, stock, name_zh, description_zh): ProductRow,
     ) -> Self {
         Product {
             sku,
@@ -539,6 +566,8 @@ impl From<(String, String, String, i64, i64)> for Product {
             description,
             price_fen,
             stock,
+            name_zh,
+            description_zh,
         }
     }
 }

@@ -82,5 +82,9 @@ async fn migrations_apply_once_even_when_processes_race() {
     let a = store.generated_secret("session").await.unwrap();
     assert_eq!(a.len(), 48);
     assert_eq!(store.generated_secret("session").await.unwrap(), a, "kept");
-    assert_eq!(sqlite::SqliteStore::migrations(), 2);
+    assert_eq!(sqlite::SqliteStore::migrations(), 3);
+    assert!(
+        p.iter().all(|p| p.name_zh.is_some()),
+        "the catalogue in Chinese too"
+    );
 }

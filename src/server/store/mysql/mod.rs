@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "seed catalogue",
         include_str!("../../../../migrations/mysql/0002_seed_catalogue.sql"),
     ),
+    (
+        3,
+        "catalogue in Chinese",
+        include_str!("../../../../migrations/mysql/0003_catalogue_zh.sql"),
+    ),
 ];
 
 #[derive(Clone)]

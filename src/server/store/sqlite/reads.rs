@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::SqliteStore;
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{ItemRow, OrderRow};
-use crate::server::store::{now_ms, Product};
+use crate::server::store::{now_ms, Product, ProductRow};
 
 pub(super) const ORDER_COLUMNS: &str =
     "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
@@ -79,8 +79,9 @@ impl SqliteStore {
     }
 
     pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
-        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT sku, name, description, price_fen, stock FROM products ORDER BY position",
+        let rows: Vec<ProductRow> = sqlx::query_as(
+            "SELECT sku, name, description, price_fen, stock, name_zh, description_zh \
+             FROM products ORDER BY position",
         )
         .fetch_all(&self.pool)
         .await?;
