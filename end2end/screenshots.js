@@ -16,7 +16,10 @@ const NARROW = { viewport: { width: 320, height: 640 }, isMobile: true, hasTouch
 async function walk(browser, name, device, locale) {
   const ctx = await browser.newContext({ ...device, locale });
   const page = await ctx.newPage();
-  const shot = (n, full = true) => page.screenshot({ path: `${OUT}/${locale}-${name}-${n}.png`, fullPage: full });
+  // A full-page capture drops Chromium's touch emulation for the moment it takes (so the phone
+  // notice, shown on touch screens only, would vanish): phones are shot a screen at a time.
+  const touch = !!device.hasTouch;
+  const shot = (n, full = !touch) => page.screenshot({ path: `${OUT}/${locale}-${name}-${n}.png`, fullPage: full });
   await page.goto(BASE + "/");
   await page.locator("body[data-hydrated]").waitFor();
   await page.locator('[data-sku="TEA-OOLONG"] [data-testid=inc]').click();
@@ -26,6 +29,10 @@ async function walk(browser, name, device, locale) {
   await page.getByTestId("place-order").click();
   await page.getByTestId("qr").waitFor();
   await shot("2-checkout");
+  if (touch) {
+    await page.getByTestId("phone-notice").scrollIntoViewIfNeeded();
+    await shot("2b-checkout-phone-notice");
+  }
   const phone = await ctx.newPage();
   await phone.goto(BASE + (await page.getByTestId("sandbox-scan").getAttribute("href")));
   await phone.screenshot({ path: `${OUT}/${locale}-${name}-3-sandbox-phone.png` });
@@ -48,7 +55,7 @@ async function cancelled(browser, device, locale) {
   await page.getByTestId("cancel").waitFor();
   await page.getByTestId("cancel").click();
   await page.getByTestId("failed").waitFor({ timeout: 20000 });
-  await page.screenshot({ path: `${OUT}/${locale}-phone-6-cancelled.png`, fullPage: true });
+  await page.screenshot({ path: `${OUT}/${locale}-phone-6-cancelled.png` });
   await ctx.close();
 }
 

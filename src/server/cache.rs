@@ -393,14 +393,17 @@ impl RedisCache {
     }
 
     /// Deletes every key under this prefix (tests clean up with it).
-    pub async fn delete_all(&self) -> Result<(), CacheError> {
+    /// Deletes every key under the prefix; how many there were.
+    pub async fn delete_all(&self) -> Result<usize, CacheError> {
         let mut c = self.conn();
         let pattern = format!("{}:*", self.prefix);
         let keys: Vec<String> = self.run(async move { c.keys(pattern).await }).await?;
-        if keys.is_empty() {
-            return Ok(());
+        let n = keys.len();
+        if n == 0 {
+            return Ok(0);
         }
         let mut c = self.conn();
-        self.run(async move { c.del::<_, ()>(keys).await }).await
+        self.run(async move { c.del::<_, ()>(keys).await }).await?;
+        Ok(n)
     }
 }

@@ -422,11 +422,11 @@ async fn purge_engines(settings: Settings) {
         let cache = cache::RedisCache::connect(url, prefix)
             .await
             .unwrap_or_else(|e| fail(&e.to_string()));
-        cache
+        let n = cache
             .delete_all()
             .await
             .unwrap_or_else(|e| fail(&e.to_string()));
-        tracing::info!(%prefix, "Redis keys deleted");
+        tracing::info!(%prefix, keys = n, "Redis keys deleted");
     }
 }
 
