@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use futures::stream::{self, StreamExt};
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::{Role, Settings};
@@ -18,6 +20,7 @@ use scanpay::server::store::now_ms;
 use scanpay::server::store::testing::TestDb;
 use scanpay::server::wxpay::{sign, xml};
 use scanpay::server::{start, Running};
+use support::percentile;
 
 const BURST: usize = 2000;
 /// Notifies in flight at once (WeChat sends from many servers).
@@ -102,10 +105,6 @@ const CPU_USERS: [(&str, &[&str]); 4] = [
     ("PostgreSQL", &["postgres"]),
     ("Redis", &["redis-server"]),
 ];
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// Polls `order_status` as its owner, 32 at a time, for `for_`: answers per second.
 async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {

@@ -7,17 +7,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use futures::stream::{self, StreamExt};
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::Settings;
 use scanpay::server::start;
+use support::percentile;
 
 const CLIENTS: usize = 8;
 const REQUESTS: usize = 4000;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// GETs `url` REQUESTS times from CLIENTS clients: (latencies in ms sorted, requests per second).
 async fn load(url: &str, cookie: &str, must_contain: &str) -> (Vec<f64>, f64) {

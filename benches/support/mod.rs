@@ -93,3 +93,8 @@ macro_rules! hand_written {
         n as f64 / t.elapsed().as_secs_f64()
     }};
 }
+
+/// The `p` quantile (0 to 1) of sorted figures, by nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}

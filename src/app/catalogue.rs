@@ -9,20 +9,25 @@ use super::api::{get_catalogue, PlaceOrder};
 use super::i18n::{use_i18n, Key};
 use super::types::{CartLine, Fen, ProductView};
 
-#[component]
-pub fn CataloguePage() -> impl IntoView {
+/// Places an order and, once placed, goes to its checkout (the catalogue and "order again").
+pub fn place_and_go_to_checkout() -> ServerAction<PlaceOrder> {
     let place = ServerAction::<PlaceOrder>::new();
-    // Refetch after every attempt: stock may have moved.
-    let catalogue = Resource::new(move || place.version().get(), |_| get_catalogue());
-    let cart = RwSignal::new(BTreeMap::<String, i64>::new());
     let navigate = use_navigate();
-    let i18n = use_i18n();
-
     Effect::new(move |_| {
         if let Some(Ok(id)) = place.value().get() {
             navigate(&format!("/checkout/{id}"), Default::default());
         }
     });
+    place
+}
+
+#[component]
+pub fn CataloguePage() -> impl IntoView {
+    let place = place_and_go_to_checkout();
+    // Refetch after every attempt: stock may have moved.
+    let catalogue = Resource::new(move || place.version().get(), |_| get_catalogue());
+    let cart = RwSignal::new(BTreeMap::<String, i64>::new());
+    let i18n = use_i18n();
 
     view! {
         <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_shop)}</p> }>

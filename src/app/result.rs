@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_params_map;
 
 use super::api::{get_order, PlaceOrder};
 use super::i18n::{use_i18n, Key};
@@ -95,14 +95,8 @@ fn failed(o: OrderView) -> AnyView {
 /// Places a new order with the same goods and quantities, and goes to its checkout.
 #[component]
 fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
-    let place = ServerAction::<PlaceOrder>::new();
-    let navigate = use_navigate();
+    let place = super::catalogue::place_and_go_to_checkout();
     let i18n = use_i18n();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = place.value().get() {
-            navigate(&format!("/checkout/{id}"), Default::default());
-        }
-    });
     view! {
         <button
             class="button primary"
