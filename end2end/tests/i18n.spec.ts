@@ -1,4 +1,5 @@
 import { test, expect, openShop, add, placeOrder, noSeriousViolations } from "./fixtures";
+import { FAST_PORT } from "../playwright.config";
 
 /** Pays the checkout's order on the sandbox phone, which speaks Chinese to this browser. */
 async function payOnPhoneInChinese(page: import("@playwright/test").Page) {
@@ -33,9 +34,25 @@ test.describe("a browser that prefers Chinese", () => {
     await payOnPhoneInChinese(page);
     await expect(page).toHaveURL(/\/paid$/, { timeout: 15_000 });
     await expect(page.getByTestId("paid")).toContainText("付款成功");
+    await noSeriousViolations(page, "the success page in Chinese");
     await page.getByTestId("nav-orders").click();
     await expect(page.getByTestId("order-status")).toHaveText("已付款");
     await noSeriousViolations(page, "my orders in Chinese");
+  });
+});
+
+test.describe("a cancelled order in Chinese", () => {
+  test.use({ locale: "zh-CN", baseURL: `http://127.0.0.1:${FAST_PORT}` });
+
+  test("the failure page explains in Chinese and offers to order again", async ({ page }) => {
+    await openShop(page);
+    await add(page, "PIN-PANDA", 1);
+    await placeOrder(page);
+    await page.getByTestId("cancel").click();
+    await expect(page).toHaveURL(/\/orders\/SP\w+\/failed$/, { timeout: 15_000 });
+    await expect(page.getByTestId("failure-reason")).toHaveText("您已取消此订单。您没有被扣款。");
+    await expect(page.getByTestId("order-again")).toHaveText("再次下单");
+    await noSeriousViolations(page, "the failure page in Chinese");
   });
 });
 
