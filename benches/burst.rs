@@ -334,24 +334,7 @@ fn main() {
 
         // Polls: one shopper's order, from the Redis cache vs from SQL (a second web process on
         // the same database without Redis).
-        let resp = http.get(format!("http://{}/", web.addr)).send().await.unwrap();
-        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        let placed: serde_json::Value = serde_json::from_str(
-            &http
-                .post(format!("http://{}/api/place_order", web.addr))
-                .header("cookie", &cookie)
-                .header("content-type", "application/json")
-                .body(r#"{"lines":[{"sku":"TEA-OOLONG","qty":1}]}"#)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        let id = placed.as_str().map(str::to_string).unwrap_or_else(|| placed["id"].as_str().unwrap_or_default().to_string());
-        assert!(!id.is_empty(), "placed: {placed}");
+        let (cookie, id) = support::shopper_with_order(&http, &format!("http://{}", web.addr)).await;
         let mut sql_env = env.clone();
         sql_env.remove("SCANPAY_REDIS_URL");
         sql_env.remove("SCANPAY_AMQP_URL");

@@ -68,20 +68,7 @@ fn main() {
 
         // One shopper's pending order with its QR code.
         let http = reqwest::Client::new();
-        let resp = http.get(format!("{base}/")).send().await.unwrap();
-        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        let placed = http
-            .post(format!("{base}/api/place_order"))
-            .header("cookie", &cookie)
-            .header("content-type", "application/json")
-            .body(r#"{"lines":[{"sku":"TEA-OOLONG","qty":1}]}"#)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let id: String = serde_json::from_str(&placed).expect("an order id");
+        let (cookie, id) = support::shopper_with_order(&http, &base).await;
         let checkout = format!("{base}/checkout/{id}");
         for _ in 0..50 {
             let page = http.get(&checkout).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();

@@ -98,3 +98,30 @@ macro_rules! hand_written {
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// A new shopper (the session cookie from the home page) with one pending order of a tin of tea,
+/// placed through the `place_order` server function at `base`: (cookie, order id).
+pub async fn shopper_with_order(http: &reqwest::Client, base: &str) -> (String, String) {
+    let resp = http.get(format!("{base}/")).send().await.unwrap();
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let placed = http
+        .post(format!("{base}/api/place_order"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/json")
+        .body(r#"{"lines":[{"sku":"TEA-OOLONG","qty":1}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let id: String =
+        serde_json::from_str(&placed).unwrap_or_else(|_| panic!("an order id: {placed}"));
+    (cookie, id)
+}
