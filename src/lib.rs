@@ -1,5 +1,5 @@
-//! scanpay: a WeChat Pay Native checkout. `app` is shared by the server render and the WASM
-//! hydration; `server` exists only with the `ssr` feature.
+//! scanpay: a WeChat Pay Native checkout. `app` is rendered by the server, and its islands are
+//! hydrated in the browser; `server` exists only with the `ssr` feature.
 
 pub mod app;
 #[cfg(feature = "ssr")]
@@ -9,5 +9,6 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Each island hydrates itself, called by Leptos' island script with its element.
+    leptos::mount::hydrate_islands();
 }

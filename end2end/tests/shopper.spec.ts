@@ -71,6 +71,28 @@ test("opening a paid order's checkout again goes straight to its result", async 
   await expect(page).not.toHaveURL(new RegExp(`/checkout/${orderNo}$`));
 });
 
+test("the cart survives a reload and the back button, and is empty once ordered", async ({ page }) => {
+  await openShop(page);
+  await add(page, "PIN-PANDA", 2);
+  await page.reload();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  const pin = page.locator('[data-sku="PIN-PANDA"]');
+  await expect(pin.getByTestId("qty")).toHaveText("2");
+  await expect(page.getByTestId("cart-total")).toHaveText("¥2.02");
+  await placeOrder(page);
+  await page.goBack();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await expect(pin.getByTestId("qty")).toHaveText("0");
+  await expect(page.getByTestId("place-order")).toBeDisabled();
+  // Another tab has its own cart.
+  const other = await page.context().newPage();
+  await other.goto("/");
+  await expect(other.locator("body[data-hydrated]")).toHaveCount(1);
+  await add(other, "BUN-RED", 1);
+  await expect(pin.getByTestId("qty")).toHaveText("0");
+  await other.close();
+});
+
 test("polling pauses while the tab is hidden and polls at once when it is shown", async ({ page }) => {
   await openShop(page);
   await add(page, "PIN-PANDA", 1);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_params_map;
 use leptos_router::NavigateOptions;
 
 use super::api::{get_order, order_status, CancelOrder};
@@ -24,11 +24,16 @@ pub fn CheckoutPage() -> impl IntoView {
     view! {
         <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_order)}</p> }>
             {move || order.get().map(|r| match r {
-                // A finished order (a bookmark, the back button) goes straight to its result:
-                // a redirect in the server render, a navigation in the browser.
+                // A finished order (a bookmark, the back button) goes straight to its result.
                 Ok(o) => match result_path(&o.id, o.status) {
                     Some(path) => view! { <Redirect path=path options=NavigateOptions { replace: true, ..Default::default() }/> }.into_any(),
-                    None => view! { <Checkout o=o on_qr_ready=Callback::new(move |_| order.refetch())/> }.into_any(),
+                    None => {
+                        // The QR is server-rendered into the island as its (static) children,
+                        // so its SVG is not sent twice (once more as the island's props).
+                        let qr = o.qr_svg.clone();
+                        let o = OrderView { qr_svg: None, ..o };
+                        view! { <Checkout qr_ready=qr.is_some() o=o><Qr svg=qr/></Checkout> }.into_any()
+                    }
                 },
                 Err(AppError::NotFound) => view! { <NotFound/> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.text(i18n.lang())}</p> }.into_any(),
@@ -47,13 +52,23 @@ pub fn result_path(id: &str, status: OrderStatus) -> Option<String> {
 }
 
 #[component]
-fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
-    let waiting_for_qr = o.qr_svg.is_none() && o.status == OrderStatus::Pending;
+fn Qr(svg: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    match svg {
+        // Generated on the server from WeChat's code_url; contains no user text.
+        Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label=i18n.t(Key::qr_label) inner_html=svg></div> }.into_any(),
+        None => view! { <div class="qr qr-waiting" data-testid="qr-pending">{i18n.t(Key::qr_preparing)}</div> }.into_any(),
+    }
+}
+
+/// The live part of the checkout: status, countdown, cancel. `children` is the QR.
+#[island]
+fn Checkout(o: OrderView, qr_ready: bool, children: Children) -> impl IntoView {
+    let waiting_for_qr = !qr_ready && o.status == OrderStatus::Pending;
     let status = RwSignal::new(o.status);
     let remaining = RwSignal::new(o.remaining_ms);
     // Polls in a row that got no answer (server restarting, network gone): said on the page.
     let failed_polls = RwSignal::new(0u32);
-    let navigate = use_navigate();
     let i18n = use_i18n();
     let t = move |k| i18n.t(k);
     let id = o.id.clone();
@@ -80,7 +95,8 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
                                 status.set(s.status);
                                 remaining.set(s.remaining_ms);
                                 if waiting_for_qr && s.qr_ready {
-                                    on_qr_ready.run(());
+                                    // The QR is drawn by the server: fetch the page again.
+                                    let _ = window().location().reload();
                                 }
                             }
                             Err(_) => failed_polls.update(|n| *n += 1),
@@ -117,13 +133,7 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
         let id = id.clone();
         move |_| {
             if let Some(path) = result_path(&id, status.get()) {
-                navigate(
-                    &path,
-                    NavigateOptions {
-                        replace: true,
-                        ..Default::default()
-                    },
-                );
+                super::go_to(&path, true);
             }
         }
     });
@@ -153,7 +163,7 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
             OrderStatus::Paid => Key::status_paid_moving,
             OrderStatus::Closed | OrderStatus::Failed => Key::status_ended,
         };
-        t(key)()
+        t(key)
     };
     let time_left_notice = Memo::new(move |_| match (status.get(), remaining.get()) {
         (OrderStatus::Pending, r) if r > 0 && r <= 60_000 => Some(Key::time_left_1),
@@ -163,17 +173,10 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
     let items = o.items.clone();
     view! {
         <section class="card checkout" data-testid="checkout">
-            <p class="muted small center">{
-                let shop = o.shop_name.clone();
-                move || i18n.t_with(Key::pay_shop, &[("shop", &shop)])
-            }</p>
+            <p class="muted small center">{i18n.t_with(Key::pay_shop, &[("shop", &o.shop_name)])}</p>
             <p class="amount center" data-testid="amount">{o.amount.yuan()}</p>
             <div class="qr-box" class:dimmed=move || status.get() != OrderStatus::Pending || cancelling.get()>
-                {match o.qr_svg.clone() {
-                    // Generated on the server from WeChat's code_url; contains no user text.
-                    Some(svg) => view! { <div class="qr" data-testid="qr" role="img" aria-label=t(Key::qr_label) inner_html=svg></div> }.into_any(),
-                    None => view! { <div class="qr qr-waiting" data-testid="qr-pending">{t(Key::qr_preparing)}</div> }.into_any(),
-                }}
+                {children()}
             </div>
             <div class="notice on-phone" data-testid="phone-notice">
                 <p><strong>{t(Key::phone_title)}</strong>" "{t(Key::phone_body)}</p>
@@ -195,7 +198,7 @@ fn Checkout(o: OrderView, on_qr_ready: Callback<()>) -> impl IntoView {
             </Show>
             // The ticking countdown is a timer (not read out every second); screen readers hear
             // only when five minutes and one minute are left.
-            <p class="sr-only" aria-live="polite" data-testid="countdown-announcement">{move || time_left_notice.get().map(|k| t(k)())}</p>
+            <p class="sr-only" aria-live="polite" data-testid="countdown-announcement">{move || time_left_notice.get().map(t)}</p>
             <p class="countdown center" role="timer" class:hidden=move || cancelling.get() || status.get() != OrderStatus::Pending>
                 {t(Key::time_left)}" "
                 <strong data-testid="countdown">{move || mm_ss(remaining.get())}</strong>

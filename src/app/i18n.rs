@@ -4,8 +4,8 @@
 //!
 //! The language is chosen on the server (the `lang` cookie, else `Accept-Language`: zh* → zh-CN,
 //! else en), written into `<html lang>`, and read back from there when the page hydrates — the
-//! same language in both renders, so nothing flashes. Switching sets it at once in the browser
-//! and remembers it in the cookie through `set_language`.
+//! same language in both renders, so nothing flashes. Switching remembers the choice in the cookie
+//! through `set_language` and reloads the page in the other language.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -94,25 +94,31 @@ pub fn text_with(lang: Lang, key: Key, args: &[(&str, &str)]) -> String {
     s
 }
 
-/// The page's language, shared by every component.
+/// The page's language. The server renders a page in one language; switching reloads it in the
+/// other (see `LanguageSwitch`), so the language never changes under a hydrated island.
 #[derive(Clone, Copy)]
-pub struct I18n(pub RwSignal<Lang>);
+pub struct I18n(pub Lang);
 
 impl I18n {
     pub fn lang(self) -> Lang {
-        self.0.get()
+        self.0
     }
-    /// A reactive text: follows a language switch.
-    pub fn t(self, key: Key) -> impl Fn() -> &'static str + Copy + Send + Sync + 'static {
-        move || text(self.0.get(), key)
+    pub fn t(self, key: Key) -> &'static str {
+        text(self.0, key)
     }
     pub fn t_with(self, key: Key, args: &[(&str, &str)]) -> String {
-        text_with(self.0.get(), key, args)
+        text_with(self.0, key, args)
     }
 }
 
+/// The page's language: provided by `App` on the server. An island hydrating in the browser has
+/// no parent to inherit it from, so it reads `<html lang>` (which the server wrote).
 pub fn use_i18n() -> I18n {
-    use_context::<I18n>().unwrap_or_else(|| I18n(RwSignal::new(Lang::default())))
+    use_context::<I18n>().unwrap_or_else(|| {
+        let i18n = I18n(initial_lang());
+        provide_context(i18n);
+        i18n
+    })
 }
 
 /// The language this render starts in: from the request on the server, from `<html lang>` (which

@@ -1,4 +1,6 @@
-//! The shopper's pages. Compiled twice: into the server (render) and into WASM (hydrate).
+//! The shopper's pages, rendered on the server. Only the interactive parts are islands
+//! (`#[island]`): they alone are compiled into the WASM and hydrated in the browser, which keeps
+//! the bundle small (docs/BENCHMARKS.md). Links between pages are plain page loads.
 
 pub mod api;
 mod catalogue;
@@ -28,7 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <HashedStylesheet options=options.clone() id="leptos"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -41,15 +43,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let i18n = I18n(RwSignal::new(i18n::initial_lang()));
+    let i18n = I18n(i18n::initial_lang());
     provide_context(i18n);
     let t = move |k| i18n.t(k);
-    // Lets tests (and curious people) see when the page has become interactive.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
     view! {
         <Title text="scanpay"/>
         <Router>
@@ -74,36 +70,63 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+        <HydratedMark/>
     }
 }
 
-/// Offers the other language, named in that language; the choice applies at once and is
-/// remembered in a cookie.
-#[component]
+/// Tells tests (and curious people) when the page has become interactive. Islands hydrate in
+/// document order, and this one comes last.
+#[island]
+fn HydratedMark() -> impl IntoView {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+}
+
+/// Offers the other language, named in that language. The choice is remembered in a cookie and
+/// the page reloads in it: the server renders every text, so that is the one place to switch.
+#[island]
 fn LanguageSwitch() -> impl IntoView {
     let i18n = use_i18n();
     let remember = ServerAction::<api::SetLanguage>::new();
-    let switch = move |_| {
-        let next = i18n.lang().other();
-        i18n.0.set(next);
-        if let Some(html) = document().document_element() {
-            let _ = html.set_attribute("lang", next.code());
+    Effect::new(move |_| {
+        if let Some(Ok(())) = remember.value().get() {
+            let _ = window().location().reload();
         }
+    });
+    let switch = move |_| {
         remember.dispatch(api::SetLanguage {
-            lang: next.code().to_string(),
+            lang: i18n.lang().other().code().to_string(),
         });
     };
     view! {
         <button
             class="lang-switch"
             data-testid="lang-switch"
-            lang=move || i18n.lang().other().code()
+            lang=i18n.lang().other().code()
             aria-label=i18n.t(Key::switch_label)
+            disabled=move || remember.pending().get()
             on:click=switch
         >
             {i18n.t(Key::switch_to)}
         </button>
+        {move || remember.value().get().and_then(|r| r.err()).map(|e| view! {
+            <span class="error small" role="alert" data-testid="lang-error">{e.text(i18n.lang())}</span>
+        })}
     }
+}
+
+/// Leaves the page for `path` (a full page load: every page is rendered by the server). With
+/// `replace`, the page left is dropped from the history (the back button skips a finished checkout).
+pub fn go_to(path: &str, replace: bool) {
+    let location = window().location();
+    let _ = if replace {
+        location.replace(path)
+    } else {
+        location.set_href(path)
+    };
 }
 
 #[component]

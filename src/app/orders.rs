@@ -2,7 +2,6 @@
 //! finished one to its result; finished orders can be hidden (a logical delete: the row stays).
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 
 use super::api::{my_orders, HideOrder};
 use super::checkout::result_path;
@@ -11,32 +10,52 @@ use super::types::{OrderStatus, OrderSummary};
 
 #[component]
 pub fn MyOrdersPage() -> impl IntoView {
-    let hide = ServerAction::<HideOrder>::new();
-    // Reloaded after each hide, whatever came of it (another tab may have hidden it already).
-    let orders = Resource::new(move || hide.version().get(), |_| my_orders());
+    let orders = Resource::new(|| (), |_| my_orders());
     let i18n = use_i18n();
-    let t = move |k| i18n.t(k);
     view! {
         <section class="card my-orders" data-testid="my-orders">
-            <h1>{t(Key::orders_title)}</h1>
-            <Suspense fallback=move || view! { <p class="muted">{t(Key::loading_orders)}</p> }>
+            <h1>{i18n.t(Key::orders_title)}</h1>
+            <Suspense fallback=move || view! { <p class="muted">{i18n.t(Key::loading_orders)}</p> }>
                 {move || orders.get().map(|r| match r {
                     Err(e) => view! { <p class="error" role="alert">{e.text(i18n.lang())}</p> }.into_any(),
-                    Ok(list) if list.is_empty() => view! {
-                        <p class="muted" data-testid="no-orders">{t(Key::orders_empty)}</p>
-                        <A href="/" attr:class="button">{t(Key::go_to_shop)}</A>
-                    }.into_any(),
-                    Ok(list) => view! {
-                        <ul class="order-list">
-                            {list.into_iter().map(|o| view! { <OrderLine o=o hide=hide/> }).collect_view()}
-                        </ul>
-                    }.into_any(),
+                    Ok(list) => view! { <OrderList orders=list/> }.into_any(),
                 })}
             </Suspense>
-            {move || hide.value().get().and_then(|r| r.err()).map(|e| view! {
-                <p class="error" role="alert" data-testid="hide-error">{e.text(i18n.lang())}</p>
-            })}
         </section>
+    }
+}
+
+/// The list, with a Hide button on each finished order.
+#[island]
+fn OrderList(orders: Vec<OrderSummary>) -> impl IntoView {
+    let i18n = use_i18n();
+    let orders = RwSignal::new(orders);
+    let hide = ServerAction::<HideOrder>::new();
+    // Reloaded after each hide, whatever came of it (another tab may have hidden it already).
+    Effect::new(move |_| {
+        if hide.version().get() > 0 {
+            leptos::task::spawn_local(async move {
+                if let Ok(now) = my_orders().await {
+                    orders.set(now);
+                }
+            });
+        }
+    });
+    view! {
+        <Show
+            when=move || orders.with(|o| !o.is_empty())
+            fallback=move || view! {
+                <p class="muted" data-testid="no-orders">{i18n.t(Key::orders_empty)}</p>
+                <a href="/" class="button">{i18n.t(Key::go_to_shop)}</a>
+            }
+        >
+            <ul class="order-list">
+                {move || orders.get().into_iter().map(|o| view! { <OrderLine o=o hide=hide/> }).collect_view()}
+            </ul>
+        </Show>
+        {move || hide.value().get().and_then(|r| r.err()).map(|e| view! {
+            <p class="error" role="alert" data-testid="hide-error">{e.text(i18n.lang())}</p>
+        })}
     }
 }
 
@@ -74,22 +93,19 @@ fn OrderLine(o: OrderSummary, hide: ServerAction<HideOrder>) -> impl IntoView {
                 <span class="mono">{o.id.clone()}</span>
             </div>
             <div class="order-actions">
-                <A href=href attr:class="button small" attr:data-testid="order-open">{t(label)}</A>
-                <Show when=move || finished>
+                <a href=href class="button small" data-testid="order-open">{t(label)}</a>
+                {finished.then(|| view! {
                     <button
                         class="button small link"
                         data-testid="order-hide"
-                        aria-label={
-                            let id = id.clone();
-                            move || i18n.t_with(Key::order_hide_label, &[("id", &id)])
-                        }
+                        aria-label=i18n.t_with(Key::order_hide_label, &[("id", &id)])
                         disabled=move || hide.pending().get()
                         on:click={
                             let id = id.clone();
                             move |_| { hide.dispatch(HideOrder { id: id.clone() }); }
                         }
                     >{t(Key::order_hide)}</button>
-                </Show>
+                })}
             </div>
         </li>
     }

@@ -45,7 +45,7 @@ fn paid(o: OrderView) -> AnyView {
             <div class="badge ok" aria-hidden="true">"✓"</div>
             <h1>{t(Key::paid_title)}</h1>
             <p class="amount center" data-testid="paid-amount">{o.amount.yuan()}</p>
-            <p class="muted center">{move || i18n.t_with(Key::paid_thanks, &[("shop", &shop)])}</p>
+            <p class="muted center">{i18n.t_with(Key::paid_thanks, &[("shop", &shop)])}</p>
             <dl class="details">
                 <dt>{t(Key::order_number)}</dt>
                 <dd class="mono">{o.id.clone()}</dd>
@@ -93,7 +93,7 @@ fn failed(o: OrderView) -> AnyView {
 }
 
 /// Places a new order with the same goods and quantities, and goes to its checkout.
-#[component]
+#[island]
 fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
     let place = super::catalogue::place_and_go_to_checkout();
     let i18n = use_i18n();
@@ -104,7 +104,7 @@ fn OrderAgain(lines: Vec<CartLine>) -> impl IntoView {
             disabled=move || place.pending().get()
             on:click=move |_| { place.dispatch(PlaceOrder { lines: lines.clone() }); }
         >
-            {move || i18n.t(if place.pending().get() { Key::placing_again } else { Key::order_again })()}
+            {move || i18n.t(if place.pending().get() { Key::placing_again } else { Key::order_again })}
         </button>
         {move || place.value().get().and_then(|r| r.err()).map(|e| view! {
             <p class="error" role="alert" data-testid="order-again-error">{e.text(i18n.lang())}</p>

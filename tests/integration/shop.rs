@@ -74,6 +74,14 @@ async fn an_order_prices_on_the_server_and_reserves_stock() {
         page.contains("<svg") && page.contains("¥49.72") && page.contains(&id),
         "checkout renders on the server"
     );
+    // The live part is an island hydrated from its props; the QR is its server-rendered
+    // children, not sent a second time inside the props.
+    assert!(page.contains("<leptos-island"), "the checkout is an island");
+    assert_eq!(
+        page.matches("www.w3.org/2000/svg").count(),
+        1,
+        "the QR's SVG is in the page once"
+    );
 }
 
 #[tokio::test]
