@@ -70,41 +70,68 @@ async fn create_pending(store: &scanpay::server::store::Store, ids: &[String]) {
 }
 
 /// CPU seconds used so far by the processes whose command name is one of `names`
-/// (`/proc/<pid>/stat`: utime + stime, in clock ticks of 1/100 s on Linux).
+/// (`/proc/<pid>/stat`: utime + stime, in clock ticks of 1/100 s on Linux). Only the numbered
+/// entries: `/proc/self` and `/proc/thread-self` would count this process again.
 fn cpu_seconds(names: &[&str]) -> f64 {
     let mut ticks = 0u64;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !names.iter().any(|n| stat[open + 1..close].starts_with(n)) {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // After the name: state is field 0, utime field 11, stime field 12.
-        ticks += fields
-            .get(11)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-            + fields
-                .get(12)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
+        ticks += stat_ticks(&stat, names);
     }
     ticks as f64 / 100.0
 }
 
-/// Who used the CPU: scanpay (this process: the notifying client, web and worker), RabbitMQ,
-/// PostgreSQL and Redis.
-const CPU_USERS: [(&str, &[&str]); 4] = [
-    ("scanpay (client + web + worker)", &["burst-"]),
+/// utime + stime from a `stat` line if its command name starts with one of `names`.
+fn stat_ticks(stat: &str, names: &[&str]) -> u64 {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return 0;
+    };
+    if !names.iter().any(|n| stat[open + 1..close].starts_with(n)) {
+        return 0;
+    }
+    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // After the name: state is field 0, utime field 11, stime field 12.
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
+/// CPU seconds used so far by this process's threads named one of `names` (the notifying client
+/// runs on the main thread; web and worker on the tokio workers and lapin's I/O threads).
+fn thread_cpu_seconds(names: &[&str]) -> f64 {
+    let ticks: u64 = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .map(|stat| stat_ticks(&stat, names))
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// Who used the CPU: scanpay's web + worker and the notifying client (threads of this process),
+/// RabbitMQ, PostgreSQL and Redis.
+const THREADS: [(&str, &[&str]); 2] = [
+    ("scanpay web + worker", &["tokio-", "lapin-"]),
+    ("the notifying client", &["burst-"]),
+];
+const PROCESSES: [(&str, &[&str]); 3] = [
     ("RabbitMQ", &["beam.smp", "erl_child_setup"]),
     ("PostgreSQL", &["postgres"]),
     ("Redis", &["redis-server"]),
 ];
+
+fn cpu_now() -> Vec<f64> {
+    THREADS
+        .iter()
+        .map(|(_, n)| thread_cpu_seconds(n))
+        .chain(PROCESSES.iter().map(|(_, n)| cpu_seconds(n)))
+        .collect()
+}
 
 /// Polls `order_status` as its owner, 32 at a time, for `for_`: answers per second.
 async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
@@ -235,7 +262,7 @@ fn main() {
             .collect();
         let http = reqwest::Client::new();
         let notify_url = format!("http://{}/wxpay/notify", web.addr);
-        let cpu_before: Vec<f64> = CPU_USERS.iter().map(|(_, n)| cpu_seconds(n)).collect();
+        let cpu_before = cpu_now();
         let started = Instant::now();
         let mut latencies: Vec<f64> = stream::iter(bodies)
             .map(|body| {
@@ -263,10 +290,10 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let all_paid = started.elapsed();
-        let cpu_used: Vec<f64> = CPU_USERS
+        let cpu_used: Vec<f64> = cpu_now()
             .iter()
             .zip(&cpu_before)
-            .map(|((_, n), before)| cpu_seconds(n) - before)
+            .map(|(now, before)| now - before)
             .collect();
         latencies.sort_by(f64::total_cmp);
         let rate = BURST as f64 / all_paid.as_secs_f64();
@@ -281,6 +308,7 @@ fn main() {
             .connect(&db.url)
             .await
             .unwrap();
+        let ceiling_cpu_before = cpu_now();
         let t = Instant::now();
         stream::iter(ceiling_ids.iter().enumerate())
             .for_each_concurrent(32, |(i, id)| {
@@ -309,6 +337,11 @@ fn main() {
             })
             .await;
         let ceiling = BURST as f64 / t.elapsed().as_secs_f64();
+        let ceiling_cpu: f64 = cpu_now()
+            .iter()
+            .zip(&ceiling_cpu_before)
+            .map(|(now, before)| now - before)
+            .sum();
         pool.close().await; // PostgreSQL's 100 connections are shared by every pool here
 
         println!("scanpay burst benchmark: {BURST} notifies, {SENDERS} in flight, web → RabbitMQ → worker → PostgreSQL + Redis");
@@ -325,7 +358,14 @@ fn main() {
             percentile(&latencies, 0.99)
         );
 
-        for ((who, _), used) in CPU_USERS.iter().zip(&cpu_used) {
+        println!(
+            "| CPU per payment, all processes: burst / ceiling | {:.0} µs / {:.0} µs ({:.2}) |",
+            cpu_used.iter().sum::<f64>() * 1e6 / BURST as f64,
+            ceiling_cpu * 1e6 / BURST as f64,
+            ceiling_cpu / cpu_used.iter().sum::<f64>()
+        );
+        let who = THREADS.iter().chain(&PROCESSES).map(|(w, _)| *w);
+        for (who, used) in who.zip(&cpu_used) {
             println!(
                 "| CPU during the burst: {who} | {used:.2} s ({:.0} µs per payment) |",
                 used * 1e6 / BURST as f64

@@ -441,6 +441,38 @@ pub enum Handled {
     Poison(String),
 }
 
+/// The deliveries of one channel that are not settled yet, by tag. Payments finish out of order;
+/// an applied one waits here until every earlier delivery is applied (or rejected on its own),
+/// then one `multiple` ack settles them all: one frame, and one settle command in the quorum
+/// queue's log, for many messages. Under light load that is an ack per message, as before.
+#[derive(Default)]
+struct Unsettled {
+    /// Tag → applied (ackable).
+    tags: std::collections::BTreeMap<u64, bool>,
+}
+
+impl Unsettled {
+    fn received(&mut self, tag: u64) {
+        self.tags.insert(tag, false);
+    }
+
+    /// `tag` is applied (`ack`) or was rejected on its own (`!ack`). Returns the tag to ack with
+    /// `multiple` when the oldest deliveries are now all applied.
+    fn settled(&mut self, tag: u64, ack: bool) -> Option<u64> {
+        if ack {
+            self.tags.insert(tag, true);
+        } else {
+            self.tags.remove(&tag);
+        }
+        let mut upto = None;
+        while let Some((&t, true)) = self.tags.first_key_value() {
+            self.tags.pop_first();
+            upto = Some(t);
+        }
+        upto
+    }
+}
+
 /// How many times this message was delivered before (quorum queues count them).
 fn delivery_count(d: &Delivery) -> i64 {
     d.properties
@@ -484,29 +516,47 @@ where
             tracing::info!(%queue, prefetch = settings.prefetch, "consuming");
             let handle = handle.clone();
             let queue = &queue;
+            let window = std::sync::Arc::new(StdMutex::new(Unsettled::default()));
+            let ch = &ch;
             let work = consumer
                 .for_each_concurrent(settings.prefetch as usize, |delivery| {
                     let handle = handle.clone();
+                    let window = window.clone();
+                    // Before any later delivery can be settled (see `Unsettled`).
+                    if let Ok(d) = &delivery {
+                        window.lock().unwrap().received(d.delivery_tag);
+                    }
                     async move {
                         let Ok(d) = delivery else { return };
                         let count = delivery_count(&d);
+                        let tag = d.delivery_tag;
                         let outcome = handle(d.data.clone()).await;
                         let answer = async {
-                            match outcome {
-                            Handled::Done => d.ack(BasicAckOptions::default()).await,
-                            Handled::Retry(why) => {
-                                if count + 1 >= DELIVERY_LIMIT {
-                                    tracing::error!(%queue, deliveries = count + 1, error = %why,
-                                        "message failed at its delivery limit: dead-lettered for an operator");
-                                } else {
-                                    tracing::warn!(%queue, deliveries = count + 1, error = %why, "message failed; redelivering");
+                            let reject = match outcome {
+                                Handled::Done => None,
+                                Handled::Retry(why) => {
+                                    if count + 1 >= DELIVERY_LIMIT {
+                                        tracing::error!(%queue, deliveries = count + 1, error = %why,
+                                            "message failed at its delivery limit: dead-lettered for an operator");
+                                    } else {
+                                        tracing::warn!(%queue, deliveries = count + 1, error = %why, "message failed; redelivering");
+                                    }
+                                    Some(true)
                                 }
-                                d.reject(BasicRejectOptions { requeue: true }).await
+                                Handled::Poison(why) => {
+                                    tracing::error!(%queue, error = %why, "unreadable message dead-lettered");
+                                    Some(false)
+                                }
+                            };
+                            if let Some(requeue) = reject {
+                                d.reject(BasicRejectOptions { requeue }).await?;
                             }
-                            Handled::Poison(why) => {
-                                tracing::error!(%queue, error = %why, "unreadable message dead-lettered");
-                                d.reject(BasicRejectOptions { requeue: false }).await
-                            }
+                            // No await between settling in the window and sending the ack, so
+                            // the acks leave in the order of their tags.
+                            let upto = window.lock().unwrap().settled(tag, reject.is_none());
+                            match upto {
+                                Some(upto) => ch.basic_ack(upto, BasicAckOptions { multiple: true }).await.map(|()| true),
+                                None => Ok(true),
                             }
                         };
                         // An ack on a connection that just died may never complete.
@@ -551,5 +601,37 @@ where
             return;
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unsettled;
+
+    fn window(tags: &[u64]) -> Unsettled {
+        let mut w = Unsettled::default();
+        tags.iter().for_each(|t| w.received(*t));
+        w
+    }
+
+    #[test]
+    fn an_applied_delivery_is_acked_only_with_every_earlier_one() {
+        let mut w = window(&[1, 2, 3, 4]);
+        assert_eq!(w.settled(3, true), None, "1 and 2 are still being applied");
+        assert_eq!(w.settled(1, true), Some(1));
+        assert_eq!(w.settled(2, true), Some(3), "2 frees 3 too: one ack for both");
+        w.received(5);
+        assert_eq!(w.settled(5, true), None, "4 is still being applied");
+        assert_eq!(w.settled(4, true), Some(5));
+        assert!(w.tags.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_delivery_leaves_the_window_and_frees_the_ones_after_it() {
+        let mut w = window(&[7, 8, 9]);
+        assert_eq!(w.settled(8, true), None);
+        assert_eq!(w.settled(7, false), Some(8), "7 was rejected on its own");
+        assert_eq!(w.settled(9, false), None, "nothing left to ack");
+        assert!(w.tags.is_empty());
     }
 }
