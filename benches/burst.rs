@@ -1,6 +1,7 @@
 //! Benchmark: a burst of 2,000 verified notifies through web → RabbitMQ → worker → PostgreSQL
 //! (+ Redis): paid orders per second and notify latency (p50/p99), beside PostgreSQL's ceiling for
-//! the consumer's transaction (hand-written, 32 clients) measured in the same run; then the
+//! the consumer's transaction (hand-written, 32 clients) and RabbitMQ's for the same message path
+//! (publish with confirms, consume, ack), both measured in the same run; then the
 //! 3-second status polls answered per second by a web process reading Redis vs one reading SQL.
 //!
 //! Run: `scripts/bench.sh burst` (release build; the local PostgreSQL, RabbitMQ and Redis, each
@@ -163,6 +164,58 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// RabbitMQ's ceiling for the pay-result path alone, on a topology of its own: 2,000 pay-result
+/// sized messages published persistent + mandatory with confirms, 64 in flight (as the notifies),
+/// while one consumer with scanpay's prefetch acks each (no HTTP, no SQL, no Redis). Messages
+/// consumed per second.
+async fn broker_ceiling(prefix: &str, prefetch: u16) -> f64 {
+    use scanpay::server::rabbit::{self, Handled, Rabbit, RabbitSettings};
+    let settings = RabbitSettings {
+        url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        prefix: prefix.to_string(),
+        prefetch,
+        publish_timeout: Duration::from_secs(10),
+    };
+    let publisher = Rabbit::connect(settings.clone()).await.unwrap();
+    let consumed = std::sync::Arc::new(AtomicUsize::new(0));
+    let all_in = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop) = scanpay::server::workers::Stop::manual();
+    let consumer = tokio::spawn({
+        let (consumed, all_in) = (consumed.clone(), all_in.clone());
+        rabbit::consume(settings, publisher.names().pay_queue, stop, move |_body| {
+            let (consumed, all_in) = (consumed.clone(), all_in.clone());
+            async move {
+                if consumed.fetch_add(1, Ordering::SeqCst) + 1 == BURST {
+                    all_in.notify_one();
+                }
+                Handled::Done
+            }
+        })
+    });
+    let body = br#"{"out_trade_no":"BURST000000","transaction_id":"4200000003202611270000000000","total_fee":101,"time_end":"20261127120000","paid_at_ms":1795780800000}"#;
+    let exchange = publisher.names().pay_exchange;
+    let t = Instant::now();
+    stream::iter(0..BURST)
+        .for_each_concurrent(SENDERS, |i| {
+            let (publisher, exchange) = (&publisher, &exchange);
+            async move {
+                publisher
+                    .publish(exchange, "pay_result", &format!("ceiling-{i}"), body)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    tokio::time::timeout(Duration::from_secs(60), all_in.notified())
+        .await
+        .expect("every message consumed");
+    let rate = BURST as f64 / t.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = consumer.await;
+    publisher.delete_topology(&[]).await.unwrap();
+    rate
+}
+
 /// Removes the benchmark's RabbitMQ queues and Redis keys however it ends.
 struct Cleanup(String);
 
@@ -175,14 +228,17 @@ impl Drop for Cleanup {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let settings = scanpay::server::rabbit::RabbitSettings {
-                    url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-                    prefix: prefix.clone(),
-                    prefetch: 1,
-                    publish_timeout: Duration::from_secs(3),
-                };
-                if let Ok(r) = scanpay::server::rabbit::Rabbit::connect(settings).await {
-                    let _ = r.delete_topology(&[900]).await; // the one placed order's 15-minute deadline
+                // The app's topology, and the broker ceiling's.
+                for (prefix, delays) in [(prefix.clone(), &[900][..]), (format!("{prefix}_mq"), &[][..])] {
+                    let settings = scanpay::server::rabbit::RabbitSettings {
+                        url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                        prefix,
+                        prefetch: 1,
+                        publish_timeout: Duration::from_secs(3),
+                    };
+                    if let Ok(r) = scanpay::server::rabbit::Rabbit::connect(settings).await {
+                        let _ = r.delete_topology(delays).await; // 900: the one placed order's 15-minute deadline
+                    }
                 }
                 if let Ok(c) =
                     scanpay::server::cache::RedisCache::connect("redis://127.0.0.1:6379/0", &prefix)
@@ -343,6 +399,8 @@ fn main() {
             .map(|(now, before)| now - before)
             .sum();
         pool.close().await; // PostgreSQL's 100 connections are shared by every pool here
+        let prefetch = web.ctx.settings.amqp.as_ref().map_or(64, |a| a.prefetch);
+        let broker = broker_ceiling(&format!("{prefix}_mq"), prefetch).await;
 
         println!("scanpay burst benchmark: {BURST} notifies, {SENDERS} in flight, web → RabbitMQ → worker → PostgreSQL + Redis");
         println!("| measure | value |");
@@ -352,6 +410,8 @@ fn main() {
         println!("| paid orders per second | {rate:.0} /s |");
         println!("| PostgreSQL ceiling (the consumer's writes by hand, one statement each, 32 clients) | {ceiling:.0} /s |");
         println!("| ratio | {:.2} |", rate / ceiling);
+        println!("| RabbitMQ ceiling (the same path alone: confirmed publish, {SENDERS} in flight; consume and ack, no SQL) | {broker:.0} /s |");
+        println!("| paid orders / RabbitMQ ceiling | {:.2} |", rate / broker);
         println!(
             "| notify latency p50 / p99 | {:.1} ms / {:.1} ms |",
             percentile(&latencies, 0.5),
