@@ -76,7 +76,12 @@ async fn create_pending(store: &scanpay::server::store::Store, ids: &[String]) {
 fn cpu_seconds(names: &[&str]) -> f64 {
     let mut ticks = 0u64;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -97,7 +102,12 @@ fn stat_ticks(stat: &str, names: &[&str]) -> u64 {
     }
     let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
     // After the name: state is field 0, utime field 11, stime field 12.
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 
@@ -229,7 +239,10 @@ impl Drop for Cleanup {
                 .unwrap();
             rt.block_on(async move {
                 // The app's topology, and the broker ceiling's.
-                for (prefix, delays) in [(prefix.clone(), &[900][..]), (format!("{prefix}_mq"), &[][..])] {
+                for (prefix, delays) in [
+                    (prefix.clone(), &[900][..]),
+                    (format!("{prefix}_mq"), &[][..]),
+                ] {
                     let settings = scanpay::server::rabbit::RabbitSettings {
                         url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
                         prefix,

@@ -619,7 +619,11 @@ mod tests {
         let mut w = window(&[1, 2, 3, 4]);
         assert_eq!(w.settled(3, true), None, "1 and 2 are still being applied");
         assert_eq!(w.settled(1, true), Some(1));
-        assert_eq!(w.settled(2, true), Some(3), "2 frees 3 too: one ack for both");
+        assert_eq!(
+            w.settled(2, true),
+            Some(3),
+            "2 frees 3 too: one ack for both"
+        );
         w.received(5);
         assert_eq!(w.settled(5, true), None, "4 is still being applied");
         assert_eq!(w.settled(4, true), Some(5));
