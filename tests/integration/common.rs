@@ -342,8 +342,16 @@ pub fn remove_queues_and_keys(
                 };
                 match scanpay::server::rabbit::Rabbit::connect(s).await {
                     Ok(r) => {
-                        if let Err(e) = r.delete_topology(&delays).await {
-                            eprintln!("test clean-up: RabbitMQ topology not removed: {e}");
+                        // An aborted consumer that was reconnecting may declare its queue once
+                        // more while this runs: delete again after a moment (deleting what is
+                        // gone is a no-op).
+                        for pass in 0..2 {
+                            if pass > 0 {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                            }
+                            if let Err(e) = r.delete_topology(&delays).await {
+                                eprintln!("test clean-up: RabbitMQ topology not removed: {e}");
+                            }
                         }
                     }
                     Err(e) => eprintln!("test clean-up: {e}"),
