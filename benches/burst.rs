@@ -144,6 +144,28 @@ fn cpu_now() -> Vec<f64> {
         .collect()
 }
 
+/// Cache flushes (fsync/fdatasync reaching the device) completed so far by the machine's disks
+/// (`/proc/diskstats`, field 15 after the name; partitions and virtual devices left out). Every
+/// commit at PostgreSQL and every confirmed batch at a quorum queue needs one, and the disk does
+/// them one after another: flushes per payment say how much of the disk's pace each path takes.
+fn disk_flushes() -> u64 {
+    let disks: Vec<String> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
+        .collect();
+    std::fs::read_to_string("/proc/diskstats")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 18 && disks.iter().any(|d| d == f[2])).then(|| f[18].parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// Polls `order_status` as its owner, 32 at a time, for `for_`: answers per second.
 async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
     let http = reqwest::Client::new();
@@ -177,8 +199,8 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
 /// RabbitMQ's ceiling for the pay-result path alone, on a topology of its own: 2,000 pay-result
 /// sized messages published persistent + mandatory with confirms, 64 in flight (as the notifies),
 /// while one consumer with scanpay's prefetch acks each (no HTTP, no SQL, no Redis). Messages
-/// consumed per second.
-async fn broker_ceiling(prefix: &str, prefetch: u16) -> f64 {
+/// consumed per second, and disk flushes per message.
+async fn broker_ceiling(prefix: &str, prefetch: u16) -> (f64, f64) {
     use scanpay::server::rabbit::{self, Handled, Rabbit, RabbitSettings};
     let settings = RabbitSettings {
         url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
@@ -204,6 +226,7 @@ async fn broker_ceiling(prefix: &str, prefetch: u16) -> f64 {
     });
     let body = br#"{"out_trade_no":"BURST000000","transaction_id":"4200000003202611270000000000","total_fee":101,"time_end":"20261127120000","paid_at_ms":1795780800000}"#;
     let exchange = publisher.names().pay_exchange;
+    let flushes_before = disk_flushes();
     let t = Instant::now();
     stream::iter(0..BURST)
         .for_each_concurrent(SENDERS, |i| {
@@ -220,10 +243,11 @@ async fn broker_ceiling(prefix: &str, prefetch: u16) -> f64 {
         .await
         .expect("every message consumed");
     let rate = BURST as f64 / t.elapsed().as_secs_f64();
+    let flushes = (disk_flushes() - flushes_before) as f64 / BURST as f64;
     let _ = stop_tx.send(true);
     let _ = consumer.await;
     publisher.delete_topology(&[]).await.unwrap();
-    rate
+    (rate, flushes)
 }
 
 /// Removes the benchmark's RabbitMQ queues and Redis keys however it ends.
@@ -332,6 +356,7 @@ fn main() {
         let http = reqwest::Client::new();
         let notify_url = format!("http://{}/wxpay/notify", web.addr);
         let cpu_before = cpu_now();
+        let flushes_before = disk_flushes();
         let started = Instant::now();
         let mut latencies: Vec<f64> = stream::iter(bodies)
             .map(|body| {
@@ -359,6 +384,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let all_paid = started.elapsed();
+        let flushes = disk_flushes() - flushes_before;
         let cpu_used: Vec<f64> = cpu_now()
             .iter()
             .zip(&cpu_before)
@@ -378,6 +404,7 @@ fn main() {
             .await
             .unwrap();
         let ceiling_cpu_before = cpu_now();
+        let ceiling_flushes_before = disk_flushes();
         let t = Instant::now();
         stream::iter(ceiling_ids.iter().enumerate())
             .for_each_concurrent(32, |(i, id)| {
@@ -406,14 +433,61 @@ fn main() {
             })
             .await;
         let ceiling = BURST as f64 / t.elapsed().as_secs_f64();
+        let ceiling_flushes = disk_flushes() - ceiling_flushes_before;
         let ceiling_cpu: f64 = cpu_now()
             .iter()
             .zip(&ceiling_cpu_before)
             .map(|(now, before)| now - before)
             .sum();
+        // How the consumer committed the burst: the transactions that wrote its inbox rows
+        // (xmin), so the payments per commit.
+        let commits: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT xmin::text) FROM pay_inbox WHERE out_trade_no LIKE 'BURST%'",
+        )
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+        let per_commit = BURST as f64 / commits as f64;
+        // And the same writes batched by hand the same way: batches of that size, as many at a
+        // time as the consumer runs, each one statement (the per-payment one over `unnest`).
+        let batched_ids: Vec<String> = (0..BURST).map(|i| format!("BATCH{i:06}")).collect();
+        create_pending(&store, &batched_ids).await;
+        let size = (per_commit.round() as usize).max(1);
+        let t = Instant::now();
+        stream::iter(batched_ids.chunks(size).enumerate())
+            .for_each_concurrent(4, |(c, ids)| {
+                let pool = pool.clone();
+                async move {
+                    let now = now_ms();
+                    let tids: Vec<String> = (0..ids.len())
+                        .map(|i| format!("4200000005{c:06}{i:04}"))
+                        .collect();
+                    let paid: Vec<(String,)> = sqlx::query_as(
+                        "WITH input AS (SELECT * FROM unnest($1::text[], $3::text[]) AS i(i_no, i_tid)), \
+                         paid AS (UPDATE orders SET status = 'paid', transaction_id = i_tid, paid_at = $2, \
+                           finished_at = $2, updated_at = $2, next_check_at = NULL FROM input \
+                           WHERE id = i_no AND status IN ('pending', 'closing') AND total_fee = 101 RETURNING id, i_tid), \
+                         inbox AS (INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, \
+                           received_at, processed_at, outcome) SELECT i_tid, id, 101, '20261127120000', $2, $2, $2, 'paid' FROM paid), \
+                         events AS (INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
+                           SELECT id, k.n, $2, k.kind, 'notify', i_tid FROM paid, \
+                           (VALUES (2, 'notify_received'), (3, 'paid')) AS k(n, kind)) \
+                         SELECT id FROM paid",
+                    )
+                    .bind(ids)
+                    .bind(now)
+                    .bind(&tids)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                    assert_eq!(paid.len(), ids.len(), "batch {c} paid by hand");
+                }
+            })
+            .await;
+        let batched_ceiling = BURST as f64 / t.elapsed().as_secs_f64();
         pool.close().await; // PostgreSQL's 100 connections are shared by every pool here
         let prefetch = web.ctx.settings.amqp.as_ref().map_or(64, |a| a.prefetch);
-        let broker = broker_ceiling(&format!("{prefix}_mq"), prefetch).await;
+        let (broker, broker_flushes) = broker_ceiling(&format!("{prefix}_mq"), prefetch).await;
 
         println!("scanpay burst benchmark: {BURST} notifies, {SENDERS} in flight, web → RabbitMQ → worker → PostgreSQL + Redis");
         println!("| measure | value |");
@@ -423,6 +497,9 @@ fn main() {
         println!("| paid orders per second | {rate:.0} /s |");
         println!("| PostgreSQL ceiling (the consumer's writes by hand, one statement each, 32 clients) | {ceiling:.0} /s |");
         println!("| ratio | {:.2} |", rate / ceiling);
+        println!("| payments per commit in the burst (the consumer's batches) | {per_commit:.1} |");
+        println!("| PostgreSQL, the same writes batched by hand ({size} per statement, 4 at a time) | {batched_ceiling:.0} /s |");
+        println!("| paid orders / batched by hand | {:.2} |", rate / batched_ceiling);
         println!("| RabbitMQ ceiling (the same path alone: confirmed publish, {SENDERS} in flight; consume and ack, no SQL) | {broker:.0} /s |");
         println!("| paid orders / RabbitMQ ceiling | {:.2} |", rate / broker);
         println!(
@@ -436,6 +513,14 @@ fn main() {
             cpu_used.iter().sum::<f64>() * 1e6 / BURST as f64,
             ceiling_cpu * 1e6 / BURST as f64,
             ceiling_cpu / cpu_used.iter().sum::<f64>()
+        );
+        println!(
+            "| disk flushes per payment: burst / PostgreSQL ceiling / RabbitMQ ceiling | {:.2} / {:.2} / {:.2} ({:.0} /s / {:.0} /s) |",
+            flushes as f64 / BURST as f64,
+            ceiling_flushes as f64 / BURST as f64,
+            broker_flushes,
+            flushes as f64 / all_paid.as_secs_f64(),
+            ceiling_flushes as f64 * ceiling / BURST as f64
         );
         let who = THREADS.iter().chain(&PROCESSES).map(|(w, _)| *w);
         for (who, used) in who.zip(&cpu_used) {

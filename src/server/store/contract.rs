@@ -50,6 +50,10 @@ pub fn checks() -> Vec<(&'static str, Check)> {
             |s| Box::pin(receive_applies_once(s)),
         ),
         (
+            "pay results received together end as each would alone",
+            |s| Box::pin(receive_together_as_alone(s)),
+        ),
+        (
             "a shopper lists their orders newest first and hides finished ones",
             |s| Box::pin(session_orders_and_hide(s)),
         ),
@@ -520,6 +524,133 @@ async fn receive_applies_once(s: Store) {
     );
     assert!(s.load("R3").await.unwrap().unwrap().parked);
     assert_eq!(s.receive_pay_result(&n3).await.unwrap(), None, "once");
+}
+
+async fn receive_together_as_alone(s: Store) {
+    use PaidOutcome::{Anomaly, Paid};
+    let notify = |id: &str, txn: &str, fee: i64| PayNotify {
+        out_trade_no: id.into(),
+        transaction_id: txn.into(),
+        total_fee: fee,
+        time_end: "20261127120000".into(),
+        paid_at_ms: 1,
+        openid: None,
+    };
+    let mut fee = std::collections::HashMap::new();
+    for id in ["T1", "T2", "T3", "T4", "T5", "T6"] {
+        fee.insert(
+            id,
+            place(&s, id, &[("PIN-PANDA", 1)]).await.unwrap().total_fee,
+        );
+    }
+    if let super::Engine::Postgres(pg) = &s.engine {
+        // The one statement itself (a failing one would hide behind the one-by-one fallback).
+        place(&s, "T0", &[("PIN-PANDA", 1)]).await.unwrap();
+        let (t0, nope) = (
+            notify("T0", "4200000020", 101),
+            notify("NOPE", "4200000029", 101),
+        );
+        let rows = pg.receive_payable_batch(&[&t0, &nope]).await.unwrap();
+        let paid: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.status, r.transaction_id.as_deref()))
+            .collect();
+        assert_eq!(paid, [("T0", OrderStatus::Paid, Some("4200000020"))]);
+        assert_eq!(
+            kinds(&s, "T0").await,
+            ["created", "notify_received", "paid"]
+        );
+    }
+    let t4 = notify("T4", "4200000024", fee["T4"]);
+    assert_eq!(s.receive_pay_result(&t4).await.unwrap(), Some(Paid));
+    let batch = [
+        notify("T1", "4200000021", fee["T1"]),
+        notify("T2", "4200000022", fee["T2"]),
+        notify("T1", "4200000021", fee["T1"]), // the same message twice in one batch
+        notify("T3", "4200000023", 1),         // another amount
+        notify("T4", "4200000025", fee["T4"]), // a second payment for a paid order
+        notify("NOPE", "4200000026", 101),     // no such order
+        t4.clone(),                            // applied before
+    ];
+    let got: Vec<_> = s
+        .receive_pay_results(&batch)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some(Paid),
+            Some(Paid),
+            None,
+            Some(Anomaly("amount_mismatch")),
+            Some(Anomaly("second_payment")),
+            Some(Anomaly("unknown_order")),
+            None,
+        ]
+    );
+    for id in ["T1", "T2"] {
+        assert_eq!(
+            kinds(&s, id).await,
+            ["created", "notify_received", "paid"],
+            "{id}"
+        );
+        let o = s.load(id).await.unwrap().unwrap();
+        assert_eq!(
+            (o.status, o.paid_at, o.next_check_at),
+            (OrderStatus::Paid, Some(1), None)
+        );
+    }
+    assert_eq!(
+        s.load("T1")
+            .await
+            .unwrap()
+            .unwrap()
+            .transaction_id
+            .as_deref(),
+        Some("4200000021")
+    );
+    assert_eq!(status(&s, "T3").await, OrderStatus::Pending);
+    assert!(s
+        .due_pay_results(now_ms() + 3_600_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // One of them recorded in the inbox before (so the batch cannot be written as one): each is
+    // applied on its own, with the same outcome.
+    let t6 = notify("T6", "4200000028", fee["T6"]);
+    s.publish_pay_result(&t6).await.unwrap();
+    let got: Vec<_> = s
+        .receive_pay_results(&[notify("T5", "4200000027", fee["T5"]), t6])
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got, [Some(Paid), Some(Paid)]);
+    assert_eq!(
+        kinds(&s, "T6").await,
+        ["created", "notify_received", "paid"]
+    );
+
+    // The same batch at two consumers at once: each payment applied exactly once.
+    let mut batch = Vec::new();
+    for i in 0..8 {
+        let id = format!("TC{i}");
+        let fee = place(&s, &id, &[("PIN-PANDA", 1)]).await.unwrap().total_fee;
+        batch.push(notify(&id, &format!("42000001{i:02}"), fee));
+    }
+    let (a, b) = tokio::join!(s.receive_pay_results(&batch), s.receive_pay_results(&batch));
+    for (i, (a, b)) in a.into_iter().zip(b).enumerate() {
+        let mut both = [a.unwrap(), b.unwrap()];
+        both.sort_by_key(|o| o.is_some());
+        assert_eq!(both, [None, Some(Paid)], "TC{i}");
+        assert_eq!(
+            kinds(&s, &format!("TC{i}")).await,
+            ["created", "notify_received", "paid"]
+        );
+    }
 }
 
 async fn session_orders_and_hide(s: Store) {

@@ -101,40 +101,19 @@ impl TestDb {
                     .await;
             }
             Cleanup::Mysql { admin, name } => {
-                use sqlx::Connection;
-                // A connection can still be on its way in when the first KILL runs: try a few times.
-                for _ in 0..5 {
-                    let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await else {
-                        break;
-                    };
-                    let ids: Vec<u64> = sqlx::query_scalar(
-                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-                    )
-                    .bind(&name)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                    for id in ids {
-                        let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+                // A connection can still be on its way in when the first KILL runs, and the server
+                // can refuse a connection for a moment when a suite has many open: keep trying for
+                // about ten seconds, and say so when the database is still there.
+                let mut last = String::new();
+                for _ in 0..25 {
+                    match drop_mysql(&admin, &name).await {
+                        Ok(true) => return,
+                        Ok(false) => last = "still listed after DROP DATABASE".into(),
+                        Err(e) => last = e.to_string(),
                     }
-                    let _ = sqlx::query("SET SESSION lock_wait_timeout = 10")
-                        .execute(&mut conn)
-                        .await;
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                        .execute(&mut conn)
-                        .await;
-                    let left: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-                    )
-                    .bind(&name)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap_or(1);
-                    if left == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
                 }
+                eprintln!("test clean-up: could not drop MySQL database {name}: {last}");
             }
             Cleanup::Done => {}
         }
@@ -166,6 +145,35 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// Ends the connections still using `name`, drops it; true when it is gone.
+async fn drop_mysql(admin: &str, name: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::MySqlConnection::connect(admin).await?;
+    let ids: Vec<u64> = sqlx::query_scalar(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(name)
+    .fetch_all(&mut conn)
+    .await?;
+    for id in ids {
+        // The connection may have ended by itself in between.
+        let _ = sqlx::query(&format!("KILL {id}")).execute(&mut conn).await;
+    }
+    sqlx::query("SET SESSION lock_wait_timeout = 10")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await?;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(left == 0)
 }
 
 async fn connect_admin(url: &str) -> sqlx::PgConnection {

@@ -18,12 +18,7 @@ impl PgStore {
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
     pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
-        let p = Payment {
-            out_trade_no: n.out_trade_no.clone(),
-            transaction_id: n.transaction_id.clone(),
-            total_fee: n.total_fee,
-            paid_at: n.paid_at_ms,
-        };
+        let p = payment(n);
         match self.receive_payable(n, &p).await {
             Ok(Some(row)) => {
                 return Ok(Some(Applied {
@@ -80,6 +75,50 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(order_row).transpose()
+    }
+
+    /// Pay results that arrived together (the RabbitMQ consumer's batch, one per order): the
+    /// payable ones paid as `receive_payable` pays one, all in one statement, so one commit and
+    /// one disk flush for the lot. Returns the orders it paid; nothing is written when any part
+    /// fails (an inbox row already there, another writer's event number, a deadlock), and the
+    /// caller then takes each pay result on its own.
+    pub async fn receive_payable_batch(
+        &self,
+        batch: &[&PayNotify],
+    ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        let column = |f: fn(&PayNotify) -> String| batch.iter().map(|n| f(n)).collect::<Vec<_>>();
+        let rows = sqlx::query(&format!(
+            "WITH input AS ( \
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
+                 AS i(i_no, i_tid, i_fee, i_paid_at, i_time_end, i_detail)), \
+             paid AS ( \
+               UPDATE orders SET status = 'paid', transaction_id = i_tid, paid_at = i_paid_at, \
+                 finished_at = $7, updated_at = $7, next_check_at = NULL \
+               FROM input \
+               WHERE id = i_no AND status IN ('pending', 'closing') AND total_fee = i_fee \
+               RETURNING {ORDER_COLUMNS}, i_tid, i_time_end, i_detail), \
+             inbox AS ( \
+               INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, processed_at, outcome) \
+               SELECT i_tid, id, total_fee, i_time_end, paid_at, $7, $7, 'paid' FROM paid), \
+             events AS ( \
+               INSERT INTO order_events (order_id, seq, at, kind, cause, detail) \
+               SELECT paid.id, base.m + k.n, $7, k.kind, $8, paid.i_detail \
+               FROM paid \
+               CROSS JOIN LATERAL (SELECT COALESCE(MAX(seq), 0) AS m FROM order_events e WHERE e.order_id = paid.id) AS base \
+               CROSS JOIN (VALUES (1, 'notify_received'), (2, 'paid')) AS k(n, kind)) \
+             SELECT * FROM paid"
+        ))
+        .bind(column(|n| n.out_trade_no.clone()))
+        .bind(column(|n| n.transaction_id.clone()))
+        .bind(batch.iter().map(|n| n.total_fee).collect::<Vec<i64>>())
+        .bind(batch.iter().map(|n| n.paid_at_ms).collect::<Vec<i64>>())
+        .bind(column(|n| n.time_end.clone()))
+        .bind(column(|n| payment(n).detail()))
+        .bind(now_ms())
+        .bind(Cause::Notify.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_row).collect()
     }
 
     /// Pay results due for (another) attempt, oldest first, with their attempts so far.
@@ -211,6 +250,15 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+fn payment(n: &PayNotify) -> Payment {
+    Payment {
+        out_trade_no: n.out_trade_no.clone(),
+        transaction_id: n.transaction_id.clone(),
+        total_fee: n.total_fee,
+        paid_at: n.paid_at_ms,
     }
 }
 
