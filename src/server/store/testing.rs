@@ -151,7 +151,8 @@ impl Drop for TestDb {
 async fn drop_mysql(admin: &str, name: &str) -> Result<bool, sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::MySqlConnection::connect(admin).await?;
-    let ids: Vec<u64> = sqlx::query_scalar(
+    // MariaDB reports ID as a signed BIGINT (decoding it as u64 fails).
+    let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
     )
     .bind(name)
