@@ -543,24 +543,55 @@ async fn receive_together_as_alone(s: Store) {
             place(&s, id, &[("PIN-PANDA", 1)]).await.unwrap().total_fee,
         );
     }
-    if let super::Engine::Postgres(pg) = &s.engine {
-        // The one statement itself (a failing one would hide behind the one-by-one fallback).
-        place(&s, "T0", &[("PIN-PANDA", 1)]).await.unwrap();
-        let (t0, nope) = (
-            notify("T0", "4200000020", 101),
-            notify("NOPE", "4200000029", 101),
-        );
-        let rows = pg.receive_payable_batch(&[&t0, &nope]).await.unwrap();
-        let paid: Vec<_> = rows
-            .iter()
-            .map(|r| (r.id.as_str(), r.status, r.transaction_id.as_deref()))
-            .collect();
-        assert_eq!(paid, [("T0", OrderStatus::Paid, Some("4200000020"))]);
-        assert_eq!(
-            kinds(&s, "T0").await,
-            ["created", "notify_received", "paid"]
-        );
-    }
+    // The engine's batch itself (a failing one would hide behind the one-by-one fallback).
+    place(&s, "T0", &[("PIN-PANDA", 1)]).await.unwrap();
+    let (t0, nope) = (
+        notify("T0", "4200000020", 101),
+        notify("NOPE", "4200000029", 101),
+    );
+    let outcomes: Vec<(String, Option<PaidOutcome>)> = match &s.engine {
+        super::Engine::Postgres(pg) => {
+            let rows = pg.receive_payable_batch(&[&t0, &nope]).await.unwrap();
+            let row = rows.iter().find(|r| r.id == "T0").unwrap();
+            assert_eq!(
+                (row.status, row.transaction_id.as_deref()),
+                (OrderStatus::Paid, Some("4200000020"))
+            );
+            rows.into_iter().map(|r| (r.id, Some(Paid))).collect()
+        }
+        super::Engine::Mysql(my) => {
+            let all = my.receive_together(&[&t0, &nope]).await.unwrap();
+            let outcomes = all.into_iter().map(|a| a.map(|a| a.outcome));
+            ["T0", "NOPE"]
+                .map(String::from)
+                .into_iter()
+                .zip(outcomes)
+                .collect()
+        }
+        super::Engine::Sqlite(lite) => {
+            let all = lite.receive_together(&[&t0, &nope]).await.unwrap();
+            let outcomes = all.into_iter().map(|a| a.map(|a| a.outcome));
+            ["T0", "NOPE"]
+                .map(String::from)
+                .into_iter()
+                .zip(outcomes)
+                .collect()
+        }
+    };
+    let expected = match &s.engine {
+        // PostgreSQL's statement pays the payable ones and leaves the rest to the caller.
+        super::Engine::Postgres(_) => vec![("T0".to_string(), Some(Paid))],
+        _ => vec![
+            ("T0".to_string(), Some(Paid)),
+            ("NOPE".to_string(), Some(Anomaly("unknown_order"))),
+        ],
+    };
+    assert_eq!(outcomes, expected);
+    assert_eq!(status(&s, "T0").await, OrderStatus::Paid);
+    assert_eq!(
+        kinds(&s, "T0").await,
+        ["created", "notify_received", "paid"]
+    );
     let t4 = notify("T4", "4200000024", fee["T4"]);
     assert_eq!(s.receive_pay_result(&t4).await.unwrap(), Some(Paid));
     let batch = [

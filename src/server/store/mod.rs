@@ -401,37 +401,60 @@ impl Store {
     }
 
     /// Pay results that arrived together (the RabbitMQ consumer's batch), one answer each, in
-    /// order. On PostgreSQL the payable ones are paid in one statement (one commit for the lot:
-    /// the disk's flushes, shared with RabbitMQ, are what a burst of payments waits on); every
-    /// other one, and each one on the other engines, goes through `receive_pay_result`.
+    /// order, each as `receive_pay_result` would have answered it alone, with one commit for the
+    /// lot: every commit waits for a disk flush, and the disk (shared with RabbitMQ's quorum
+    /// queues) is what a burst of payments waits on. PostgreSQL pays the payable ones in one
+    /// statement; MySQL and SQLite apply them one after another in one transaction. Whatever the
+    /// batch leaves (a second pay result for an order, anything not payable on PostgreSQL, every
+    /// one when the batch could not be written as one) goes through `receive_pay_result`.
     pub async fn receive_pay_results(
         &self,
         batch: &[PayNotify],
     ) -> Vec<Result<Option<PaidOutcome>, sqlx::Error>> {
-        let mut paid = std::collections::HashMap::new();
-        if let (Engine::Postgres(pg), true) = (&self.engine, batch.len() > 1) {
-            // One per order: a second pay result for an order is judged after the first commits.
+        let mut together = std::collections::HashMap::new();
+        if batch.len() > 1 {
+            // One per order (a second one is judged after the first commits), in id order so
+            // that concurrent batches lock orders in the same order.
             let mut seen = std::collections::HashSet::new();
-            let firsts: Vec<&PayNotify> = batch
+            let mut firsts: Vec<&PayNotify> = batch
                 .iter()
                 .filter(|n| seen.insert(n.out_trade_no.as_str()))
                 .collect();
-            match pg.receive_payable_batch(&firsts).await {
-                Ok(rows) => paid.extend(rows.into_iter().map(|row| (row.id.clone(), row))),
+            firsts.sort_by(|a, b| a.out_trade_no.cmp(&b.out_trade_no));
+            let applied = match &self.engine {
+                Engine::Postgres(pg) => pg.receive_payable_batch(&firsts).await.map(|rows| {
+                    rows.into_iter()
+                        .map(|row| {
+                            let id = row.id.clone();
+                            let paid = Applied {
+                                outcome: PaidOutcome::Paid,
+                                row: Some(row),
+                            };
+                            (id, Some(paid))
+                        })
+                        .collect::<Vec<_>>()
+                }),
+                Engine::Mysql(my) => my.receive_together(&firsts).await.map(|all| {
+                    let ids = firsts.iter().map(|n| n.out_trade_no.clone());
+                    ids.zip(all).collect()
+                }),
+                Engine::Sqlite(lite) => lite.receive_together(&firsts).await.map(|all| {
+                    let ids = firsts.iter().map(|n| n.out_trade_no.clone());
+                    ids.zip(all).collect()
+                }),
+            };
+            match applied {
+                Ok(applied) => together.extend(applied),
                 Err(e) => tracing::info!(error = %e, size = firsts.len(),
                     "pay results not applicable as one batch; applying each on its own"),
             }
         }
-        if let Some(cache) = &self.mirror {
-            futures::future::join_all(paid.values().map(|row| mirror_row(cache, row))).await;
-        }
         futures::future::join_all(batch.iter().map(|n| {
-            let applied = paid.remove(&n.out_trade_no).is_some();
+            let applied = together.remove(&n.out_trade_no);
             async move {
-                if applied {
-                    Ok(Some(PaidOutcome::Paid))
-                } else {
-                    self.receive_pay_result(n).await
+                match applied {
+                    Some(applied) => self.mirrored_applied(&n.out_trade_no, Ok(applied)).await,
+                    None => self.receive_pay_result(n).await,
                 }
             }
         }))

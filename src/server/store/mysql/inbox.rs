@@ -17,12 +17,7 @@ impl MySqlStore {
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
     pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
-        let p = Payment {
-            out_trade_no: n.out_trade_no.clone(),
-            transaction_id: n.transaction_id.clone(),
-            total_fee: n.total_fee,
-            paid_at: n.paid_at_ms,
-        };
+        let p = payment(n);
         retrying(|| self.apply_pay_result_once(&p, Some(n))).await
     }
 
@@ -70,45 +65,25 @@ impl MySqlStore {
         record: Option<&PayNotify>,
     ) -> Result<Option<Applied>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some(n) = record {
-            insert_inbox(&mut tx, n).await?;
-        }
-        let claimed = sqlx::query(
-            "UPDATE pay_inbox SET processed_at = ?, next_attempt_at = NULL \
-             WHERE transaction_id = ? AND processed_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(&p.transaction_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed != 1 {
-            return Ok(None);
-        }
-        let known = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(&p.out_trade_no)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if known == 1 {
-            append_event(
-                &mut tx,
-                &p.out_trade_no,
-                "notify_received",
-                Cause::Notify,
-                &p.detail(),
-            )
-            .await?;
-        }
-        let outcome = mark_paid_in(&mut tx, p, Cause::Notify).await?;
-        sqlx::query("UPDATE pay_inbox SET outcome = ? WHERE transaction_id = ?")
-            .bind(outcome.as_str())
-            .bind(&p.transaction_id)
-            .execute(&mut *tx)
-            .await?;
+        let applied = apply_in(&mut tx, p, record).await?;
         tx.commit().await?;
-        Ok(Some(Applied { outcome, row: None }))
+        Ok(applied)
+    }
+
+    /// Pay results that arrived together (the RabbitMQ consumer's batch, one per order), each
+    /// recorded and applied as `receive_pay_result` does, all in one transaction: one commit for
+    /// the lot. Nothing is written when any of them fails; the caller then takes each on its own.
+    pub async fn receive_together(
+        &self,
+        batch: &[&PayNotify],
+    ) -> Result<Vec<Option<Applied>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(batch.len());
+        for n in batch {
+            applied.push(apply_in(&mut tx, &payment(n), Some(n)).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// A failed application: try again at `at`, keeping the error for operators.
@@ -128,6 +103,62 @@ impl MySqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// Claims a pay result (recording it first when `record` is given), records it on the timeline
+/// and applies it, inside the caller's transaction. None when it had been applied before.
+async fn apply_in(
+    conn: &mut sqlx::MySqlConnection,
+    p: &Payment,
+    record: Option<&PayNotify>,
+) -> Result<Option<Applied>, sqlx::Error> {
+    if let Some(n) = record {
+        insert_inbox(conn, n).await?;
+    }
+    let claimed = sqlx::query(
+        "UPDATE pay_inbox SET processed_at = ?, next_attempt_at = NULL \
+             WHERE transaction_id = ? AND processed_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(&p.transaction_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if claimed != 1 {
+        return Ok(None);
+    }
+    let known = sqlx::query("UPDATE orders SET updated_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(&p.out_trade_no)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if known == 1 {
+        append_event(
+            conn,
+            &p.out_trade_no,
+            "notify_received",
+            Cause::Notify,
+            &p.detail(),
+        )
+        .await?;
+    }
+    let outcome = mark_paid_in(conn, p, Cause::Notify).await?;
+    sqlx::query("UPDATE pay_inbox SET outcome = ? WHERE transaction_id = ?")
+        .bind(outcome.as_str())
+        .bind(&p.transaction_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(Applied { outcome, row: None }))
+}
+
+fn payment(n: &PayNotify) -> Payment {
+    Payment {
+        out_trade_no: n.out_trade_no.clone(),
+        transaction_id: n.transaction_id.clone(),
+        total_fee: n.total_fee,
+        paid_at: n.paid_at_ms,
     }
 }
 
