@@ -129,6 +129,17 @@ pub struct Payment {
     pub paid_at: i64,
 }
 
+impl From<&crate::server::wxpay::notify::PayNotify> for Payment {
+    fn from(n: &crate::server::wxpay::notify::PayNotify) -> Payment {
+        Payment {
+            out_trade_no: n.out_trade_no.clone(),
+            transaction_id: n.transaction_id.clone(),
+            total_fee: n.total_fee,
+            paid_at: n.paid_at_ms,
+        }
+    }
+}
+
 impl Payment {
     /// How the timeline shows it.
     pub fn detail(&self) -> String {

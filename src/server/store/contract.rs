@@ -549,6 +549,12 @@ async fn receive_together_as_alone(s: Store) {
         notify("T0", "4200000020", 101),
         notify("NOPE", "4200000029", 101),
     );
+    // MySQL and SQLite answer for both.
+    let both = |all: Result<Vec<Option<super::Applied>>, sqlx::Error>| {
+        let outcomes = all.unwrap().into_iter().map(|a| a.map(|a| a.outcome));
+        let ids = ["T0", "NOPE"].map(String::from);
+        ids.into_iter().zip(outcomes).collect::<Vec<_>>()
+    };
     let outcomes: Vec<(String, Option<PaidOutcome>)> = match &s.engine {
         super::Engine::Postgres(pg) => {
             let rows = pg.receive_payable_batch(&[&t0, &nope]).await.unwrap();
@@ -559,24 +565,8 @@ async fn receive_together_as_alone(s: Store) {
             );
             rows.into_iter().map(|r| (r.id, Some(Paid))).collect()
         }
-        super::Engine::Mysql(my) => {
-            let all = my.receive_together(&[&t0, &nope]).await.unwrap();
-            let outcomes = all.into_iter().map(|a| a.map(|a| a.outcome));
-            ["T0", "NOPE"]
-                .map(String::from)
-                .into_iter()
-                .zip(outcomes)
-                .collect()
-        }
-        super::Engine::Sqlite(lite) => {
-            let all = lite.receive_together(&[&t0, &nope]).await.unwrap();
-            let outcomes = all.into_iter().map(|a| a.map(|a| a.outcome));
-            ["T0", "NOPE"]
-                .map(String::from)
-                .into_iter()
-                .zip(outcomes)
-                .collect()
-        }
+        super::Engine::Mysql(my) => both(my.receive_together(&[&t0, &nope]).await),
+        super::Engine::Sqlite(lite) => both(lite.receive_together(&[&t0, &nope]).await),
     };
     let expected = match &s.engine {
         // PostgreSQL's statement pays the payable ones and leaves the rest to the caller.

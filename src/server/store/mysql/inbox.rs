@@ -17,7 +17,7 @@ impl MySqlStore {
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
     pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
-        let p = payment(n);
+        let p = Payment::from(n);
         retrying(|| self.apply_pay_result_once(&p, Some(n))).await
     }
 
@@ -80,7 +80,7 @@ impl MySqlStore {
         let mut tx = self.pool.begin().await?;
         let mut applied = Vec::with_capacity(batch.len());
         for n in batch {
-            applied.push(apply_in(&mut tx, &payment(n), Some(n)).await?);
+            applied.push(apply_in(&mut tx, &Payment::from(*n), Some(n)).await?);
         }
         tx.commit().await?;
         Ok(applied)
@@ -151,15 +151,6 @@ async fn apply_in(
         .execute(&mut *conn)
         .await?;
     Ok(Some(Applied { outcome, row: None }))
-}
-
-fn payment(n: &PayNotify) -> Payment {
-    Payment {
-        out_trade_no: n.out_trade_no.clone(),
-        transaction_id: n.transaction_id.clone(),
-        total_fee: n.total_fee,
-        paid_at: n.paid_at_ms,
-    }
 }
 
 /// Inserts a pay result into the inbox unless its transaction is there already.

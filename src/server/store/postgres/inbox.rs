@@ -18,7 +18,7 @@ impl PgStore {
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
     pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
-        let p = payment(n);
+        let p = Payment::from(n);
         match self.receive_payable(n, &p).await {
             Ok(Some(row)) => {
                 return Ok(Some(Applied {
@@ -113,7 +113,7 @@ impl PgStore {
         .bind(batch.iter().map(|n| n.total_fee).collect::<Vec<i64>>())
         .bind(batch.iter().map(|n| n.paid_at_ms).collect::<Vec<i64>>())
         .bind(column(|n| n.time_end.clone()))
-        .bind(column(|n| payment(n).detail()))
+        .bind(column(|n| Payment::from(n).detail()))
         .bind(now_ms())
         .bind(Cause::Notify.as_str())
         .fetch_all(&self.pool)
@@ -250,15 +250,6 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-}
-
-fn payment(n: &PayNotify) -> Payment {
-    Payment {
-        out_trade_no: n.out_trade_no.clone(),
-        transaction_id: n.transaction_id.clone(),
-        total_fee: n.total_fee,
-        paid_at: n.paid_at_ms,
     }
 }
 
