@@ -434,14 +434,15 @@ impl Store {
                         })
                         .collect::<Vec<_>>()
                 }),
-                Engine::Mysql(my) => my.receive_together(&firsts).await.map(|all| {
-                    let ids = firsts.iter().map(|n| n.out_trade_no.clone());
-                    ids.zip(all).collect()
-                }),
-                Engine::Sqlite(lite) => lite.receive_together(&firsts).await.map(|all| {
-                    let ids = firsts.iter().map(|n| n.out_trade_no.clone());
-                    ids.zip(all).collect()
-                }),
+                // Every one answered, in the order given.
+                Engine::Mysql(my) => my
+                    .receive_together(&firsts)
+                    .await
+                    .map(|all| by_id(&firsts, all)),
+                Engine::Sqlite(lite) => lite
+                    .receive_together(&firsts)
+                    .await
+                    .map(|all| by_id(&firsts, all)),
             };
             match applied {
                 Ok(applied) => together.extend(applied),
@@ -484,6 +485,12 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         on_engine!(self, s => s.back_off_pay_result(transaction_id, at, error).await)
     }
+}
+
+/// Each pay result's answer beside its order id.
+fn by_id(batch: &[&PayNotify], answers: Vec<Option<Applied>>) -> Vec<(String, Option<Applied>)> {
+    let ids = batch.iter().map(|n| n.out_trade_no.clone());
+    ids.zip(answers).collect()
 }
 
 /// Writes a committed order to Redis; a failure leaves it marked for the sweep to rewrite.
