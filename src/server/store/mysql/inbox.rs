@@ -95,7 +95,7 @@ impl MySqlStore {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE pay_inbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
-         WHERE transaction_id = ? AND processed_at IS NULL",
+             WHERE transaction_id = ? AND processed_at IS NULL",
         )
         .bind(at)
         .bind(error)
