@@ -8,12 +8,13 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
+mod pool;
+
+pub use pool::{connect, PoolSettings, StoreError};
+pub(crate) use pool::{migrator, retryable, retrying, RETRIES};
 
 #[cfg(test)]
 mod contract;
-
-use std::future::Future;
-use std::time::Duration;
 
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::orders::state::{
@@ -30,37 +31,6 @@ use sqlite::SqliteStore;
 pub struct Applied {
     pub outcome: PaidOutcome,
     pub row: Option<OrderRow>,
-}
-
-/// Connection settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`,
-/// `SCANPAY_DATABASE_STARTUP_WAIT`).
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    /// Longest wait for a connection.
-    pub acquire_timeout: Duration,
-    /// How long start-up keeps trying while the database server is not answering yet.
-    pub startup_wait: Duration,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        PoolSettings {
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(5),
-            startup_wait: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("SCANPAY_DATABASE_URL={url}: {why}")]
-    Url { url: String, why: String },
-    #[error("SCANPAY_DATABASE_URL={url}: cannot connect: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("database migrations failed: {0}")]
-    Migrate(String),
 }
 
 #[derive(Clone)]
@@ -87,56 +57,6 @@ macro_rules! on_engine {
             Engine::Mysql($s) => $call,
         }
     };
-}
-
-/// Connects to the database `url` names: `sqlite://path`, `postgres://…`, `mysql://…` or
-/// `mariadb://…`. While the server does not answer yet, start-up keeps trying (backing off from 250 ms to
-/// 4 s) for `startup_wait`; a malformed URL or refused credentials fail at once.
-pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError> {
-    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-    let started = std::time::Instant::now();
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let attempt = match scheme.as_str() {
-            "sqlite" => SqliteStore::connect(url, pool).await.map(Engine::Sqlite),
-            "postgres" | "postgresql" => PgStore::connect(url, pool).await.map(Engine::Postgres),
-            "mysql" | "mariadb" => MySqlStore::connect(url, pool).await.map(Engine::Mysql),
-            _ => {
-                return Err(StoreError::Url {
-                    url: redact(url),
-                    why: "the scheme must be sqlite:, postgres: or mysql: (mariadb:)".into(),
-                })
-            }
-        };
-        match attempt {
-            Ok(engine) => {
-                return Ok(Store {
-                    engine,
-                    mirror: None,
-                })
-            }
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
-                if started.elapsed() + backoff < pool.startup_wait =>
-            {
-                tracing::warn!(url = %redact(url), error = %e, retry_in_ms = backoff.as_millis() as u64,
-                    "database not answering yet; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(4));
-            }
-            Err(sqlx::Error::Configuration(e)) => {
-                return Err(StoreError::Url {
-                    url: redact(url),
-                    why: e.to_string(),
-                })
-            }
-            Err(source) => {
-                return Err(StoreError::Connect {
-                    url: redact(url),
-                    source,
-                })
-            }
-        }
-    }
 }
 
 impl Store {
@@ -497,62 +417,6 @@ fn by_id(batch: &[&PayNotify], answers: Vec<Option<Applied>>) -> Vec<(String, Op
 async fn mirror_row(cache: &crate::server::cache::RedisCache, row: &OrderRow) {
     if cache.mirror(row).await.is_err() {
         cache.mark_dirty(&row.id);
-    }
-}
-
-/// Attempts of a transaction that keeps hitting deadlocks or serialization failures.
-pub(crate) const RETRIES: u32 = 8;
-
-/// A deadlock or serialization failure (SQLSTATE 40P01 / 40001; MySQL's deadlock 1213 reports
-/// 40001): the transaction rolled back and may simply run again.
-pub(crate) fn retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
-}
-
-/// Runs a transaction again while it fails with a retryable error.
-pub(crate) async fn retrying<T, F, Fut>(f: F) -> Result<T, sqlx::Error>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match f().await {
-            Err(e) if retryable(&e) && attempt < RETRIES => {
-                tracing::info!(error = %e, attempt, "transaction retried");
-                // A little random wait, so the transactions that collided do not collide again.
-                let ms = 1 + rand::random::<u64>() % (10 * u64::from(attempt));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// sqlx's migrator over an engine's migrations compiled into the binary (it records a checksum
-/// of each, so an edited migration is refused instead of silently skipped).
-pub(crate) fn migrator(
-    migrations: &'static [(i64, &'static str, &'static str)],
-) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    Migrator {
-        migrations: Cow::Owned(
-            migrations
-                .iter()
-                .map(|&(version, name, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(name),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
     }
 }
 
