@@ -1,71 +1,141 @@
 #!/usr/bin/env bash
 # Runs every test: unit + integration (cargo), the third-party client against the sandbox
 # (wechatpy), and Playwright in Debian's chromium against the debug and the release builds.
+# Every suite runs even when an earlier one failed; the run ends with `tests: N passed, M failed`
+# on a line of its own (read by CI), then the suites that failed, and exits non-zero if any did.
+# A suite that exits non-zero without reporting a failed test (a compile error, a runner that
+# crashed) counts as 1 failed; so does a failed build, and each suite skipped because of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test
+if ! bash scripts/setup.sh --test; then
+  printf '\ntests: 0 passed, 1 failed\nfailed:\n  scripts/setup.sh --test\n'
+  exit 1
+fi
 source scripts/env.sh
 logs=$(mktemp -d)
 passed=0
 failed=0
+failed_suites=()
 count() { # count <log> <regex matching "N passed"> <regex matching "N failed">
   local p f
   p=$(grep -oE "$2" "$1" | awk '{s+=$1} END {print s+0}' || true)
   f=$(grep -oE "$3" "$1" | awk '{s+=$1} END {print s+0}' || true)
+  suite_failed=${f:-0}
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 }
 section() { printf '\n==== %s\n' "$*"; }
+# suite <name> <log> <"N passed" regex> <"N failed" regex> <command...>: runs it to the end,
+# shows and keeps its output, and counts its results.
+suite() {
+  local name=$1 log="$logs/$2.log" pass_re=$3 fail_re=$4 status
+  shift 4
+  set +e
+  "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+  count "$log" "$pass_re" "$fail_re"
+  if [ "$status" -ne 0 ] && [ "$suite_failed" -eq 0 ]; then
+    echo "FAILED: $name: exit status $status and no failed test reported (counted as 1 failed; log: $log)"
+    failed=$((failed + 1))
+  fi
+  if [ "$status" -ne 0 ] || [ "$suite_failed" -gt 0 ]; then failed_suites+=("$name"); fi
+}
+# build <name> <log> <command...>: runs a build step, shows the end of its output; false if it
+# failed (counted as 1 failed).
+build() {
+  local name=$1 log="$logs/$2.log" status=0
+  shift 2
+  "$@" >"$log" 2>&1 || status=$?
+  if [ "$status" -eq 0 ]; then tail -n 3 "$log"; return 0; fi
+  tail -n 40 "$log"
+  echo "FAILED: $name: exit status $status (counted as 1 failed; full log: $log)"
+  failed=$((failed + 1)); failed_suites+=("$name")
+  return 1
+}
+skip() { # skip <name> <why>: a suite that cannot run counts as 1 failed
+  echo "SKIPPED: $1: $2 (counted as 1 failed)"
+  failed=$((failed + 1)); failed_suites+=("$1 (skipped: $2)")
+}
+in_e2e() { (cd end2end && "$@"); }
+cargo_re=('[0-9]+ passed;' '[0-9]+ failed;')
+pytest_re=('[0-9]+ passed' '[0-9]+ failed')
+playwright_re=('^ +[0-9]+ passed' '^ +[0-9]+ failed')
 
 section "cargo test (unit + integration on SQLite; the store contract on SQLite, PostgreSQL and MariaDB)"
-cargo test --features ssr -- --show-output 2>&1 | tee "$logs/cargo.log"
-count "$logs/cargo.log" '[0-9]+ passed;' '[0-9]+ failed;'
+suite "cargo test" cargo "${cargo_re[@]}" \
+  cargo test --no-fail-fast --features ssr -- --show-output
 
 # PostgreSQL runs with RabbitMQ + Redis (the scaled-out engines), MariaDB with the embedded bus.
 for engine in postgres mysql; do
   engines=""
   [ "$engine" = postgres ] && engines="rabbitmq+redis"
   section "integration tests on $engine ${engines:++ $engines }(each test its own database, queues and keys; model test: 150 cases)"
-  TEST_DATABASE=$engine TEST_ENGINES=$engines PROPTEST_CASES=${PROPTEST_CASES_ENGINES:-150} \
-    cargo test --features ssr --test integration -- --show-output 2>&1 | tee "$logs/cargo-$engine.log"
-  count "$logs/cargo-$engine.log" '[0-9]+ passed;' '[0-9]+ failed;'
+  suite "cargo integration tests on $engine${engines:+ + $engines}" "cargo-$engine" "${cargo_re[@]}" \
+    env TEST_DATABASE=$engine TEST_ENGINES=$engines PROPTEST_CASES="${PROPTEST_CASES_ENGINES:-150}" \
+    cargo test --no-fail-fast --features ssr --test integration -- --show-output
 done
 
 section "build (debug): server + WASM"
-cargo leptos build 2>&1 | tail -n 3
+debug_built=true
+build "build (debug)" build-debug cargo leptos build || debug_built=false
+no_debug="the debug build failed, not run against an old binary"
 
 section "third-party client (wechatpy) against the sandbox"
-bash tests/thirdparty/run.sh 2>&1 | tee "$logs/pytest.log"
-count "$logs/pytest.log" '[0-9]+ passed' '[0-9]+ failed'
+if $debug_built; then
+  suite "wechatpy against the sandbox" pytest "${pytest_re[@]}" bash tests/thirdparty/run.sh
+else
+  skip "wechatpy against the sandbox" "$no_debug"
+fi
 
 section "Playwright, debug build"
-(cd end2end && E2E_PROFILE=debug npx playwright test) 2>&1 | tee "$logs/e2e-debug.log"
-count "$logs/e2e-debug.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+if $debug_built; then
+  suite "Playwright, debug build" e2e-debug "${playwright_re[@]}" \
+    in_e2e env E2E_PROFILE=debug npx playwright test
+else
+  skip "Playwright, debug build" "$no_debug"
+fi
 
 for engine in postgres mysql; do
   # PostgreSQL: one web and two worker processes on RabbitMQ + Redis (end2end/serve.sh).
   engines=""
   [ "$engine" = postgres ] && engines="rabbitmq+redis"
   section "Playwright happy paths, debug build, on $engine ${engines:+(+ $engines, one web and two worker processes)}"
-  (cd end2end && E2E_DATABASE=$engine E2E_ENGINES=$engines E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts) 2>&1 | tee "$logs/e2e-$engine.log"
-  count "$logs/e2e-$engine.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+  name="Playwright happy paths on $engine${engines:+ + $engines}"
+  if $debug_built; then
+    suite "$name" "e2e-$engine" "${playwright_re[@]}" \
+      in_e2e env E2E_DATABASE=$engine E2E_ENGINES=$engines E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts
+  else
+    skip "$name" "$no_debug"
+  fi
 done
-for port in 3400 3401; do  # the servers' databases, queues and keys (see end2end/serve.sh)
-  psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)"
-  mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS scanpay_e2e_$port"
-  ttl=15m; [ $port = 3401 ] && ttl=8s  # the fast server's order time (end2end/playwright.config.ts)
-  SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} SCANPAY_AMQP_PREFIX=scanpay_e2e_$port \
-    SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} SCANPAY_REDIS_PREFIX=scanpay_e2e_$port \
-    SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes
-done
+if $debug_built; then
+  for port in 3400 3401; do  # the servers' databases, queues and keys (see end2end/serve.sh)
+    psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)" || true
+    mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS scanpay_e2e_$port" || true
+    ttl=15m; [ $port = 3401 ] && ttl=8s  # the fast server's order time (end2end/playwright.config.ts)
+    SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} SCANPAY_AMQP_PREFIX=scanpay_e2e_$port \
+      SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} SCANPAY_REDIS_PREFIX=scanpay_e2e_$port \
+      SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes || true
+  done
+fi
 
 section "build (release): server + WASM through wasm-opt, files precompressed (brotli, gzip)"
-cargo leptos build --release --precompress 2>&1 | tail -n 3
-ls -l target/site/pkg/
+release_built=true
+build "build (release)" build-release cargo leptos build --release --precompress || release_built=false
+if $release_built; then ls -l target/site/pkg/ || true; fi
 
 section "Playwright, release build"
-(cd end2end && E2E_PROFILE=release npx playwright test) 2>&1 | tee "$logs/e2e-release.log"
-count "$logs/e2e-release.log" '^ +[0-9]+ passed' '^ +[0-9]+ failed'
+if $release_built; then
+  suite "Playwright, release build" e2e-release "${playwright_re[@]}" \
+    in_e2e env E2E_PROFILE=release npx playwright test
+else
+  skip "Playwright, release build" "the release build failed, not run against an old binary"
+fi
 
 echo
 echo "tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+if [ "$failed" -gt 0 ] || [ ${#failed_suites[@]} -gt 0 ]; then
+  echo "failed:"
+  printf '  %s\n' "${failed_suites[@]}"
+  exit 1
+fi
