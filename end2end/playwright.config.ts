@@ -1,7 +1,8 @@
 import { defineConfig, devices } from "@playwright/test";
 
 // One scanpay server per run, on its own port and a fresh database. E2E_PROFILE picks the
-// build (debug | release); the release run catches WASM that breaks at hydration.
+// build (debug | release); the release run catches WASM that breaks at hydration. E2E_PORT
+// defaults to 3400; scripts/test.sh picks a free one per run (and E2E_RUN_ID for serve.sh's names).
 const PORT = Number(process.env.E2E_PORT ?? 3400);
 const PROFILE = process.env.E2E_PROFILE ?? "debug";
 export const BASE = `http://127.0.0.1:${PORT}`;

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Starts the built scanpay binary for Playwright on a fresh database: a new SQLite file, or with
 # E2E_DATABASE=postgres|mysql a new database on the local server, made anew at each start
-# (scripts/test.sh drops it after the run).
+# (scripts/test.sh drops it after the run). E2E_PORT (default 3400) is the port; with scaled-out
+# engines the workers listen on E2E_PORT + 100 and + 200. The database, queues and keys are named
+# scanpay_e2e_<port>, or scanpay_e2e_<E2E_RUN_ID>_<port> when scripts/test.sh sets a run id.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-debug}
 target=${CARGO_TARGET_DIR:-target}
-export LEPTOS_SITE_ADDR="127.0.0.1:${E2E_PORT:-3400}"
+port=${E2E_PORT:-3400}
+name="scanpay_e2e_${E2E_RUN_ID:+${E2E_RUN_ID}_}$port"
+export LEPTOS_SITE_ADDR="127.0.0.1:$port"
 export LEPTOS_SITE_ROOT=target/site
 export LEPTOS_SITE_PKG_DIR=pkg
 export LEPTOS_OUTPUT_NAME=scanpay
@@ -21,15 +25,13 @@ case "${E2E_DATABASE:-sqlite}" in
     ;;
   postgres)
     admin=${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-    # One database per port, made anew each start; scripts/test.sh drops it after the run.
-    name="scanpay_e2e_${E2E_PORT:-3400}"
+    # One database per port (and run), made anew each start; scripts/test.sh drops it after the run.
     psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
     export SCANPAY_DATABASE_URL="${admin%/*}/$name"
     pids=()
     if [ "${E2E_ENGINES:-}" = "rabbitmq+redis" ]; then
       # Scaled out: one web process (with the sandbox) and two workers, on RabbitMQ + Redis
       # under names of this server's own (removed again by purge-engines at exit).
-      port=${E2E_PORT:-3400}
       export SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
       export SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
       export SCANPAY_AMQP_PREFIX=$name SCANPAY_REDIS_PREFIX=$name
@@ -59,7 +61,6 @@ case "${E2E_DATABASE:-sqlite}" in
     ;;
   mysql)
     # The same for MySQL/MariaDB (root without a password on the local test server by default).
-    name="scanpay_e2e_${E2E_PORT:-3400}"
     mysql -h "${TEST_MYSQL_HOST:-127.0.0.1}" -u root \
       -e "DROP DATABASE IF EXISTS $name; CREATE DATABASE $name CHARACTER SET utf8mb4"
     export SCANPAY_DATABASE_URL="mysql://root@${TEST_MYSQL_HOST:-127.0.0.1}:3306/$name"

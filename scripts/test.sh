@@ -13,6 +13,63 @@ if ! bash scripts/setup.sh --test; then
 fi
 source scripts/env.sh
 logs=$(mktemp -d)
+
+# This run's ports and names, so that runs on one host (from different checkouts) do not collide.
+# A block of ports from base P: P for the Playwright server, P+1 for its fast twin, P+100, P+200,
+# P+101 and P+201 for their worker processes on PostgreSQL (end2end/serve.sh), P+2 for the wechatpy
+# run. P is one of 20000, 20004, ... 20096 (below Linux's ephemeral ports, which the cargo suites'
+# servers get), the first from a start that depends on $$ whose ports can all be bound now and
+# whose lock file no other run holds: the lock stays held until this script and its children end,
+# so a run still in its cargo suites keeps its block.
+ports_free() { # ports_free <port...>: true when each can be bound on 127.0.0.1
+  python3 - "$@" <<'PY'
+import socket, sys
+for port in sys.argv[1:]:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", int(port)))
+        except OSError:
+            sys.exit(1)
+PY
+}
+e2e_port=""
+for i in $(seq 0 24); do
+  base=$((20000 + 4 * (($$ + i) % 25)))
+  { exec {port_lock}>>"${TMPDIR:-/tmp}/scanpay-test-ports-$base.lock"; } 2>/dev/null || continue
+  if flock -n "$port_lock" && ports_free "$base" $((base + 1)) $((base + 2)) \
+       $((base + 100)) $((base + 101)) $((base + 200)) $((base + 201)); then
+    e2e_port=$base
+    break
+  fi
+  exec {port_lock}>&-
+done
+if [ -z "$e2e_port" ]; then
+  printf '\ntests: 0 passed, 1 failed\nfailed:\n  no free port block in 20000-20297\n'
+  exit 1
+fi
+# Names the end-to-end servers' databases, RabbitMQ queues and Redis keys: scanpay_e2e_<id>_<port>.
+run_id="${$}_$(printf '%04x' "$RANDOM")"
+export E2E_PORT=$e2e_port E2E_RUN_ID=$run_id
+echo "test run $run_id: end-to-end servers on 127.0.0.1:$E2E_PORT and :$((E2E_PORT + 1)), wechatpy on :$((E2E_PORT + 2)); logs in $logs"
+e2e_engines_used=false  # set before a Playwright run on PostgreSQL/MariaDB, for clean_up
+clean_up() { # drops this run's end-to-end databases, queues and keys (see end2end/serve.sh)
+  $e2e_engines_used || return 0
+  e2e_engines_used=false
+  local port name ttl
+  for port in "$E2E_PORT" $((E2E_PORT + 1)); do
+    name="scanpay_e2e_${E2E_RUN_ID}_$port"
+    psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" || true
+    mysql -h "${TEST_MYSQL_HOST:-127.0.0.1}" -u root -e "DROP DATABASE IF EXISTS $name" || true
+    ttl=15m; [ "$port" = $((E2E_PORT + 1)) ] && ttl=8s  # the fast server's order time (end2end/playwright.config.ts)
+    SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} SCANPAY_AMQP_PREFIX=$name \
+      SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} SCANPAY_REDIS_PREFIX=$name \
+      SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes || true
+  done
+}
+# Also when the run stops early (interrupted, or an error in this script).
+trap 'set +e; clean_up' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 passed=0
 failed=0
 failed_suites=()
@@ -82,7 +139,8 @@ no_debug="the debug build failed, not run against an old binary"
 
 section "third-party client (wechatpy) against the sandbox"
 if $debug_built; then
-  suite "wechatpy against the sandbox" pytest "${pytest_re[@]}" bash tests/thirdparty/run.sh
+  suite "wechatpy against the sandbox" pytest "${pytest_re[@]}" \
+    env THIRDPARTY_PORT=$((E2E_PORT + 2)) bash tests/thirdparty/run.sh
 else
   skip "wechatpy against the sandbox" "$no_debug"
 fi
@@ -102,22 +160,14 @@ for engine in postgres mysql; do
   section "Playwright happy paths, debug build, on $engine ${engines:+(+ $engines, one web and two worker processes)}"
   name="Playwright happy paths on $engine${engines:+ + $engines}"
   if $debug_built; then
+    e2e_engines_used=true
     suite "$name" "e2e-$engine" "${playwright_re[@]}" \
       in_e2e env E2E_DATABASE=$engine E2E_ENGINES=$engines E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts
   else
     skip "$name" "$no_debug"
   fi
 done
-if $debug_built; then
-  for port in 3400 3401; do  # the servers' databases, queues and keys (see end2end/serve.sh)
-    psql "${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" -qc "DROP DATABASE IF EXISTS scanpay_e2e_$port WITH (FORCE)" || true
-    mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS scanpay_e2e_$port" || true
-    ttl=15m; [ $port = 3401 ] && ttl=8s  # the fast server's order time (end2end/playwright.config.ts)
-    SCANPAY_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} SCANPAY_AMQP_PREFIX=scanpay_e2e_$port \
-      SCANPAY_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} SCANPAY_REDIS_PREFIX=scanpay_e2e_$port \
-      SCANPAY_ORDER_TTL=$ttl SCANPAY_SANDBOX_MIN_EXPIRE=1s "${CARGO_TARGET_DIR:-target}/debug/scanpay" purge-engines --yes || true
-  done
-fi
+clean_up
 
 section "build (release): server + WASM through wasm-opt, files precompressed (brotli, gzip)"
 release_built=true

@@ -9,7 +9,7 @@ if [ ! -x "$venv/bin/pytest" ] || ! cmp -s tests/thirdparty/requirements.txt "$v
   "$venv/bin/pip" install -q -r tests/thirdparty/requirements.txt
   cp tests/thirdparty/requirements.txt "$venv/requirements.txt"
 fi
-port=3410
+port=${THIRDPARTY_PORT:-3410}  # scripts/test.sh gives each run its own
 db_dir=$(mktemp -d)
 LEPTOS_SITE_ADDR=127.0.0.1:$port LEPTOS_SITE_ROOT=target/site LEPTOS_OUTPUT_NAME=scanpay \
 SCANPAY_DATABASE_URL=sqlite://$db_dir/wp.db SCANPAY_SANDBOX_TIME_SCALE=0.01 \
