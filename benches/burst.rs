@@ -16,8 +16,8 @@ mod support;
 use futures::stream::{self, StreamExt};
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::{Role, Settings};
-use scanpay::server::orders::state::{NewItem, NewOrder};
-use scanpay::server::store::now_ms;
+use scanpay::server::domain::{NewItem, NewOrder};
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::store::testing::TestDb;
 use scanpay::server::wxpay::{sign, xml};
 use scanpay::server::{start, Running};
@@ -201,7 +201,7 @@ async fn polls(base: &str, cookie: &str, id: &str, for_: Duration) -> f64 {
 /// while one consumer with scanpay's prefetch acks each (no HTTP, no SQL, no Redis). Messages
 /// consumed per second, and disk flushes per message.
 async fn broker_ceiling(prefix: &str, prefetch: u16) -> (f64, f64) {
-    use scanpay::server::rabbit::{self, Handled, Rabbit, RabbitSettings};
+    use scanpay::server::amqp::{self, Handled, Rabbit, RabbitSettings};
     let settings = RabbitSettings {
         url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
         prefix: prefix.to_string(),
@@ -211,10 +211,10 @@ async fn broker_ceiling(prefix: &str, prefetch: u16) -> (f64, f64) {
     let publisher = Rabbit::connect(settings.clone()).await.unwrap();
     let consumed = std::sync::Arc::new(AtomicUsize::new(0));
     let all_in = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (stop_tx, stop) = scanpay::server::workers::Stop::manual();
+    let stop = tokio_util::sync::CancellationToken::new();
     let consumer = tokio::spawn({
         let (consumed, all_in) = (consumed.clone(), all_in.clone());
-        rabbit::consume(settings, publisher.names().pay_queue, stop, move |_body| {
+        amqp::consume(settings, publisher.names().pay_queue, stop.clone(), move |_body| {
             let (consumed, all_in) = (consumed.clone(), all_in.clone());
             async move {
                 if consumed.fetch_add(1, Ordering::SeqCst) + 1 == BURST {
@@ -244,7 +244,7 @@ async fn broker_ceiling(prefix: &str, prefetch: u16) -> (f64, f64) {
         .expect("every message consumed");
     let rate = BURST as f64 / t.elapsed().as_secs_f64();
     let flushes = (disk_flushes() - flushes_before) as f64 / BURST as f64;
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let _ = consumer.await;
     publisher.delete_topology(&[]).await.unwrap();
     (rate, flushes)
@@ -267,18 +267,18 @@ impl Drop for Cleanup {
                     (prefix.clone(), &[900][..]),
                     (format!("{prefix}_mq"), &[][..]),
                 ] {
-                    let settings = scanpay::server::rabbit::RabbitSettings {
+                    let settings = scanpay::server::amqp::RabbitSettings {
                         url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
                         prefix,
                         prefetch: 1,
                         publish_timeout: Duration::from_secs(3),
                     };
-                    if let Ok(r) = scanpay::server::rabbit::Rabbit::connect(settings).await {
+                    if let Ok(r) = scanpay::server::amqp::Rabbit::connect(settings).await {
                         let _ = r.delete_topology(delays).await; // 900: the one placed order's 15-minute deadline
                     }
                 }
                 if let Ok(c) =
-                    scanpay::server::cache::RedisCache::connect("redis://127.0.0.1:6379/0", &prefix)
+                    scanpay::server::redis_conn::RedisConn::connect("redis://127.0.0.1:6379/0", &prefix)
                         .await
                 {
                     let _ = c.delete_all().await;

@@ -13,7 +13,8 @@ use scanpay::app::types::CartLine;
 use scanpay::server::config::Settings;
 use scanpay::server::orders::{place, sweep, timeout};
 use scanpay::server::sandbox::{faults::Faults, Sandbox, SandboxConfig};
-use scanpay::server::store::{self, now_ms};
+use scanpay::server::store;
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::{
     BoxFuture, Gateway, OrderQueryResponse, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
     WxPayError,
@@ -190,7 +191,7 @@ async fn pass_and_tick(total: usize, due: usize) -> (f64, f64) {
         // The sweep must not reach them first.
         set_for(&b, &expiring, "next_check_at", now_ms() + 3_600_000).await;
         let t = Instant::now();
-        timeout::tick(&b.ctx, &timeout::Backoff::default())
+        timeout::tick(&b.ctx)
             .await
             .unwrap();
         ticks.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -12,7 +12,7 @@ use std::time::Instant;
 mod support;
 
 use futures::stream::{self, StreamExt};
-use scanpay::server::orders::state::Payment;
+use scanpay::server::domain::Payment;
 use scanpay::server::store::testing::TestDb;
 use scanpay::server::store::{self, PoolSettings, Store};
 use support::{prepare, q};

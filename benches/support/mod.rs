@@ -2,9 +2,10 @@
 //! written by hand (the ceiling each benchmark compares itself with).
 #![allow(dead_code)]
 
-use scanpay::server::orders::state::{NewItem, NewOrder, Payment};
-use scanpay::server::store::{now_ms, Store};
-use scanpay::server::wxpay::notify::PayNotify;
+use scanpay::server::domain::{NewItem, NewOrder, Payment};
+use scanpay::server::store::Store;
+use scanpay::server::support::clock::now_ms;
+use scanpay::server::domain::PayResult;
 
 /// The SQL with `?` parameters, numbered for PostgreSQL.
 pub fn q(engine: &str, sql: &str) -> String {
@@ -41,13 +42,12 @@ pub async fn prepare(s: &Store, tag: &str, n: usize) -> Vec<Payment> {
             }],
         };
         let fee = s.create_order(&order, "bench").await.unwrap().total_fee;
-        let n = PayNotify {
+        let n = PayResult {
             out_trade_no: id.clone(),
             transaction_id: format!("42{tag}{i:010}"),
             total_fee: fee,
             time_end: "20261127120000".into(),
             paid_at_ms: now_ms(),
-            openid: None,
         };
         s.publish_pay_result(&n).await.unwrap();
         out.push(Payment {
@@ -74,7 +74,7 @@ macro_rules! hand_written {
             .for_each_concurrent($clients, |p: Payment| {
                 let pool = pool.clone();
                 async move {
-                    let now = scanpay::server::store::now_ms();
+                    let now = scanpay::server::support::clock::now_ms();
                     let mut tx = pool.begin().await.unwrap();
                     sqlx::query(&q(engine, "UPDATE pay_inbox SET processed_at = ?, next_attempt_at = NULL WHERE transaction_id = ? AND processed_at IS NULL"))
                         .bind(now).bind(&p.transaction_id).execute(&mut *tx).await.unwrap();

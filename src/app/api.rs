@@ -30,8 +30,8 @@ pub async fn get_catalogue() -> Result<Catalogue, AppError> {
                 price: super::types::Fen::new(p.price_fen)
                     .unwrap_or(super::types::Fen::new(0).unwrap()),
                 sku: p.sku.clone(),
-                name: p.text(lang).0.to_string(),
-                description: p.text(lang).1.to_string(),
+                name: ssr::product_text(p, lang).0.to_string(),
+                description: ssr::product_text(p, lang).1.to_string(),
                 stock: p.stock,
             })
             .collect(),
@@ -44,21 +44,22 @@ pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
     let ctx = ssr::ctx()?;
     let session = ssr::session()?;
     let lang = ssr::lang();
-    if let Some(ip) = ssr::client_ip(&ctx) {
-        if !ctx.order_rate.allow(ip) {
-            return Err(ssr::status(
-                429,
-                AppError::BadRequest(text(lang, Key::err_rate_limited).into()),
-            ));
-        }
+    if !ctx.order_rate.allow(ssr::client_ip(&ctx)) {
+        return Err(ssr::status(
+            429,
+            AppError::BadRequest(text(lang, Key::err_rate_limited).into()),
+        ));
     }
     match place::place_order(&ctx, &session, &lines).await {
         Ok(id) => Ok(id),
         Err(PlaceError::Invalid(r)) => {
             let r = ssr::in_language(&ctx, lang, r).await;
-            Err(ssr::status(400, AppError::BadRequest(r.text(lang))))
+            Err(ssr::status(400, AppError::BadRequest(ssr::refusal_text(&r, lang))))
         }
-        Err(PlaceError::Limited(r)) => Err(ssr::status(429, AppError::BadRequest(r.text(lang)))),
+        Err(PlaceError::Limited(r)) => Err(ssr::status(
+            429,
+            AppError::BadRequest(ssr::refusal_text(&r, lang)),
+        )),
         Err(PlaceError::Db(e)) => Err(ssr::internal(e)),
     }
 }
@@ -73,81 +74,60 @@ pub async fn get_order(id: String) -> Result<OrderView, AppError> {
 #[server(prefix = "/api", endpoint = "order_status")]
 pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     let ctx = ssr::ctx()?;
-    // With Redis, the poll is answered from the status cache without touching SQL.
-    if let Some(cache) = ctx.store.mirror() {
-        if let Ok(Some(c)) = cache.status(&id).await {
-            if c.session_id != ssr::session()? {
-                return Err(ssr::status(404, AppError::NotFound));
-            }
-            return Ok(StatusView {
-                status: c.status,
-                remaining_ms: (c.pay_by - crate::server::store::now_ms()).max(0),
-                qr_ready: c.qr_ready,
-            });
-        }
+    if id.is_empty() || id.len() > 32 {
+        return Err(ssr::status(404, AppError::NotFound));
     }
-    let order = ssr::own_order(&ctx, &id).await?;
-    if let Some(cache) = ctx.store.mirror() {
-        // A miss (evicted, or written while Redis was away): fill it from SQL.
-        if cache.mirror(&order).await.is_err() {
-            cache.mark_dirty(&order.id);
-        }
+    // From the status cache when there is one (SQL otherwise, or on a miss).
+    let found = crate::server::cache::status(&*ctx.cache, &ctx.store, &id)
+        .await
+        .map_err(ssr::internal)?;
+    match found {
+        Some(c) if c.session_id == ssr::session()? => Ok(StatusView {
+            status: c.status,
+            remaining_ms: (c.pay_by - crate::server::support::clock::now_ms()).max(0),
+            qr_ready: c.qr_ready,
+        }),
+        _ => Err(ssr::status(404, AppError::NotFound)),
     }
-    Ok(StatusView {
-        status: order.status,
-        remaining_ms: ssr::remaining(&order),
-        qr_ready: order.code_url.is_some(),
-    })
 }
 
-/// The shopper gives up on an unpaid order. Starts the same close flow as the deadline and answers
-/// within a couple of seconds with the status reached (`Closing` until WeChat confirms the close;
-/// the flow carries on in the background and the checkout polls for the outcome).
+/// The shopper gives up on an unpaid order: the close starts (only from pending: a second cancel
+/// changes nothing), and within a couple of seconds the answer is the status reached (`Closing`
+/// until WeChat confirms the close; the checkout polls for the outcome). Limited per session and
+/// per client address.
 #[server(prefix = "/api", endpoint = "cancel_order")]
 pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
-    use super::types::{FailureReason, OrderStatus};
-    use crate::server::orders::state::Cause;
+    use crate::server::orders::cancel::{self, CancelError};
+    use crate::server::support::limits::Key as LimitKey;
     let ctx = ssr::ctx()?;
+    let lang = ssr::lang();
+    let session = ssr::session()?;
+    if !ctx.cancel_rate.allow(LimitKey::Session(session))
+        || !ctx.cancel_rate.allow(ssr::client_ip(&ctx))
+    {
+        return Err(ssr::status(
+            429,
+            AppError::BadRequest(text(lang, Key::err_rate_limited).into()),
+        ));
+    }
     let order = ssr::own_order(&ctx, &id).await?;
-    if order.status == OrderStatus::Paid {
-        return Err(ssr::status(
+    match cancel::cancel(&ctx, order).await {
+        Ok(order) => Ok(StatusView {
+            status: order.status,
+            remaining_ms: ssr::remaining(&order),
+            qr_ready: order.code_url.is_some(),
+        }),
+        Err(CancelError::AlreadyPaid) => Err(ssr::status(
             409,
-            AppError::BadRequest(text(ssr::lang(), Key::err_already_paid).into()),
-        ));
-    }
-    if !order.status.is_final() {
-        let task = tokio::spawn({
-            let (ctx, id) = (ctx.clone(), id.clone());
-            async move {
-                ctx.closer()
-                    .run(&id, FailureReason::Cancelled, Cause::Shopper)
-                    .await
-            }
-        });
-        match tokio::time::timeout(crate::server::orders::place::ANSWER_WITHIN, task).await {
-            Ok(Ok(Err(e))) => return Err(ssr::internal(e)),
-            Ok(Err(e)) => return Err(ssr::internal(e)),
-            // Done, or still talking to WeChat: the status below says which.
-            Ok(Ok(Ok(_))) | Err(_) => {}
-        }
-    }
-    let order = ctx
-        .store
-        .load(&id)
-        .await
-        .map_err(ssr::internal)?
-        .ok_or(AppError::NotFound)?;
-    if order.status == OrderStatus::Paid {
-        return Err(ssr::status(
+            AppError::BadRequest(text(lang, Key::err_already_paid).into()),
+        )),
+        Err(CancelError::PaidBeforeCancel) => Err(ssr::status(
             409,
-            AppError::BadRequest(text(ssr::lang(), Key::err_paid_before_cancel).into()),
-        ));
+            AppError::BadRequest(text(lang, Key::err_paid_before_cancel).into()),
+        )),
+        Err(CancelError::Gone) => Err(ssr::status(404, AppError::NotFound)),
+        Err(CancelError::Db(e)) => Err(ssr::internal(e)),
     }
-    Ok(StatusView {
-        status: order.status,
-        remaining_ms: ssr::remaining(&order),
-        qr_ready: order.code_url.is_some(),
-    })
 }
 
 /// How many of their orders a shopper sees (newest first).
@@ -169,7 +149,7 @@ pub async fn my_orders() -> Result<Vec<OrderSummary>, AppError> {
                 status: o.status,
                 amount: super::types::Fen::new(o.total_fee).ok_or(AppError::Internal)?,
                 body: o.body,
-                placed_at: ssr::beijing_display(o.created_at),
+                placed_at: crate::server::support::clock::beijing_display(o.created_at),
                 id: o.id,
             })
         })
@@ -179,7 +159,7 @@ pub async fn my_orders() -> Result<Vec<OrderSummary>, AppError> {
 /// Hides a finished order from the shopper's list. The order stays on record (operators see it).
 #[server(prefix = "/api", endpoint = "hide_order")]
 pub async fn hide_order(id: String) -> Result<(), AppError> {
-    use crate::server::orders::state::HideOutcome;
+    use crate::server::domain::HideOutcome;
     let ctx = ssr::ctx()?;
     let session = ssr::session()?;
     if id.is_empty() || id.len() > 32 {
@@ -230,11 +210,20 @@ mod ssr {
     use std::sync::Arc;
 
     use super::super::types::{AppError, Fen, OrderItemView, OrderView};
-    use crate::server::orders::state::OrderRow;
-    use crate::server::session::SessionId;
-    use crate::server::store::now_ms;
-    use crate::server::{AppState, Ctx};
+    use crate::server::domain::{pay_by, OrderRow, Product};
+    use crate::server::support::session::SessionId;
+    use crate::server::orders::place::Refusal;
+    use crate::server::support::clock::now_ms;
+    use crate::server::state::{AppState, Ctx};
     use leptos::prelude::*;
+    use super::super::i18n::{text, text_with, Key, Lang};
+
+    /// Everything but unreserved characters is escaped in a query value.
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
 
     pub fn ctx() -> Result<Arc<Ctx>, AppError> {
         use_context::<AppState>()
@@ -242,10 +231,47 @@ mod ssr {
             .ok_or(AppError::Internal)
     }
 
-    /// The caller's address (the TCP peer, or the trusted proxy header when configured).
+    /// The caller's address (the TCP peer, or the trusted proxy header when configured); None
+    /// when the configured header is missing (such requests share one allowance).
     pub fn client_ip(ctx: &Ctx) -> Option<std::net::IpAddr> {
         let parts = use_context::<axum::http::request::Parts>()?;
-        crate::server::limits::client_ip(&parts, ctx.settings.client_ip_header.as_ref())
+        crate::server::support::limits::client_ip(&parts, ctx.settings.client_ip_header.as_ref())
+    }
+
+    /// A refusal as the shopper reads it, in `lang`.
+    pub fn refusal_text(r: &Refusal, lang: Lang) -> String {
+        match r {
+            Refusal::UnknownProduct(sku) => {
+                text_with(lang, Key::err_unknown_product, &[("sku", sku)])
+            }
+            Refusal::QtyTooSmall(sku) => text_with(lang, Key::err_qty_min, &[("sku", sku)]),
+            Refusal::QtyTooLarge { sku, max } => text_with(
+                lang,
+                Key::err_qty_max,
+                &[("sku", sku), ("max", &max.to_string())],
+            ),
+            Refusal::EmptyCart => text(lang, Key::err_empty_cart).to_string(),
+            Refusal::SoldOut(name) => text_with(lang, Key::err_sold_out, &[("name", name)]),
+            Refusal::OnlyLeft { name, left } => text_with(
+                lang,
+                Key::err_only_left,
+                &[("name", name), ("left", &left.to_string())],
+            ),
+            Refusal::TooManyOpen(n) => {
+                text_with(lang, Key::err_too_many_open, &[("count", &n.to_string())])
+            }
+        }
+    }
+
+    /// A product's name and description in `lang` (English where there is no translation).
+    pub fn product_text(p: &Product, lang: Lang) -> (&str, &str) {
+        match lang {
+            Lang::ZhCn => (
+                p.name_zh.as_deref().unwrap_or(&p.name),
+                p.description_zh.as_deref().unwrap_or(&p.description),
+            ),
+            Lang::En => (&p.name, &p.description),
+        }
     }
 
     /// The language of this request (the `lang` cookie, else `Accept-Language`).
@@ -292,16 +318,15 @@ mod ssr {
 
     /// Time left to pay, as WeChat counts it (its `time_expire`, a little before our deadline).
     pub fn remaining(o: &OrderRow) -> i64 {
-        (crate::server::orders::place::pay_by(o.created_at, o.deadline_at) - now_ms()).max(0)
+        (pay_by(o.created_at, o.deadline_at) - now_ms()).max(0)
     }
 
     /// A refusal naming a product, with the product's name in `lang`.
     pub async fn in_language(
         ctx: &Ctx,
         lang: super::super::i18n::Lang,
-        r: crate::server::orders::place::Refusal,
-    ) -> crate::server::orders::place::Refusal {
-        use crate::server::orders::place::Refusal;
+        r: Refusal,
+    ) -> Refusal {
         let Ok(products) = ctx.store.products().await else {
             return r;
         };
@@ -309,7 +334,7 @@ mod ssr {
             products
                 .iter()
                 .find(|p| p.name == name)
-                .map_or(name, |p| p.text(lang).0.to_string())
+                .map_or(name, |p| product_text(p, lang).0.to_string())
         };
         match r {
             Refusal::SoldOut(name) => Refusal::SoldOut(local(name)),
@@ -333,7 +358,7 @@ mod ssr {
             products
                 .iter()
                 .find(|p| p.sku == sku)
-                .map_or(name, |p| p.text(lang).0.to_string())
+                .map_or(name, |p| product_text(p, lang).0.to_string())
         };
         let showing_qr = o.status == super::super::types::OrderStatus::Pending;
         let qr_svg = o
@@ -343,7 +368,8 @@ mod ssr {
             .and_then(crate::server::qr::svg);
         let sandbox_scan_url = match (&ctx.sandbox, &o.code_url) {
             (Some(_), Some(code)) if showing_qr => {
-                Some(format!("/sandbox/scan?code_url={}", encode(code)))
+                let code = percent_encoding::utf8_percent_encode(code, QUERY_VALUE);
+                Some(format!("/sandbox/scan?code_url={code}"))
             }
             _ => None,
         };
@@ -364,34 +390,9 @@ mod ssr {
             qr_svg,
             sandbox_scan_url,
             transaction_id: o.transaction_id,
-            paid_at: o.paid_at.map(beijing_display),
+            paid_at: o.paid_at.map(crate::server::support::clock::beijing_display),
             failure_reason: o.failure_reason,
             id: o.id,
         })
-    }
-
-    /// `2026-11-27 10:31:05` in Beijing time, as WeChat shows it.
-    pub fn beijing_display(utc_ms: i64) -> String {
-        let s = crate::server::wxpay::time::format_beijing(utc_ms);
-        format!(
-            "{}-{}-{} {}:{}:{}",
-            &s[0..4],
-            &s[4..6],
-            &s[6..8],
-            &s[8..10],
-            &s[10..12],
-            &s[12..14]
-        )
-    }
-
-    fn encode(s: &str) -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
     }
 }

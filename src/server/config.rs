@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::support::clock::parse_duration;
+use super::support::redact::SecretUrl;
 use super::wxpay::{ApiKey, Merchant, SignType};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
@@ -44,12 +46,14 @@ pub struct Settings {
     pub role: Role,
     pub site_addr: SocketAddr,
     pub public_url: String,
-    pub database_url: String,
+    /// Whether `public_url` was configured, not derived from the listen address.
+    pub public_url_set: bool,
+    pub database_url: SecretUrl,
     pub database_pool: super::store::PoolSettings,
     /// RabbitMQ; None = the embedded inbox bus and SQL timeout scheduler.
-    pub amqp: Option<super::rabbit::RabbitSettings>,
+    pub amqp: Option<super::amqp::RabbitSettings>,
     /// Redis (URL, key prefix); None = SQL answers polls and claims.
-    pub redis: Option<(String, String)>,
+    pub redis: Option<(SecretUrl, String)>,
     pub shop_name: String,
     pub order_ttl: Duration,
     pub sweep_interval: Duration,
@@ -78,6 +82,7 @@ pub struct Limits {
     pub item_qty: i64,
     pub open_orders: i64,
     pub orders_per_minute: u32,
+    pub cancels_per_minute: u32,
 }
 
 /// WeChat refuses a NATIVE `time_expire` less than this after `time_start`.
@@ -185,6 +190,7 @@ impl Settings {
             Raw { value, source: src }
         };
 
+        let public_url_set = !raw("public_url").value.is_empty();
         let public_url = {
             let r = raw("public_url");
             let url = if r.value.is_empty() {
@@ -260,11 +266,12 @@ impl Settings {
         let settings = Settings {
             role: Role::All,
             site_addr,
-            database_url: nonempty("database_url")?,
+            database_url: SecretUrl::new(nonempty("database_url")?),
             database_pool: super::store::PoolSettings {
                 max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
                 acquire_timeout: duration(&raw("database_timeout"))?,
                 startup_wait: duration(&raw("database_startup_wait"))?,
+                ..Default::default()
             },
             amqp: {
                 let r = raw("amqp_url");
@@ -274,7 +281,7 @@ impl Settings {
                         return Err(err(&r, "amqps:// (TLS) is not built into this scanpay; use amqp:// on a private network or through a TLS tunnel"))
                     }
                     url if url.starts_with("amqp://") => {
-                        Some(super::rabbit::RabbitSettings {
+                        Some(super::amqp::RabbitSettings {
                             url: url.to_string(),
                             prefix: nonempty("amqp_prefix")?,
                             prefetch: int(&raw("amqp_prefetch"), 1, 10_000)? as u16,
@@ -297,7 +304,7 @@ impl Settings {
                         return Err(err(&r, "rediss:// (TLS) is not built into this scanpay; use redis:// on a private network or through a TLS tunnel"))
                     }
                     url if url.starts_with("redis://") || url.starts_with("unix://") => {
-                        Some((url.to_string(), nonempty("redis_prefix")?))
+                        Some((SecretUrl::new(url), nonempty("redis_prefix")?))
                     }
                     _ => return Err(err(&r, "must be a redis:// URL (or empty for none)")),
                 }
@@ -312,6 +319,7 @@ impl Settings {
                 item_qty: int(&raw("limit_item_qty"), 1, 99)?,
                 open_orders: int(&raw("limit_open_orders"), 1, 1000)?,
                 orders_per_minute: int(&raw("limit_orders_per_minute"), 1, 1_000_000)? as u32,
+                cancels_per_minute: int(&raw("limit_cancels_per_minute"), 1, 1_000_000)? as u32,
             },
             client_ip_header: {
                 let r = raw("client_ip_header");
@@ -337,6 +345,7 @@ impl Settings {
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?
             },
             public_url,
+            public_url_set,
             wxpay_base_url,
         };
         if settings.order_ttl < Duration::from_secs(2) {
@@ -354,8 +363,11 @@ impl Settings {
         }
         // How long WeChat takes payment for an order (its time_expire - time_start).
         let ttl_ms = settings.order_ttl.as_millis() as i64;
-        let span = Duration::from_millis(super::orders::place::pay_by(0, ttl_ms) as u64);
+        let span = Duration::from_millis(super::domain::pay_by(0, ttl_ms) as u64);
         let ttl_src = raw("order_ttl").source;
+        if real {
+            check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
+        }
         if real && span < WECHAT_MIN_EXPIRE {
             return Err(ConfigError(format!(
                 "{ttl_src}: WeChat Pay refuses orders that stop taking payment less than 5 minutes \
@@ -383,6 +395,20 @@ impl Settings {
             )));
         }
         Ok(settings)
+    }
+
+    /// A process that is one of several (`--role web|worker`) cannot assume that its own listen
+    /// address is where shoppers and WeChat reach the deployment: it must be told.
+    pub fn check_role(&self) -> Result<(), ConfigError> {
+        if self.role != Role::All && !self.public_url_set {
+            return Err(ConfigError(
+                "SCANPAY_PUBLIC_URL: must be set for --role web or --role worker (the address \
+                 shoppers and WeChat reach the web processes at; with the in-process sandbox, \
+                 WeChat's base is <public_url>/sandbox/)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Where WeChat (or the sandbox) posts pay results.
@@ -446,25 +472,36 @@ fn duration(r: &Raw) -> Result<Duration, ConfigError> {
     parse_duration(&r.value).map_err(|e| err(r, &e))
 }
 
-/// `500ms`, `30s`, `15m`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 500ms"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?} is not a duration like 30s, 15m or 500ms")),
+/// WeChat delivers notifies only to a public https address.
+fn check_public_for_wechat(public_url: &str, source: &str) -> Result<(), ConfigError> {
+    let why = |w: &str| {
+        Err(ConfigError(format!(
+            "{source}: with the real WeChat Pay, {w} (WeChat could never deliver a notify there)"
+        )))
     };
-    if d.is_zero() {
-        return Err(format!("{s:?} must be longer than zero"));
+    let Ok(u) = reqwest::Url::parse(public_url) else {
+        return why("must be a URL");
+    };
+    if u.scheme() != "https" {
+        return why("must be an https:// URL");
     }
-    Ok(d)
+    let private = match u.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+        }
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local")
+        }
+        None => true,
+    };
+    if private {
+        return why("must name a public host, not loopback or a private address");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -557,23 +594,76 @@ mod tests {
 
     const REAL: (&str, &str) = ("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/");
     const KEY: (&str, &str) = ("SCANPAY_WXPAY_API_KEY", "a-real-key-from-the-environment-0");
+    const PUBLIC: (&str, &str) = ("SCANPAY_PUBLIC_URL", "https://shop.example.com");
+
+    #[test]
+    fn the_real_api_needs_a_public_https_address_for_its_notifies() {
+        let e = load(&[REAL, KEY]).unwrap_err().to_string();
+        assert!(e.contains("public_url") && e.contains("https://"), "{e}");
+        for (url, why) in [
+            ("http://shop.example.com", "https://"),
+            ("https://127.0.0.1:8443", "public host"),
+            ("https://10.1.2.3", "public host"),
+            ("https://192.168.0.9", "public host"),
+            ("https://[::1]:443", "public host"),
+            ("https://localhost", "public host"),
+        ] {
+            let e = load(&[REAL, KEY, ("SCANPAY_PUBLIC_URL", url)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SCANPAY_PUBLIC_URL") && e.contains(why), "{url}: {e}");
+        }
+        assert!(load(&[REAL, KEY, PUBLIC]).is_ok());
+        // The sandbox takes any address.
+        assert!(load(&[("SCANPAY_PUBLIC_URL", "http://127.0.0.1:9")]).is_ok());
+    }
+
+    #[test]
+    fn a_process_of_several_must_be_told_the_public_url() {
+        let mut s = load(&[]).unwrap();
+        assert!(s.check_role().is_ok(), "one process may assume its own address");
+        for role in [Role::Web, Role::Worker] {
+            s.role = role;
+            let e = s.check_role().unwrap_err().to_string();
+            assert!(e.contains("SCANPAY_PUBLIC_URL"), "{e}");
+        }
+        let mut s = load(&[("SCANPAY_PUBLIC_URL", "http://shop.internal:3000")]).unwrap();
+        s.role = Role::Worker;
+        assert!(s.check_role().is_ok());
+        assert_eq!(s.wxpay_base_url, "http://shop.internal:3000/sandbox/");
+    }
+
+    #[test]
+    fn urls_with_passwords_are_redacted_in_debug() {
+        let s = load(&[
+            ("SCANPAY_DATABASE_URL", "postgres://app:hunter2pw@db/shop"),
+            ("SCANPAY_REDIS_URL", "redis://:redispw99@cache:6379/0"),
+            ("SCANPAY_AMQP_URL", "amqp://app:rabbitpw77@mq:5672/%2f"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        for secret in ["hunter2pw", "redispw99", "rabbitpw77"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(&*s.database_url, "postgres://app:hunter2pw@db/shop");
+    }
 
     #[test]
     fn the_real_api_takes_only_orders_wechat_accepts() {
-        let s = load(&[REAL, KEY]).unwrap();
+        let s = load(&[REAL, KEY, PUBLIC]).unwrap();
         assert!(
             !s.sandbox,
             "the sandbox is off by default when WeChat is elsewhere"
         );
-        let e = load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "5m")])
+        let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "5m")])
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("SCANPAY_ORDER_TTL") && e.contains("4m30s") && e.contains("5m34s"),
             "{e}"
         );
-        assert!(load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "334s")]).is_ok());
-        let e = load(&[REAL, KEY, ("SCANPAY_ORDER_TTL", "3h")])
+        assert!(load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "334s")]).is_ok());
+        let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "3h")])
             .unwrap_err()
             .to_string();
         assert!(e.contains("2 hours"), "{e}");
@@ -603,7 +693,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        for bad in ["", "15", "m", "1.5s", "-1s", "0s", "10d"] {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "15", "m", "-1s", "0s", "10 parsecs"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::Settings;
-use scanpay::server::orders::state::OrderRow;
+use scanpay::server::domain::OrderRow;
 use scanpay::server::store::testing::{engine_under_test, TestDb};
 use scanpay::server::{start, Ctx, Running};
 use serde_json::{json, Value};
@@ -29,14 +29,8 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.running.abort();
         if self.owns_engines {
-            let delays = self
-                .running
-                .ctx
-                .rabbit
-                .as_ref()
-                .map(|r| r.declared_delays())
-                .unwrap_or_default();
-            remove_engines(&self.running.ctx.settings, delays);
+            let ttl = self.running.ctx.settings.order_ttl.as_secs();
+            remove_engines(&self.running.ctx.settings, vec![ttl]);
         }
     }
 }
@@ -297,7 +291,7 @@ pub fn unique_prefix() -> String {
     format!(
         "scanpay_t{}_{}",
         std::process::id(),
-        scanpay::server::wxpay::client::random_alnum(8).to_lowercase()
+        scanpay::server::support::ids::random_alnum(8).to_lowercase()
     )
 }
 
@@ -334,13 +328,13 @@ pub fn remove_queues_and_keys(
             .unwrap();
         let work = async move {
             if let Some(prefix) = amqp_prefix {
-                let s = scanpay::server::rabbit::RabbitSettings {
+                let s = scanpay::server::amqp::RabbitSettings {
                     url: amqp_url(),
                     prefix,
                     prefetch: 1,
                     publish_timeout: Duration::from_secs(3),
                 };
-                match scanpay::server::rabbit::Rabbit::connect(s).await {
+                match scanpay::server::amqp::Rabbit::connect(s).await {
                     Ok(r) => {
                         // An aborted consumer that was reconnecting may declare its queue once
                         // more while this runs: delete again after a moment (deleting what is
@@ -359,7 +353,7 @@ pub fn remove_queues_and_keys(
             }
             if let Some(prefix) = redis_prefix {
                 if let Ok(c) =
-                    scanpay::server::cache::RedisCache::connect(&redis_url(), &prefix).await
+                    scanpay::server::redis_conn::RedisConn::connect(&redis_url(), &prefix).await
                 {
                     // A task the test spawned (a close, a QR request) may still write once more
                     // while this runs: delete until a pass finds nothing.

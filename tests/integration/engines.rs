@@ -1,25 +1,23 @@
 //! RabbitMQ and Redis for real (the shared services on 127.0.0.1, each test under names of its
-//! own): the bus and the delay queues, the Redis index and status cache, each held to its
-//! contract, the flows on them end to end, and their faults through a proxy the test cuts.
+//! own): the consume loop and the delay queues, the flows on them end to end, and their faults
+//! through a proxy the test cuts. (The seams' contracts run in `seams.rs`.)
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scanpay::app::types::OrderStatus;
-use scanpay::server::cache::RedisCache;
-use scanpay::server::orders::state::OrderRow;
-use scanpay::server::rabbit::{self, Handled, Rabbit, RabbitError, RabbitSettings, DELIVERY_LIMIT};
-use scanpay::server::store::now_ms;
-use scanpay::server::workers::Stop;
+use scanpay::server::amqp::{self, Handled, Rabbit, RabbitError, RabbitSettings, DELIVERY_LIMIT};
+use scanpay::server::redis_conn::RedisConn;
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::notify::REPLY_SUCCESS;
+use tokio_util::sync::CancellationToken;
 
 use crate::common::{
     amqp_url, redis_url, remove_queues_and_keys, spawn_app, unique_prefix, Proxy, TestApp,
 };
 use crate::notify::{notify_params, signed};
 
-fn rabbit_settings(url: &str, prefix: &str) -> RabbitSettings {
+pub fn rabbit_settings(url: &str, prefix: &str) -> RabbitSettings {
     RabbitSettings {
         url: url.to_string(),
         prefix: prefix.to_string(),
@@ -29,7 +27,13 @@ fn rabbit_settings(url: &str, prefix: &str) -> RabbitSettings {
 }
 
 /// Removes a test's queues and exchanges however the test ends.
-struct RabbitCleanup(RabbitSettings, Vec<u64>);
+pub struct RabbitCleanup(RabbitSettings, Vec<u64>);
+
+impl RabbitCleanup {
+    pub fn new(s: RabbitSettings, delays: Vec<u64>) -> Self {
+        RabbitCleanup(s, delays)
+    }
+}
 
 impl Drop for RabbitCleanup {
     fn drop(&mut self) {
@@ -37,7 +41,7 @@ impl Drop for RabbitCleanup {
     }
 }
 
-async fn test_rabbit(delays: &[u64]) -> (Rabbit, RabbitCleanup) {
+pub async fn test_rabbit(delays: &[u64]) -> (Rabbit, RabbitCleanup) {
     let s = rabbit_settings(&amqp_url(), &unique_prefix());
     let cleanup = RabbitCleanup(s.clone(), delays.to_vec());
     (
@@ -48,22 +52,39 @@ async fn test_rabbit(delays: &[u64]) -> (Rabbit, RabbitCleanup) {
     )
 }
 
+/// Removes a test's Redis keys however the test ends.
+pub struct RedisCleanup(pub String);
+
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        remove_queues_and_keys(None, Some(self.0.clone()), vec![]);
+    }
+}
+
+/// Stops a background consumer when dropped.
+struct Stopping(CancellationToken);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+type Seen = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
+
 /// Consumes `queue` in the background, recording each body; the handler decides the outcome.
 fn consumer(
     s: &RabbitSettings,
     queue: &str,
     outcome: impl Fn() -> Handled + Clone + Send + Sync + 'static,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
-) {
-    let (stop_tx, stop) = Stop::manual();
+) -> (Stopping, Seen) {
+    let token = CancellationToken::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let rec = seen.clone();
-    tokio::spawn(rabbit::consume(
+    tokio::spawn(amqp::consume(
         s.clone(),
         queue.to_string(),
-        stop,
+        token.clone(),
         move |body| {
             let (rec, outcome) = (rec.clone(), outcome.clone());
             async move {
@@ -72,7 +93,7 @@ fn consumer(
             }
         },
     ));
-    (stop_tx, seen)
+    (Stopping(token), seen)
 }
 
 async fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
@@ -116,13 +137,13 @@ async fn a_message_a_consumer_took_but_never_acked_goes_to_another() {
         .unwrap();
     // The first consumer takes it and dies before its ack (a crash mid-transaction).
     let (stop_a, seen_a) = {
-        let (stop_tx, stop) = Stop::manual();
+        let token = CancellationToken::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rec = seen.clone();
-        tokio::spawn(rabbit::consume(
+        tokio::spawn(amqp::consume(
             r.settings().clone(),
             n.pay_queue.clone(),
-            stop,
+            token.clone(),
             move |body| {
                 let rec = rec.clone();
                 async move {
@@ -131,13 +152,13 @@ async fn a_message_a_consumer_took_but_never_acked_goes_to_another() {
                 }
             },
         ));
-        (stop_tx, seen)
+        (Stopping(token), seen)
     };
     eventually("the first delivery", Duration::from_secs(5), || {
         seen_a.lock().unwrap().len() == 1
     })
     .await;
-    let _ = stop_a.send(true);
+    drop(stop_a);
     let (_stop_b, seen_b) = consumer(r.settings(), &n.pay_queue, || Handled::Done);
     eventually("the redelivery", Duration::from_secs(10), || {
         seen_b.lock().unwrap().len() == 1
@@ -165,18 +186,24 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
     let start = Instant::now();
     while r.dead_letters().await.unwrap() == 0 {
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < Duration::from_secs(40),
             "never dead-lettered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let tries = seen.lock().unwrap().len() as i64;
+    let tries: Vec<Instant> = seen.lock().unwrap().iter().map(|(at, _)| *at).collect();
     assert_eq!(
-        tries,
+        tries.len() as i64,
         DELIVERY_LIMIT + 1,
         "delivered once, then redelivered up to the limit"
     );
+    // Spaced 1 s, 2 s, 4 s, 8 s apart (not spent in milliseconds), then dead-lettered.
+    for (i, pair) in tries.windows(2).take(4).enumerate() {
+        let gap = pair[1].duration_since(pair[0]);
+        let want = Duration::from_secs(1 << i);
+        assert!(gap >= want - Duration::from_millis(50), "retry {i} after {gap:?}");
+    }
     assert_eq!(r.dead_letters().await.unwrap(), 1);
     // An unreadable message goes there at once.
     let (_stop2, _) = consumer(r.settings(), &n.timeout_queue, || {
@@ -202,8 +229,8 @@ async fn delay_queues_deliver_different_deadlines_each_on_time() {
     let (_stop, seen) = consumer(r.settings(), &n.timeout_queue, || Handled::Done);
     let start = Instant::now();
     // Longest first: a per-message TTL would hold the short ones behind it.
-    for (ms, body) in [(3000, "3"), (1000, "1"), (2000, "2")] {
-        r.publish_delayed(Duration::from_millis(ms), body, body.as_bytes())
+    for (secs, body) in [(3, "3"), (1, "1"), (2, "2")] {
+        r.publish_delayed(secs, body, body.as_bytes())
             .await
             .unwrap();
     }
@@ -221,132 +248,35 @@ async fn delay_queues_deliver_different_deadlines_each_on_time() {
     }
 }
 
-// ---- Redis: the contract of the index and the status cache
-
-fn row(id: &str, status: OrderStatus, qr: bool) -> OrderRow {
-    OrderRow {
-        id: id.into(),
-        session_id: "s1".into(),
-        status,
-        total_fee: 100,
-        body: "b".into(),
-        created_at: 0,
-        deadline_at: 1_000_000,
-        code_url: qr.then(|| "weixin://wxpay/bizpayurl?pr=x".into()),
-        transaction_id: None,
-        paid_at: None,
-        failure_reason: None,
-        parked: false,
-        next_check_at: None,
-    }
-}
-
-/// The row, due a check at `at`.
-fn due(mut r: OrderRow, at: i64) -> OrderRow {
-    r.next_check_at = Some(at);
-    r
-}
-
-struct RedisCleanup(String);
-
-impl Drop for RedisCleanup {
-    fn drop(&mut self) {
-        remove_queues_and_keys(None, Some(self.0.clone()), vec![]);
-    }
-}
-
-async fn test_cache() -> (Arc<RedisCache>, RedisCleanup) {
-    let prefix = unique_prefix();
-    let c = RedisCache::connect(&redis_url(), &prefix)
-        .await
-        .expect("Redis on 127.0.0.1:6379");
-    (Arc::new(c), RedisCleanup(prefix))
-}
-
+/// A database outage pauses the consumer: a delivery whose handler says a dependency is down is
+/// held and handed over again (no redelivery, no dead letter), however long the outage lasts.
 #[tokio::test]
-async fn redis_claims_are_disjoint_and_a_dead_claimers_orders_come_back() {
-    let (c, _cleanup) = test_cache().await;
-    for i in 0..40 {
-        c.mirror(&due(
-            row(&format!("C{i:02}"), OrderStatus::Pending, true),
-            1000 + i,
-        ))
+async fn a_dependency_outage_holds_the_delivery_instead_of_spending_it() {
+    let (r, _cleanup) = test_rabbit(&[]).await;
+    let n = r.names();
+    r.publish(&n.pay_exchange, "pay_result", "m1", b"needs the database")
         .await
         .unwrap();
-    }
-    let claims = futures::future::join_all((0..4).map(|_| c.claim(10_000, 15, 20_000))).await;
-    let mut seen = HashSet::new();
-    for claim in claims {
-        for (id, attempts) in claim.unwrap() {
-            assert_eq!(attempts, 0);
-            assert!(seen.insert(id.clone()), "{id} claimed twice");
+    let calls = Arc::new(Mutex::new(0u32));
+    let c = calls.clone();
+    // Down for the first eight tries (about 6 s with the backoff), then up.
+    let (_stop, seen) = consumer(r.settings(), &n.pay_queue, move || {
+        let mut calls = c.lock().unwrap();
+        *calls += 1;
+        if *calls <= 8 {
+            Handled::Unavailable("database down".into())
+        } else {
+            Handled::Done
         }
-    }
-    assert_eq!(seen.len(), 40);
-    assert!(
-        c.claim(19_999, 100, 30_000).await.unwrap().is_empty(),
-        "leased"
-    );
-    // Nobody finished them: after the lease they are due again, one check later.
-    let again = c.claim(20_000, 100, 30_000).await.unwrap();
-    assert_eq!(again.len(), 40);
-    assert!(again.iter().all(|(_, attempts)| *attempts == 1));
-    // A finished order leaves the index.
-    c.mirror(&row("C00", OrderStatus::Paid, true))
-        .await
-        .unwrap();
-    let ids: HashSet<String> = c
-        .claim(i64::MAX, 100, i64::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(ids.len(), 39);
-    assert!(!ids.contains("C00"));
-}
-
-#[tokio::test]
-async fn redis_status_only_moves_forward_and_answers_for_its_session() {
-    let (c, _cleanup) = test_cache().await;
-    assert_eq!(c.status("S1").await.unwrap(), None);
-    c.mirror(&due(row("S1", OrderStatus::Pending, false), 5))
-        .await
-        .unwrap();
-    c.mirror(&due(row("S1", OrderStatus::Pending, true), 5))
-        .await
-        .unwrap();
-    let s = c.status("S1").await.unwrap().unwrap();
-    assert_eq!(
-        (s.status, s.qr_ready, s.session_id.as_str()),
-        (OrderStatus::Pending, true, "s1")
-    );
-    c.mirror(&row("S1", OrderStatus::Paid, true)).await.unwrap();
-    // A slower writer that read the order before it was paid does not undo it.
-    c.mirror(&due(row("S1", OrderStatus::Pending, true), 5))
-        .await
-        .unwrap();
-    assert_eq!(
-        c.status("S1").await.unwrap().unwrap().status,
-        OrderStatus::Paid
-    );
-}
-
-#[tokio::test]
-async fn redis_repair_adds_what_sql_holds_and_drops_what_it_finished() {
-    let (c, _cleanup) = test_cache().await;
-    c.mirror(&due(row("KEEP", OrderStatus::Pending, true), 10))
-        .await
-        .unwrap();
-    c.mirror(&due(row("GONE", OrderStatus::Pending, true), 10))
-        .await
-        .unwrap();
-    let sql = vec![("KEEP".to_string(), 99), ("MISSING".to_string(), 20)];
-    let (added, removed) = c.repair(|| async { Ok(sql) }).await.unwrap();
-    assert_eq!((added, removed), (1, 1));
-    let claimed: Vec<(String, i64)> = c.claim(i64::MAX, 100, i64::MAX).await.unwrap();
-    let ids: HashSet<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, HashSet::from(["KEEP", "MISSING"]));
+    });
+    eventually("the outage to end", Duration::from_secs(30), || {
+        *calls.lock().unwrap() >= 9
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(*calls.lock().unwrap(), 9, "applied once it could be");
+    assert_eq!(seen.lock().unwrap().len(), 9);
+    assert_eq!(r.dead_letters().await.unwrap(), 0, "nothing dead-lettered");
 }
 
 // ---- The flows on RabbitMQ + Redis (and the embedded bus, for the same contract)
@@ -409,8 +339,8 @@ async fn each_bus_applies_duplicate_notifies_once() {
             (200, Some("Paid")),
             "{engines:?}"
         );
-        if let Some(cache) = app.ctx().store.mirror() {
-            let cached = cache.status(&id).await.unwrap().unwrap();
+        if app.ctx().cache.enabled() {
+            let cached = app.ctx().cache.get(&id).await.unwrap().unwrap();
             assert_eq!(cached.status, OrderStatus::Paid, "written after the commit");
             // Another shopper's poll is refused from the cache as from SQL.
             let (code, _) = app
@@ -655,10 +585,10 @@ async fn readyz(app: &TestApp) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// A malformed URL stops start-up naming the variable; so does a service that does not answer,
-/// without showing the password.
+/// A malformed URL or refused credentials stop start-up naming the variable (without the
+/// password); a service that merely does not answer does not: the process starts degraded.
 #[tokio::test]
-async fn malformed_or_unreachable_engines_are_named_at_start_up() {
+async fn malformed_urls_and_refused_credentials_are_named_at_start_up() {
     use scanpay::server::config::Settings;
     use std::collections::BTreeMap;
     for (var, value) in [
@@ -678,35 +608,77 @@ async fn malformed_or_unreachable_engines_are_named_at_start_up() {
         .to_string();
         assert!(e.contains(var), "{e}");
     }
+    // The real broker, the wrong password: refused, named, the password hidden.
+    let wrong = amqp_url().replacen("guest:guest", "guest:s3cretwrong", 1);
+    let e = Rabbit::connect(rabbit_settings(&wrong, "scanpay_never"))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.starts_with("SCANPAY_AMQP_URL=amqp://guest:***@"), "{e}");
+    assert!(!e.contains("s3cretwrong"), "{e}");
+    // The real Redis (no password set) answering a password with an error: refused too.
+    let e = RedisConn::connect("redis://:s3cretwrong@127.0.0.1:6379/0", "scanpay_never")
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.starts_with("SCANPAY_REDIS_URL=redis://:***@127.0.0.1:"), "{e}");
+    assert!(!e.contains("s3cretwrong"), "{e}");
+    // Nobody listening: not an error, only not up yet.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let e = Rabbit::connect(rabbit_settings(
-        &format!("amqp://guest:s3cret@127.0.0.1:{closed}/%2f"),
+    let r = Rabbit::connect(rabbit_settings(
+        &format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"),
         "scanpay_never",
     ))
     .await
-    .err()
-    .expect("refused")
-    .to_string();
-    assert!(
-        e.starts_with("SCANPAY_AMQP_URL=amqp://guest:***@127.0.0.1:"),
-        "{e}"
-    );
-    assert!(!e.contains("s3cret"), "{e}");
-    let e = RedisCache::connect(
-        &format!("redis://:s3cret@127.0.0.1:{closed}/0"),
-        "scanpay_never",
-    )
-    .await
-    .err()
-    .expect("refused")
-    .to_string();
-    assert!(
-        e.starts_with("SCANPAY_REDIS_URL=redis://:***@127.0.0.1:"),
-        "{e}"
-    );
-    assert!(!e.contains("s3cret"), "{e}");
+    .expect("starts degraded");
+    assert!(!r.is_up());
+    let c = RedisConn::connect(&format!("redis://127.0.0.1:{closed}/0"), "scanpay_never")
+        .await
+        .expect("starts degraded");
+    assert!(!c.is_up());
+}
+
+/// A process (re)started while Redis and RabbitMQ are away starts degraded, says so in /readyz,
+/// serves shoppers from SQL, and uses them once they are back (it used to exit with code 2 and
+/// stay down until someone noticed).
+#[tokio::test]
+async fn a_process_started_while_redis_and_rabbitmq_are_away_starts_degraded_and_recovers() {
+    let (redis, rabbit) = (Proxy::start("127.0.0.1:6379").await, Proxy::start("127.0.0.1:5672").await);
+    redis.cut();
+    rabbit.cut();
+    let prefix = unique_prefix();
+    let amqp = amqp_url().replacen("127.0.0.1:5672", &format!("127.0.0.1:{}", rabbit.port), 1);
+    let app = spawn_app(&[
+        ("SCANPAY_AMQP_URL", amqp.as_str()),
+        ("SCANPAY_AMQP_PREFIX", &prefix),
+        ("SCANPAY_REDIS_URL", &format!("redis://127.0.0.1:{}/0", redis.port)),
+        ("SCANPAY_REDIS_PREFIX", &prefix),
+    ])
+    .await;
+    let v = readyz(&app).await;
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["dependencies"]["redis"], "unavailable: falling back to SQL", "{v}");
+    assert_eq!(v["dependencies"]["rabbitmq"], "unavailable: notifies answer FAIL", "{v}");
+    // Shoppers are served meanwhile.
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+    let (code, _) = shopper.call("order_status", &[("id", &id)]).await;
+    assert_eq!(code, 200);
+    redis.restore();
+    rabbit.restore();
+    let start = Instant::now();
+    loop {
+        let v = readyz(&app).await;
+        if v["status"] == "ok" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

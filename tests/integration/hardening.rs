@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
-use scanpay::server::orders::{close::Closer, consumer, place, state, timeout};
-use scanpay::server::store::now_ms;
-use scanpay::server::wxpay::time::format_beijing;
+use scanpay::server::domain as state;
+use scanpay::server::orders::{close, place, timeout};
+use scanpay::server::support::clock::now_ms;
+use scanpay::server::support::clock::format_beijing;
 use scanpay::server::wxpay::{
     BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
     UnifiedOrderResponse, WxPayClient, WxPayError,
@@ -135,12 +136,19 @@ impl Gateway for Refusing {
 }
 
 async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>, sqlx::AnyPool) {
+    scripted_ctx_with(wechat, "1ms").await
+}
+
+async fn scripted_ctx_with(
+    wechat: Arc<Refusing>,
+    close_floor: &str,
+) -> (tempfile::TempDir, Arc<Ctx>, sqlx::AnyPool) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let env = [
         ("SCANPAY_DATABASE_URL", url.as_str()),
         ("SCANPAY_SANDBOX", "false"),
-        ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
+        ("SCANPAY_WXPAY_CLOSE_FLOOR", close_floor),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -262,9 +270,7 @@ async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
         .unwrap()
         .code_url
         .is_some());
-    let outcome = ctx
-        .closer()
-        .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+    let outcome = close::run(&ctx, &id, FailureReason::Cancelled, state::Cause::Shopper)
         .await
         .unwrap();
     assert!(matches!(
@@ -282,16 +288,16 @@ async fn closeorder_order_not_exist_never_closes_an_order_with_a_qr() {
 
 #[tokio::test]
 async fn a_closing_order_inside_the_floor_is_checked_again_at_the_floor() {
-    let (_dir, ctx, _, id, db) = placed_with(Ok(TradeState::NotPay)).await;
-    let closer = Closer {
-        store: &ctx.store,
-        wechat: &*ctx.wxpay,
-        close_floor: Duration::from_secs(300),
-        retry_after: Duration::from_secs(5),
-    };
+    let wechat = Arc::new(Refusing::default());
+    *wechat.query.lock().unwrap() = Some(Ok(TradeState::NotPay));
+    let (_dir, ctx, db) = scripted_ctx_with(wechat, "300s").await;
+    let line = [CartLine {
+        sku: "TEA-OOLONG".into(),
+        qty: 1,
+    }];
+    let id = place::place_order(&ctx, "s", &line).await.unwrap();
     let o = ctx.store.load(&id).await.unwrap().unwrap();
-    let outcome = closer
-        .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+    let outcome = close::run(&ctx, &id, FailureReason::Cancelled, state::Cause::Shopper)
         .await
         .unwrap();
     let floor_at = o.created_at + 300_000;
@@ -323,7 +329,7 @@ async fn the_close_flow_runs_once_per_deadline() {
         .await
         .unwrap();
     // The deadline's close flow: closeorder, then a query that does not show the close yet.
-    timeout::tick(&ctx, &timeout::Backoff::default())
+    timeout::tick(&ctx)
         .await
         .unwrap();
     assert_eq!(wechat.closed.lock().unwrap().len(), 1);
@@ -333,7 +339,7 @@ async fn the_close_flow_runs_once_per_deadline() {
     );
     // Neither the sweep nor the next tick starts it again before its next check is due.
     assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 0);
-    timeout::tick(&ctx, &timeout::Backoff::default())
+    timeout::tick(&ctx)
         .await
         .unwrap();
     assert_eq!(
@@ -406,8 +412,12 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
     assert!(attempts >= 1, "tried");
     assert!(next.unwrap() > now_ms(), "backed off");
     assert!(error.unwrap().contains("poisoned"));
+    let inbox = scanpay::server::bus::inbox::InboxBus::new(ctx.store.clone());
     assert_eq!(
-        consumer::drain(&ctx.bus).await.unwrap(),
+        inbox
+            .drain(&scanpay::server::orders::consume::on_applied(ctx.clone()))
+            .await
+            .unwrap(),
         0,
         "nothing due now"
     );
@@ -425,8 +435,7 @@ async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
             .unwrap();
     }
     poison(&app.db, &bad).await;
-    let backoff = timeout::Backoff::default();
-    timeout::tick(&ctx, &backoff).await.unwrap();
+    timeout::tick(&ctx).await.unwrap();
     let g = app.order(&good).await;
     assert_ne!(
         g.status,
@@ -574,7 +583,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     // A worker that crashes is restarted and reported.
     let runs = Arc::new(Mutex::new(0));
     let r2 = runs.clone();
-    app.ctx().workers.supervise("test_worker", move |stop| {
+    app.ctx().jobs.supervise("test_worker", move |stop| {
         let n = {
             let mut r = r2.lock().unwrap();
             *r += 1;
@@ -584,7 +593,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
             if n == 1 {
                 panic!("simulated bug");
             }
-            stop.stopped().await;
+            stop.cancelled().await;
         }
     });
     until("restarted", Duration::from_secs(3), async || {

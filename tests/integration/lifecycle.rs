@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use scanpay::app::types::{FailureReason, OrderStatus};
-use scanpay::server::orders::state;
+use scanpay::server::domain as state;
 use scanpay::server::sandbox::faults::Faults;
-use scanpay::server::store::now_ms;
+use scanpay::server::support::clock::now_ms;
 
 use crate::common::{spawn_app, spawn_app_on, TestApp};
 
@@ -122,14 +122,17 @@ async fn an_unpaid_order_closes_at_its_deadline_and_stock_comes_back_exactly_onc
         scanpay::server::orders::sweep::pass(app.ctx())
             .await
             .unwrap();
-        scanpay::server::orders::timeout::tick(app.ctx(), &Default::default())
+        scanpay::server::orders::timeout::tick(app.ctx())
             .await
             .unwrap();
-        app.ctx()
-            .closer()
-            .run(&id, FailureReason::Expired, state::Cause::Operator)
-            .await
-            .unwrap();
+        scanpay::server::orders::close::run(
+            app.ctx(),
+            &id,
+            FailureReason::Expired,
+            state::Cause::Operator,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(app.stock("NB-GRID").await, 3);
     let kinds: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();

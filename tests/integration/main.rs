@@ -8,4 +8,5 @@ mod model;
 mod notify;
 mod processes;
 mod sandbox;
+mod seams;
 mod shop;

@@ -17,10 +17,12 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
 use scanpay::server::config::Settings;
-use scanpay::server::http::handle_notify;
-use scanpay::server::orders::{consumer, place, state, sweep, timeout};
-use scanpay::server::store::{self, now_ms};
-use scanpay::server::wxpay::time::format_beijing;
+use scanpay::server::http::notify::handle_notify;
+use scanpay::server::domain as state;
+use scanpay::server::orders::{place, sweep, timeout};
+use scanpay::server::store;
+use scanpay::server::support::clock::now_ms;
+use scanpay::server::support::clock::format_beijing;
 use scanpay::server::wxpay::xml::{self, Params};
 use scanpay::server::wxpay::{
     sign, BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
@@ -348,10 +350,10 @@ impl Sut {
                 let body = self.notify_body(&id, &txn, fee, ctx.settings.merchant.api_key.expose());
                 for _ in 0..copies {
                     let (status, reply) =
-                        handle_notify(&ctx.settings.merchant, &ctx.bus, &body).await;
+                        handle_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
                     assert_eq!(status, 200, "verified notify acknowledged: {reply}");
                 }
-                consumer::drain(&ctx.bus).await.unwrap();
+                drain(&ctx).await;
             }
             Step::Forged(i) => {
                 let Some(id) = self.id(i) else { return };
@@ -363,9 +365,9 @@ impl Sut {
                     fee,
                     "not-the-merchant-key-000000000000",
                 );
-                let (status, _) = handle_notify(&ctx.settings.merchant, &ctx.bus, &body).await;
+                let (status, _) = handle_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
                 assert_eq!(status, 400, "I6: a forged notify is refused");
-                consumer::drain(&ctx.bus).await.unwrap();
+                drain(&ctx).await;
                 assert_eq!(
                     self.snapshot().await,
                     before,
@@ -395,14 +397,13 @@ impl Sut {
                     .execute(&self.db)
                     .await
                     .unwrap();
-                timeout::tick(&ctx, &timeout::Backoff::default())
+                timeout::tick(&ctx)
                     .await
                     .unwrap();
             }
             Step::Cancel(i) => {
                 let Some(id) = self.id(i) else { return };
-                ctx.closer()
-                    .run(&id, FailureReason::Cancelled, state::Cause::Shopper)
+                scanpay::server::orders::close::run(&ctx, &id, FailureReason::Cancelled, state::Cause::Shopper)
                     .await
                     .unwrap();
             }
@@ -496,7 +497,7 @@ impl Sut {
                 .execute(db)
                 .await
                 .unwrap();
-            timeout::tick(&self.ctx, &timeout::Backoff::default())
+            timeout::tick(&self.ctx)
                 .await
                 .unwrap();
             sweep::pass(&self.ctx).await.unwrap();
@@ -619,4 +620,11 @@ fn order_lifecycle_model() {
         LONGEST.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Applies every pay result the inbox holds, as the consumer job would.
+async fn drain(ctx: &Arc<Ctx>) {
+    let inbox = scanpay::server::bus::inbox::InboxBus::new(ctx.store.clone());
+    let hook = scanpay::server::orders::consume::on_applied(ctx.clone());
+    inbox.drain(&hook).await.unwrap();
 }

@@ -173,13 +173,13 @@ async fn health_answers() {
 /// Pays `id` as the notify would (store level: the HTTP notify path has tests of its own).
 async fn pay(app: &crate::common::TestApp, id: &str) {
     let o = app.order(id).await;
-    let p = scanpay::server::orders::state::Payment {
+    let p = scanpay::server::domain::Payment {
         out_trade_no: id.into(),
         transaction_id: format!("4200{id}"),
         total_fee: o.total_fee,
         paid_at: o.created_at,
     };
-    let cause = scanpay::server::orders::state::Cause::Notify;
+    let cause = scanpay::server::domain::Cause::Notify;
     app.ctx().store.mark_paid(&p, cause).await.unwrap();
 }
 

@@ -1,9 +1,24 @@
-//! Orders: the state machine (`state`) and the flows that drive it.
+//! The order flows, and the steps they share. Who triggers what:
+//!
+//! ```text
+//! flows    place (server fn) · cancel (server fn) · consume (bus) · sweep (job) · timeout (deadlines)
+//!             │                   │                    │               │             │
+//! steps       qr ─────────────────┼────────────────────┼───────────────┤             │
+//!             │                 close ◄────────────────┼───────────────┴─────────────┘
+//!             ▼                   ▼                    ▼
+//!          apply: every transition + the after-commit hook (status cache, due index)
+//!             ▼
+//!          decide: pure — WeChat's answer + the order → an Action
+//! ```
+//!
+//! Flows sit beside each other and never call one another; steps call only what is below them.
 
+pub mod apply;
+pub mod cancel;
 pub mod close;
-pub mod consumer;
+pub mod consume;
+pub mod decide;
 pub mod place;
-pub mod reconcile;
-pub mod state;
+pub mod qr;
 pub mod sweep;
 pub mod timeout;

@@ -6,56 +6,56 @@
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
 
-use super::place;
-use super::reconcile::{self, Action, QrRoute};
-use super::state::{Cause, OrderRow};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::store::now_ms;
-use crate::server::Ctx;
+use crate::server::domain::{Cause, OrderRow};
+use crate::server::orders::decide::{self, Action, QrRoute};
+use crate::server::orders::{apply, close, qr};
+use crate::server::state::Ctx;
+use crate::server::support::clock::now_ms;
 
 /// Orders claimed at a time; a pass claims again while a full batch came back.
 const BATCH: i64 = 200;
 
-/// Runs passes until `stop` says so, one per `sweep_interval`. With Redis, every fourth pass
-/// (one reconciliation period) and after a Redis outage it also repairs the index from SQL.
-pub async fn run(ctx: Arc<Ctx>, mut stop: crate::server::workers::Stop) {
+/// Runs passes until cancelled, one per `sweep_interval`. Every fourth pass (one reconciliation
+/// period), and after the index came back from an outage, it also repairs the due index from SQL.
+pub async fn run(ctx: Arc<Ctx>, token: CancellationToken) {
     let mut passes: u64 = 0;
+    let mut recoveries = ctx.due.recoveries();
+    let mut told_misdirected = None;
     loop {
-        if let Some(cache) = ctx.store.mirror() {
-            if cache.take_recovered() {
-                let store = &ctx.store;
-                match cache
-                    .recover(
-                        |id| async move { store.load(&id).await },
-                        || store.unfinished(),
-                    )
-                    .await
-                {
-                    Ok(n) => tracing::info!(
-                        rewritten = n,
-                        "Redis back: statuses rewritten, index repaired"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Redis recovery incomplete; retrying next pass")
-                    }
+        // Said once per episode, as an error: the close and QR warnings it causes are symptoms.
+        let misdirected = ctx.wxpay.misdirected().filter(|(since, _)| {
+            now_ms() - since >= ctx.reconciliation_period().as_millis() as i64
+        });
+        if let (Some((since, why)), None) = (&misdirected, told_misdirected) {
+            tracing::error!(base = %ctx.settings.wxpay_base_url, answer = %why,
+                "SCANPAY_WXPAY_BASE_URL has answered only what WeChat Pay never answers for a \
+                 reconciliation period: nothing can be paid, queried or closed through it");
+            told_misdirected = Some(*since);
+        }
+        if misdirected.is_none() {
+            told_misdirected = None;
+        }
+        let recovered = ctx.due.recoveries() != recoveries;
+        if recovered || passes % 4 == 3 {
+            match ctx.due.repair().await {
+                Ok((0, 0)) => {}
+                Ok((added, removed)) => {
+                    tracing::info!(added, removed, "due index repaired from SQL")
                 }
-            } else if passes % 4 == 3 {
-                match cache.repair(|| ctx.store.unfinished()).await {
-                    Ok((0, 0)) => {}
-                    Ok((added, removed)) => {
-                        tracing::info!(added, removed, "Redis index of unfinished orders repaired")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Redis index not repaired this time"),
-                }
+                Err(e) => tracing::warn!(error = %e, "due index not repaired this time"),
             }
+            recoveries = ctx.due.recoveries();
         }
         passes += 1;
         if let Err(e) = pass(&ctx).await {
             tracing::error!(error = %e, "sweep pass failed; will retry");
         }
-        if stop.sleep(ctx.settings.sweep_interval).await {
-            return;
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.settings.sweep_interval) => {}
+            _ = token.cancelled() => return,
         }
     }
 }
@@ -79,21 +79,14 @@ pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
     let mut checked = 0;
     loop {
         let now = now_ms();
-        let due = match claim_from_redis(ctx, now, interval).await {
-            Some(due) => due,
-            None => {
-                ctx.store
-                    .claim_due(now, BATCH, &|o, attempts| {
-                        next_check(o, attempts, now, interval)
-                    })
-                    .await?
-            }
-        };
+        let next_at = |o: &OrderRow, attempts: i64| next_check(o, attempts, now, interval);
+        let due = ctx.due.claim(now, BATCH, &next_at).await?;
         let n = due.len();
         stream::iter(due)
             .for_each_concurrent(ctx.settings.sweep_concurrency, |order| async move {
-                if let Err(e) = check(ctx, &order).await {
-                    tracing::warn!(order_id = %order.id, error = %e, "sweep check failed; a later pass retries");
+                let id = order.id.clone();
+                if let Err(e) = check(ctx, order).await {
+                    tracing::warn!(order_id = %id, error = %e, "sweep check failed; a later pass retries");
                 }
             })
             .await;
@@ -116,54 +109,24 @@ pub async fn pass(ctx: &Ctx) -> Result<usize, sqlx::Error> {
     Ok(checked)
 }
 
-/// Claims due orders from the Redis index (None when there is no Redis or it does not answer:
-/// the caller claims from SQL). Each claimed id's score moves to one interval ahead inside the
-/// claim, so a worker dying here only delays that order's check; the planned next check is
-/// then written through the store (SQL, and the index again).
-async fn claim_from_redis(ctx: &Ctx, now: i64, interval: i64) -> Option<Vec<OrderRow>> {
-    let cache = ctx.store.mirror()?;
-    let claimed = cache.claim(now, BATCH, now + interval).await.ok()?;
-    let mut due = Vec::with_capacity(claimed.len());
-    for (id, attempts) in claimed {
-        match ctx.store.load(&id).await {
-            Ok(Some(o)) if !o.status.is_final() && !o.parked => {
-                let next = next_check(&o, attempts, now, interval);
-                if let Err(e) = ctx.store.schedule_check(&id, next).await {
-                    tracing::warn!(order_id = %id, error = %e, "cannot plan the next check");
-                }
-                due.push(o);
-            }
-            // Finished or parked since it was indexed: take it out of the index.
-            Ok(Some(o)) => {
-                let _ = cache.mirror(&o).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(order_id = %id, error = %e, "cannot load a claimed order"),
-        }
-    }
-    Some(due)
-}
-
-/// Checks one claimed order and drives it toward its outcome.
-async fn check(ctx: &Ctx, order: &OrderRow) -> Result<(), sqlx::Error> {
+/// Checks one claimed order (as the claim loaded it) and drives it toward its outcome.
+async fn check(ctx: &Ctx, order: OrderRow) -> Result<(), sqlx::Error> {
     if order.status == OrderStatus::Closing {
         let reason = order.failure_reason.unwrap_or(FailureReason::Expired);
-        ctx.closer().run(&order.id, reason, Cause::Sweep).await?;
+        close::run_row(ctx, order, reason, Cause::Sweep).await?;
         return Ok(());
     }
     if now_ms() >= order.deadline_at {
-        // The timer missed it (crash, lost message): the close flow queries WeChat itself.
-        ctx.closer()
-            .run(&order.id, FailureReason::Expired, Cause::Sweep)
-            .await?;
+        // The timer missed it (crash, lost message): the close step queries WeChat itself.
+        close::run_row(ctx, order, FailureReason::Expired, Cause::Sweep).await?;
         return Ok(());
     }
     let answer = ctx.wxpay.order_query(&order.id).await;
-    let action = reconcile::decide(order, &answer, now_ms(), QrRoute::Open);
+    let action = decide::decide(&order, &answer, now_ms(), QrRoute::Open);
     match action {
-        Action::RequestQr => place::request_payment(ctx, order).await,
+        Action::RequestQr => qr::request_payment(ctx, &order).await,
         Action::StartClose(reason) => {
-            ctx.closer().run(&order.id, reason, Cause::Sweep).await?;
+            close::run_row(ctx, order, reason, Cause::Sweep).await?;
             Ok(())
         }
         Action::Wait(why) => {
@@ -171,7 +134,7 @@ async fn check(ctx: &Ctx, order: &OrderRow) -> Result<(), sqlx::Error> {
             Ok(())
         }
         action => {
-            let settled = reconcile::settle(&ctx.store, order, &action, Cause::Sweep).await?;
+            let settled = apply::settle(ctx, &order, &action, Cause::Sweep).await?;
             tracing::info!(order_id = %order.id, ?action, ?settled, "sweep settled an order");
             Ok(())
         }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::faults::Faults;
 use super::Sandbox;
-use crate::server::store::now_ms;
+use crate::server::support::clock::now_ms;
 
 #[derive(Deserialize)]
 pub(super) struct FaultForm {

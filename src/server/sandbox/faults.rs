@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::server::config::parse_duration;
+use crate::server::support::clock::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NotifyFault {

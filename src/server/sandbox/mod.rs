@@ -138,7 +138,7 @@ impl Sandbox {
 
     /// A snapshot of one order, for tests and operators.
     pub fn order(&self, mch_id: &str, out_trade_no: &str) -> Option<SandboxOrder> {
-        let now = crate::server::store::now_ms();
+        let now = crate::server::support::clock::now_ms();
         let mut inner = self.inner.lock().expect("sandbox lock");
         let o = inner
             .orders
@@ -189,7 +189,7 @@ impl Sandbox {
 
     /// Pays (mch_id, out_trade_no) now, as if its code had been scanned.
     pub fn pay(&self, mch_id: &str, out_trade_no: &str) -> Result<SandboxOrder, &'static str> {
-        let now = crate::server::store::now_ms();
+        let now = crate::server::support::clock::now_ms();
         let key = (mch_id.to_string(), out_trade_no.to_string());
         let order = {
             let mut inner = self.inner.lock().expect("sandbox lock");
@@ -211,8 +211,8 @@ impl Sandbox {
             let transaction_id = new_transaction_id(now);
             o.state = TradeState::Success {
                 transaction_id: transaction_id.clone(),
-                time_end: crate::server::wxpay::time::format_beijing(now),
-                openid: format!("oSandbox{}", crate::server::wxpay::client::random_alnum(20)),
+                time_end: crate::server::support::clock::format_beijing(now),
+                openid: format!("oSandbox{}", crate::server::support::ids::random_alnum(20)),
             };
             let snapshot = o.clone();
             inner.by_transaction.insert(transaction_id, key);
@@ -235,7 +235,7 @@ const CODE_URL_VALIDITY_MS: i64 = 2 * 3600 * 1000;
 /// 28 digits, like real ones: 4200 + yyyyMMdd + 16 random digits.
 fn new_transaction_id(now_ms: i64) -> String {
     use rand::Rng;
-    let date = &crate::server::wxpay::time::format_beijing(now_ms)[..8];
+    let date = &crate::server::support::clock::format_beijing(now_ms)[..8];
     let mut rng = rand::thread_rng();
     let digits: String = (0..16)
         .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))

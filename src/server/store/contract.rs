@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{now_ms, Store};
+use super::Store;
+use crate::server::support::clock::now_ms;
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{
+use crate::server::domain::{
     Cause, CreateError, Created, HideOutcome, NewItem, NewOrder, PaidOutcome, Payment,
 };
-use crate::server::wxpay::notify::PayNotify;
+use crate::server::domain::PayResult;
 
 type Check = fn(Store) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -379,7 +380,7 @@ async fn claims_are_disjoint(s: Store) {
         ids.push(id);
     }
     let later = now_ms() + 60_000;
-    let next = move |_: &crate::server::orders::state::OrderRow, _: i64| later;
+    let next = move |_: &crate::server::domain::OrderRow, _: i64| later;
     let claims = futures::future::join_all((0..4).map(|_| s.claim_due(10_000, 15, &next))).await;
     let mut seen = HashSet::new();
     let mut total = 0;
@@ -405,13 +406,12 @@ async fn inbox_is_idempotent(s: Store) {
         .await
         .unwrap()
         .total_fee;
-    let n = PayNotify {
+    let n = PayResult {
         out_trade_no: "O1".into(),
         transaction_id: "4200000001".into(),
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
-        openid: None,
     };
     for _ in 0..3 {
         s.publish_pay_result(&n).await.unwrap();
@@ -420,7 +420,10 @@ async fn inbox_is_idempotent(s: Store) {
     assert_eq!(due.len(), 1, "one row per transaction");
     let p = due[0].0.clone();
     let applied = futures::future::join_all((0..4).map(|_| s.apply_pay_result(&p))).await;
-    let outcomes: Vec<_> = applied.into_iter().filter_map(|r| r.unwrap()).collect();
+    let outcomes: Vec<_> = applied
+        .into_iter()
+        .filter_map(|r| r.unwrap().map(|a| a.outcome))
+        .collect();
     assert_eq!(
         outcomes,
         vec![PaidOutcome::Paid],
@@ -432,7 +435,7 @@ async fn inbox_is_idempotent(s: Store) {
         vec!["created", "notify_received", "paid"]
     );
     // A failed application is backed off, not retried at once.
-    let n2 = PayNotify {
+    let n2 = PayResult {
         transaction_id: "4200000002".into(),
         out_trade_no: "O2".into(),
         ..n
@@ -456,17 +459,19 @@ async fn receive_applies_once(s: Store) {
         .await
         .unwrap()
         .total_fee;
-    let n = PayNotify {
+    let n = PayResult {
         out_trade_no: "R1".into(),
         transaction_id: "4200000011".into(),
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
-        openid: None,
     };
     // A message delivered three times at once (a redelivery racing the first delivery).
     let received = futures::future::join_all((0..3).map(|_| s.receive_pay_result(&n))).await;
-    let outcomes: Vec<_> = received.into_iter().filter_map(|r| r.unwrap()).collect();
+    let outcomes: Vec<_> = received
+        .into_iter()
+        .filter_map(|r| r.unwrap().map(|a| a.outcome))
+        .collect();
     assert_eq!(outcomes, vec![PaidOutcome::Paid], "applied exactly once");
     let o = s.load("R1").await.unwrap().unwrap();
     assert_eq!(
@@ -488,7 +493,7 @@ async fn receive_applies_once(s: Store) {
         .await
         .unwrap()
         .total_fee;
-    let n2 = PayNotify {
+    let n2 = PayResult {
         out_trade_no: "R2".into(),
         transaction_id: "4200000012".into(),
         total_fee: fee2,
@@ -496,7 +501,7 @@ async fn receive_applies_once(s: Store) {
     };
     s.publish_pay_result(&n2).await.unwrap();
     assert_eq!(
-        s.receive_pay_result(&n2).await.unwrap(),
+        s.receive_pay_result(&n2).await.unwrap().map(|a| a.outcome),
         Some(PaidOutcome::Paid)
     );
     assert!(s
@@ -507,14 +512,14 @@ async fn receive_applies_once(s: Store) {
 
     // Another amount: not applied, recorded as an anomaly, the order parked for an operator.
     place(&s, "R3", &[("PIN-PANDA", 1)]).await.unwrap();
-    let n3 = PayNotify {
+    let n3 = PayResult {
         out_trade_no: "R3".into(),
         transaction_id: "4200000013".into(),
         total_fee: 1,
         ..n.clone()
     };
     assert_eq!(
-        s.receive_pay_result(&n3).await.unwrap(),
+        s.receive_pay_result(&n3).await.unwrap().map(|a| a.outcome),
         Some(PaidOutcome::Anomaly("amount_mismatch"))
     );
     assert_eq!(status(&s, "R3").await, OrderStatus::Pending);
@@ -523,18 +528,17 @@ async fn receive_applies_once(s: Store) {
         vec!["created", "notify_received", "anomaly", "parked"]
     );
     assert!(s.load("R3").await.unwrap().unwrap().parked);
-    assert_eq!(s.receive_pay_result(&n3).await.unwrap(), None, "once");
+    assert_eq!(s.receive_pay_result(&n3).await.unwrap().map(|a| a.outcome), None, "once");
 }
 
 async fn receive_together_as_alone(s: Store) {
     use PaidOutcome::{Anomaly, Paid};
-    let notify = |id: &str, txn: &str, fee: i64| PayNotify {
+    let notify = |id: &str, txn: &str, fee: i64| PayResult {
         out_trade_no: id.into(),
         transaction_id: txn.into(),
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
-        openid: None,
     };
     let mut fee = std::collections::HashMap::new();
     for id in ["T1", "T2", "T3", "T4", "T5", "T6"] {
@@ -583,7 +587,7 @@ async fn receive_together_as_alone(s: Store) {
         ["created", "notify_received", "paid"]
     );
     let t4 = notify("T4", "4200000024", fee["T4"]);
-    assert_eq!(s.receive_pay_result(&t4).await.unwrap(), Some(Paid));
+    assert_eq!(s.receive_pay_result(&t4).await.unwrap().map(|a| a.outcome), Some(Paid));
     let batch = [
         notify("T1", "4200000021", fee["T1"]),
         notify("T2", "4200000022", fee["T2"]),
@@ -597,7 +601,7 @@ async fn receive_together_as_alone(s: Store) {
         .receive_pay_results(&batch)
         .await
         .into_iter()
-        .map(|r| r.unwrap())
+        .map(|r| r.unwrap().map(|a| a.outcome))
         .collect();
     assert_eq!(
         got,
@@ -647,7 +651,7 @@ async fn receive_together_as_alone(s: Store) {
         .receive_pay_results(&[notify("T5", "4200000027", fee["T5"]), t6])
         .await
         .into_iter()
-        .map(|r| r.unwrap())
+        .map(|r| r.unwrap().map(|a| a.outcome))
         .collect();
     assert_eq!(got, [Some(Paid), Some(Paid)]);
     assert_eq!(
@@ -664,7 +668,7 @@ async fn receive_together_as_alone(s: Store) {
     }
     let (a, b) = tokio::join!(s.receive_pay_results(&batch), s.receive_pay_results(&batch));
     for (i, (a, b)) in a.into_iter().zip(b).enumerate() {
-        let mut both = [a.unwrap(), b.unwrap()];
+        let mut both = [a.unwrap().map(|a| a.outcome), b.unwrap().map(|a| a.outcome)];
         both.sort_by_key(|o| o.is_some());
         assert_eq!(both, [None, Some(Paid)], "TC{i}");
         assert_eq!(
@@ -680,7 +684,7 @@ async fn session_orders_and_hide(s: Store) {
     let mut theirs = order("H3", &[("PIN-PANDA", 1)]);
     theirs.session_id = "s2".into();
     s.create_order(&theirs, "Shop").await.unwrap();
-    let ids = |rows: Vec<crate::server::orders::state::OrderRow>| {
+    let ids = |rows: Vec<crate::server::domain::OrderRow>| {
         rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
     };
     assert_eq!(ids(s.session_orders("s1", 50).await.unwrap()), ["H2", "H1"]);

@@ -1,6 +1,8 @@
 //! The store: every read and transition the flows make, one implementation per SQL engine,
 //! chosen by the scheme of `SCANPAY_DATABASE_URL`. Each engine's SQL is readable in one place
 //! (`store/sqlite/`); the flows call `Store`'s methods and never see which engine runs.
+//! The store knows SQL only: what must follow a commit (the status cache, the due index) is the
+//! flows' after-commit hook (`orders::apply`), fed the rows the transitions return or name.
 //! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
 //! contract suite (`store::contract`) runs the same checks against each.
 
@@ -10,24 +12,24 @@ pub mod sqlite;
 pub mod testing;
 mod pool;
 
-pub use pool::{connect, PoolSettings, StoreError};
+pub use pool::{connect, is_unavailable, PoolSettings, StoreError};
 pub(crate) use pool::{migrator, retryable, retrying, RETRIES};
 
 #[cfg(test)]
 mod contract;
 
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{
+use crate::server::domain::{
     AnomalyRow, Cause, CreateError, Created, EventRow, HideOutcome, ItemRow, NewOrder, OrderRow,
-    PaidOutcome, Payment,
+    PaidOutcome, PayResult, Payment, Product,
 };
-use crate::server::wxpay::notify::PayNotify;
 use mysql::MySqlStore;
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
 /// A pay result an engine applied: what came of it and, when the engine had it at hand, the
-/// order as committed (saving the Redis mirror a read-back).
+/// order as committed (saving the after-commit hook a read-back).
+#[derive(Debug, Clone)]
 pub struct Applied {
     pub outcome: PaidOutcome,
     pub row: Option<OrderRow>,
@@ -40,12 +42,10 @@ pub enum Engine {
     Mysql(MySqlStore),
 }
 
-/// The SQL engine, and (when Redis is configured) the mirror every committed change of an order
-/// is written to: its status for polls and its place in the index of unfinished orders.
+/// The SQL engine the deployment runs on.
 #[derive(Clone)]
 pub struct Store {
-    engine: Engine,
-    mirror: Option<std::sync::Arc<crate::server::cache::RedisCache>>,
+    pub(crate) engine: Engine,
 }
 
 /// Calls the same method on whichever engine this store is.
@@ -66,60 +66,6 @@ impl Store {
             Engine::Sqlite(_) => "sqlite",
             Engine::Postgres(_) => "postgres",
             Engine::Mysql(_) => "mysql",
-        }
-    }
-
-    /// The same store, writing every committed change of an order to Redis as well.
-    pub fn with_mirror(mut self, cache: std::sync::Arc<crate::server::cache::RedisCache>) -> Store {
-        self.mirror = Some(cache);
-        self
-    }
-
-    pub fn mirror(&self) -> Option<&crate::server::cache::RedisCache> {
-        self.mirror.as_deref()
-    }
-
-    /// After a commit that may have changed order `id`: writes what it is now to Redis. A Redis
-    /// failure never fails the transition (SQL is the truth; the sweep repairs the index).
-    async fn mirrored<T>(
-        &self,
-        id: &str,
-        result: Result<T, sqlx::Error>,
-    ) -> Result<T, sqlx::Error> {
-        if let (Some(cache), Ok(_)) = (&self.mirror, &result) {
-            match self.load(id).await {
-                Ok(Some(row)) => mirror_row(cache, &row).await,
-                Ok(None) => {}
-                Err(e) => {
-                    cache.mark_dirty(id);
-                    tracing::warn!(order_id = %id, error = %e, "cannot read the order back for Redis")
-                }
-            }
-        }
-        result
-    }
-
-    /// `mirrored` for an applied pay result, using the engine's committed row when it has one.
-    async fn mirrored_applied(
-        &self,
-        id: &str,
-        result: Result<Option<Applied>, sqlx::Error>,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
-        match (result, &self.mirror) {
-            (
-                Ok(Some(Applied {
-                    outcome,
-                    row: Some(row),
-                })),
-                Some(cache),
-            ) => {
-                mirror_row(cache, &row).await;
-                Ok(Some(outcome))
-            }
-            (result, _) => {
-                self.mirrored(id, result.map(|a| a.map(|a| a.outcome)))
-                    .await
-            }
         }
     }
 
@@ -150,7 +96,7 @@ impl Store {
     /// A secret scanpay keeps for itself (e.g. the session-cookie key when none is configured):
     /// made once, stored in the database, the same for every process and across restarts.
     pub async fn generated_secret(&self, name: &str) -> Result<String, sqlx::Error> {
-        let fresh = crate::server::wxpay::client::random_alnum(48);
+        let fresh = crate::server::support::ids::random_alnum(48);
         on_engine!(self, s => s.generated_secret(name, &fresh).await)
     }
 
@@ -163,9 +109,7 @@ impl Store {
         order: &NewOrder,
         shop_name: &str,
     ) -> Result<Created, CreateError> {
-        let created = on_engine!(self, s => s.create_order(order, shop_name).await)?;
-        let _ = self.mirrored(&order.id, Ok(())).await;
-        Ok(created)
+        on_engine!(self, s => s.create_order(order, shop_name).await)
     }
 
     /// Stores the QR code WeChat issued for a still-unfinished order.
@@ -175,8 +119,7 @@ impl Store {
         code_url: &str,
         prepay_id: &str,
     ) -> Result<bool, sqlx::Error> {
-        let result = on_engine!(self, s => s.record_code_url(id, code_url, prepay_id).await);
-        self.mirrored(id, result).await
+        on_engine!(self, s => s.record_code_url(id, code_url, prepay_id).await)
     }
 
     /// `pending → failed`, restoring stock: WeChat never created a payment for it (confirmed by
@@ -189,8 +132,7 @@ impl Store {
         detail: &str,
     ) -> Result<bool, sqlx::Error> {
         let from = [OrderStatus::Pending];
-        let result = on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Failed, reason, cause, detail).await);
-        self.mirrored(id, result).await
+        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Failed, reason, cause, detail).await)
     }
 
     /// `pending → closing`: the close flow has started (deadline, cancel, or a refused
@@ -203,8 +145,7 @@ impl Store {
         cause: Cause,
         check_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        let result = on_engine!(self, s => s.begin_close(id, reason, cause, check_at).await);
-        self.mirrored(id, result).await
+        on_engine!(self, s => s.begin_close(id, reason, cause, check_at).await)
     }
 
     /// `pending | closing → closed`, restoring stock. Only once WeChat confirmed nobody can pay
@@ -218,15 +159,13 @@ impl Store {
         detail: &str,
     ) -> Result<bool, sqlx::Error> {
         let from = [OrderStatus::Pending, OrderStatus::Closing];
-        let result = on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Closed, reason, cause, detail).await);
-        self.mirrored(id, result).await
+        on_engine!(self, s => s.finish_unpaid(id, &from, OrderStatus::Closed, reason, cause, detail).await)
     }
 
     /// `pending | closing → paid`, guarded by the amount. A payment that cannot be applied is
     /// recorded once per (order, transaction) as an anomaly; an unfinished order is parked.
     pub async fn mark_paid(&self, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
-        let result = on_engine!(self, s => s.mark_paid(p, cause).await);
-        self.mirrored(&p.out_trade_no, result).await
+        on_engine!(self, s => s.mark_paid(p, cause).await)
     }
 
     /// Notes something on the order's timeline without changing it.
@@ -244,8 +183,7 @@ impl Store {
 
     /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
     pub async fn schedule_check(&self, id: &str, at: i64) -> Result<(), sqlx::Error> {
-        let result = on_engine!(self, s => s.schedule_check(id, at).await);
-        self.mirrored(id, result).await
+        on_engine!(self, s => s.schedule_check(id, at).await)
     }
 
     /// Claims up to `limit` orders whose check is due, pushing each one's next check to
@@ -306,18 +244,14 @@ impl Store {
 
     // ---- the pay-result inbox (the embedded bus)
 
-    pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
+    pub async fn publish_pay_result(&self, n: &PayResult) -> Result<(), sqlx::Error> {
         on_engine!(self, s => s.publish_pay_result(n).await)
     }
 
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer); None when
     /// it had been applied before.
-    pub async fn receive_pay_result(
-        &self,
-        n: &PayNotify,
-    ) -> Result<Option<PaidOutcome>, sqlx::Error> {
-        let result = on_engine!(self, s => s.receive_pay_result(n).await);
-        self.mirrored_applied(&n.out_trade_no, result).await
+    pub async fn receive_pay_result(&self, n: &PayResult) -> Result<Option<Applied>, sqlx::Error> {
+        on_engine!(self, s => s.receive_pay_result(n).await)
     }
 
     /// Pay results that arrived together (the RabbitMQ consumer's batch), one answer each, in
@@ -329,14 +263,14 @@ impl Store {
     /// one when the batch could not be written as one) goes through `receive_pay_result`.
     pub async fn receive_pay_results(
         &self,
-        batch: &[PayNotify],
-    ) -> Vec<Result<Option<PaidOutcome>, sqlx::Error>> {
+        batch: &[PayResult],
+    ) -> Vec<Result<Option<Applied>, sqlx::Error>> {
         let mut together = std::collections::HashMap::new();
         if batch.len() > 1 {
             // One per order (a second one is judged after the first commits), in id order so
             // that concurrent batches lock orders in the same order.
             let mut seen = std::collections::HashSet::new();
-            let mut firsts: Vec<&PayNotify> = batch
+            let mut firsts: Vec<&PayResult> = batch
                 .iter()
                 .filter(|n| seen.insert(n.out_trade_no.as_str()))
                 .collect();
@@ -374,7 +308,7 @@ impl Store {
             let applied = together.remove(&n.out_trade_no);
             async move {
                 match applied {
-                    Some(applied) => self.mirrored_applied(&n.out_trade_no, Ok(applied)).await,
+                    Some(applied) => Ok(applied),
                     None => self.receive_pay_result(n).await,
                 }
             }
@@ -392,9 +326,8 @@ impl Store {
 
     /// Claims, records and applies one pay result in one transaction; None when another
     /// consumer had it.
-    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<PaidOutcome>, sqlx::Error> {
-        let result = on_engine!(self, s => s.apply_pay_result(p).await);
-        self.mirrored_applied(&p.out_trade_no, result).await
+    pub async fn apply_pay_result(&self, p: &Payment) -> Result<Option<Applied>, sqlx::Error> {
+        on_engine!(self, s => s.apply_pay_result(p).await)
     }
 
     pub async fn back_off_pay_result(
@@ -408,74 +341,9 @@ impl Store {
 }
 
 /// Each pay result's answer beside its order id.
-fn by_id(batch: &[&PayNotify], answers: Vec<Option<Applied>>) -> Vec<(String, Option<Applied>)> {
+fn by_id(batch: &[&PayResult], answers: Vec<Option<Applied>>) -> Vec<(String, Option<Applied>)> {
     let ids = batch.iter().map(|n| n.out_trade_no.clone());
     ids.zip(answers).collect()
-}
-
-/// Writes a committed order to Redis; a failure leaves it marked for the sweep to rewrite.
-async fn mirror_row(cache: &crate::server::cache::RedisCache, row: &OrderRow) {
-    if cache.mirror(row).await.is_err() {
-        cache.mark_dirty(&row.id);
-    }
-}
-
-/// A database URL fit for logs and error messages: the password (in the authority or as a
-/// `password=` parameter) becomes `***`. A URL that does not parse is not echoed at all.
-pub fn redact(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return "<a URL that does not parse>".into();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let secret = matches!(k.to_ascii_lowercase().as_str(), "password" | "pass" | "pwd");
-                (
-                    k.into_owned(),
-                    if secret { "***".into() } else { v.into_owned() },
-                )
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
-#[derive(Debug, Clone)]
-pub struct Product {
-    pub sku: String,
-    pub name: String,
-    pub description: String,
-    pub price_fen: i64,
-    pub stock: i64,
-    /// The same in Simplified Chinese, where the catalogue has it.
-    pub name_zh: Option<String>,
-    pub description_zh: Option<String>,
-}
-
-impl Product {
-    /// Name and description in `lang` (English where there is no translation).
-    pub fn text(&self, lang: crate::app::i18n::Lang) -> (&str, &str) {
-        use crate::app::i18n::Lang;
-        match lang {
-            Lang::ZhCn => (
-                self.name_zh.as_deref().unwrap_or(&self.name),
-                self.description_zh.as_deref().unwrap_or(&self.description),
-            ),
-            Lang::En => (&self.name, &self.description),
-        }
-    }
 }
 
 pub(crate) type ProductRow = (

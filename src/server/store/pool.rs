@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::mysql::MySqlStore;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{redact, Engine, Store};
+use super::{Engine, Store};
+use crate::server::support::redact::redact;
 
 /// Connection settings (`SCANPAY_DATABASE_MAX_CONNECTIONS`, `SCANPAY_DATABASE_TIMEOUT`,
 /// `SCANPAY_DATABASE_STARTUP_WAIT`).
@@ -60,10 +61,7 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError
         };
         match attempt {
             Ok(engine) => {
-                return Ok(Store {
-                    engine,
-                    mirror: None,
-                })
+                return Ok(Store { engine })
             }
             Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
                 if started.elapsed() + backoff < pool.startup_wait =>
@@ -145,3 +143,23 @@ pub(crate) fn migrator(
     }
 }
 
+
+/// The database did not answer (connection refused or cut, the pool timed out or was closed, the
+/// server shutting down or refusing connections): worth waiting for, unlike a bug or a refused
+/// statement. The consumers pause on it instead of spending a message's deliveries.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-03 (admin shutdown, crash shutdown,
+        // cannot connect now), 53300 (too many connections).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}

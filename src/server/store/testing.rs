@@ -6,7 +6,7 @@
 //! trust authentication), the MySQL/MariaDB one `TEST_MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`); a test creates `scanpay_t_<random>` there and drops it.
 
-use crate::server::wxpay::client::random_alnum;
+use crate::server::support::ids::random_alnum;
 
 /// Which engine a test suite runs against: `TEST_DATABASE` (`sqlite`, the default, `postgres` or
 /// `mysql`).

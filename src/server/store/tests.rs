@@ -1,6 +1,8 @@
 //! Connecting, migrating and redacting, on every engine where it matters.
 
 use super::*;
+use crate::server::support::redact::redact;
+use std::time::Duration;
 
 #[test]
 fn redacts_passwords() {

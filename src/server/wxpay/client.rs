@@ -14,6 +14,9 @@ pub struct WxPayClient {
     http: reqwest::Client,
     base_url: String,
     merchant: Merchant,
+    /// Since when (epoch ms) every answer has been one no WeChat Pay host gives (an HTTP error
+    /// page, HTML): the base URL is probably wrong. Cleared by the next protocol answer.
+    misdirected: std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
 
 /// `unifiedorder` with `trade_type=NATIVE`.
@@ -106,6 +109,7 @@ impl WxPayClient {
             http,
             base_url,
             merchant,
+            misdirected: Default::default(),
         }
     }
 
@@ -171,8 +175,36 @@ impl WxPayClient {
         self.call("pay/closeorder", p).await.map(|_| ())
     }
 
-    /// Signs and sends one request; checks the three result layers of the answer.
-    async fn call(&self, path: &str, mut p: Params) -> Result<Params, WxPayError> {
+    /// Since when the base URL has answered only what WeChat Pay never answers, and how.
+    pub fn misdirected(&self) -> Option<(i64, String)> {
+        self.misdirected.lock().unwrap().clone()
+    }
+
+    /// Signs and sends one request; checks the three result layers of the answer, and notes
+    /// whether the answer came from something that speaks WeChat Pay at all.
+    async fn call(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
+        let result = self.send(path, p).await;
+        let foreign = match &result {
+            // WeChat answers 200 with XML, errors included; a 5xx can be a passing fault.
+            Err(WxPayError::Http(code)) if *code < 500 => Some(format!("HTTP {code}")),
+            Err(WxPayError::Xml(e)) => Some(format!("not WeChat Pay XML ({e})")),
+            Err(WxPayError::Transport(_) | WxPayError::Http(_)) => return result,
+            _ => None,
+        };
+        let mut m = self.misdirected.lock().unwrap();
+        match foreign {
+            Some(why) => {
+                if m.is_none() {
+                    *m = Some((crate::server::support::clock::now_ms(), why));
+                }
+            }
+            None => *m = None,
+        }
+        drop(m);
+        result
+    }
+
+    async fn send(&self, path: &str, mut p: Params) -> Result<Params, WxPayError> {
         let m = &self.merchant;
         p.insert("appid".into(), m.appid.clone());
         p.insert("mch_id".into(), m.mch_id.clone());
@@ -261,10 +293,6 @@ fn optional(r: &Params, k: &str) -> Option<String> {
 
 /// 32 random alphanumerics: the longest nonce_str the protocol allows.
 pub fn nonce() -> String {
-    random_alnum(32)
+    crate::server::support::ids::random_alnum(32)
 }
 
-pub fn random_alnum(n: usize) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
-}

@@ -4,7 +4,6 @@ pub mod client;
 pub mod error;
 pub mod notify;
 pub mod sign;
-pub mod time;
 pub mod xml;
 
 pub use client::{
@@ -43,10 +42,7 @@ pub struct Merchant {
     pub sign_type: SignType,
 }
 
-use std::future::Future;
-use std::pin::Pin;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::server::support::BoxFuture;
 
 /// The three WeChat Pay calls the order flows make. [`WxPayClient`] speaks HTTP to WeChat (or the
 /// sandbox); the property tests script answers through the same seam.
@@ -60,6 +56,12 @@ pub trait Gateway: Send + Sync {
         out_trade_no: &'a str,
     ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>>;
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>>;
+
+    /// Since when (epoch ms) the configured base has answered only what no WeChat Pay host
+    /// answers (an HTTP error page, HTML), and how; None while it speaks the protocol.
+    fn misdirected(&self) -> Option<(i64, String)> {
+        None
+    }
 }
 
 impl Gateway for WxPayClient {
@@ -77,5 +79,8 @@ impl Gateway for WxPayClient {
     }
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
         Box::pin(WxPayClient::close_order(self, out_trade_no))
+    }
+    fn misdirected(&self) -> Option<(i64, String)> {
+        WxPayClient::misdirected(self)
     }
 }

@@ -1,7 +1,7 @@
 //! Pay-result notifies (reference §5): parse, verify, and the exact acknowledgement XML.
 
 use super::sign;
-use super::time::parse_beijing;
+use crate::server::support::clock::parse_beijing;
 use super::xml::{self, Params, XmlError};
 use super::Merchant;
 
@@ -16,6 +16,18 @@ pub struct PayNotify {
     /// `time_end` converted to UTC epoch milliseconds.
     pub paid_at_ms: i64,
     pub openid: Option<String>,
+}
+
+impl From<&PayNotify> for crate::server::domain::PayResult {
+    fn from(n: &PayNotify) -> Self {
+        crate::server::domain::PayResult {
+            out_trade_no: n.out_trade_no.clone(),
+            transaction_id: n.transaction_id.clone(),
+            total_fee: n.total_fee,
+            time_end: n.time_end.clone(),
+            paid_at_ms: n.paid_at_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

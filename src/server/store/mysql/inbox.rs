@@ -3,20 +3,21 @@
 use super::orders::mark_paid_in;
 use super::timeline::append_event;
 use super::{retrying, MySqlStore};
-use crate::server::orders::state::{Cause, Payment};
-use crate::server::store::{now_ms, Applied};
-use crate::server::wxpay::notify::PayNotify;
+use crate::server::domain::{Cause, Payment};
+use crate::server::store::Applied;
+use crate::server::support::clock::now_ms;
+use crate::server::domain::PayResult;
 
 impl MySqlStore {
     /// Durably records a verified pay result; the same transaction twice is one row.
-    pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
+    pub async fn publish_pay_result(&self, n: &PayResult) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         insert_inbox(&mut conn, n).await
     }
 
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
-    pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
+    pub async fn receive_pay_result(&self, n: &PayResult) -> Result<Option<Applied>, sqlx::Error> {
         let p = Payment::from(n);
         retrying(|| self.apply_pay_result_once(&p, Some(n))).await
     }
@@ -62,7 +63,7 @@ impl MySqlStore {
     async fn apply_pay_result_once(
         &self,
         p: &Payment,
-        record: Option<&PayNotify>,
+        record: Option<&PayResult>,
     ) -> Result<Option<Applied>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let applied = apply_in(&mut tx, p, record).await?;
@@ -75,7 +76,7 @@ impl MySqlStore {
     /// the lot. Nothing is written when any of them fails; the caller then takes each on its own.
     pub async fn receive_together(
         &self,
-        batch: &[&PayNotify],
+        batch: &[&PayResult],
     ) -> Result<Vec<Option<Applied>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut applied = Vec::with_capacity(batch.len());
@@ -111,7 +112,7 @@ impl MySqlStore {
 async fn apply_in(
     conn: &mut sqlx::MySqlConnection,
     p: &Payment,
-    record: Option<&PayNotify>,
+    record: Option<&PayResult>,
 ) -> Result<Option<Applied>, sqlx::Error> {
     if let Some(n) = record {
         insert_inbox(conn, n).await?;
@@ -154,7 +155,7 @@ async fn apply_in(
 }
 
 /// Inserts a pay result into the inbox unless its transaction is there already.
-async fn insert_inbox(conn: &mut sqlx::MySqlConnection, n: &PayNotify) -> Result<(), sqlx::Error> {
+async fn insert_inbox(conn: &mut sqlx::MySqlConnection, n: &PayResult) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(
             "INSERT IGNORE INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \

@@ -7,11 +7,11 @@ use sqlx::{MySqlConnection, Row};
 use super::timeline::{append_event, record_anomaly};
 use super::{retryable, retrying, MySqlStore, RETRIES};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{
+use crate::server::domain::{
     classify_unapplied, order_body, status_list, Cause, CreateError, Created, HideOutcome,
     NewOrder, PaidOutcome, Payment,
 };
-use crate::server::store::now_ms;
+use crate::server::support::clock::now_ms;
 
 impl MySqlStore {
     /// Hides a finished order from its shopper's list: a logical delete (the row, its events and

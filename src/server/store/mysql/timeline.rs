@@ -3,9 +3,9 @@
 use sqlx::MySqlConnection;
 
 use super::{retrying, MySqlStore};
-use crate::server::orders::state::{AnomalyRow, Cause, EventRow, Payment};
-use crate::server::store::now_ms;
-use crate::server::wxpay::client::random_alnum;
+use crate::server::domain::{AnomalyRow, Cause, EventRow, Payment};
+use crate::server::support::clock::now_ms;
+use crate::server::support::ids::random_alnum;
 
 /// Appends to the order's timeline. Every caller has updated or locked the order's row earlier in
 /// its transaction, so appends to one order are serialised and `MAX(seq) + 1` cannot race.

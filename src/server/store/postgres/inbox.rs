@@ -4,20 +4,21 @@ use super::orders::{mark_paid_in, mark_paid_returning};
 use super::reads::{order_row, ORDER_COLUMNS};
 use super::timeline::append_event;
 use super::{retrying, PgStore};
-use crate::server::orders::state::{Cause, OrderRow, PaidOutcome, Payment};
-use crate::server::store::{now_ms, Applied};
-use crate::server::wxpay::notify::PayNotify;
+use crate::server::domain::{Cause, OrderRow, PaidOutcome, Payment};
+use crate::server::store::Applied;
+use crate::server::support::clock::now_ms;
+use crate::server::domain::PayResult;
 
 impl PgStore {
     /// Durably records a verified pay result; the same transaction twice is one row.
-    pub async fn publish_pay_result(&self, n: &PayNotify) -> Result<(), sqlx::Error> {
+    pub async fn publish_pay_result(&self, n: &PayResult) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         insert_inbox(&mut conn, n).await
     }
 
     /// Records a pay result and applies it in one transaction (the RabbitMQ consumer: the inbox
     /// row is its idempotency key). None when it had been applied before.
-    pub async fn receive_pay_result(&self, n: &PayNotify) -> Result<Option<Applied>, sqlx::Error> {
+    pub async fn receive_pay_result(&self, n: &PayResult) -> Result<Option<Applied>, sqlx::Error> {
         let p = Payment::from(n);
         match self.receive_payable(n, &p).await {
             Ok(Some(row)) => {
@@ -42,7 +43,7 @@ impl PgStore {
     /// after it, the primary key refuses the insert and the whole statement with it.
     async fn receive_payable(
         &self,
-        n: &PayNotify,
+        n: &PayResult,
         p: &Payment,
     ) -> Result<Option<OrderRow>, sqlx::Error> {
         let row = sqlx::query(&format!(
@@ -84,9 +85,9 @@ impl PgStore {
     /// caller then takes each pay result on its own.
     pub async fn receive_payable_batch(
         &self,
-        batch: &[&PayNotify],
+        batch: &[&PayResult],
     ) -> Result<Vec<OrderRow>, sqlx::Error> {
-        let column = |f: fn(&PayNotify) -> String| batch.iter().map(|n| f(n)).collect::<Vec<_>>();
+        let column = |f: fn(&PayResult) -> String| batch.iter().map(|n| f(n)).collect::<Vec<_>>();
         let rows = sqlx::query(&format!(
             "WITH input AS ( \
                SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
@@ -162,7 +163,7 @@ impl PgStore {
     async fn apply_pay_result_once(
         &self,
         p: &Payment,
-        record: Option<&PayNotify>,
+        record: Option<&PayResult>,
     ) -> Result<Option<Applied>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let claimed = match record {
@@ -254,7 +255,7 @@ impl PgStore {
 }
 
 /// Inserts a pay result into the inbox unless its transaction is there already.
-async fn insert_inbox(conn: &mut sqlx::PgConnection, n: &PayNotify) -> Result<(), sqlx::Error> {
+async fn insert_inbox(conn: &mut sqlx::PgConnection, n: &PayResult) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(
             "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, next_attempt_at) \
@@ -274,7 +275,7 @@ async fn insert_inbox(conn: &mut sqlx::PgConnection, n: &PayNotify) -> Result<()
 
 /// Inserts a pay result already claimed by this transaction; 1 when this call claimed it (new, or
 /// recorded before but never applied), 0 when it had been applied before.
-async fn insert_claimed(conn: &mut sqlx::PgConnection, n: &PayNotify) -> Result<u64, sqlx::Error> {
+async fn insert_claimed(conn: &mut sqlx::PgConnection, n: &PayResult) -> Result<u64, sqlx::Error> {
     let now = now_ms();
     Ok(sqlx::query(
         "INSERT INTO pay_inbox (transaction_id, out_trade_no, total_fee, time_end, paid_at, received_at, processed_at) \

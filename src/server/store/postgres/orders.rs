@@ -8,11 +8,11 @@ use super::reads::{order_row, ORDER_COLUMNS};
 use super::timeline::{append_event, record_anomaly};
 use super::{retryable, retrying, PgStore, RETRIES};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{
+use crate::server::domain::{
     classify_unapplied, order_body, status_list, Cause, CreateError, Created, HideOutcome,
     NewOrder, OrderRow, PaidOutcome, Payment,
 };
-use crate::server::store::now_ms;
+use crate::server::support::clock::now_ms;
 
 impl PgStore {
     /// Hides a finished order from its shopper's list: a logical delete (the row, its events and

@@ -5,8 +5,10 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{ItemRow, OrderRow};
-use crate::server::store::{now_ms, Product, ProductRow};
+use crate::server::domain::{ItemRow, OrderRow};
+use crate::server::store::ProductRow;
+use crate::server::domain::Product;
+use crate::server::support::clock::now_ms;
 
 pub(super) const ORDER_COLUMNS: &str =
     "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \

@@ -2,7 +2,7 @@
 
 use super::reads::ORDER_COLUMNS;
 use super::{retrying, PgStore};
-use crate::server::orders::state::OrderRow;
+use crate::server::domain::OrderRow;
 
 impl PgStore {
     /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).

@@ -7,11 +7,11 @@ use sqlx::{Row, SqliteConnection};
 use super::timeline::{append_event, record_anomaly};
 use super::SqliteStore;
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::orders::state::{
+use crate::server::domain::{
     classify_unapplied, order_body, status_list, Cause, CreateError, Created, HideOutcome,
     NewOrder, PaidOutcome, Payment,
 };
-use crate::server::store::now_ms;
+use crate::server::support::clock::now_ms;
 
 impl SqliteStore {
     /// Hides a finished order from its shopper's list: a logical delete (the row, its events and

@@ -3,9 +3,9 @@
 use sqlx::SqliteConnection;
 
 use super::SqliteStore;
-use crate::server::orders::state::{AnomalyRow, Cause, EventRow, Payment};
-use crate::server::store::now_ms;
-use crate::server::wxpay::client::random_alnum;
+use crate::server::domain::{AnomalyRow, Cause, EventRow, Payment};
+use crate::server::support::clock::now_ms;
+use crate::server::support::ids::random_alnum;
 
 /// Appends to the order's timeline. SQLite runs one writer at a time, and this is called only in
 /// write transactions, so `MAX(seq) + 1` cannot race.

@@ -1,5 +1,40 @@
-//! WeChat's `yyyyMMddHHmmss` timestamps are Beijing time (UTC+8, no daylight saving);
-//! scanpay keeps UTC milliseconds since the Unix epoch everywhere else.
+//! Time: scanpay keeps UTC milliseconds since the Unix epoch everywhere; WeChat's
+//! `yyyyMMddHHmmss` timestamps are Beijing time (UTC+8, no daylight saving).
+
+/// `500ms`, `30s`, `15m`, `2h`, `1h30m` (humantime's syntax); zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let d = humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 500ms"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Now, in UTC epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// `2026-11-27 10:31:05` in Beijing time, as WeChat and shop staff read it.
+pub fn beijing_display(utc_ms: i64) -> String {
+    let s = format_beijing(utc_ms);
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[8..10],
+        &s[10..12],
+        &s[12..14]
+    )
+}
+
+use std::time::Duration;
 
 const BEIJING_OFFSET_S: i64 = 8 * 3600;
 

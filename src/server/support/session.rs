@@ -11,7 +11,7 @@ use axum::response::Response;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::server::wxpay::client::random_alnum;
+use crate::server::support::ids::random_alnum;
 
 pub const COOKIE_NAME: &str = "scanpay_session";
 

@@ -1,5 +1,6 @@
 //! What WeChat's answer about an order means for it: the one mapping from an `orderquery` result
-//! to an action, used by the sweep, the close flow and the placing of an order alike.
+//! to an action, used by the sweep, the close flow and the placing of an order alike. Pure: the
+//! order, the answer and the time in, an `Action` out; `apply` carries it out.
 //!
 //! The rules, in short:
 //! - money is applied only from a complete SUCCESS (transaction id, amount and payment time);
@@ -9,10 +10,9 @@
 //! - a pending order without a QR code that WeChat holds (NOTPAY) gets its code by asking again with
 //!   the identical request, unless WeChat has refused that request, in which case it is closed.
 
-use super::state::{Cause, OrderRow, PaidOutcome, Payment};
+use crate::server::domain::{OrderRow, Payment};
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::store::Store;
-use crate::server::wxpay::time::parse_beijing;
+use crate::server::support::clock::parse_beijing;
 use crate::server::wxpay::{ErrCode, OrderQueryResponse, TradeState, WxPayError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,57 +107,6 @@ fn payment(order: &OrderRow, q: &OrderQueryResponse) -> Result<Payment, &'static
         total_fee,
         paid_at,
     })
-}
-
-/// What applying a definite action did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    Paid,
-    Closed,
-    Failed,
-    /// The payment could not be applied: recorded once and left to an operator.
-    Parked,
-    /// Another flow had already moved the order; it is now this.
-    Unchanged(Option<OrderStatus>),
-}
-
-/// Applies a definite action (paid, close, fail) with its guarded transition. None for the
-/// actions the caller carries out itself (asking for the QR again, starting a close, waiting).
-pub async fn settle(
-    store: &Store,
-    order: &OrderRow,
-    action: &Action,
-    cause: Cause,
-) -> Result<Option<Settled>, sqlx::Error> {
-    let applied = match action {
-        Action::Paid(p) => {
-            let outcome = store.mark_paid(p, cause).await?;
-            tracing::info!(order_id = %order.id, outcome = outcome.as_str(), cause = cause.as_str(), "WeChat reports the order paid");
-            return Ok(Some(match outcome {
-                PaidOutcome::Paid | PaidOutcome::AlreadyPaid => Settled::Paid,
-                PaidOutcome::Anomaly(_) => Settled::Parked,
-            }));
-        }
-        Action::Close(detail) => {
-            let reason = order.failure_reason.unwrap_or(FailureReason::Expired);
-            store
-                .close(&order.id, reason, cause, detail)
-                .await?
-                .then_some(Settled::Closed)
-        }
-        Action::Fail(detail) => {
-            let reason = FailureReason::PaymentNotCreated;
-            store
-                .fail(&order.id, reason, cause, detail)
-                .await?
-                .then_some(Settled::Failed)
-        }
-        Action::RequestQr | Action::StartClose(_) | Action::Wait(_) => return Ok(None),
-    };
-    Ok(Some(match applied {
-        Some(s) => s,
-        None => Settled::Unchanged(store.load(&order.id).await?.map(|o| o.status)),
-    }))
 }
 
 #[cfg(test)]

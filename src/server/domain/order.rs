@@ -1,5 +1,6 @@
 //! The order state machine's vocabulary: statuses and causes, the rows the store returns, and the
-//! engine-independent rules (an order's WeChat `body`, why a payment could not be applied).
+//! engine-independent rules (an order's WeChat `body`, when WeChat stops taking payment, why a
+//! payment could not be applied).
 //!
 //! The transitions themselves are `Store` methods (`server::store`), each one guarded
 //! `UPDATE … WHERE status IN (…)` with its event in the same transaction, written once per SQL
@@ -129,8 +130,21 @@ pub struct Payment {
     pub paid_at: i64,
 }
 
-impl From<&crate::server::wxpay::notify::PayNotify> for Payment {
-    fn from(n: &crate::server::wxpay::notify::PayNotify) -> Payment {
+/// A verified pay result as the notify (or the bus carrying it) tells it: the evidence the
+/// consumer applies, whatever API version or bus brought it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PayResult {
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub total_fee: i64,
+    /// Beijing `yyyyMMddHHmmss` as WeChat sent it (kept in the inbox as evidence).
+    pub time_end: String,
+    /// `time_end` in UTC epoch milliseconds.
+    pub paid_at_ms: i64,
+}
+
+impl From<&PayResult> for Payment {
+    fn from(n: &PayResult) -> Payment {
         Payment {
             out_trade_no: n.out_trade_no.clone(),
             transaction_id: n.transaction_id.clone(),
@@ -187,6 +201,14 @@ pub fn classify_unapplied(
     } else {
         Some("paid_after_close")
     }
+}
+
+/// The last moment WeChat takes payment (`time_expire`, whole seconds): a tenth of the time to pay,
+/// at most a minute, before our deadline, so a payment cannot land after we have started closing
+/// (the late-payment race shrinks to clock skew). Shoppers are shown this as their deadline.
+pub fn pay_by(created_at: i64, deadline_at: i64) -> i64 {
+    let margin = ((deadline_at - created_at) / 10).min(60_000);
+    (deadline_at - margin).div_euclid(1000) * 1000
 }
 
 // ---- read models
@@ -290,5 +312,25 @@ impl From<AnomalyColumns> for AnomalyRow {
             order_status,
             parked_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pay_by;
+
+    #[test]
+    fn wechat_stops_taking_payment_a_little_before_the_deadline() {
+        assert_eq!(
+            pay_by(0, 900_000),
+            840_000,
+            "15 minutes: one minute earlier"
+        );
+        assert_eq!(
+            pay_by(0, 3_000),
+            2_000,
+            "3 s: 300 ms earlier, cut to the second"
+        );
+        assert_eq!(pay_by(1_500, 11_500), 10_000);
     }
 }

@@ -1,0 +1,150 @@
+//! The HTTP side: the router (pages, server functions, the notify endpoint, probes, operator
+//! endpoints, the sandbox when mounted), its layers and the headers every answer carries.
+
+pub mod assets;
+pub mod notify;
+pub mod ops;
+pub mod probes;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::app::{shell, App};
+use crate::server::state::AppState;
+use crate::server::wxpay;
+use crate::server::support::session::{self, SessionKeys};
+
+pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
+    // Every role answers health and readiness; a worker serves nothing else.
+    let probes = Router::new()
+        .route("/healthz", get(probes::live))
+        .route("/readyz", get(probes::ready));
+    if !state.ctx.settings.role.serves_web() {
+        return probes.with_state(state);
+    }
+    let routes = generate_route_list(App);
+    let reload = format!(
+        "ws://{}:{}",
+        state.leptos_options.site_addr.ip(),
+        state.leptos_options.reload_port
+    );
+    let pages: Router<AppState> = Router::new()
+        .leptos_routes(&state, routes, {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            session::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.ctx.settings.public_url.clone(),
+            same_origin,
+        ));
+    let mut app = pages
+        .route(
+            "/wxpay/notify",
+            post(notify::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        )
+        .merge(probes)
+        .route("/ops/anomalies", get(ops::anomalies))
+        .route("/ops/orders/{id}", get(ops::order_timeline));
+    if let Some(sb) = &state.ctx.sandbox {
+        app = app.nest(
+            "/sandbox",
+            sb.router()
+                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        );
+    }
+    let policy = assets::AssetPolicy {
+        pkg_prefix: format!("/{}/", state.leptos_options.site_pkg_dir),
+        hashed: state.leptos_options.hash_files,
+    };
+    // Pages and server-function answers compressed on the fly (the front end's files come
+    // precompressed from the build; an answer with a Content-Encoding is left as it is).
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(policy, assets::layer))
+        .layer(tower_http::compression::CompressionLayer::new());
+    with_security_headers(app.with_state(state), &reload)
+}
+
+/// Headers every answer carries unless a handler set its own: what the page may load and run
+/// (Leptos hydrates with inline module scripts and WASM), that no other site may frame it, no
+/// MIME sniffing, and no full URL (order ids) leaking to other sites in `Referer`.
+fn with_security_headers(app: Router, reload_ws: &str) -> Router {
+    use axum::http::header::{
+        CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' {reload_ws}; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    );
+    let header = |name, value: HeaderValue| SetResponseHeaderLayer::if_not_present(name, value);
+    app.layer(header(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&csp).expect("a valid header value"),
+    ))
+    .layer(header(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+    .layer(header(
+        X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(header(
+        REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    ))
+}
+
+/// Refuses a browser request to a server function (`/api/…`) made from another site: its `Origin`
+/// (or, without one, `Referer`) must name this site, as seen in `Host` or the public URL.
+/// Requests with neither (non-browser clients) pass; they carry no shopper's cookie by accident.
+pub async fn same_origin(
+    State(public_url): State<String>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path().starts_with("/api/") && req.method() != axum::http::Method::GET {
+        let h = req.headers();
+        let claimed = h
+            .get(axum::http::header::ORIGIN)
+            .or_else(|| h.get(axum::http::header::REFERER))
+            .map(|v| v.to_str().ok().and_then(|s| reqwest::Url::parse(s).ok()));
+        if let Some(claimed) = claimed {
+            let host = h
+                .get(axum::http::header::HOST)
+                .and_then(|v| v.to_str().ok());
+            if !claimed.is_some_and(|u| same_site(&u, host, &public_url)) {
+                tracing::warn!(path = %req.uri().path(), "cross-site request to a server function refused");
+                return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn same_site(claimed: &reqwest::Url, host: Option<&str>, public_url: &str) -> bool {
+    let authority = |u: &reqwest::Url| {
+        u.host_str()
+            .map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+            .map(|a| a.to_ascii_lowercase())
+    };
+    let Some(origin) = authority(claimed) else {
+        return false;
+    };
+    host.is_some_and(|h| h.eq_ignore_ascii_case(&origin))
+        || reqwest::Url::parse(public_url).is_ok_and(|p| {
+            p.scheme() == claimed.scheme() && authority(&p).as_deref() == Some(origin.as_str())
+        })
+}

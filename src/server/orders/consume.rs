@@ -1,0 +1,31 @@
+//! Flow 4, the pay-result consumer: the bus applies each pay result once (recorded in the inbox
+//! and applied in one commit, see `bus`); this flow is what follows each commit.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::server::bus::{OnApplied, Received};
+use crate::server::orders::apply;
+use crate::server::state::Ctx;
+
+/// Told of every applied pay result: logged, and the cache and index told of the order.
+pub fn on_applied(ctx: Arc<Ctx>) -> OnApplied {
+    Arc::new(move |r: Received| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            tracing::info!(order_id = %r.order_id, transaction_id = %r.transaction_id,
+                outcome = r.outcome.as_str(), "pay result applied");
+            match &r.row {
+                Some(row) => apply::committed(&ctx, row).await,
+                None => apply::committed_id(&ctx, &r.order_id).await,
+            }
+        })
+    })
+}
+
+/// Consumes pay results until cancelled.
+pub async fn run(ctx: Arc<Ctx>, token: CancellationToken) {
+    let bus = ctx.bus.clone();
+    bus.consume(on_applied(ctx), token).await
+}
