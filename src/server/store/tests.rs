@@ -1,5 +1,7 @@
 //! Connecting, migrating and redacting, on every engine where it matters.
 
+use std::time::Duration;
+
 use super::*;
 
 #[test]
