@@ -11,7 +11,7 @@ pub mod testing;
 mod pool;
 
 pub use pool::{connect, PoolSettings, StoreError};
-pub(crate) use pool::{migrator, retryable, retrying, RETRIES};
+pub(crate) use pool::{retryable, retrying, RETRIES};
 
 #[cfg(test)]
 mod contract;

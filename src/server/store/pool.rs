@@ -118,30 +118,3 @@ where
         }
     }
 }
-
-/// sqlx's migrator over an engine's migrations compiled into the binary (it records a checksum
-/// of each, so an edited migration is refused instead of silently skipped).
-pub(crate) fn migrator(
-    migrations: &'static [(i64, &'static str, &'static str)],
-) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    Migrator {
-        migrations: Cow::Owned(
-            migrations
-                .iter()
-                .map(|&(version, name, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(name),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
-    }
-}
-

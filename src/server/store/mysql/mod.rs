@@ -12,28 +12,19 @@ mod timeline;
 
 use std::str::FromStr;
 
+use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::MySqlPool;
 
 use super::{retryable, retrying, PoolSettings, RETRIES};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../../migrations/mysql/0001_init.sql"),
-    ),
-    (
-        2,
-        "seed catalogue",
-        include_str!("../../../../migrations/mysql/0002_seed_catalogue.sql"),
-    ),
-    (
-        3,
-        "catalogue in Chinese",
-        include_str!("../../../../migrations/mysql/0003_catalogue_zh.sql"),
-    ),
-];
+/// The migrations in `migrations/mysql/`, compiled into the binary by `sqlx::migrate!` (version
+/// and description from each file name, a checksum of each file's text, so an edited migration is
+/// refused instead of silently skipped). Without sqlx's own lock: `migrate` holds a named lock.
+pub(super) static MIGRATOR: Migrator = Migrator {
+    locking: false,
+    ..sqlx::migrate!("migrations/mysql")
+};
 
 #[derive(Clone)]
 pub struct MySqlStore {
@@ -77,12 +68,17 @@ impl MySqlStore {
     }
 
     async fn run_migrations(&self, conn: &mut sqlx::MySqlConnection) -> Result<(), String> {
-        let mut migrator = super::migrator(MIGRATIONS);
-        migrator.set_locking(false); // held above
-        migrator.run_direct(conn).await.map_err(|e| e.to_string())
+        // `MIGRATOR` does not lock: the named lock is held above.
+        MIGRATOR.run_direct(conn).await.map_err(|e| e.to_string())
     }
 
     pub async fn close_pool(&self) {
         self.pool.close().await
+    }
+
+    /// The pool itself, for tests that reach around the store.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &MySqlPool {
+        &self.pool
     }
 }

@@ -12,28 +12,16 @@ mod timeline;
 
 use std::str::FromStr;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::{retryable, retrying, PoolSettings, RETRIES};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "seed catalogue",
-        include_str!("../../../../migrations/postgres/0002_seed_catalogue.sql"),
-    ),
-    (
-        3,
-        "catalogue in Chinese",
-        include_str!("../../../../migrations/postgres/0003_catalogue_zh.sql"),
-    ),
-];
+/// The migrations in `migrations/postgres/`, compiled into the binary by `sqlx::migrate!` (version
+/// and description from each file name, a checksum of each file's text, so an edited migration is
+/// refused instead of silently skipped).
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -54,11 +42,16 @@ impl PgStore {
     /// Applies the migrations not yet applied, under the migrator's advisory lock, so processes
     /// starting together apply each once.
     pub async fn migrate(&self) -> Result<(), String> {
-        let migrator = super::migrator(MIGRATIONS);
-        migrator.run(&self.pool).await.map_err(|e| e.to_string())
+        MIGRATOR.run(&self.pool).await.map_err(|e| e.to_string())
     }
 
     pub async fn close_pool(&self) {
         self.pool.close().await
+    }
+
+    /// The pool itself, for tests that reach around the store.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
