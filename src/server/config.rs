@@ -265,6 +265,7 @@ impl Settings {
                 max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
                 acquire_timeout: duration(&raw("database_timeout"))?,
                 startup_wait: duration(&raw("database_startup_wait"))?,
+                ..Default::default()
             },
             amqp: {
                 let r = raw("amqp_url");

@@ -17,6 +17,16 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// How long start-up keeps trying while the database server is not answering yet.
     pub startup_wait: Duration,
+    /// Longest a statement may run before the server cancels it (zero: no limit), set on every
+    /// connection: PostgreSQL `statement_timeout`; MariaDB `max_statement_time`; MySQL
+    /// `max_execution_time` (which only bounds SELECTs). SQLite has no such limit. Migrations
+    /// run without it.
+    pub statement_timeout: Duration,
+    /// Longest a statement waits for a lock another transaction holds before it fails (zero: no
+    /// limit), set on every connection: PostgreSQL `lock_timeout`; MySQL/MariaDB
+    /// `innodb_lock_wait_timeout` (whole seconds, rounded up); SQLite's busy timeout. Migrations
+    /// run without it.
+    pub lock_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -25,6 +35,8 @@ impl Default for PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             startup_wait: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -30,7 +30,13 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, sqlx::Error> {
-        let options = PgConnectOptions::from_str(url)?.application_name("scanpay");
+        // Sent in the startup packet: each connection's defaults, which `RESET` returns to.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("scanpay")
+            .options([
+                ("statement_timeout", millis(pool.statement_timeout)),
+                ("lock_timeout", millis(pool.lock_timeout)),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
@@ -40,9 +46,30 @@ impl PgStore {
     }
 
     /// Applies the migrations not yet applied, under the migrator's advisory lock, so processes
-    /// starting together apply each once.
+    /// starting together apply each once. Without the statement and lock timeouts: a migration
+    /// may take long, and waiting for the process that holds the lock is the point. The
+    /// connection is closed afterwards rather than returned to the pool with them lifted.
     pub async fn migrate(&self) -> Result<(), String> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| e.to_string())
+        use sqlx::Connection;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?
+            .detach();
+        let result = async {
+            sqlx::query("SET statement_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("SET lock_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+            MIGRATOR.run_direct(&mut conn).await?;
+            Ok::<_, sqlx::migrate::MigrateError>(())
+        }
+        .await;
+        let _ = conn.close().await;
+        result.map_err(|e| e.to_string())
     }
 
     pub async fn close_pool(&self) {
@@ -54,4 +81,9 @@ impl PgStore {
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// A duration as PostgreSQL reads a time setting (`0ms` is no limit).
+fn millis(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis())
 }

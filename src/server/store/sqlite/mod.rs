@@ -33,7 +33,15 @@ impl SqliteStore {
             .create_if_missing(true)
             // WAL lets the status polls read while a payment commits.
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+            // Waiting for another connection's write lock is SQLite's lock wait (there is no
+            // statement timeout). Zero is no limit, as on the other engines: SQLite's longest
+            // (a busy timeout is an i32 of milliseconds).
+            .busy_timeout(
+                match (pool.lock_timeout, Duration::from_millis(i32::MAX as u64)) {
+                    (d, longest) if d.is_zero() => longest,
+                    (d, longest) => d.min(longest),
+                },
+            );
         // Switching a new file to WAL needs it to itself for a moment: processes opening it at
         // the same time see "database is locked" (before the busy timeout applies) and try again.
         let mut attempt = 0;
