@@ -259,6 +259,35 @@ impl Store {
         on_engine!(self, s => s.claim_due(now, limit, next_at).await)
     }
 
+    /// The orders of `ids` that exist (one SELECT per 500 ids), in no particular order; an id
+    /// with no order is simply absent, one given twice is there once.
+    pub async fn load_many(&self, ids: &[String]) -> Result<Vec<OrderRow>, sqlx::Error> {
+        on_engine!(self, s => s.load_many(ids).await)
+    }
+
+    /// `schedule_check` for many orders at once (one UPDATE per 500): each unfinished, unparked
+    /// order of `checks` is next looked at at its time (the last one given for an order wins);
+    /// the others are left alone. With Redis, the orders are read back once, together, and
+    /// mirrored.
+    pub async fn schedule_checks(&self, checks: &[(String, i64)]) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.schedule_checks(checks).await)?;
+        if let Some(cache) = &self.mirror {
+            let ids: Vec<String> = checks.iter().map(|(id, _)| id.clone()).collect();
+            match self.load_many(&ids).await {
+                Ok(rows) => {
+                    futures::future::join_all(rows.iter().map(|row| mirror_row(cache, row))).await;
+                }
+                Err(e) => {
+                    for id in &ids {
+                        cache.mark_dirty(id);
+                    }
+                    tracing::warn!(orders = ids.len(), error = %e, "cannot read the orders back for Redis")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Pending orders past their deadline (earliest first) and the next deadline ahead.
     pub async fn due_deadlines(
         &self,

@@ -130,3 +130,37 @@ where
         }
     }
 }
+
+// ---- statements over many orders
+
+/// Most orders one statement names (`load_many`, `schedule_checks`, a claim's update): well
+/// inside every engine's limit on bound parameters, and statements the server plans quickly.
+pub(crate) const IDS_PER_STATEMENT: usize = 500;
+
+/// `?, ?, …`: `n` parameters for an `IN (…)` list.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Each id once, in the order given (a second mention adds nothing to a read).
+pub(crate) fn distinct(ids: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// Each order once, with the last time given for it: what setting them one after another
+/// would leave.
+pub(crate) fn last_per_id(checks: &[(String, i64)]) -> Vec<(&str, i64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<(&str, i64)> = checks
+        .iter()
+        .rev()
+        .filter(|(id, _)| seen.insert(id.as_str()))
+        .map(|(id, at)| (id.as_str(), *at))
+        .collect();
+    last.reverse();
+    last
+}
