@@ -10,6 +10,8 @@ const LANGS: [(&str, &str); 2] = [("en", "EN"), ("zh-CN", "ZH_CN")];
 
 fn main() {
     println!("cargo:rerun-if-changed=locales");
+    // sqlx::migrate! embeds migrations/<engine>/: a new file there must rebuild the binary.
+    println!("cargo:rerun-if-changed=migrations");
     let tables: Vec<Vec<(String, String)>> = LANGS
         .iter()
         .map(|(stem, _)| {

@@ -17,8 +17,8 @@ use futures::stream::{self, StreamExt};
 use leptos::prelude::LeptosOptions;
 use scanpay::server::config::{Role, Settings};
 use scanpay::server::domain::{NewItem, NewOrder};
-use scanpay::server::support::clock::now_ms;
 use scanpay::server::store::testing::TestDb;
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::{sign, xml};
 use scanpay::server::{start, Running};
 use support::percentile;
@@ -214,15 +214,20 @@ async fn broker_ceiling(prefix: &str, prefetch: u16) -> (f64, f64) {
     let stop = tokio_util::sync::CancellationToken::new();
     let consumer = tokio::spawn({
         let (consumed, all_in) = (consumed.clone(), all_in.clone());
-        amqp::consume(settings, publisher.names().pay_queue, stop.clone(), move |_body| {
-            let (consumed, all_in) = (consumed.clone(), all_in.clone());
-            async move {
-                if consumed.fetch_add(1, Ordering::SeqCst) + 1 == BURST {
-                    all_in.notify_one();
+        amqp::consume(
+            settings,
+            publisher.names().pay_queue,
+            stop.clone(),
+            move |_body| {
+                let (consumed, all_in) = (consumed.clone(), all_in.clone());
+                async move {
+                    if consumed.fetch_add(1, Ordering::SeqCst) + 1 == BURST {
+                        all_in.notify_one();
+                    }
+                    Handled::Done
                 }
-                Handled::Done
-            }
-        })
+            },
+        )
     });
     let body = br#"{"out_trade_no":"BURST000000","transaction_id":"4200000003202611270000000000","total_fee":101,"time_end":"20261127120000","paid_at_ms":1795780800000}"#;
     let exchange = publisher.names().pay_exchange;
@@ -277,9 +282,11 @@ impl Drop for Cleanup {
                         let _ = r.delete_topology(delays).await; // 900: the one placed order's 15-minute deadline
                     }
                 }
-                if let Ok(c) =
-                    scanpay::server::redis_conn::RedisConn::connect("redis://127.0.0.1:6379/0", &prefix)
-                        .await
+                if let Ok(c) = scanpay::server::redis_conn::RedisConn::connect(
+                    "redis://127.0.0.1:6379/0",
+                    &prefix,
+                )
+                .await
                 {
                     let _ = c.delete_all().await;
                 }

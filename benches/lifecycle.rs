@@ -191,9 +191,7 @@ async fn pass_and_tick(total: usize, due: usize) -> (f64, f64) {
         // The sweep must not reach them first.
         set_for(&b, &expiring, "next_check_at", now_ms() + 3_600_000).await;
         let t = Instant::now();
-        timeout::tick(&b.ctx)
-            .await
-            .unwrap();
+        timeout::tick(&b.ctx).await.unwrap();
         ticks.push(t.elapsed().as_secs_f64() * 1000.0);
         let closed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'closed'")
             .fetch_one(&b.db)

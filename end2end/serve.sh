@@ -17,6 +17,7 @@ export LEPTOS_OUTPUT_NAME=scanpay
 export SCANPAY_SANDBOX_TIME_SCALE=${SCANPAY_SANDBOX_TIME_SCALE:-0.01}
 # Every test shopper comes from 127.0.0.1: the per-address limit is tested in the cargo suite.
 export SCANPAY_LIMIT_ORDERS_PER_MINUTE=${SCANPAY_LIMIT_ORDERS_PER_MINUTE:-10000}
+export SCANPAY_LIMIT_CANCELS_PER_MINUTE=${SCANPAY_LIMIT_CANCELS_PER_MINUTE:-10000}
 case "${E2E_DATABASE:-sqlite}" in
   sqlite)
     db_dir=$(mktemp -d)

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// Top to bottom. A module is named by its first path segment under `server` (or `app::<m>`).
 const LAYERS: &[(&str, &[&str])] = &[
     // The composition root: it mounts the pages, so it stands above them.
-    ("wiring", &["server::cli", "server::startup", "server::http"]),
+    (
+        "wiring",
+        &["server::cli", "server::startup", "server::http"],
+    ),
     ("pages and server functions", &["app"]),
     ("flows", &["server::orders", "server::state"]),
     (
@@ -30,7 +33,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "helpers",
-        &["server::domain", "server::support", "app::types", "app::i18n"],
+        &[
+            "server::domain",
+            "server::support",
+            "app::types",
+            "app::i18n",
+        ],
     ),
 ];
 
@@ -122,7 +130,11 @@ fn named(module: &str, text: &str) -> BTreeSet<String> {
     // `super::super::x` from server::a::b names server::x.
     let own: Vec<&str> = module.split("::").collect();
     for (i, _) in text.match_indices("super::") {
-        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':') {
+        if i > 0
+            && (bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':')
+        {
             continue;
         }
         let mut rest = &text[i..];
@@ -190,8 +202,15 @@ fn no_module_names_a_layer_above_it_and_the_server_has_no_circles() {
     }
     unplaced.sort();
     unplaced.dedup();
-    assert!(unplaced.is_empty(), "modules with no layer in tests/layers.rs: {unplaced:?}");
-    assert!(wrong.is_empty(), "imports that run up a layer:\n{}", wrong.join("\n"));
+    assert!(
+        unplaced.is_empty(),
+        "modules with no layer in tests/layers.rs: {unplaced:?}"
+    );
+    assert!(
+        wrong.is_empty(),
+        "imports that run up a layer:\n{}",
+        wrong.join("\n")
+    );
     // Circles among the server's modules (depth-first search for a back edge).
     fn visit(
         n: &str,

@@ -2,10 +2,10 @@
 //! written by hand (the ceiling each benchmark compares itself with).
 #![allow(dead_code)]
 
+use scanpay::server::domain::PayResult;
 use scanpay::server::domain::{NewItem, NewOrder, Payment};
 use scanpay::server::store::Store;
 use scanpay::server::support::clock::now_ms;
-use scanpay::server::domain::PayResult;
 
 /// The SQL with `?` parameters, numbered for PostgreSQL.
 pub fn q(engine: &str, sql: &str) -> String {

@@ -54,7 +54,10 @@ pub async fn place_order(lines: Vec<CartLine>) -> Result<String, AppError> {
         Ok(id) => Ok(id),
         Err(PlaceError::Invalid(r)) => {
             let r = ssr::in_language(&ctx, lang, r).await;
-            Err(ssr::status(400, AppError::BadRequest(ssr::refusal_text(&r, lang))))
+            Err(ssr::status(
+                400,
+                AppError::BadRequest(ssr::refusal_text(&r, lang)),
+            ))
         }
         Err(PlaceError::Limited(r)) => Err(ssr::status(
             429,
@@ -107,7 +110,7 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     {
         return Err(ssr::status(
             429,
-            AppError::BadRequest(text(lang, Key::err_rate_limited).into()),
+            AppError::BadRequest(text(lang, Key::err_cancel_limited).into()),
         ));
     }
     let order = ssr::own_order(&ctx, &id).await?;
@@ -209,14 +212,14 @@ pub async fn set_language(lang: String) -> Result<(), AppError> {
 mod ssr {
     use std::sync::Arc;
 
+    use super::super::i18n::{text, text_with, Key, Lang};
     use super::super::types::{AppError, Fen, OrderItemView, OrderView};
     use crate::server::domain::{pay_by, OrderRow, Product};
-    use crate::server::support::session::SessionId;
     use crate::server::orders::place::Refusal;
-    use crate::server::support::clock::now_ms;
     use crate::server::state::{AppState, Ctx};
+    use crate::server::support::clock::now_ms;
+    use crate::server::support::session::SessionId;
     use leptos::prelude::*;
-    use super::super::i18n::{text, text_with, Key, Lang};
 
     /// Everything but unreserved characters is escaped in a query value.
     const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -322,11 +325,7 @@ mod ssr {
     }
 
     /// A refusal naming a product, with the product's name in `lang`.
-    pub async fn in_language(
-        ctx: &Ctx,
-        lang: super::super::i18n::Lang,
-        r: Refusal,
-    ) -> Refusal {
+    pub async fn in_language(ctx: &Ctx, lang: super::super::i18n::Lang, r: Refusal) -> Refusal {
         let Ok(products) = ctx.store.products().await else {
             return r;
         };
@@ -390,7 +389,9 @@ mod ssr {
             qr_svg,
             sandbox_scan_url,
             transaction_id: o.transaction_id,
-            paid_at: o.paid_at.map(crate::server::support::clock::beijing_display),
+            paid_at: o
+                .paid_at
+                .map(crate::server::support::clock::beijing_display),
             failure_reason: o.failure_reason,
             id: o.id,
         })

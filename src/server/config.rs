@@ -271,7 +271,8 @@ impl Settings {
                 max_connections: int(&raw("database_max_connections"), 1, 1000)? as u32,
                 acquire_timeout: duration(&raw("database_timeout"))?,
                 startup_wait: duration(&raw("database_startup_wait"))?,
-                ..Default::default()
+                statement_timeout: duration(&raw("database_statement_timeout"))?,
+                lock_timeout: duration(&raw("database_lock_timeout"))?,
             },
             amqp: {
                 let r = raw("amqp_url");
@@ -611,7 +612,10 @@ mod tests {
             let e = load(&[REAL, KEY, ("SCANPAY_PUBLIC_URL", url)])
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("SCANPAY_PUBLIC_URL") && e.contains(why), "{url}: {e}");
+            assert!(
+                e.contains("SCANPAY_PUBLIC_URL") && e.contains(why),
+                "{url}: {e}"
+            );
         }
         assert!(load(&[REAL, KEY, PUBLIC]).is_ok());
         // The sandbox takes any address.
@@ -621,7 +625,10 @@ mod tests {
     #[test]
     fn a_process_of_several_must_be_told_the_public_url() {
         let mut s = load(&[]).unwrap();
-        assert!(s.check_role().is_ok(), "one process may assume its own address");
+        assert!(
+            s.check_role().is_ok(),
+            "one process may assume its own address"
+        );
         for role in [Role::Web, Role::Worker] {
             s.role = role;
             let e = s.check_role().unwrap_err().to_string();

@@ -122,7 +122,10 @@ impl Jobs {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.token.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_ok() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+        {
             return true;
         }
         self.abort();
@@ -211,6 +214,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let after = ticks.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(ticks.load(Ordering::SeqCst), after, "nothing runs after the abort");
+        assert_eq!(
+            ticks.load(Ordering::SeqCst),
+            after,
+            "nothing runs after the abort"
+        );
     }
 }

@@ -74,8 +74,9 @@ impl RedisConn {
                 tracing::error!(url = %redact(url), error = %why,
                     "SCANPAY_REDIS_URL: Redis unreachable at start-up; starting degraded \
                      (polls and the sweep use SQL) and connecting in the background");
-                let lazy = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
-                    .map_err(|e| named(e.to_string()))?;
+                let lazy =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+                        .map_err(|e| named(e.to_string()))?;
                 (lazy, false)
             }
         };

@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::amqp::{Rabbit, RabbitError};
 use crate::server::config::{self, Settings};
-use crate::server::support::session::SessionKeys;
 use crate::server::orders;
 use crate::server::redis_conn::{RedisConn, RedisError};
 use crate::server::sandbox::{Sandbox, SandboxConfig};
 use crate::server::state::{AppState, Ctx};
 use crate::server::store::{self, StoreError};
+use crate::server::support::session::SessionKeys;
 use crate::server::wxpay::{Gateway, WxPayClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,9 @@ pub async fn start(
             .await
             .map_err(StartError::Secret)?,
     };
-    let sandbox = settings.sandbox.then(|| Sandbox::new(sandbox_config(&settings)));
+    let sandbox = settings
+        .sandbox
+        .then(|| Sandbox::new(sandbox_config(&settings)));
     let wxpay: Arc<dyn Gateway> = Arc::new(WxPayClient::new(
         &settings.wxpay_base_url,
         settings.merchant.clone(),
@@ -182,11 +184,13 @@ async fn start_jobs(ctx: &Arc<Ctx>) {
         return;
     }
     let c = ctx.clone();
-    ctx.jobs
-        .supervise("pay_results", move |token| orders::consume::run(c.clone(), token));
+    ctx.jobs.supervise("pay_results", move |token| {
+        orders::consume::run(c.clone(), token)
+    });
     let c = ctx.clone();
-    ctx.jobs
-        .supervise("timeouts", move |token| orders::timeout::run(c.clone(), token));
+    ctx.jobs.supervise("timeouts", move |token| {
+        orders::timeout::run(c.clone(), token)
+    });
     let c = ctx.clone();
     ctx.jobs
         .supervise("sweep", move |token| orders::sweep::run(c.clone(), token));

@@ -13,11 +13,11 @@ use crate::server::bus::{self, PayResults};
 use crate::server::cache::{self, StatusCache};
 use crate::server::config::Settings;
 use crate::server::jobs::Jobs;
-use crate::server::support::limits::RateLimiter;
 use crate::server::redis_conn::RedisConn;
 use crate::server::sandbox::Sandbox;
 use crate::server::schedule::{self, Deadlines, DueIndex};
 use crate::server::store::Store;
+use crate::server::support::limits::RateLimiter;
 use crate::server::wxpay::Gateway;
 
 pub struct Ctx {
@@ -79,8 +79,9 @@ impl Ctx {
     /// reconciliation period behind, as the safety net.
     pub fn with_rabbit(mut self, rabbit: Arc<Rabbit>) -> Self {
         self.bus = Arc::new(bus::amqp::AmqpBus::new(rabbit.clone(), self.store.clone()));
-        let net = schedule::sql::SqlDeadlines::new(self.store.clone(), self.settings.sweep_concurrency)
-            .behind(self.reconciliation_period(), self.settings.sweep_interval);
+        let net =
+            schedule::sql::SqlDeadlines::new(self.store.clone(), self.settings.sweep_concurrency)
+                .behind(self.reconciliation_period(), self.settings.sweep_interval);
         self.deadlines = Arc::new(schedule::amqp_delay::AmqpDeadlines::new(
             rabbit,
             self.settings.order_ttl,

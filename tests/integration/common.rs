@@ -59,6 +59,7 @@ pub async fn spawn_app_on(
     env.insert("SCANPAY_SANDBOX_MIN_EXPIRE".into(), "1s".into());
     env.insert("SCANPAY_LIMIT_OPEN_ORDERS".into(), "1000".into());
     env.insert("SCANPAY_LIMIT_ORDERS_PER_MINUTE".into(), "100000".into());
+    env.insert("SCANPAY_LIMIT_CANCELS_PER_MINUTE".into(), "100000".into());
     env.insert("SCANPAY_LIMIT_ITEM_QTY".into(), "99".into());
     env.insert(
         "SCANPAY_SESSION_SECRET".into(),
@@ -95,6 +96,28 @@ pub async fn spawn_app_on(
         testdb,
         owns_engines,
     }
+}
+
+/// "The same" app started again after a crash (the old one aborted at once): the same database,
+/// and the same RabbitMQ queues and Redis keys — so what the first process left there (durable
+/// deadlines in the delay queues, the due index) is what the second one finds.
+pub async fn restart(mut app: TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    app.running.abort();
+    let testdb = app.testdb.take();
+    let url = app.running.ctx.settings.database_url.to_string();
+    let s = &app.running.ctx.settings;
+    let amqp = s.amqp.as_ref().map(|a| a.prefix.clone());
+    let redis = s.redis.as_ref().map(|(_, p)| p.clone());
+    app.owns_engines = false; // the restarted app removes them
+    drop(app);
+    let mut o: Vec<(&str, &str)> = overrides.to_vec();
+    if let Some(p) = &amqp {
+        o.push(("SCANPAY_AMQP_PREFIX", p));
+    }
+    if let Some(p) = &redis {
+        o.push(("SCANPAY_REDIS_PREFIX", p));
+    }
+    spawn_app_on(testdb, &url, &o).await
 }
 
 impl TestApp {

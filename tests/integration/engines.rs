@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use scanpay::app::types::OrderStatus;
 use scanpay::server::amqp::{self, Handled, Rabbit, RabbitError, RabbitSettings, DELIVERY_LIMIT};
 use scanpay::server::redis_conn::RedisConn;
-use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::notify::REPLY_SUCCESS;
 use tokio_util::sync::CancellationToken;
 
@@ -202,7 +201,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
     for (i, pair) in tries.windows(2).take(4).enumerate() {
         let gap = pair[1].duration_since(pair[0]);
         let want = Duration::from_secs(1 << i);
-        assert!(gap >= want - Duration::from_millis(50), "retry {i} after {gap:?}");
+        assert!(
+            gap >= want - Duration::from_millis(50),
+            "retry {i} after {gap:?}"
+        );
     }
     assert_eq!(r.dead_letters().await.unwrap(), 1);
     // An unreadable message goes there at once.
@@ -369,7 +371,7 @@ async fn an_order_closes_at_its_deadline_through_the_delay_queue() {
     )
     .await;
     let id = app.shopper().await.place_ok(&[("TEA-OOLONG", 1)]).await;
-    let placed = now_ms();
+    let deadline = app.order(&id).await.deadline_at;
     let start = Instant::now();
     loop {
         let o = app.order(&id).await;
@@ -388,7 +390,11 @@ async fn an_order_closes_at_its_deadline_through_the_delay_queue() {
         .find(|e| e.kind == "closing")
         .expect("closing event");
     assert_eq!(closing.cause, "timeout");
-    assert!(closing.at >= placed + 1_900, "closed before its deadline");
+    assert!(
+        closing.at >= deadline,
+        "closed {} ms before its deadline",
+        deadline - closing.at
+    );
 }
 
 // ---- Faults
@@ -623,7 +629,10 @@ async fn malformed_urls_and_refused_credentials_are_named_at_start_up() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(e.starts_with("SCANPAY_REDIS_URL=redis://:***@127.0.0.1:"), "{e}");
+    assert!(
+        e.starts_with("SCANPAY_REDIS_URL=redis://:***@127.0.0.1:"),
+        "{e}"
+    );
     assert!(!e.contains("s3cretwrong"), "{e}");
     // Nobody listening: not an error, only not up yet.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -649,7 +658,10 @@ async fn malformed_urls_and_refused_credentials_are_named_at_start_up() {
 /// stay down until someone noticed).
 #[tokio::test]
 async fn a_process_started_while_redis_and_rabbitmq_are_away_starts_degraded_and_recovers() {
-    let (redis, rabbit) = (Proxy::start("127.0.0.1:6379").await, Proxy::start("127.0.0.1:5672").await);
+    let (redis, rabbit) = (
+        Proxy::start("127.0.0.1:6379").await,
+        Proxy::start("127.0.0.1:5672").await,
+    );
     redis.cut();
     rabbit.cut();
     let prefix = unique_prefix();
@@ -657,14 +669,23 @@ async fn a_process_started_while_redis_and_rabbitmq_are_away_starts_degraded_and
     let app = spawn_app(&[
         ("SCANPAY_AMQP_URL", amqp.as_str()),
         ("SCANPAY_AMQP_PREFIX", &prefix),
-        ("SCANPAY_REDIS_URL", &format!("redis://127.0.0.1:{}/0", redis.port)),
+        (
+            "SCANPAY_REDIS_URL",
+            &format!("redis://127.0.0.1:{}/0", redis.port),
+        ),
         ("SCANPAY_REDIS_PREFIX", &prefix),
     ])
     .await;
     let v = readyz(&app).await;
     assert_eq!(v["status"], "degraded", "{v}");
-    assert_eq!(v["dependencies"]["redis"], "unavailable: falling back to SQL", "{v}");
-    assert_eq!(v["dependencies"]["rabbitmq"], "unavailable: notifies answer FAIL", "{v}");
+    assert_eq!(
+        v["dependencies"]["redis"], "unavailable: falling back to SQL",
+        "{v}"
+    );
+    assert_eq!(
+        v["dependencies"]["rabbitmq"], "unavailable: notifies answer FAIL",
+        "{v}"
+    );
     // Shoppers are served meanwhile.
     let shopper = app.shopper().await;
     let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
@@ -678,7 +699,100 @@ async fn a_process_started_while_redis_and_rabbitmq_are_away_starts_degraded_and
         if v["status"] == "ok" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "never recovered: {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never recovered: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// PostgreSQL cut for 3 s in the middle of 50 notifies (RabbitMQ carrying them): the consumer
+/// holds what it cannot apply instead of spending the delivery limit, so nothing is
+/// dead-lettered and every payment is applied once, within seconds of the database returning.
+/// (Before, a failed apply was requeued at once and five fast failures dead-lettered it.)
+#[tokio::test]
+#[ignore = "PostgreSQL only: run once, by scripts/test.sh's PostgreSQL suite (--include-ignored)"]
+async fn a_postgres_outage_dead_letters_nothing_and_every_payment_lands_after_it() {
+    let testdb = scanpay::server::store::testing::TestDb::new("postgres").await;
+    let pg = Proxy::start("127.0.0.1:5432").await;
+    let url = testdb
+        .url
+        .replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", pg.port), 1);
+    assert_ne!(url, testdb.url, "the app's database goes through the proxy");
+    let prefix = unique_prefix();
+    let direct = testdb.url.clone();
+    let app = crate::common::spawn_app_on(
+        Some(testdb),
+        &url,
+        &[
+            ("SCANPAY_AMQP_URL", &amqp_url()),
+            ("SCANPAY_AMQP_PREFIX", &prefix),
+            ("SCANPAY_DATABASE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let db = crate::common::raw_db(&direct).await;
+    sqlx::query("UPDATE products SET stock = 100000 WHERE sku = 'PIN-PANDA'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let shopper = app.shopper().await;
+    let mut orders = Vec::new();
+    for _ in 0..50 {
+        let id = shopper.place_ok(&[("PIN-PANDA", 1)]).await;
+        let fee: i64 = sqlx::query_scalar("SELECT total_fee FROM orders WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        orders.push((id, fee));
+    }
+    let m = app.ctx().settings.merchant.clone();
+    pg.cut();
+    let cut_at = Instant::now();
+    let replies = futures::future::join_all(orders.iter().enumerate().map(|(i, (id, fee))| {
+        let body = signed(
+            &m,
+            notify_params(&m, id, *fee, &format!("42000000032026120100{i:08}")),
+        );
+        app.post_xml("/wxpay/notify", body)
+    }))
+    .await;
+    // Durable in RabbitMQ: answered SUCCESS although the database is away.
+    assert!(
+        replies.iter().all(|(s, r)| *s == 200 && r == REPLY_SUCCESS),
+        "{replies:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(cut_at.elapsed())).await;
+    pg.restore();
+    let back = Instant::now();
+    for (id, _) in &orders {
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            if status == "paid" {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(20),
+                "{id} not paid after the cut"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let took = back.elapsed();
+    let paid_events: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM order_events WHERE kind = 'paid'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(paid_events, 50, "each paid once");
+    let dead = app.ctx().bus.dead_letters().await.unwrap().unwrap();
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    eprintln!("postgres cut 3 s: 50 notifies answered SUCCESS, all paid {took:?} after it, 0 dead letters");
+    db.close().await;
 }

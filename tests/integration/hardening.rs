@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
 use scanpay::server::domain as state;
 use scanpay::server::orders::{close, place, timeout};
-use scanpay::server::support::clock::now_ms;
 use scanpay::server::support::clock::format_beijing;
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::{
     BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
     UnifiedOrderResponse, WxPayClient, WxPayError,
 };
 use scanpay::server::Ctx;
 
-use crate::common::{spawn_app, spawn_app_on};
+use crate::common::spawn_app;
 use crate::notify::{notify_params, signed};
+use scanpay::server::store::testing::TestDb;
 
 const FAST: &[(&str, &str)] = &[
     ("SCANPAY_SWEEP_INTERVAL", "200ms"),
@@ -135,16 +136,17 @@ impl Gateway for Refusing {
     }
 }
 
-async fn scripted_ctx(wechat: Arc<Refusing>) -> (tempfile::TempDir, Arc<Ctx>, sqlx::AnyPool) {
+async fn scripted_ctx(wechat: Arc<Refusing>) -> (TestDb, Arc<Ctx>, sqlx::AnyPool) {
     scripted_ctx_with(wechat, "1ms").await
 }
 
+/// A context on a database of the engine under test, with WeChat scripted.
 async fn scripted_ctx_with(
     wechat: Arc<Refusing>,
     close_floor: &str,
-) -> (tempfile::TempDir, Arc<Ctx>, sqlx::AnyPool) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
+) -> (TestDb, Arc<Ctx>, sqlx::AnyPool) {
+    let dir = TestDb::new(&scanpay::server::store::testing::engine_under_test()).await;
+    let url = dir.url.clone();
     let env = [
         ("SCANPAY_DATABASE_URL", url.as_str()),
         ("SCANPAY_SANDBOX", "false"),
@@ -241,13 +243,7 @@ async fn a_refused_unifiedorder_is_settled_by_what_wechat_holds() {
 /// One order of one tea placed with a scripted WeChat whose orderquery answers `query`.
 async fn placed_with(
     query: Result<TradeState, ErrCode>,
-) -> (
-    tempfile::TempDir,
-    Arc<Ctx>,
-    Arc<Refusing>,
-    String,
-    sqlx::AnyPool,
-) {
+) -> (TestDb, Arc<Ctx>, Arc<Refusing>, String, sqlx::AnyPool) {
     let wechat = Arc::new(Refusing::default());
     *wechat.query.lock().unwrap() = Some(query);
     let (dir, ctx, db) = scripted_ctx(wechat.clone()).await;
@@ -329,9 +325,7 @@ async fn the_close_flow_runs_once_per_deadline() {
         .await
         .unwrap();
     // The deadline's close flow: closeorder, then a query that does not show the close yet.
-    timeout::tick(&ctx)
-        .await
-        .unwrap();
+    timeout::tick(&ctx).await.unwrap();
     assert_eq!(wechat.closed.lock().unwrap().len(), 1);
     assert_eq!(
         ctx.store.load(&id).await.unwrap().unwrap().status,
@@ -339,9 +333,7 @@ async fn the_close_flow_runs_once_per_deadline() {
     );
     // Neither the sweep nor the next tick starts it again before its next check is due.
     assert_eq!(scanpay::server::orders::sweep::pass(&ctx).await.unwrap(), 0);
-    timeout::tick(&ctx)
-        .await
-        .unwrap();
+    timeout::tick(&ctx).await.unwrap();
     assert_eq!(
         wechat.closed.lock().unwrap().len(),
         1,
@@ -364,22 +356,44 @@ async fn the_close_flow_runs_once_per_deadline() {
 }
 
 /// Makes every write to one order fail, as a corrupt or locked row would.
+/// Every update of order `id` fails from now on (a trigger in the engine under test).
 async fn poison(db: &sqlx::AnyPool, id: &str) {
-    sqlx::query(&format!(
-        "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders WHEN NEW.id = '{id}' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-    ))
-    .execute(db)
-    .await
-    .unwrap();
+    let statements = match scanpay::server::store::testing::engine_under_test().as_str() {
+        "sqlite" => vec![format!(
+            "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders WHEN NEW.id = '{id}' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+        )],
+        "postgres" => vec![
+            format!(
+                "CREATE FUNCTION poison_{id}() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.id = '{id}' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders FOR EACH ROW \
+                 EXECUTE FUNCTION poison_{id}()"
+            ),
+        ],
+        _ => vec![format!(
+            "CREATE TRIGGER poison_{id} BEFORE UPDATE ON orders FOR EACH ROW BEGIN \
+             IF NEW.id = '{id}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned row'; \
+             END IF; END"
+        )],
+    };
+    for sql in statements {
+        sqlx::query(&sql).execute(db).await.unwrap();
+    }
 }
 
 #[tokio::test]
 async fn an_item_that_always_fails_is_backed_off_and_the_rest_flow() {
-    if scanpay::server::store::testing::engine_under_test() != "sqlite" {
-        return; // the poisoned row is an SQLite trigger
-    }
-    let app = spawn_app(&fast(&[("SCANPAY_ORDER_TTL", "60s")])).await;
+    // The embedded bus and the SQL scheduler (their backoff is what this checks), on every engine.
+    let app = spawn_app(&fast(&[
+        ("SCANPAY_ORDER_TTL", "60s"),
+        ("SCANPAY_AMQP_URL", ""),
+        ("SCANPAY_REDIS_URL", ""),
+    ]))
+    .await;
     let ctx = app.ctx().clone();
     let db = &app.db;
     let shopper = app.shopper().await;
@@ -632,14 +646,10 @@ async fn health_reports_workers_and_database_without_internal_detail() {
 #[tokio::test]
 async fn a_generated_session_secret_outlives_a_restart() {
     let no_secret = [("SCANPAY_SESSION_SECRET", "")];
-    let mut app = spawn_app(&no_secret).await;
-    let url = app.ctx().settings.database_url.clone();
+    let app = spawn_app(&no_secret).await;
     let shopper = app.shopper().await;
     let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
-    app.running.abort();
-    let testdb = app.testdb.take();
-    drop(app);
-    let app = spawn_app_on(testdb, &url, &no_secret).await;
+    let app = crate::common::restart(app, &no_secret).await;
     let mut same = app.shopper().await;
     same.cookie = shopper.cookie.clone();
     let (status, view) = same.call("order", &[("id", &id)]).await;
@@ -739,4 +749,67 @@ async fn the_sandbox_refuses_a_time_expire_under_its_minimum_like_wechat() {
     }
     req.time_expire = Some(format_beijing(now + 6 * 60_000));
     client.unified_order(&req).await.unwrap();
+}
+
+/// Cancelling an order that is already closing starts nothing: however often and however
+/// concurrently a shopper cancels, WeChat's closeorder is called once (it used to be called
+/// again for every cancel, each in a detached task).
+#[tokio::test]
+async fn cancelling_again_never_calls_wechat_again() {
+    let (_dir, ctx, wechat, id, _db) = placed_with(Ok(TradeState::NotPay)).await;
+    // The query after closeorder does not show the close yet: the order stays closing.
+    wechat
+        .lagging
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let order = ctx.store.load(&id).await.unwrap().unwrap();
+    let first = scanpay::server::orders::cancel::cancel(&ctx, order)
+        .await
+        .unwrap();
+    assert_eq!(first.status, OrderStatus::Closing);
+    assert_eq!(wechat.closed.lock().unwrap().len(), 1);
+    let again = futures::future::join_all((0..50).map(|_| {
+        let ctx = ctx.clone();
+        let id = id.clone();
+        async move {
+            let order = ctx.store.load(&id).await.unwrap().unwrap();
+            scanpay::server::orders::cancel::cancel(&ctx, order).await
+        }
+    }))
+    .await;
+    assert!(again
+        .iter()
+        .all(|r| matches!(r, Ok(o) if o.status == OrderStatus::Closing)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        wechat.closed.lock().unwrap().len(),
+        1,
+        "closeorder once, whatever the shopper does"
+    );
+}
+
+/// Cancels are limited per session (and per client address): a script hammering cancel is
+/// answered 429 with a message, not with more work.
+#[tokio::test]
+async fn cancels_are_limited_per_session() {
+    let app = spawn_app(&[("SCANPAY_LIMIT_CANCELS_PER_MINUTE", "3")]).await;
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let (code, body) = shopper.call("cancel_order", &[("id", &id)]).await;
+        codes.push(code);
+        if code == 429 {
+            assert!(body.to_string().contains("Too many cancels"), "{body}");
+        }
+    }
+    assert_eq!(codes[..3], [200, 200, 200], "{codes:?}");
+    assert_eq!(codes[3..], [429, 429], "{codes:?}");
+    // Another shopper (same address here, so the address limit is spent too) is limited by the
+    // address allowance as well: the limit is per session and per address.
+    let (code, _) = app
+        .shopper()
+        .await
+        .call("cancel_order", &[("id", &id)])
+        .await;
+    assert_eq!(code, 429);
 }

@@ -180,7 +180,19 @@ async fn a_payment_just_before_the_deadline_wins_over_the_close() {
     assert_eq!(r.status(), 202);
     let o = wait_status(&app, &id, OrderStatus::Paid, Duration::from_secs(8)).await;
     assert!(o.transaction_id.is_some());
-    tokio::time::sleep(Duration::from_millis(2500)).await; // let the late notify land too
+    // Wait for the late notify itself to have been handled (not a fixed sleep: a slow run would
+    // look before it arrived and pass without testing it).
+    let handled = format!(
+        "SELECT COUNT(*) FROM pay_inbox WHERE out_trade_no = '{id}' AND processed_at IS NOT NULL"
+    );
+    let start = Instant::now();
+    while app.count(&handled).await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the late notify never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let o = app.order(&id).await;
     assert_eq!(o.status, OrderStatus::Paid, "never closed");
     let kinds: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();
@@ -251,8 +263,7 @@ async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
     let mut config = fast(&[("SCANPAY_ORDER_TTL", "60s")]);
     config.push(("SCANPAY_WXPAY_BASE_URL", &base));
 
-    let mut app = spawn_app(&config).await;
-    let db_url = app.ctx().settings.database_url.clone();
+    let app = spawn_app(&config).await;
     let shopper = app.shopper().await;
     let id = shopper.place_ok(&[("PIN-PANDA", 5)]).await;
     // The shopper cancels; once the close floor passes, closeorder takes effect at WeChat but
@@ -277,13 +288,9 @@ async fn a_close_interrupted_by_a_crash_is_finished_after_restart() {
         45,
         "no stock back on uncertainty"
     );
-    // Crash.
-    app.running.abort();
-    let testdb = app.testdb.take();
-    drop(app);
+    // Crash, and the process started again (on the same queues and keys).
     sb.clear_faults();
-
-    let app = spawn_app_on(testdb, &db_url, &config).await;
+    let app = crate::common::restart(app, &config).await;
     let o = wait_status(&app, &id, OrderStatus::Closed, Duration::from_secs(5)).await;
     assert_eq!(o.failure_reason, Some(FailureReason::Cancelled));
     assert_eq!(app.stock("PIN-PANDA").await, 50);
@@ -384,10 +391,18 @@ async fn two_processes_sweeping_one_database_pay_each_order_once() {
     .await;
     let base = format!("{}/sandbox/", a.base);
     let url = a.ctx().settings.database_url.clone();
-    let b_cfg: Vec<(&str, &str)> = fast(&[
+    let mut b_cfg: Vec<(&str, &str)> = fast(&[
         ("SCANPAY_ORDER_TTL", "60s"),
         ("SCANPAY_WXPAY_BASE_URL", &base),
     ]);
+    // One deployment: the same queues and keys as well (when the run uses them).
+    let s = &a.ctx().settings;
+    if let Some(amqp) = &s.amqp {
+        b_cfg.push(("SCANPAY_AMQP_PREFIX", &amqp.prefix));
+    }
+    if let Some((_, prefix)) = &s.redis {
+        b_cfg.push(("SCANPAY_REDIS_PREFIX", prefix));
+    }
     let b = spawn_app_on(None, &url, &b_cfg).await;
     let shopper = a.shopper().await;
     let sb = a.ctx().sandbox.clone().unwrap();

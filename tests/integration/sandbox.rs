@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use scanpay::server::support::clock::now_ms;
 use scanpay::server::support::clock::format_beijing;
+use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::xml::{self, Params};
 use scanpay::server::wxpay::{
     sign, ErrCode, Merchant, SignType, TradeState, UnifiedOrderRequest, WxPayClient, WxPayError,

@@ -25,7 +25,9 @@ struct Db {
 impl Db {
     async fn new() -> Db {
         let testdb = TestDb::new(&engine_under_test()).await;
-        let store = store::connect(&testdb.url, &Default::default()).await.unwrap();
+        let store = store::connect(&testdb.url, &Default::default())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         Db {
             store,
@@ -111,7 +113,8 @@ async fn the_sql_schedule_meets_the_contract() {
     );
     schedule::contract::claims_are_disjoint(&a, &b, &db.store, "SQ").await;
     schedule::contract::a_claim_comes_back_at_its_next_check(&a, &db.store, "SQ").await;
-    let deadlines: Arc<dyn Deadlines> = Arc::new(schedule::sql::SqlDeadlines::new(db.store.clone(), 4));
+    let deadlines: Arc<dyn Deadlines> =
+        Arc::new(schedule::sql::SqlDeadlines::new(db.store.clone(), 4));
     schedule::contract::deadlines_are_on_time_and_never_early(
         deadlines,
         &db.store,
@@ -128,8 +131,16 @@ async fn the_redis_due_index_meets_the_contract() {
     let prefix = unique_prefix();
     let _keys = RedisKeys(prefix.clone());
     let (ca, cb) = (redis(&prefix).await, redis(&prefix).await);
-    let a: Arc<dyn DueIndex> = Arc::new(schedule::redis::RedisDueIndex::new(ca, db.store.clone(), 5_000));
-    let b: Arc<dyn DueIndex> = Arc::new(schedule::redis::RedisDueIndex::new(cb, db.store.clone(), 5_000));
+    let a: Arc<dyn DueIndex> = Arc::new(schedule::redis::RedisDueIndex::new(
+        ca,
+        db.store.clone(),
+        5_000,
+    ));
+    let b: Arc<dyn DueIndex> = Arc::new(schedule::redis::RedisDueIndex::new(
+        cb,
+        db.store.clone(),
+        5_000,
+    ));
     schedule::contract::claims_are_disjoint(&*a, &*b, &db.store, "RQ").await;
     schedule::contract::a_claim_comes_back_at_its_next_check(&*a, &db.store, "RQ").await;
     // Made to hold exactly what SQL lists.

@@ -156,7 +156,11 @@ where
                 tracing::error!(%queue, deliveries = count + 1, error = %why,
                     "message failed at its delivery limit: dead-lettered for an operator");
             } else {
-                let wait = Backoff::nth(Duration::from_secs(1), Duration::from_secs(30), count as u32);
+                let wait = Backoff::nth(
+                    Duration::from_secs(1),
+                    Duration::from_secs(30),
+                    count as u32,
+                );
                 tracing::warn!(%queue, deliveries = count + 1, error = %why,
                     redeliver_in_ms = wait.as_millis() as u64, "message failed; redelivering");
                 tokio::select! {
@@ -179,13 +183,21 @@ where
         // No await between settling in the window and sending the ack, so the acks leave in the
         // order of their tags.
         guard.armed = false;
-        let upto = guard.window.lock().unwrap().settled(guard.tag, reject.is_none());
+        let upto = guard
+            .window
+            .lock()
+            .unwrap()
+            .settled(guard.tag, reject.is_none());
         if let Some(upto) = upto {
-            ch.basic_ack(upto, BasicAckOptions { multiple: true }).await?;
+            ch.basic_ack(upto, BasicAckOptions { multiple: true })
+                .await?;
         }
         Ok::<_, lapin::Error>(())
     };
-    matches!(tokio::time::timeout(SETTLE_TIMEOUT, settle).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(SETTLE_TIMEOUT, settle).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Consumes `queue` until `token` is cancelled, `prefetch` deliveries at a time, on its own
@@ -261,7 +273,8 @@ pub async fn consume<F, Fut>(
                 _ = watchdog => {}
             }
             if broken.is_cancelled() {
-                let _ = tokio::time::timeout(SETTLE_TIMEOUT, ch.close(406, "settle failed".into())).await;
+                let _ = tokio::time::timeout(SETTLE_TIMEOUT, ch.close(406, "settle failed".into()))
+                    .await;
             }
             Ok::<_, lapin::Error>(conn)
         };
@@ -274,7 +287,9 @@ pub async fn consume<F, Fut>(
                 tracing::warn!(%queue, "RabbitMQ consumer lost its connection; reconnecting");
                 backoff.reset(); // it was working: start the backoff over
             }
-            Err(e) => tracing::warn!(%queue, error = %e, "RabbitMQ consumer disconnected; reconnecting"),
+            Err(e) => {
+                tracing::warn!(%queue, error = %e, "RabbitMQ consumer disconnected; reconnecting")
+            }
         }
         let wait = backoff.next_wait();
         tokio::select! {
@@ -334,6 +349,9 @@ mod tests {
         drop(settled);
         assert!(!broken.is_cancelled());
         drop(guard(1)); // its handler was cancelled, or its reject was lost
-        assert!(broken.is_cancelled(), "the session closes the channel: 1 and 2 are redelivered");
+        assert!(
+            broken.is_cancelled(),
+            "the session closes the channel: 1 and 2 are redelivered"
+        );
     }
 }

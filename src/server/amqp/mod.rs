@@ -121,9 +121,7 @@ impl Rabbit {
                 *rabbit.publisher.lock().await = Some(p);
                 rabbit.up.store(true, Ordering::Relaxed);
             }
-            Ok(Err(e)) if is_refusal(&e.to_string()) => {
-                return Err(named(format!("refused: {e}")))
-            }
+            Ok(Err(e)) if is_refusal(&e.to_string()) => return Err(named(format!("refused: {e}"))),
             failed => {
                 let why = match failed {
                     Ok(Err(e)) => e.to_string(),

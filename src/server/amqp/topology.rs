@@ -223,8 +223,16 @@ mod tests {
     #[test]
     fn deadlines_use_few_known_lengths_and_never_overshoot() {
         let ttl = Duration::from_secs(900);
-        assert_eq!(delay_for(900_000, ttl), Some(900), "the order time: one hop");
-        assert_eq!(delay_for(899_400, ttl), Some(600), "then 299 s are left: 120, …");
+        assert_eq!(
+            delay_for(900_000, ttl),
+            Some(900),
+            "the order time: one hop"
+        );
+        assert_eq!(
+            delay_for(899_400, ttl),
+            Some(600),
+            "then 299 s are left: 120, …"
+        );
         assert_eq!(delay_for(8_000, ttl), Some(5));
         assert_eq!(delay_for(999, ttl), None, "under a second: waited out");
         assert_eq!(delay_for(100_000_000, ttl), Some(7200));

@@ -62,7 +62,11 @@ impl PayResults for AmqpBus {
     fn consume(&self, on_applied: OnApplied, token: CancellationToken) -> BoxFuture<'static, ()> {
         let settings = self.rabbit.settings().clone();
         let queue = self.rabbit.names().pay_queue;
-        let batcher = Batcher::start(self.store.clone(), BATCHES_IN_FLIGHT, settings.prefetch.into());
+        let batcher = Batcher::start(
+            self.store.clone(),
+            BATCHES_IN_FLIGHT,
+            settings.prefetch.into(),
+        );
         Box::pin(async move {
             amqp::consume(settings, queue, token, move |body| {
                 let (batcher, on_applied) = (batcher.clone(), on_applied.clone());
@@ -81,7 +85,12 @@ async fn apply_message(batcher: &Batcher, on_applied: &OnApplied, body: &[u8]) -
     };
     match batcher.apply(result.clone()).await {
         Ok(Some(applied)) => {
-            on_applied(Received::new(&result.out_trade_no, &result.transaction_id, applied)).await;
+            on_applied(Received::new(
+                &result.out_trade_no,
+                &result.transaction_id,
+                applied,
+            ))
+            .await;
             Handled::Done
         }
         Ok(None) => Handled::Done, // applied before (a redelivery or a duplicate notify)
@@ -198,7 +207,11 @@ mod tests {
             } else {
                 PaidOutcome::Paid
             };
-            assert_eq!(outcome.unwrap().map(|a| a.outcome), Some(expected), "B{i:02}");
+            assert_eq!(
+                outcome.unwrap().map(|a| a.outcome),
+                Some(expected),
+                "B{i:02}"
+            );
         }
         // Again: every one of them applied before.
         let again =

@@ -51,7 +51,10 @@ fn recorder() -> (OnApplied, Seen) {
 async fn until(what: &str, within: Duration, f: impl Fn() -> bool) {
     let end = std::time::Instant::now() + within;
     while !f() {
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -66,7 +69,10 @@ pub async fn duplicates_are_applied_once(bus: Arc<dyn PayResults>, store: &Store
     let (hook, seen) = recorder();
     let token = CancellationToken::new();
     let consumer = tokio::spawn(bus.consume(hook, token.clone()));
-    let (a, b) = (order(store, &format!("{tag}A")).await, order(store, &format!("{tag}B")).await);
+    let (a, b) = (
+        order(store, &format!("{tag}A")).await,
+        order(store, &format!("{tag}B")).await,
+    );
     for _ in 0..3 {
         bus.publish(&a).await.unwrap();
     }
@@ -74,7 +80,10 @@ pub async fn duplicates_are_applied_once(bus: Arc<dyn PayResults>, store: &Store
     x.unwrap();
     y.unwrap();
     z.unwrap();
-    until("both applied", Duration::from_secs(15), || seen.lock().unwrap().len() >= 2).await;
+    until("both applied", Duration::from_secs(15), || {
+        seen.lock().unwrap().len() >= 2
+    })
+    .await;
     // Give a late duplicate time to arrive, then look: still once each.
     tokio::time::sleep(Duration::from_millis(500)).await;
     token.cancel();
@@ -83,7 +92,10 @@ pub async fn duplicates_are_applied_once(bus: Arc<dyn PayResults>, store: &Store
     seen.sort_by(|p, q| p.0.cmp(&q.0));
     assert_eq!(
         seen,
-        [(a.out_trade_no.clone(), PaidOutcome::Paid), (b.out_trade_no.clone(), PaidOutcome::Paid)]
+        [
+            (a.out_trade_no.clone(), PaidOutcome::Paid),
+            (b.out_trade_no.clone(), PaidOutcome::Paid)
+        ]
     );
     for id in [&a.out_trade_no, &b.out_trade_no] {
         assert_eq!(paid_events(store, id).await, 1, "{id}");
@@ -111,13 +123,25 @@ pub async fn kept_until_consumed_and_split_between_consumers(
     for r in &results[6..] {
         bus.publish(r).await.unwrap();
     }
-    until("all applied", Duration::from_secs(20), || seen.lock().unwrap().len() >= 12).await;
+    until("all applied", Duration::from_secs(20), || {
+        seen.lock().unwrap().len() >= 12
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), one).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), two).await;
-    assert_eq!(seen.lock().unwrap().len(), 12, "each applied by one consumer only");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        12,
+        "each applied by one consumer only"
+    );
     for r in &results {
-        assert_eq!(paid_events(store, &r.out_trade_no).await, 1, "{}", r.out_trade_no);
+        assert_eq!(
+            paid_events(store, &r.out_trade_no).await,
+            1,
+            "{}",
+            r.out_trade_no
+        );
     }
 }

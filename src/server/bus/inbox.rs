@@ -46,7 +46,8 @@ impl InboxBus {
             for (p, attempts) in due {
                 match store.apply_pay_result(&p).await {
                     Ok(Some(applied)) => {
-                        on_applied(Received::new(&p.out_trade_no, &p.transaction_id, applied)).await;
+                        on_applied(Received::new(&p.out_trade_no, &p.transaction_id, applied))
+                            .await;
                         handled += 1;
                     }
                     Ok(None) => {} // another consumer had it

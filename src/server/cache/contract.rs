@@ -46,16 +46,27 @@ pub async fn reads_agree_with_sql_and_never_move_back(cache: &dyn StatusCache, s
     place(store, &id).await;
     let pending = store.load(&id).await.unwrap().unwrap();
     cache.changed(&pending).await;
-    assert_eq!(status(cache, store, &id).await.unwrap(), truth(store, &id).await);
-    store.record_code_url(&id, "weixin://wxpay/x", "wx1").await.unwrap();
-    cache.changed(&store.load(&id).await.unwrap().unwrap()).await;
+    assert_eq!(
+        status(cache, store, &id).await.unwrap(),
+        truth(store, &id).await
+    );
+    store
+        .record_code_url(&id, "weixin://wxpay/x", "wx1")
+        .await
+        .unwrap();
+    cache
+        .changed(&store.load(&id).await.unwrap().unwrap())
+        .await;
     let shown = status(cache, store, &id).await.unwrap().unwrap();
     assert!(shown.qr_ready, "{shown:?}");
     pay(store, &id).await;
     let paid = store.load(&id).await.unwrap().unwrap();
     cache.changed(&paid).await;
     cache.changed(&pending).await; // a writer that read the row before the payment
-    assert_eq!(status(cache, store, &id).await.unwrap(), truth(store, &id).await);
+    assert_eq!(
+        status(cache, store, &id).await.unwrap(),
+        truth(store, &id).await
+    );
     assert_eq!(
         status(cache, store, &id).await.unwrap().unwrap().status,
         crate::app::types::OrderStatus::Paid
@@ -80,7 +91,10 @@ pub async fn an_unwritten_change_is_a_miss_until_repaired(
     for id in &ids {
         pay(store, id).await;
         cache.changed(&store.load(id).await.unwrap().unwrap()).await;
-        assert_eq!(status(cache, store, id).await.unwrap(), truth(store, id).await);
+        assert_eq!(
+            status(cache, store, id).await.unwrap(),
+            truth(store, id).await
+        );
     }
     let marked = cache.dirty();
     assert!(!cache.enabled() || marked == ids.len(), "{marked} marked");
@@ -102,7 +116,11 @@ pub async fn an_unwritten_change_is_a_miss_until_repaired(
     for id in &ids {
         assert_eq!(
             cache.get(id).await.unwrap(),
-            if cache.enabled() { truth(store, id).await } else { None },
+            if cache.enabled() {
+                truth(store, id).await
+            } else {
+                None
+            },
             "{id} rewritten"
         );
     }

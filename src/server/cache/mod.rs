@@ -110,7 +110,9 @@ pub async fn run_repair(
         if cache.dirty() > 0 {
             match cache.repair(&store).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(rewritten = n, left = cache.dirty(), "status cache repaired"),
+                Ok(n) => {
+                    tracing::info!(rewritten = n, left = cache.dirty(), "status cache repaired")
+                }
                 Err(e) => tracing::debug!(error = %e, "status cache not repaired yet"),
             }
         }

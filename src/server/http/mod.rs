@@ -18,8 +18,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::{shell, App};
 use crate::server::state::AppState;
-use crate::server::wxpay;
 use crate::server::support::session::{self, SessionKeys};
+use crate::server::wxpay;
 
 pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     // Every role answers health and readiness; a worker serves nothing else.

@@ -37,7 +37,11 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
     );
     if let Some(up) = cache_up {
         degraded |= !up;
-        let state = if up { "ok" } else { "unavailable: falling back to SQL" };
+        let state = if up {
+            "ok"
+        } else {
+            "unavailable: falling back to SQL"
+        };
         deps.insert("redis".into(), state.into());
     }
     let mut dead_letters = None;
@@ -57,7 +61,11 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
             }
         };
         degraded |= !up;
-        let state = if up { "ok" } else { "unavailable: notifies answer FAIL" };
+        let state = if up {
+            "ok"
+        } else {
+            "unavailable: notifies answer FAIL"
+        };
         deps.insert(ctx.bus.name().into(), state.into());
     }
     // A base URL that keeps answering what no WeChat Pay host answers (a 404 page, HTML) for a

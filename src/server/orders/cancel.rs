@@ -33,9 +33,7 @@ pub async fn cancel(ctx: &Arc<Ctx>, order: OrderRow) -> Result<OrderRow, CancelE
             let id = order.id.clone();
             let task = tokio::spawn({
                 let ctx = ctx.clone();
-                async move {
-                    close::start(&ctx, order, FailureReason::Cancelled, Cause::Shopper).await
-                }
+                async move { close::start(&ctx, order, FailureReason::Cancelled, Cause::Shopper).await }
             });
             match tokio::time::timeout(ANSWER_WITHIN, task).await {
                 Ok(Ok(Err(e))) => return Err(e.into()),

@@ -10,8 +10,8 @@
 //! - a pending order without a QR code that WeChat holds (NOTPAY) gets its code by asking again with
 //!   the identical request, unless WeChat has refused that request, in which case it is closed.
 
-use crate::server::domain::{OrderRow, Payment};
 use crate::app::types::{FailureReason, OrderStatus};
+use crate::server::domain::{OrderRow, Payment};
 use crate::server::support::clock::parse_beijing;
 use crate::server::wxpay::{ErrCode, OrderQueryResponse, TradeState, WxPayError};
 

@@ -208,17 +208,24 @@ mod tests {
         };
         assert_eq!(refusal(&[], 99), Refusal::EmptyCart);
         assert_eq!(refusal(&[line("A", 0)], 99), Refusal::EmptyCart);
-        assert_eq!(refusal(&[line("A", -1)], 99), Refusal::QtyTooSmall("A".into()));
+        assert_eq!(
+            refusal(&[line("A", -1)], 99),
+            Refusal::QtyTooSmall("A".into())
+        );
         assert_eq!(
             refusal(&[line("A", 60), line("A", 40)], 99),
-            Refusal::QtyTooLarge { sku: "A".into(), max: 99 }
+            Refusal::QtyTooLarge {
+                sku: "A".into(),
+                max: 99
+            }
         );
         assert_eq!(
             refusal(&[line("A'; DROP", 1)], 99),
             Refusal::UnknownProduct("A'; DROP".into())
         );
-        assert_eq!(refusal(&[line("A", 11)], 10).to_string(), "more than 10 of A");
+        assert_eq!(
+            refusal(&[line("A", 11)], 10).to_string(),
+            "more than 10 of A"
+        );
     }
-
-
 }

@@ -88,4 +88,3 @@ async fn unified_order_with_retry(
         other => other,
     }
 }
-

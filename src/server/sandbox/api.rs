@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use super::faults::{Api, ApiFault};
 use super::{Sandbox, SandboxOrder, TradeState};
 use crate::server::support::clock::now_ms;
+use crate::server::support::clock::{format_beijing, parse_beijing};
 use crate::server::support::ids::random_alnum;
 use crate::server::wxpay::client::nonce;
-use crate::server::support::clock::{format_beijing, parse_beijing};
 use crate::server::wxpay::xml::{self, Params};
 use crate::server::wxpay::{sign, Merchant, SignType};
 

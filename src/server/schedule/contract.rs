@@ -44,7 +44,10 @@ pub async fn claims_are_disjoint(a: &dyn DueIndex, b: &dyn DueIndex, store: &Sto
         got.extend(x.unwrap().into_iter().map(|r| r.id));
         got.extend(y.unwrap().into_iter().map(|r| r.id));
     }
-    let (x, y) = tokio::join!(a.claim(now_ms(), 100, &later), b.claim(now_ms(), 100, &later));
+    let (x, y) = tokio::join!(
+        a.claim(now_ms(), 100, &later),
+        b.claim(now_ms(), 100, &later)
+    );
     got.extend(x.unwrap().into_iter().map(|r| r.id));
     got.extend(y.unwrap().into_iter().map(|r| r.id));
     got.sort();
@@ -61,12 +64,24 @@ pub async fn a_claim_comes_back_at_its_next_check(index: &dyn DueIndex, store: &
     index.changed(&row).await;
     let soon = |_: &OrderRow, _: i64| now_ms() + 400;
     let first = index.claim(now_ms(), 10, &soon).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    assert_eq!(
+        first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
     assert!(index.claim(now_ms(), 10, &soon).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let again = index.claim(now_ms(), 10, &soon).await.unwrap();
-    assert_eq!(again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
-    assert!(store.load(&id).await.unwrap().unwrap().next_check_at.is_some());
+    assert_eq!(
+        again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    assert!(store
+        .load(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_check_at
+        .is_some());
 }
 
 /// Deadlines set `at` are acted on after the deadline, never before, and within `slack`.
@@ -111,9 +126,17 @@ pub async fn deadlines_are_on_time_and_never_early(
     let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
     let fired = fired.lock().unwrap().clone();
     for (id, deadline) in want {
-        let at: Vec<i64> = fired.iter().filter(|(f, _)| *f == id).map(|(_, at)| *at).collect();
+        let at: Vec<i64> = fired
+            .iter()
+            .filter(|(f, _)| *f == id)
+            .map(|(_, at)| *at)
+            .collect();
         assert!(!at.is_empty(), "{id} never acted on: {fired:?}");
         assert!(at[0] >= deadline, "{id} {} ms early", deadline - at[0]);
-        assert!(at[0] <= deadline + slack.as_millis() as i64, "{id} {} ms late", at[0] - deadline);
+        assert!(
+            at[0] <= deadline + slack.as_millis() as i64,
+            "{id} {} ms late",
+            at[0] - deadline
+        );
     }
 }

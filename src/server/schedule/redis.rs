@@ -123,26 +123,29 @@ impl DueIndex for RedisDueIndex {
                 Ok(claimed) => claimed,
                 Err(_) => return self.store.claim_due(now, limit, next_at).await,
             };
+            // One read for the lot, one write for their next checks: no order-by-order trips.
+            let ids: Vec<String> = claimed.iter().map(|(id, _)| id.clone()).collect();
+            let attempts: std::collections::HashMap<&str, i64> =
+                claimed.iter().map(|(id, n)| (id.as_str(), *n)).collect();
             let mut due = Vec::with_capacity(claimed.len());
-            let mut placed = Vec::with_capacity(claimed.len());
             let mut gone = Vec::new();
-            for (id, attempts) in &claimed {
-                let Some(mut row) = self.store.load(id).await? else {
-                    continue;
-                };
+            for mut row in self.store.load_many(&ids).await? {
                 if row.status.is_final() || row.parked {
                     // Finished or parked since it was indexed: out of the index.
                     gone.push(row);
                     continue;
                 }
-                let next = next_at(&row, *attempts);
-                self.store.schedule_check(id, next).await?;
+                let next = next_at(&row, attempts.get(row.id.as_str()).copied().unwrap_or(0));
                 row.next_check_at = Some(next);
-                placed.push(next);
                 due.push(row);
             }
+            let checks: Vec<(String, i64)> = due
+                .iter()
+                .map(|r| (r.id.clone(), r.next_check_at.unwrap_or(now)))
+                .collect();
+            self.store.schedule_checks(&checks).await?;
             let mut slots: Vec<(&OrderRow, Option<i64>)> =
-                due.iter().zip(placed.iter()).map(|(r, at)| (r, Some(*at))).collect();
+                due.iter().map(|r| (r, r.next_check_at)).collect();
             slots.extend(gone.iter().map(|r| (r, None)));
             // Left at its lease, an order is simply claimed again then.
             let _ = self.place(&slots).await;

@@ -7,13 +7,13 @@
 //! contract suite (`store::contract`) runs the same checks against each.
 
 pub mod mysql;
+mod pool;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
-mod pool;
 
 pub use pool::{connect, is_unavailable, PoolSettings, StoreError};
-pub(crate) use pool::{migrator, retryable, retrying, RETRIES};
+pub(crate) use pool::{retryable, retrying, RETRIES};
 
 #[cfg(test)]
 mod contract;
@@ -195,6 +195,19 @@ impl Store {
         next_at: &(dyn Fn(&OrderRow, i64) -> i64 + Sync),
     ) -> Result<Vec<OrderRow>, sqlx::Error> {
         on_engine!(self, s => s.claim_due(now, limit, next_at).await)
+    }
+
+    /// The orders of `ids` that exist (one SELECT per 500 ids), in no particular order; an id
+    /// with no order is simply absent, one given twice is there once.
+    pub async fn load_many(&self, ids: &[String]) -> Result<Vec<OrderRow>, sqlx::Error> {
+        on_engine!(self, s => s.load_many(ids).await)
+    }
+
+    /// `schedule_check` for many orders at once (one UPDATE per 500): each unfinished, unparked
+    /// order of `checks` is next looked at at its time (the last one given for an order wins);
+    /// the others are left alone.
+    pub async fn schedule_checks(&self, checks: &[(String, i64)]) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.schedule_checks(checks).await)
     }
 
     /// Pending orders past their deadline (earliest first) and the next deadline ahead.

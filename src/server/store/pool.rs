@@ -18,6 +18,16 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// How long start-up keeps trying while the database server is not answering yet.
     pub startup_wait: Duration,
+    /// Longest a statement may run before the server cancels it (zero: no limit), set on every
+    /// connection: PostgreSQL `statement_timeout`; MariaDB `max_statement_time`; MySQL
+    /// `max_execution_time` (which only bounds SELECTs). SQLite has no such limit. Migrations
+    /// run without it.
+    pub statement_timeout: Duration,
+    /// Longest a statement waits for a lock another transaction holds before it fails (zero: no
+    /// limit), set on every connection: PostgreSQL `lock_timeout`; MySQL/MariaDB
+    /// `innodb_lock_wait_timeout` (whole seconds, rounded up); SQLite's busy timeout. Migrations
+    /// run without it.
+    pub lock_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -26,6 +36,8 @@ impl Default for PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             startup_wait: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -60,9 +72,7 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Store, StoreError
             }
         };
         match attempt {
-            Ok(engine) => {
-                return Ok(Store { engine })
-            }
+            Ok(engine) => return Ok(Store { engine }),
             Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
                 if started.elapsed() + backoff < pool.startup_wait =>
             {
@@ -117,32 +127,16 @@ where
     }
 }
 
-/// sqlx's migrator over an engine's migrations compiled into the binary (it records a checksum
-/// of each, so an edited migration is refused instead of silently skipped).
-pub(crate) fn migrator(
-    migrations: &'static [(i64, &'static str, &'static str)],
-) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    Migrator {
-        migrations: Cow::Owned(
-            migrations
-                .iter()
-                .map(|&(version, name, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(name),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
-    }
-}
+// ---- statements over many orders
 
+/// Most orders one statement names (`load_many`, `schedule_checks`, a claim's update): well
+/// inside every engine's limit on bound parameters, and statements the server plans quickly.
+pub(crate) const IDS_PER_STATEMENT: usize = 500;
+
+/// `?, ?, …`: `n` parameters for an `IN (…)` list.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
 
 /// The database did not answer (connection refused or cut, the pool timed out or was closed, the
 /// server shutting down or refusing connections): worth waiting for, unlike a bug or a refused
@@ -162,4 +156,27 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Each id once, in the order given (a second mention adds nothing to a read).
+pub(crate) fn distinct(ids: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// Each order once, with the last time given for it: what setting them one after another
+/// would leave.
+pub(crate) fn last_per_id(checks: &[(String, i64)]) -> Vec<(&str, i64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<(&str, i64)> = checks
+        .iter()
+        .rev()
+        .filter(|(id, _)| seen.insert(id.as_str()))
+        .map(|(id, at)| (id.as_str(), *at))
+        .collect();
+    last.reverse();
+    last
 }

@@ -51,7 +51,11 @@ impl<C: Clock> RateLimiter<C> {
     pub fn with_clock(per_minute: u32, clock: C) -> Self {
         let n = NonZeroU32::new(per_minute.max(1)).expect("at least 1");
         RateLimiter {
-            inner: governor::RateLimiter::new(Quota::per_minute(n), HashMapStateStore::default(), clock),
+            inner: governor::RateLimiter::new(
+                Quota::per_minute(n),
+                HashMapStateStore::default(),
+                clock,
+            ),
             pruned_at: Mutex::new(Instant::now()),
         }
     }
@@ -132,7 +136,10 @@ mod tests {
     fn requests_without_an_address_share_one_allowance() {
         let l = RateLimiter::new(1);
         assert!(l.allow(None::<IpAddr>));
-        assert!(!l.allow(None::<IpAddr>), "a missing proxy header is no way around the limit");
+        assert!(
+            !l.allow(None::<IpAddr>),
+            "a missing proxy header is no way around the limit"
+        );
     }
 
     #[test]

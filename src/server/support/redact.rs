@@ -25,7 +25,6 @@ pub fn redact(url: &str) -> String {
     u.to_string()
 }
 
-
 /// A URL that may carry a password (database, Redis): usable as a `&str`, but `{:?}` and `{}`
 /// show it redacted, so a settings dump never leaks it.
 #[derive(Clone, PartialEq, Eq)]

@@ -295,4 +295,3 @@ fn optional(r: &Params, k: &str) -> Option<String> {
 pub fn nonce() -> String {
     crate::server::support::ids::random_alnum(32)
 }
-

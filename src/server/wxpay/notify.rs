@@ -1,9 +1,9 @@
 //! Pay-result notifies (reference §5): parse, verify, and the exact acknowledgement XML.
 
 use super::sign;
-use crate::server::support::clock::parse_beijing;
 use super::xml::{self, Params, XmlError};
 use super::Merchant;
+use crate::server::support::clock::parse_beijing;
 
 /// A verified payment result.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 use super::orders::mark_paid_in;
 use super::timeline::append_event;
 use super::{retrying, MySqlStore};
+use crate::server::domain::PayResult;
 use crate::server::domain::{Cause, Payment};
 use crate::server::store::Applied;
 use crate::server::support::clock::now_ms;
-use crate::server::domain::PayResult;
 
 impl MySqlStore {
     /// Durably records a verified pay result; the same transaction twice is one row.

@@ -3,6 +3,7 @@
 use super::reads::ORDER_COLUMNS;
 use super::{retrying, MySqlStore};
 use crate::server::domain::OrderRow;
+use crate::server::store::pool::{last_per_id, placeholders, IDS_PER_STATEMENT};
 
 impl MySqlStore {
     /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
@@ -15,6 +16,29 @@ impl MySqlStore {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Every order of `checks` at its time, as `schedule_check` would one by one (unfinished,
+    /// unparked orders only; the last time given for an order wins): one UPDATE per
+    /// `IDS_PER_STATEMENT` orders.
+    pub async fn schedule_checks(&self, checks: &[(String, i64)]) -> Result<(), sqlx::Error> {
+        for chunk in last_per_id(checks).chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE orders SET next_check_at = CASE id {} END \
+                 WHERE id IN ({}) AND status IN ('pending', 'closing') AND parked_at IS NULL",
+                "WHEN ? THEN ? ".repeat(chunk.len()),
+                placeholders(chunk.len())
+            );
+            let mut update = sqlx::query(&sql);
+            for (id, at) in chunk {
+                update = update.bind(*id).bind(*at);
+            }
+            for (id, _) in chunk {
+                update = update.bind(*id);
+            }
+            update.execute(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -38,19 +62,32 @@ impl MySqlStore {
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-            let mut claimed = Vec::new();
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut nexts = Vec::with_capacity(rows.len());
             for row in rows {
                 use sqlx::Row;
                 let order = super::reads::order_row(&row)?;
                 let attempts: i64 = row.try_get("check_attempts")?;
-                sqlx::query(
-                    "UPDATE orders SET next_check_at = ?, check_attempts = check_attempts + 1 WHERE id = ?",
-                )
-                .bind(next_at(&order, attempts))
-                .bind(&order.id)
-                .execute(&mut *tx)
-                .await?;
+                nexts.push((order.id.clone(), next_at(&order, attempts)));
                 claimed.push(order);
+            }
+            // The claimed rows' next checks in one statement (per `IDS_PER_STATEMENT`), while
+            // the rows are locked.
+            for chunk in nexts.chunks(IDS_PER_STATEMENT) {
+                let sql = format!(
+                    "UPDATE orders SET next_check_at = CASE id {} END, check_attempts = check_attempts + 1 \
+                     WHERE id IN ({})",
+                    "WHEN ? THEN ? ".repeat(chunk.len()),
+                    placeholders(chunk.len())
+                );
+                let mut update = sqlx::query(&sql);
+                for (id, at) in chunk {
+                    update = update.bind(id).bind(at);
+                }
+                for (id, _) in chunk {
+                    update = update.bind(id);
+                }
+                update.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(claimed)

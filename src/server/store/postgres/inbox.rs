@@ -4,10 +4,10 @@ use super::orders::{mark_paid_in, mark_paid_returning};
 use super::reads::{order_row, ORDER_COLUMNS};
 use super::timeline::append_event;
 use super::{retrying, PgStore};
+use crate::server::domain::PayResult;
 use crate::server::domain::{Cause, OrderRow, PaidOutcome, Payment};
 use crate::server::store::Applied;
 use crate::server::support::clock::now_ms;
-use crate::server::domain::PayResult;
 
 impl PgStore {
     /// Durably records a verified pay result; the same transaction twice is one row.

@@ -12,28 +12,16 @@ mod timeline;
 
 use std::str::FromStr;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use super::{retryable, retrying, PoolSettings, RETRIES};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "seed catalogue",
-        include_str!("../../../../migrations/postgres/0002_seed_catalogue.sql"),
-    ),
-    (
-        3,
-        "catalogue in Chinese",
-        include_str!("../../../../migrations/postgres/0003_catalogue_zh.sql"),
-    ),
-];
+/// The migrations in `migrations/postgres/`, compiled into the binary by `sqlx::migrate!` (version
+/// and description from each file name, a checksum of each file's text, so an edited migration is
+/// refused instead of silently skipped).
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -42,7 +30,13 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, sqlx::Error> {
-        let options = PgConnectOptions::from_str(url)?.application_name("scanpay");
+        // Sent in the startup packet: each connection's defaults, which `RESET` returns to.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("scanpay")
+            .options([
+                ("statement_timeout", millis(pool.statement_timeout)),
+                ("lock_timeout", millis(pool.lock_timeout)),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
@@ -52,13 +46,44 @@ impl PgStore {
     }
 
     /// Applies the migrations not yet applied, under the migrator's advisory lock, so processes
-    /// starting together apply each once.
+    /// starting together apply each once. Without the statement and lock timeouts: a migration
+    /// may take long, and waiting for the process that holds the lock is the point. The
+    /// connection is closed afterwards rather than returned to the pool with them lifted.
     pub async fn migrate(&self) -> Result<(), String> {
-        let migrator = super::migrator(MIGRATIONS);
-        migrator.run(&self.pool).await.map_err(|e| e.to_string())
+        use sqlx::Connection;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?
+            .detach();
+        let result = async {
+            sqlx::query("SET statement_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("SET lock_timeout = 0")
+                .execute(&mut conn)
+                .await?;
+            MIGRATOR.run_direct(&mut conn).await?;
+            Ok::<_, sqlx::migrate::MigrateError>(())
+        }
+        .await;
+        let _ = conn.close().await;
+        result.map_err(|e| e.to_string())
     }
 
     pub async fn close_pool(&self) {
         self.pool.close().await
     }
+
+    /// The pool itself, for tests that reach around the store.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A duration as PostgreSQL reads a time setting (`0ms` is no limit).
+fn millis(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis())
 }

@@ -3,6 +3,7 @@
 use super::reads::ORDER_COLUMNS;
 use super::{retrying, PgStore};
 use crate::server::domain::OrderRow;
+use crate::server::store::pool::{last_per_id, IDS_PER_STATEMENT};
 
 impl PgStore {
     /// Sets when the sweep next looks at an unfinished order (earlier or later than planned).
@@ -15,6 +16,25 @@ impl PgStore {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Every order of `checks` at its time, as `schedule_check` would one by one (unfinished,
+    /// unparked orders only; the last time given for an order wins): one UPDATE per
+    /// `IDS_PER_STATEMENT` orders.
+    pub async fn schedule_checks(&self, checks: &[(String, i64)]) -> Result<(), sqlx::Error> {
+        for chunk in last_per_id(checks).chunks(IDS_PER_STATEMENT) {
+            let (ids, ats): (Vec<&str>, Vec<i64>) = chunk.iter().copied().unzip();
+            sqlx::query(
+                "UPDATE orders o SET next_check_at = c.at \
+                 FROM unnest($1::text[], $2::bigint[]) AS c(id, at) \
+                 WHERE o.id = c.id AND o.status IN ('pending', 'closing') AND o.parked_at IS NULL",
+            )
+            .bind(&ids)
+            .bind(&ats)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
@@ -39,19 +59,26 @@ impl PgStore {
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-            let mut claimed = Vec::new();
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut nexts = Vec::with_capacity(rows.len());
             for row in rows {
                 use sqlx::Row;
                 let order = super::reads::order_row(&row)?;
                 let attempts: i64 = row.try_get("check_attempts")?;
+                nexts.push(next_at(&order, attempts));
+                claimed.push(order);
+            }
+            // Every claimed row's next check in one statement, while the rows are locked.
+            if !claimed.is_empty() {
+                let ids: Vec<&str> = claimed.iter().map(|o| o.id.as_str()).collect();
                 sqlx::query(
-                    "UPDATE orders SET next_check_at = $1, check_attempts = check_attempts + 1 WHERE id = $2",
+                    "UPDATE orders o SET next_check_at = c.at, check_attempts = o.check_attempts + 1 \
+                     FROM unnest($1::text[], $2::bigint[]) AS c(id, at) WHERE o.id = c.id",
                 )
-                .bind(next_at(&order, attempts))
-                .bind(&order.id)
+                .bind(&ids)
+                .bind(&nexts)
                 .execute(&mut *tx)
                 .await?;
-                claimed.push(order);
             }
             tx.commit().await?;
             Ok(claimed)

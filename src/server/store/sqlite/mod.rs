@@ -11,30 +11,16 @@ mod timeline;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
 use super::PoolSettings;
 
-/// The migrations, compiled into the binary and applied by sqlx's migrator (which records a
-/// checksum of each, so an edited migration is refused instead of silently skipped).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "seed catalogue",
-        include_str!("../../../../migrations/sqlite/0002_seed_catalogue.sql"),
-    ),
-    (
-        3,
-        "catalogue in Chinese",
-        include_str!("../../../../migrations/sqlite/0003_catalogue_zh.sql"),
-    ),
-];
+/// The migrations in `migrations/sqlite/`, compiled into the binary by `sqlx::migrate!` (version
+/// and description from each file name, a checksum of each file's text, so an edited migration is
+/// refused instead of silently skipped).
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -47,7 +33,15 @@ impl SqliteStore {
             .create_if_missing(true)
             // WAL lets the status polls read while a payment commits.
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+            // Waiting for another connection's write lock is SQLite's lock wait (there is no
+            // statement timeout). Zero is no limit, as on the other engines: SQLite's longest
+            // (a busy timeout is an i32 of milliseconds).
+            .busy_timeout(
+                match (pool.lock_timeout, Duration::from_millis(i32::MAX as u64)) {
+                    (d, longest) if d.is_zero() => longest,
+                    (d, longest) => d.min(longest),
+                },
+            );
         // Switching a new file to WAL needs it to itself for a moment: processes opening it at
         // the same time see "database is locked" (before the busy timeout applies) and try again.
         let mut attempt = 0;
@@ -86,11 +80,10 @@ impl SqliteStore {
                     .into(),
             );
         }
-        let migrator = super::migrator(MIGRATIONS);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match migrator.run(&self.pool).await {
+            match MIGRATOR.run(&self.pool).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < 5 => {
                     tracing::info!(error = %e, attempt, "migrations raced another process; trying again");
@@ -105,7 +98,13 @@ impl SqliteStore {
         self.pool.close().await
     }
 
+    /// The pool itself, for tests that reach around the store.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub fn migrations() -> usize {
-        MIGRATIONS.len()
+        MIGRATOR.iter().count()
     }
 }

@@ -5,9 +5,10 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::domain::{ItemRow, OrderRow};
-use crate::server::store::ProductRow;
 use crate::server::domain::Product;
+use crate::server::domain::{ItemRow, OrderRow};
+use crate::server::store::pool::{distinct, placeholders, IDS_PER_STATEMENT};
+use crate::server::store::ProductRow;
 use crate::server::support::clock::now_ms;
 
 pub(super) const ORDER_COLUMNS: &str =
@@ -68,6 +69,26 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(order_row).transpose()
+    }
+
+    /// The orders of `ids` that exist, in no particular order: one SELECT per
+    /// `IDS_PER_STATEMENT` ids.
+    pub async fn load_many(&self, ids: &[String]) -> Result<Vec<OrderRow>, sqlx::Error> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in distinct(ids).chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut select = sqlx::query(&sql);
+            for id in chunk {
+                select = select.bind(*id);
+            }
+            for row in select.fetch_all(&self.pool).await? {
+                found.push(order_row(&row)?);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn items(&self, id: &str) -> Result<Vec<ItemRow>, sqlx::Error> {
