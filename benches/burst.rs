@@ -39,6 +39,8 @@ async fn app(env: &BTreeMap<String, String>, role: Role) -> Running {
         );
         env.insert("SCANPAY_SANDBOX".into(), "true".into());
     }
+    // One of several processes: told where it is reached (it may not guess).
+    env.insert("SCANPAY_PUBLIC_URL".into(), format!("http://{addr}"));
     let mut settings =
         Settings::from_sources(include_str!("../Leptos.toml"), "Leptos.toml", &env, addr).unwrap();
     settings.role = role;

@@ -2,6 +2,7 @@
 
 mod common;
 mod engines;
+mod faults;
 mod hardening;
 mod lifecycle;
 mod model;

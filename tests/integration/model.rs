@@ -1,9 +1,12 @@
-//! Model-based property test of the order lifecycle against the real store (SQLite) and the real
-//! flows (place, notify → bus → consumer, sweep, timeout, cancel, restart). WeChat is a scripted
+//! Model-based property test of the order lifecycle against the real store (the engine under
+//! test) and the real flows (place, notify → bus → consumer, sweep, timeout, cancel, restart) —
+//! over the embedded seams, or with `TEST_ENGINES=rabbitmq+redis` over RabbitMQ (the bus, a
+//! consumer running in the background) and Redis (the status cache and the due index) for real,
+//! each case under names of its own, a restart finding what the crashed process left there. WeChat is a scripted
 //! model behind the `Gateway` seam whose answers the generated steps choose: OK, ORDERPAID (after
 //! a payment), SYSTEMERROR, or a timeout whose effect happened but whose answer was lost.
-//! Invariants I2, I3, I4, I6 of design.md are checked after every step, I1 and I5 once the
-//! faults stop and time runs out.
+//! Invariants I2, I3, I4, I6 of design.md, and "every poll agrees with SQL", are checked after
+//! every step, I1 and I5 once the faults stop and time runs out.
 
 use crate::common::sql;
 use std::collections::{HashMap, VecDeque};
@@ -15,9 +18,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
-use scanpay::app::types::{CartLine, FailureReason, OrderStatus};
+use scanpay::app::types::{CartLine, OrderStatus};
 use scanpay::server::config::Settings;
-use scanpay::server::domain as state;
 use scanpay::server::http::notify::handle_notify;
 use scanpay::server::orders::{place, sweep, timeout};
 use scanpay::server::store;
@@ -29,6 +31,7 @@ use scanpay::server::wxpay::{
     UnifiedOrderResponse, WxPayError,
 };
 use scanpay::server::Ctx;
+use tokio_util::sync::CancellationToken;
 
 const SKUS: [(&str, i64); 3] = [("NB-GRID", 3), ("MUG-CELADON", 8), ("PIN-PANDA", 50)];
 
@@ -248,12 +251,15 @@ struct Sut {
     db: sqlx::AnyPool,
     wechat: Arc<Scripted>,
     orders: Vec<Option<String>>,
+    /// With `TEST_ENGINES=rabbitmq+redis`: the case's RabbitMQ/Redis prefix, and the running
+    /// consumer's token (the bus is RabbitMQ, the cache and due index Redis).
+    engines: Option<(String, CancellationToken)>,
     _dir: tempfile::TempDir,
     _testdb: Option<scanpay::server::store::testing::TestDb>,
 }
 
-fn settings(db_url: &str) -> Settings {
-    let env = [
+fn settings(db_url: &str, prefix: Option<&str>) -> Settings {
+    let mut env: std::collections::BTreeMap<String, String> = [
         ("SCANPAY_DATABASE_URL", db_url),
         ("SCANPAY_SANDBOX", "false"),
         ("SCANPAY_WXPAY_CLOSE_FLOOR", "1ms"),
@@ -263,16 +269,49 @@ fn settings(db_url: &str) -> Settings {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if let Some(prefix) = prefix {
+        env.insert("SCANPAY_AMQP_URL".into(), crate::common::amqp_url());
+        env.insert("SCANPAY_AMQP_PREFIX".into(), prefix.into());
+        env.insert("SCANPAY_REDIS_URL".into(), crate::common::redis_url());
+        env.insert("SCANPAY_REDIS_PREFIX".into(), prefix.into());
+    }
     let addr: SocketAddr = "127.0.0.1:3999".parse().unwrap();
     Settings::from_sources(include_str!("../../Leptos.toml"), "Leptos.toml", &env, addr).unwrap()
 }
 
-async fn boot(db_url: &str, wechat: Arc<Scripted>) -> (Arc<Ctx>, sqlx::AnyPool) {
+/// The flows over the embedded seams, or (with a prefix) over RabbitMQ and Redis for real: the
+/// pay-result consumer then runs in the background, on the case's runtime.
+async fn boot(
+    db_url: &str,
+    wechat: Arc<Scripted>,
+    prefix: Option<&str>,
+) -> (Arc<Ctx>, sqlx::AnyPool, Option<CancellationToken>) {
     let store = store::connect(db_url, &Default::default()).await.unwrap();
     store.migrate().await.unwrap();
-    let mut ctx = Ctx::new(settings(db_url), store, wechat, None);
+    let settings = settings(db_url, prefix);
+    let mut ctx = Ctx::new(settings.clone(), store, wechat, None);
     ctx.retry_delay = std::time::Duration::ZERO;
-    (Arc::new(ctx), crate::common::raw_db(db_url).await)
+    let mut consumer = None;
+    if let (Some(a), Some((url, p))) = (&settings.amqp, &settings.redis) {
+        let rabbit = scanpay::server::amqp::Rabbit::connect(a.clone())
+            .await
+            .unwrap();
+        let redis = scanpay::server::redis_conn::RedisConn::connect(url, p)
+            .await
+            .unwrap();
+        ctx = ctx
+            .with_rabbit(Arc::new(rabbit))
+            .with_redis(Arc::new(redis));
+    }
+    let ctx = Arc::new(ctx);
+    if ctx.bus.name() != "inbox" {
+        ctx.due.repair().await.unwrap(); // what start-up does
+        let token = CancellationToken::new();
+        let hook = scanpay::server::orders::consume::on_applied(ctx.clone());
+        tokio::spawn(ctx.bus.consume(hook, token.clone()));
+        consumer = Some(token);
+    }
+    (ctx, crate::common::raw_db(db_url).await, consumer)
 }
 
 impl Sut {
@@ -367,7 +406,7 @@ impl Sut {
                         handle_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
                     assert_eq!(status, 200, "verified notify acknowledged: {reply}");
                 }
-                drain(&ctx).await;
+                self.drain(&ctx, Some(&txn)).await;
             }
             Step::Forged(i) => {
                 let Some(id) = self.id(i) else { return };
@@ -381,7 +420,7 @@ impl Sut {
                 );
                 let (status, _) = handle_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
                 assert_eq!(status, 400, "I6: a forged notify is refused");
-                drain(&ctx).await;
+                self.drain(&ctx, None).await;
                 assert_eq!(
                     self.snapshot().await,
                     before,
@@ -389,12 +428,7 @@ impl Sut {
                 );
             }
             Step::Sweep => {
-                sqlx::query(&sql(
-                    "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing')",
-                ))
-                .execute(&self.db)
-                .await
-                .unwrap();
+                self.make_due().await;
                 sweep::pass(&ctx).await.unwrap();
             }
             Step::Deadline(i) => {
@@ -415,14 +449,12 @@ impl Sut {
             }
             Step::Cancel(i) => {
                 let Some(id) = self.id(i) else { return };
-                scanpay::server::orders::close::run(
-                    &ctx,
-                    &id,
-                    FailureReason::Cancelled,
-                    state::Cause::Shopper,
-                )
-                .await
-                .unwrap();
+                use scanpay::server::orders::cancel::{self, CancelError};
+                let order = ctx.store.load(&id).await.unwrap().unwrap();
+                match cancel::cancel(&ctx, order).await {
+                    Ok(_) | Err(CancelError::AlreadyPaid | CancelError::PaidBeforeCancel) => {}
+                    Err(e) => panic!("cancelling {id}: {e}"),
+                }
             }
             Step::CloseAnswer(f) => self.wechat.0.lock().unwrap().close_faults.push_back(f),
             Step::QueryAnswer(f) => self.wechat.0.lock().unwrap().query_faults.push_back(f),
@@ -433,14 +465,80 @@ impl Sut {
             Step::Restart => {
                 let url = ctx.settings.database_url.clone();
                 drop(ctx);
+                // A crash: the consumer stops wherever it is (RabbitMQ redelivers what it held).
+                if let Some((_, token)) = &self.engines {
+                    token.cancel();
+                }
                 self.ctx.store.close_pool().await;
                 self.db.close().await;
-                (self.ctx, self.db) = boot(&url, self.wechat.clone()).await;
+                // The same queues and keys: what the first process left is what this one finds.
+                let prefix = self.engines.as_ref().map(|(p, _)| p.clone());
+                let consumer;
+                (self.ctx, self.db, consumer) =
+                    boot(&url, self.wechat.clone(), prefix.as_deref()).await;
+                if let (Some(p), Some(t)) = (prefix, consumer) {
+                    self.engines = Some((p, t));
+                }
             }
         }
     }
 
-    /// I2, I3, I4 and "no anomaly": true after every step (four queries, run thousands of times).
+    /// The pay results handed over are applied: the inbox drained as the consumer job would, or,
+    /// with RabbitMQ, the background consumer seen to have recorded `txn`.
+    async fn drain(&self, ctx: &Arc<Ctx>, txn: Option<&str>) {
+        if ctx.bus.name() == "inbox" {
+            let inbox = scanpay::server::bus::inbox::InboxBus::new(ctx.store.clone());
+            let hook = scanpay::server::orders::consume::on_applied(ctx.clone());
+            inbox.drain(&hook).await.unwrap();
+            return;
+        }
+        let Some(txn) = txn else { return };
+        let q = sql(
+            "SELECT COUNT(*) FROM pay_inbox WHERE transaction_id = ? AND processed_at IS NOT NULL",
+        );
+        let started = std::time::Instant::now();
+        loop {
+            let n: i64 = sqlx::query_scalar(&q)
+                .bind(txn)
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+            if n > 0 {
+                // The hook (cache, index) runs right after the commit: give it that moment.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                return;
+            }
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "pay result {txn} never applied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Every unfinished order due a check now: in SQL, and in the Redis index when there is one
+    /// (rebuilt from SQL, as the sweep's repair does after an outage).
+    async fn make_due(&self) {
+        sqlx::query(&sql(
+            "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing') AND parked_at IS NULL",
+        ))
+        .execute(&self.db)
+        .await
+        .unwrap();
+        if let Some((prefix, _)) = &self.engines {
+            let conn = scanpay::server::redis_conn::RedisConn::connect(
+                &crate::common::redis_url(),
+                prefix,
+            )
+            .await
+            .unwrap();
+            conn.delete_matching(&conn.key("due")).await.unwrap();
+            self.ctx.due.repair().await.unwrap();
+        }
+    }
+
+    /// I2, I3, I4 and "no anomaly": true after every step (four queries, run thousands of times);
+    /// and every poll (through the status cache, when there is one) agrees with SQL.
     async fn check(&self) {
         let db = &self.db;
         let orders: Vec<(String, String, Option<String>)> =
@@ -488,6 +586,17 @@ impl Sut {
             .await
             .unwrap();
         assert!(anomalies.is_empty(), "unexpected anomalies {anomalies:?}");
+        for (id, status, _) in &orders {
+            let polled = scanpay::server::cache::status(&*self.ctx.cache, &self.ctx.store, id)
+                .await
+                .unwrap()
+                .expect("the order");
+            assert_eq!(
+                polled.status.as_str(),
+                status,
+                "the poll of {id} agrees with SQL"
+            );
+        }
     }
 
     /// Faults stop, every deadline passes, the sweep and the timer run: I1 and I5 must hold.
@@ -510,10 +619,7 @@ impl Sut {
             .await
             .unwrap();
         for _ in 0..3 {
-            sqlx::query(&sql("UPDATE orders SET next_check_at = 0"))
-                .execute(db)
-                .await
-                .unwrap();
+            self.make_due().await;
             timeout::tick(&self.ctx).await.unwrap();
             sweep::pass(&self.ctx).await.unwrap();
         }
@@ -564,7 +670,9 @@ impl StateMachineTest for Lifecycle {
             None => format!("sqlite://{}/model.db", dir.path().display()),
         };
         let wechat = Arc::new(Scripted::default());
-        let (ctx, db) = rt.block_on(boot(&url, wechat.clone()));
+        let prefix = crate::common::full_engines().then(crate::common::unique_prefix);
+        let (ctx, db, consumer) = rt.block_on(boot(&url, wechat.clone(), prefix.as_deref()));
+        let engines = prefix.zip(consumer);
         // The catalogue seeds these stock levels; the conservation check relies on them.
         for (sku, stock) in SKUS {
             rt.block_on(
@@ -581,6 +689,7 @@ impl StateMachineTest for Lifecycle {
             db,
             wechat,
             orders: Vec::new(),
+            engines,
             _dir: dir,
             _testdb: testdb,
         }
@@ -604,6 +713,15 @@ impl StateMachineTest for Lifecycle {
 
     fn teardown(sut: Sut, _: Model) {
         sut.rt.block_on(sut.settle());
+        if let Some((prefix, token)) = &sut.engines {
+            token.cancel();
+            let ttl = sut.ctx.settings.order_ttl.as_secs();
+            crate::common::remove_queues_and_keys(
+                Some(prefix.clone()),
+                Some(prefix.clone()),
+                vec![ttl],
+            );
+        }
     }
 }
 
@@ -647,11 +765,4 @@ fn order_lifecycle_model() {
         LONGEST.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
-}
-
-/// Applies every pay result the inbox holds, as the consumer job would.
-async fn drain(ctx: &Arc<Ctx>) {
-    let inbox = scanpay::server::bus::inbox::InboxBus::new(ctx.store.clone());
-    let hook = scanpay::server::orders::consume::on_applied(ctx.clone());
-    inbox.drain(&hook).await.unwrap();
 }

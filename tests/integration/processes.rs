@@ -11,9 +11,9 @@ use scanpay::server::wxpay::{Merchant, SignType, WxPayClient};
 use crate::notify::{notify_params, signed};
 
 /// A scanpay process, killed when dropped (also when a test fails).
-struct Proc {
-    child: Child,
-    base: String,
+pub struct Proc {
+    pub child: Child,
+    pub base: String,
 }
 
 impl Drop for Proc {
@@ -23,7 +23,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(
+pub fn spawn(
     dir: &std::path::Path,
     name: &str,
     port: u16,
@@ -62,7 +62,7 @@ fn spawn(
     }
 }
 
-async fn wait_healthy(http: &reqwest::Client, p: &Proc, dir: &std::path::Path, name: &str) {
+pub async fn wait_healthy(http: &reqwest::Client, p: &Proc, dir: &std::path::Path, name: &str) {
     let start = Instant::now();
     loop {
         if let Ok(r) = http.get(format!("{}/healthz", p.base)).send().await {
@@ -79,7 +79,7 @@ async fn wait_healthy(http: &reqwest::Client, p: &Proc, dir: &std::path::Path, n
     }
 }
 
-async fn session(http: &reqwest::Client, base: &str) -> String {
+pub async fn session(http: &reqwest::Client, base: &str) -> String {
     let r = http.get(format!("{base}/")).send().await.unwrap();
     r.headers()["set-cookie"]
         .to_str()
@@ -90,7 +90,7 @@ async fn session(http: &reqwest::Client, base: &str) -> String {
         .to_string()
 }
 
-async fn place(http: &reqwest::Client, base: &str, cookie: &str, sku: &str) -> String {
+pub async fn place(http: &reqwest::Client, base: &str, cookie: &str, sku: &str) -> String {
     let r = http
         .post(format!("{base}/api/place_order"))
         .header("cookie", cookie)
