@@ -1,5 +1,6 @@
 //! The layer check (docs/ARCHITECTURE.md, "Layers"): a module may name only modules of its own
-//! layer and the layers below it, and the server's modules never name each other in a circle.
+//! layer and the layers below it (the order flows not even each other), and the server's
+//! modules never name each other in a circle.
 //! It reads the sources as text: every `crate::server::<m>` / `crate::app::<m>` path and every
 //! `super::` path that leaves the module's own folder.
 
@@ -14,7 +15,25 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["server::cli", "server::startup", "server::http"],
     ),
     ("pages and server functions", &["app"]),
-    ("flows", &["server::orders", "server::state"]),
+    // Inside `orders`: the flows beside each other, then the steps, each only above the next.
+    (
+        "flows",
+        &[
+            "server::orders::place",
+            "server::orders::cancel",
+            "server::orders::consume",
+            "server::orders::sweep",
+            "server::orders::timeout",
+        ],
+    ),
+    ("the QR step", &["server::orders::qr"]),
+    ("the close step", &["server::orders::close"]),
+    (
+        "apply (transitions + the after-commit hook)",
+        &["server::orders::apply"],
+    ),
+    ("the seams the flows see (Ctx)", &["server::state"]),
+    ("decide (pure)", &["server::orders::decide"]),
     (
         "seams",
         &[
@@ -71,10 +90,11 @@ fn module_of(root: &Path, file: &Path) -> String {
     parts.join("::")
 }
 
-/// The top module (`server::orders`, `app::types`) a full path names.
+/// The top module (`server::store`, `server::orders::place`, `app::types`) a full path names.
 fn top(path: &str) -> String {
     let segs: Vec<&str> = path.split("::").collect();
     match segs.as_slice() {
+        ["server", "orders", m, ..] => format!("server::orders::{m}"),
         ["server", m, ..] => format!("server::{m}"),
         ["app", m, ..] if matches!(*m, "types" | "i18n") => format!("app::{m}"),
         ["app", ..] => "app".into(),
@@ -119,12 +139,31 @@ fn named(module: &str, text: &str) -> BTreeSet<String> {
         if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') {
             continue;
         }
-        let rest: String = text[i + "crate::".len()..]
+        let after = &text[i + "crate::".len()..];
+        let rest: String = after
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
             .collect();
-        if rest.starts_with("server::") || rest.starts_with("app::") || rest == "app" {
-            out.insert(top(rest.trim_end_matches(':')));
+        if !(rest.starts_with("server") || rest.starts_with("app")) {
+            continue;
+        }
+        let base = rest.trim_end_matches(':');
+        // `crate::server::{orders, store::Store}`: every name in the group.
+        if rest.ends_with("::") && after[rest.len()..].starts_with('{') {
+            let group = &after[rest.len() + 1..];
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for name in group.split(',') {
+                let name: String = name
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                if !name.is_empty() && name != "self" {
+                    out.insert(top(&format!("{base}::{name}")));
+                }
+            }
+        } else {
+            out.insert(top(base));
         }
     }
     // `super::super::x` from server::a::b names server::x.
@@ -171,8 +210,8 @@ fn no_module_names_a_layer_above_it_and_the_server_has_no_circles() {
     for file in &files {
         let module = module_of(&root, file);
         let from = top(&module);
-        if from == "server" {
-            continue; // server/mod.rs: the module list
+        if from == "server" || from == "server::orders" {
+            continue; // the module lists (server/mod.rs, orders/mod.rs)
         }
         let Some(at) = layer_of(&from) else {
             unplaced.push(from);
@@ -180,13 +219,20 @@ fn no_module_names_a_layer_above_it_and_the_server_has_no_circles() {
         };
         let text = std::fs::read_to_string(file).unwrap();
         for to in named(&module, &text) {
-            if to == from || to == "server" {
+            if to == from || to == "server" || to == "server::orders" {
                 continue;
             }
             let Some(layer) = layer_of(&to) else {
                 unplaced.push(to);
                 continue;
             };
+            // Flows sit beside each other: none of them calls another.
+            if layer == at && LAYERS[at].0 == "flows" {
+                wrong.push(format!(
+                    "{} (a flow) names {to} (another flow)",
+                    file.strip_prefix(&root).unwrap().display()
+                ));
+            }
             if layer < at {
                 wrong.push(format!(
                     "{} ({}) names {to} ({})",
@@ -248,13 +294,28 @@ fn no_module_names_a_layer_above_it_and_the_server_has_no_circles() {
 fn the_check_sees_what_it_should() {
     let found = named(
         "server::store::sqlite::orders",
-        "use crate::server::orders::place::X;\nuse super::super::pool::retrying;\n// crate::server::http in a comment\nlet x = crate::app::types::OrderStatus::Paid;",
+        "use crate::server::orders::place::X;\nuse super::super::pool::retrying;\n// crate::server::http in a comment\nlet x = crate::app::types::OrderStatus::Paid;\nuse crate::server::{cache, bus::PayResults};",
     );
     assert_eq!(
         found.into_iter().collect::<Vec<_>>(),
-        ["app::types", "server::orders", "server::store"]
+        [
+            "app::types",
+            "server::bus",
+            "server::cache",
+            "server::orders::place",
+            "server::store"
+        ]
     );
-    assert_eq!(layer_of("server::orders"), Some(2));
-    assert_eq!(layer_of("app::types"), Some(4));
-    assert_eq!(layer_of("app"), Some(1));
+    let at = |m| layer_of(m).unwrap();
+    assert!(at("app") < at("server::orders::sweep"));
+    assert!(at("server::orders::sweep") < at("server::orders::qr"));
+    assert!(at("server::orders::qr") < at("server::orders::close"));
+    assert!(at("server::orders::apply") < at("server::state"));
+    assert!(at("server::orders::decide") < at("server::store"));
+    assert_eq!(
+        at("server::orders::place"),
+        at("server::orders::cancel"),
+        "flows beside each other"
+    );
+    assert!(at("server::store") < at("app::types"));
 }

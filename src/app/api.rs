@@ -105,8 +105,9 @@ pub async fn cancel_order(id: String) -> Result<StatusView, AppError> {
     let ctx = ssr::ctx()?;
     let lang = ssr::lang();
     let session = ssr::session()?;
-    if !ctx.cancel_rate.allow(LimitKey::Session(session))
-        || !ctx.cancel_rate.allow(ssr::client_ip(&ctx))
+    // The address first: fresh sessions cost a client nothing, so they cannot be what lets it in.
+    if !ctx.cancel_rate.allow(ssr::client_ip(&ctx))
+        || !ctx.cancel_rate.allow(LimitKey::Session(session))
     {
         return Err(ssr::status(
             429,

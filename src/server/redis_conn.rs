@@ -23,6 +23,8 @@ pub enum RedisError {
     Redis(#[from] ::redis::RedisError),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("Redis is down (tried again at most once a second)")]
+    Down,
 }
 
 fn manager_config() -> ConnectionManagerConfig {
@@ -33,9 +35,12 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(1))
 }
 
-/// Redis is away (not answering, connection refused or dropped), as opposed to answering "no".
-fn away(e: &::redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
+/// Redis answered "no" to who we are (credentials, permissions): no retry fixes that. Anything
+/// else — away, loading its data set, failing over, busy — is waited for.
+fn refused(e: &::redis::RedisError) -> bool {
+    e.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOPERM" | "WRONGPASS" | "NOAUTH"))
+        || e.to_string().contains("without any password configured")
 }
 
 pub struct RedisConn {
@@ -44,6 +49,9 @@ pub struct RedisConn {
     conn: Mutex<ConnectionManager>,
     /// When the connection was last replaced.
     replaced_at: Mutex<Instant>,
+    /// While Redis is down, at most one call a second goes to it (the probe); the others fail at
+    /// once, so an outage costs polls and commits nothing but a fallback to SQL.
+    tried_at: Mutex<Instant>,
     prefix: String,
     up: AtomicBool,
     /// How many times Redis came back after an outage: each user repairs what it missed.
@@ -65,7 +73,7 @@ impl RedisConn {
         let (conn, up) = match first {
             Ok(Ok(conn)) => (conn, true),
             // The server answered and refused us (credentials, database number): no retry fixes it.
-            Ok(Err(e)) if !away(&e) => return Err(named(format!("refused: {e}"))),
+            Ok(Err(e)) if refused(&e) => return Err(named(format!("refused: {e}"))),
             failed => {
                 let why = match failed {
                     Ok(Err(e)) => e.to_string(),
@@ -84,6 +92,7 @@ impl RedisConn {
             client,
             conn: Mutex::new(conn),
             replaced_at: Mutex::new(Instant::now()),
+            tried_at: Mutex::new(Instant::now() - Duration::from_secs(2)),
             prefix: prefix.to_string(),
             up: AtomicBool::new(up),
             recoveries: AtomicU64::new(0),
@@ -91,7 +100,7 @@ impl RedisConn {
         if up {
             // An answer to AUTH is not an answer to commands (ACLs): check once.
             if let Err(RedisError::Redis(e)) = conn.ping().await {
-                if !away(&e) {
+                if refused(&e) {
                     return Err(named(format!("refused: {e}")));
                 }
             }
@@ -145,6 +154,13 @@ impl RedisConn {
     where
         F: std::future::Future<Output = Result<T, ::redis::RedisError>>,
     {
+        if !self.is_up() {
+            let mut at = self.tried_at.lock().unwrap();
+            if at.elapsed() < Duration::from_secs(1) {
+                return Err(RedisError::Down);
+            }
+            *at = Instant::now();
+        }
         let r = match tokio::time::timeout(COMMAND_TIMEOUT, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisError::Redis(e)),

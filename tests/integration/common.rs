@@ -104,7 +104,7 @@ pub async fn spawn_app_on(
 pub async fn restart(mut app: TestApp, overrides: &[(&str, &str)]) -> TestApp {
     app.running.abort();
     let testdb = app.testdb.take();
-    let url = app.running.ctx.settings.database_url.to_string();
+    let url = (*app.running.ctx.settings.database_url).to_string(); // not Display: redacted
     let s = &app.running.ctx.settings;
     let amqp = s.amqp.as_ref().map(|a| a.prefix.clone());
     let redis = s.redis.as_ref().map(|(_, p)| p.clone());

@@ -142,6 +142,36 @@ async fn the_redis_due_index_meets_the_contract() {
         5_000,
     ));
     schedule::contract::claims_are_disjoint(&*a, &*b, &db.store, "RQ").await;
+    // The claims came from Redis (not its fallback to SQL): the sorted set holds the claimed
+    // orders at the next check the claim planned (a minute ahead), not at their first one.
+    let conn = redis(&prefix).await;
+    let mut c = conn.conn();
+    let score: Option<f64> = ::redis::cmd("ZSCORE")
+        .arg(conn.key("due"))
+        .arg("RQD00")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let now = scanpay::server::support::clock::now_ms() as f64;
+    assert!(
+        score.is_some_and(|s| s > now + 30_000.0),
+        "RQD00 at {score:?}, now {now}"
+    );
+    // The claims came from Redis (not its fallback to SQL): the sorted set holds the claimed
+    // orders at the next check the claim planned (a minute ahead), not at their first one.
+    let conn = redis(&prefix).await;
+    let mut c = conn.conn();
+    let score: Option<f64> = ::redis::cmd("ZSCORE")
+        .arg(conn.key("due"))
+        .arg("RQD00")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let now = scanpay::server::support::clock::now_ms() as f64;
+    assert!(
+        score.is_some_and(|s| s > now + 30_000.0),
+        "RQD00 at {score:?}, now {now}"
+    );
     schedule::contract::a_claim_comes_back_at_its_next_check(&*a, &db.store, "RQ").await;
     // Made to hold exactly what SQL lists.
     let (added, removed) = a.repair().await.unwrap();

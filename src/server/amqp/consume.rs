@@ -8,7 +8,7 @@
 //!   handler again after a backoff, so an outage pauses consuming instead of spending the
 //!   delivery limit in milliseconds and dead-lettering every pay result that arrives during it;
 //! - `Retry`: this message failed. Rejected back to the queue after a wait that grows with its
-//!   delivery count (1 s, 2 s, 4 s, …), so its five deliveries span seconds, not a burst;
+//!   delivery count (0.5 s, 1 s, 2 s, 4 s, 8 s), so its deliveries span seconds, not a burst;
 //! - `Poison`: it can never succeed (unreadable): dead-lettered at once.
 //!
 //! A handler that never returns is given up on after `HANDLER_TIMEOUT` (as `Retry`); a settle that
@@ -152,13 +152,15 @@ where
     let reject = match outcome {
         Handled::Done => None,
         Handled::Retry(why) => {
-            if count + 1 >= DELIVERY_LIMIT {
+            // Quorum queues dead-letter a message rejected when it has been delivered more than
+            // DELIVERY_LIMIT times before: this is its last delivery.
+            if count >= DELIVERY_LIMIT {
                 tracing::error!(%queue, deliveries = count + 1, error = %why,
                     "message failed at its delivery limit: dead-lettered for an operator");
             } else {
                 let wait = Backoff::nth(
-                    Duration::from_secs(1),
-                    Duration::from_secs(30),
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
                     count as u32,
                 );
                 tracing::warn!(%queue, deliveries = count + 1, error = %why,

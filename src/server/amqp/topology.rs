@@ -47,13 +47,17 @@ pub fn delay_lengths(order_ttl: Duration) -> Vec<u64> {
     v
 }
 
-/// The longest length that does not overshoot `remaining_ms`, or None when less than a second is
-/// left (the consumer waits that out itself).
+/// The longest length that overshoots `remaining_ms` by less than a second (a deadline may be
+/// acted on up to a second late, never early: the consumer waits out what is left), or None
+/// when less than a second is left (the consumer waits that out itself).
 pub fn delay_for(remaining_ms: i64, order_ttl: Duration) -> Option<u64> {
+    if remaining_ms < 1000 {
+        return None;
+    }
     delay_lengths(order_ttl)
         .into_iter()
         .rev()
-        .find(|s| (*s as i64) * 1000 <= remaining_ms)
+        .find(|s| (*s as i64) * 1000 < remaining_ms + 1000)
 }
 
 /// The names of the topology under one prefix.
@@ -221,7 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadlines_use_few_known_lengths_and_never_overshoot() {
+    fn deadlines_use_few_known_lengths_and_are_never_early() {
         let ttl = Duration::from_secs(900);
         assert_eq!(
             delay_for(900_000, ttl),
@@ -230,10 +234,20 @@ mod tests {
         );
         assert_eq!(
             delay_for(899_400, ttl),
+            Some(900),
+            "published a moment after placing: still one hop, 0.6 s late at most"
+        );
+        assert_eq!(
+            delay_for(898_000, ttl),
             Some(600),
-            "then 299 s are left: 120, …"
+            "then 298 s are left: 120, …"
         );
         assert_eq!(delay_for(8_000, ttl), Some(5));
+        assert_eq!(
+            delay_for(1_500, ttl),
+            Some(2),
+            "half a second late, never early"
+        );
         assert_eq!(delay_for(999, ttl), None, "under a second: waited out");
         assert_eq!(delay_for(100_000_000, ttl), Some(7200));
         assert!(delay_lengths(ttl).len() <= 13);

@@ -66,6 +66,7 @@ impl PayResults for AmqpBus {
             self.store.clone(),
             BATCHES_IN_FLIGHT,
             settings.prefetch.into(),
+            token.clone(),
         );
         Box::pin(async move {
             amqp::consume(settings, queue, token, move |body| {
@@ -116,15 +117,26 @@ struct Job {
 
 impl Batcher {
     /// Applies batches of up to `max` pay results, `in_flight` at a time, until every handle to
-    /// the batcher is dropped.
-    pub fn start(store: Store, in_flight: usize, max: usize) -> Batcher {
+    /// the batcher is dropped or `token` is cancelled (then no new batch starts: what was
+    /// waiting is answered as abandoned, and its deliveries go back to the queue).
+    pub fn start(store: Store, in_flight: usize, max: usize, token: CancellationToken) -> Batcher {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
         let slots = Arc::new(Semaphore::new(in_flight.max(1)));
         tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
+            loop {
+                let first = tokio::select! {
+                    job = queue.recv() => match job {
+                        Some(job) => job,
+                        None => return,
+                    },
+                    _ = token.cancelled() => return,
+                };
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
+                if token.is_cancelled() {
+                    return;
+                }
                 // Everything that arrived while waiting for a slot goes in with it.
                 let mut batch = vec![first];
                 while batch.len() < max.max(1) {
@@ -150,11 +162,14 @@ impl Batcher {
 
     /// Applies one pay result with whichever others are waiting; what came of it.
     pub async fn apply(&self, result: PayResult) -> Answer {
+        // An abandoned batch (stopped, or its task panicked) is not a database outage: the
+        // delivery is retried (and dead-lettered at its limit), never held for ever.
+        let abandoned = || sqlx::Error::Configuration("the pay-result batch was abandoned".into());
         let (done, answer) = oneshot::channel();
         self.jobs
             .send(Job { result, done })
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+            .map_err(|_| abandoned())?;
+        answer.await.unwrap_or_else(|_| Err(abandoned()))
     }
 }
 
@@ -198,7 +213,7 @@ mod tests {
                 paid_at_ms: 1,
             });
         }
-        let batcher = Batcher::start(store.clone(), 2, 8);
+        let batcher = Batcher::start(store.clone(), 2, 8, CancellationToken::new());
         let outcomes =
             futures::future::join_all(results.iter().map(|n| batcher.apply(n.clone()))).await;
         for (i, outcome) in outcomes.into_iter().enumerate() {

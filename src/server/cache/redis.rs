@@ -4,7 +4,7 @@
 //! orders' entries live a day, unfinished ones' one reconciliation period (a stale entry left by
 //! a write that failed elsewhere cannot outlive it).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,12 +34,20 @@ fn rank(row: &OrderRow) -> i64 {
     }
 }
 
+#[derive(Default)]
+struct Dirty {
+    ids: HashMap<String, u64>,
+    generation: u64,
+}
+
 pub struct RedisCache {
     conn: Arc<RedisConn>,
     /// TTL of an unfinished order's entry: one reconciliation period.
     unfinished_ttl: Duration,
-    /// Orders whose change could not be written here: a miss until rewritten from SQL.
-    dirty: Mutex<HashSet<String>>,
+    /// Orders whose change could not be written here, each with the generation of its last
+    /// failed write: a miss until `repair` rewrites it from SQL read after that failure. Only
+    /// `repair` takes an id out, and only if no write failed again while it read and wrote.
+    dirty: Mutex<Dirty>,
     /// Built once (its SHA is computed here, not per call).
     write: Script,
 }
@@ -62,10 +70,12 @@ impl RedisCache {
 
     fn mark_dirty(&self, id: &str) {
         let mut d = self.dirty.lock().unwrap();
-        if d.len() < DIRTY_LIMIT {
-            d.insert(id.to_string());
+        d.generation += 1;
+        let g = d.generation;
+        if d.ids.len() < DIRTY_LIMIT || d.ids.contains_key(id) {
+            d.ids.insert(id.to_string(), g);
         } else {
-            d.insert(ALL.to_string());
+            d.ids.insert(ALL.to_string(), g);
         }
     }
 
@@ -104,7 +114,7 @@ impl StatusCache for RedisCache {
         Box::pin(async move {
             {
                 let dirty = self.dirty.lock().unwrap();
-                if dirty.contains(id) || dirty.contains(ALL) {
+                if dirty.ids.contains_key(id) || dirty.ids.contains_key(ALL) {
                     return Ok(None);
                 }
             }
@@ -121,14 +131,10 @@ impl StatusCache for RedisCache {
 
     fn changed<'a>(&'a self, row: &'a OrderRow) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            match self.write(row).await {
-                Ok(()) => {
-                    let mut d = self.dirty.lock().unwrap();
-                    if !d.is_empty() {
-                        d.remove(&row.id);
-                    }
-                }
-                Err(_) => self.mark_dirty(&row.id),
+            // A write that worked leaves a dirty mark alone: this row may be older than the one
+            // whose write failed (only `repair`, reading SQL afterwards, may clear it).
+            if self.write(row).await.is_err() {
+                self.mark_dirty(&row.id);
             }
         })
     }
@@ -139,32 +145,46 @@ impl StatusCache for RedisCache {
 
     fn repair<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, Result<usize, CacheError>> {
         Box::pin(async move {
-            let ids: Vec<String> = self.dirty.lock().unwrap().iter().cloned().collect();
-            if ids.iter().any(|id| id == ALL) {
+            let marks: Vec<(String, u64)> = self
+                .dirty
+                .lock()
+                .unwrap()
+                .ids
+                .iter()
+                .map(|(id, g)| (id.clone(), *g))
+                .collect();
+            if let Some((_, g)) = marks.iter().find(|(id, _)| id == ALL) {
                 // Too many to rewrite one by one: drop every status; polls refill from SQL.
                 let pattern = self.conn.key("status:*");
                 self.conn
                     .delete_matching(&pattern)
                     .await
                     .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-                self.dirty.lock().unwrap().clear();
-                return Ok(ids.len() - 1);
+                let mut d = self.dirty.lock().unwrap();
+                let before = d.ids.len();
+                let g = *g;
+                d.ids.retain(|_, mark| *mark > g);
+                return Ok(before - d.ids.len());
             }
             let mut rewritten = 0;
-            for id in ids {
-                // Gone (a test database dropped): nothing to rewrite.
+            for (id, g) in marks {
+                // Read after the failed write (its mark is older than this read). Gone (a test
+                // database dropped): nothing to rewrite.
                 if let Some(row) = store.load(&id).await? {
                     self.write(&row).await?;
                 }
-                self.dirty.lock().unwrap().remove(&id);
-                rewritten += 1;
+                let mut d = self.dirty.lock().unwrap();
+                if d.ids.get(&id) == Some(&g) {
+                    d.ids.remove(&id);
+                    rewritten += 1;
+                }
             }
             Ok(rewritten)
         })
     }
 
     fn dirty(&self) -> usize {
-        self.dirty.lock().unwrap().len()
+        self.dirty.lock().unwrap().ids.len()
     }
 
     fn health(&self) -> BoxFuture<'_, Option<bool>> {

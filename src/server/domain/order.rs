@@ -203,6 +203,10 @@ pub fn classify_unapplied(
     }
 }
 
+/// How long a shopper's request (placing, cancelling) waits for WeChat before answering: past it
+/// the work carries on in the background and the checkout's polls pick up the outcome.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The last moment WeChat takes payment (`time_expire`, whole seconds): a tenth of the time to pay,
 /// at most a minute, before our deadline, so a payment cannot land after we have started closing
 /// (the late-payment race shrinks to clock skew). Shoppers are shown this as their deadline.

@@ -70,10 +70,11 @@ pub async fn ready(State(ctx): State<Arc<Ctx>>) -> Response {
     }
     // A base URL that keeps answering what no WeChat Pay host answers (a 404 page, HTML) for a
     // reconciliation period is misconfigured: nothing can be paid or closed through it.
-    let misdirected = ctx.wxpay.misdirected().filter(|(since, _)| {
-        crate::server::support::clock::now_ms() - since
-            >= ctx.reconciliation_period().as_millis() as i64
-    });
+    let period = ctx.reconciliation_period().as_millis() as i64;
+    let misdirected = ctx
+        .wxpay
+        .misdirected(period)
+        .filter(|(since, _)| crate::server::support::clock::now_ms() - since >= period);
     let wechat = match &misdirected {
         Some((_, why)) => format!("misdirected: {why} from SCANPAY_WXPAY_BASE_URL, not WeChat Pay"),
         None => "ok".to_string(),

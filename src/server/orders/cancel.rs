@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::domain::{Cause, OrderRow};
+use crate::server::domain::{Cause, OrderRow, ANSWER_WITHIN};
 use crate::server::orders::close;
-use crate::server::orders::place::ANSWER_WITHIN;
 use crate::server::state::Ctx;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,18 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::app::types::{CartLine, OrderStatus};
-use crate::server::domain::{CreateError, NewItem, NewOrder, OrderRow};
+use crate::server::domain::{CreateError, NewItem, NewOrder, OrderRow, ANSWER_WITHIN};
 use crate::server::orders::{apply, qr};
 use crate::server::state::Ctx;
 use crate::server::support::clock::now_ms;
 use crate::server::support::ids::new_order_id;
-
-/// How long the shopper waits for the QR code before the checkout page shows (it picks up a code
-/// that arrives later by itself).
-pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {

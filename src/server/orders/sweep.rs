@@ -26,9 +26,11 @@ pub async fn run(ctx: Arc<Ctx>, token: CancellationToken) {
     let mut told_misdirected = None;
     loop {
         // Said once per episode, as an error: the close and QR warnings it causes are symptoms.
-        let misdirected = ctx.wxpay.misdirected().filter(|(since, _)| {
-            now_ms() - since >= ctx.reconciliation_period().as_millis() as i64
-        });
+        let period = ctx.reconciliation_period().as_millis() as i64;
+        let misdirected = ctx
+            .wxpay
+            .misdirected(period)
+            .filter(|(since, _)| now_ms() - since >= period);
         if let (Some((since, why)), None) = (&misdirected, told_misdirected) {
             tracing::error!(base = %ctx.settings.wxpay_base_url, answer = %why,
                 "SCANPAY_WXPAY_BASE_URL has answered only what WeChat Pay never answers for a \

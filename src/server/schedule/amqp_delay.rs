@@ -1,8 +1,9 @@
 //! Deadlines through RabbitMQ's delay queues: placing an order publishes its deadline to the
-//! queue of the longest fixed length that does not overshoot it (`amqp::topology::delay_for`;
-//! the configured order time is one of the lengths, so an order usually takes one hop). When it
-//! expires into the timeout queue, the consumer either sends it on for what is left (another hop)
-//! or, under a second from the deadline, waits that out and runs the close. The SQL poller runs
+//! queue of the longest fixed length that overshoots it by less than a second
+//! (`amqp::topology::delay_for`; the configured order time is one of the lengths, so an order
+//! usually takes one hop). When it expires into the timeout queue, the consumer either sends it
+//! on for what is left (another hop, with two seconds or more to go) or waits out the rest and
+//! runs the close: never early, at most a second late. The SQL poller runs
 //! one reconciliation period behind as the safety net: a lost message only makes a close that
 //! much later.
 
@@ -57,15 +58,16 @@ impl AmqpDeadlines {
             Err(e) => return Handled::Poison(format!("not a deadline: {e}")),
         };
         let left = d.deadline_at - now_ms();
-        if delay_for(left, self.order_ttl).is_some() {
-            // A second or more to go: on to the next delay queue.
+        if left >= 2000 && delay_for(left, self.order_ttl).is_some() {
+            // Seconds to go: on to the next delay queue.
             return match self.publish(&d).await {
                 Ok(()) => Handled::Done,
                 Err(e) => Handled::Retry(format!("next hop not published: {e}")),
             };
         }
         if left > 0 {
-            // Never close before the deadline (clock skew between processes included).
+            // Never close before the deadline (clock skew between processes included); at most
+            // two seconds are waited out here.
             tokio::time::sleep(Duration::from_millis(left as u64)).await;
         }
         match on_due(d.order_id.clone()).await {

@@ -86,6 +86,14 @@ impl FailedCloses {
     fn len(&self) -> usize {
         self.0.lock().unwrap().len()
     }
+    /// Forgets orders no longer due here (closed elsewhere, or no longer pending).
+    fn keep_only(&self, due: &[String]) {
+        let due: std::collections::HashSet<&str> = due.iter().map(String::as_str).collect();
+        self.0
+            .lock()
+            .unwrap()
+            .retain(|id, _| due.contains(id.as_str()));
+    }
 }
 
 #[derive(Clone)]
@@ -126,6 +134,9 @@ impl SqlDeadlines {
             let limit = BATCH + self.failed.len() as i64;
             let (due, next) = self.store.due_deadlines(now, limit).await?;
             let full = due.len() as i64 == limit;
+            if !full {
+                self.failed.keep_only(&due);
+            }
             let work: Vec<String> = due
                 .into_iter()
                 .filter(|id| !self.failed.waiting(id, real_now))

@@ -32,6 +32,9 @@ impl From<Option<IpAddr>> for Key {
 
 /// How often idle keys are forgotten (each check is O(1); forgetting is O(keys), so not per call).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Most keys remembered: past it idle keys are forgotten at once, and while it is still full a
+/// new key is refused (memory stays bounded whatever a client rotates).
+const MAX_KEYS: usize = 200_000;
 
 /// `per_minute` attempts a minute per key, as a GCRA (governor): a burst of `per_minute`, then one
 /// more each `60 s / per_minute`. Keys idle long enough to be full again are forgotten, so a
@@ -62,12 +65,19 @@ impl<C: Clock> RateLimiter<C> {
 
     /// Counts one attempt; false when the key already used its allowance.
     pub fn allow(&self, key: impl Into<Key>) -> bool {
+        self.allow_within(key, MAX_KEYS)
+    }
+
+    fn allow_within(&self, key: impl Into<Key>, max_keys: usize) -> bool {
         {
             let mut at = self.pruned_at.lock().unwrap();
-            if at.elapsed() >= PRUNE_EVERY {
+            if at.elapsed() >= PRUNE_EVERY || self.inner.len() >= max_keys {
                 *at = Instant::now();
                 self.inner.retain_recent();
             }
+        }
+        if self.inner.len() >= max_keys {
+            return false;
         }
         self.inner.check_key(&key.into()).is_ok()
     }
@@ -130,6 +140,20 @@ mod tests {
         clock.advance(Duration::from_secs(120));
         l.forget_idle();
         assert!(l.is_empty(), "idle keys are forgotten");
+    }
+
+    #[test]
+    fn it_remembers_at_most_so_many_keys() {
+        use governor::clock::FakeRelativeClock;
+        let l = RateLimiter::with_clock(5, FakeRelativeClock::default());
+        for i in 0..3 {
+            assert!(l.allow_within(Key::Session(format!("s{i}")), 3));
+        }
+        assert!(
+            !l.allow_within(Key::Session("s3".into()), 3),
+            "full of keys still in use"
+        );
+        assert_eq!(l.len(), 3);
     }
 
     #[test]

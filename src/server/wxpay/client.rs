@@ -14,9 +14,18 @@ pub struct WxPayClient {
     http: reqwest::Client,
     base_url: String,
     merchant: Merchant,
-    /// Since when (epoch ms) every answer has been one no WeChat Pay host gives (an HTTP error
-    /// page, HTML): the base URL is probably wrong. Cleared by the next protocol answer.
-    misdirected: std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>,
+    /// Answers no WeChat Pay host gives (an HTTP error page, HTML) since the last protocol answer:
+    /// the base URL is probably wrong. Cleared by the next protocol answer.
+    misdirected: std::sync::Arc<std::sync::Mutex<Option<Foreign>>>,
+}
+
+/// Answers from something that does not speak WeChat Pay, since the last one that did.
+#[derive(Debug, Clone)]
+struct Foreign {
+    first: i64,
+    last: i64,
+    count: u32,
+    why: String,
 }
 
 /// `unifiedorder` with `trade_type=NATIVE`.
@@ -175,9 +184,14 @@ impl WxPayClient {
         self.call("pay/closeorder", p).await.map(|_| ())
     }
 
-    /// Since when the base URL has answered only what WeChat Pay never answers, and how.
-    pub fn misdirected(&self) -> Option<(i64, String)> {
-        self.misdirected.lock().unwrap().clone()
+    /// Since when the base URL has answered only what WeChat Pay never answers, and how: only
+    /// once it has done so at least three times and lately (within `recent_ms`), so one stray
+    /// page from a proxy, or an episode long over, does not count.
+    pub fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
+        let m = self.misdirected.lock().unwrap();
+        let f = m.as_ref()?;
+        let now = crate::server::support::clock::now_ms();
+        (f.count >= 3 && now - f.last < recent_ms).then(|| (f.first, f.why.clone()))
     }
 
     /// Signs and sends one request; checks the three result layers of the answer, and notes
@@ -192,13 +206,22 @@ impl WxPayClient {
             _ => None,
         };
         let mut m = self.misdirected.lock().unwrap();
-        match foreign {
-            Some(why) => {
-                if m.is_none() {
-                    *m = Some((crate::server::support::clock::now_ms(), why));
-                }
+        let now = crate::server::support::clock::now_ms();
+        match (foreign, m.as_mut()) {
+            (Some(why), Some(f)) => {
+                f.last = now;
+                f.count += 1;
+                f.why = why;
             }
-            None => *m = None,
+            (Some(why), None) => {
+                *m = Some(Foreign {
+                    first: now,
+                    last: now,
+                    count: 1,
+                    why,
+                })
+            }
+            (None, _) => *m = None,
         }
         drop(m);
         result

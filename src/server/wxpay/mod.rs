@@ -58,8 +58,9 @@ pub trait Gateway: Send + Sync {
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>>;
 
     /// Since when (epoch ms) the configured base has answered only what no WeChat Pay host
-    /// answers (an HTTP error page, HTML), and how; None while it speaks the protocol.
-    fn misdirected(&self) -> Option<(i64, String)> {
+    /// answers (an HTTP error page, HTML), and how — repeatedly and within the last `recent_ms`;
+    /// None while it speaks the protocol.
+    fn misdirected(&self, _recent_ms: i64) -> Option<(i64, String)> {
         None
     }
 }
@@ -80,7 +81,7 @@ impl Gateway for WxPayClient {
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
         Box::pin(WxPayClient::close_order(self, out_trade_no))
     }
-    fn misdirected(&self) -> Option<(i64, String)> {
-        WxPayClient::misdirected(self)
+    fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
+        WxPayClient::misdirected(self, recent_ms)
     }
 }
