@@ -8,6 +8,7 @@ mod inbox;
 mod orders;
 mod reads;
 mod schedule;
+mod session_lock;
 mod timeline;
 
 use std::str::FromStr;

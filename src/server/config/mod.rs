@@ -1,16 +1,24 @@
 //! Typed settings from `Leptos.toml` (or `SCANPAY_CONFIG`), each key overridable by `SCANPAY_<KEY>`.
 //! Any value that does not parse stops start-up with a message naming where it came from.
+//! This file holds the settings and their loading; `checks` the rules each raw value must meet.
+
+mod checks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::support::clock::parse_duration;
 use super::support::redact::SecretUrl;
 use super::wxpay::{ApiKey, Merchant, SignType};
+use checks::{
+    boolean, check_order_time_for_wechat, check_public_for_wechat, duration, err, int,
+    optional_secret, show,
+};
+
+pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
-const EMBEDDED: &str = include_str!("../../Leptos.toml");
+const EMBEDDED: &str = include_str!("../../../Leptos.toml");
 
 /// What one process does (`scanpay --role …`): serve shoppers and WeChat, run the background
 /// workers, or both.
@@ -85,28 +93,12 @@ pub struct Limits {
     pub cancels_per_minute: u32,
 }
 
-/// WeChat refuses a NATIVE `time_expire` less than this after `time_start`.
-pub const WECHAT_MIN_EXPIRE: Duration = Duration::from_secs(5 * 60);
-/// A `code_url` can be paid for this long; a later `time_expire` would outlive the QR code.
-pub const WECHAT_CODE_URL_LIFE: Duration = Duration::from_secs(2 * 3600);
-
 /// Variables Kubernetes injects for a Service named `scanpay`; not settings, so not refused.
 fn injected_by_kubernetes(var: &str) -> bool {
     var == "SCANPAY_SERVICE_HOST"
         || var == "SCANPAY_PORT"
         || var.starts_with("SCANPAY_SERVICE_PORT")
         || var.starts_with("SCANPAY_PORT_")
-}
-
-/// A WeChat Pay API host (api.mch.weixin.qq.com, api2.mch.weixin.qq.com, …): real money.
-pub fn is_wechat_host(base_url: &str) -> bool {
-    reqwest::Url::parse(base_url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-        })
-        .is_some_and(|h| h == "mch.weixin.qq.com" || h.ends_with(".mch.weixin.qq.com"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,21 +360,7 @@ impl Settings {
         let ttl_src = raw("order_ttl").source;
         if real {
             check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
-        }
-        if real && span < WECHAT_MIN_EXPIRE {
-            return Err(ConfigError(format!(
-                "{ttl_src}: WeChat Pay refuses orders that stop taking payment less than 5 minutes \
-                 after they are placed; this order time ({}) lets shoppers pay for only {}. Use at least 5m34s",
-                show(settings.order_ttl),
-                show(span)
-            )));
-        }
-        if real && span > WECHAT_CODE_URL_LIFE {
-            return Err(ConfigError(format!(
-                "{ttl_src}: a WeChat Pay QR code can be paid for 2 hours; this order time ({}) \
-                 would outlive it. Use at most 2h",
-                show(settings.order_ttl)
-            )));
+            check_order_time_for_wechat(settings.order_ttl, span, &ttl_src)?;
         }
         if settings.sandbox && in_process_wechat && span < settings.sandbox_min_expire {
             return Err(ConfigError(format!(
@@ -418,291 +396,5 @@ impl Settings {
     }
 }
 
-fn err(r: &Raw, why: &str) -> ConfigError {
-    // Values are not echoed: some of them are secrets.
-    ConfigError(format!("{}: {why}", r.source))
-}
-
-/// An optional secret: empty means unset; otherwise it must be at least `min` characters.
-fn optional_secret(r: &Raw, min: usize) -> Result<Option<ApiKey>, ConfigError> {
-    match r.value.chars().count() {
-        0 => Ok(None),
-        n if n < min => Err(err(r, &format!("must be at least {min} characters"))),
-        _ => Ok(Some(ApiKey::new(r.value.clone()))),
-    }
-}
-
-/// `5m34s`, `900ms`: a duration as a person reads it.
-fn show(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
-    let mut out = String::new();
-    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    if out.is_empty() {
-        "0s".into()
-    } else {
-        out
-    }
-}
-
-fn int(r: &Raw, min: i64, max: i64) -> Result<i64, ConfigError> {
-    r.value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| err(r, &format!("must be a whole number from {min} to {max}")))
-}
-
-fn boolean(r: &Raw) -> Result<bool, ConfigError> {
-    match r.value.as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(err(r, &format!("{:?} is not true or false", r.value))),
-    }
-}
-
-fn duration(r: &Raw) -> Result<Duration, ConfigError> {
-    parse_duration(&r.value).map_err(|e| err(r, &e))
-}
-
-/// WeChat delivers notifies only to a public https address.
-fn check_public_for_wechat(public_url: &str, source: &str) -> Result<(), ConfigError> {
-    let why = |w: &str| {
-        Err(ConfigError(format!(
-            "{source}: with the real WeChat Pay, {w} (WeChat could never deliver a notify there)"
-        )))
-    };
-    let Ok(u) = reqwest::Url::parse(public_url) else {
-        return why("must be a URL");
-    };
-    if u.scheme() != "https" {
-        return why("must be an https:// URL");
-    }
-    let private = match u.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-        }
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local")
-        }
-        None => true,
-    };
-    if private {
-        return why("must name a public host, not loopback or a private address");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_sources(
-            EMBEDDED,
-            "Leptos.toml",
-            &env,
-            "127.0.0.1:3000".parse().unwrap(),
-        )
-    }
-
-    #[test]
-    fn embedded_defaults_load() {
-        let s = load(&[]).unwrap();
-        assert_eq!(s.order_ttl, Duration::from_secs(900));
-        assert_eq!(s.wxpay_base_url, "http://127.0.0.1:3000/sandbox/");
-        assert_eq!(s.notify_url(), "http://127.0.0.1:3000/wxpay/notify");
-        assert!(s.sandbox);
-        assert!(
-            !format!("{s:?}").contains(s.merchant.api_key.expose()),
-            "Debug must not print the key"
-        );
-    }
-
-    #[test]
-    fn env_overrides_and_errors_name_the_variable() {
-        let s = load(&[
-            ("SCANPAY_ORDER_TTL", "20m"),
-            ("SCANPAY_WXPAY_SIGN_TYPE", "HMAC-SHA256"),
-        ])
-        .unwrap();
-        assert_eq!(s.order_ttl, Duration::from_secs(1200));
-        assert_eq!(s.merchant.sign_type, SignType::HmacSha256);
-        let e = load(&[("SCANPAY_ORDER_TTL", "fifteen")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("SCANPAY_ORDER_TTL"), "{e}");
-        let e = load(&[("SCANPAY_WXPAY_SIGN_TYPE", "SHA1")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("SCANPAY_WXPAY_SIGN_TYPE"), "{e}");
-        let e = load(&[("SCANPAY_ORDR_TTL", "1m")]).unwrap_err().to_string();
-        assert!(e.contains("SCANPAY_ORDR_TTL"), "{e}");
-        let e = load(&[("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("throwaway"), "{e}");
-        for host in [
-            "https://api2.mch.weixin.qq.com",
-            "https://API.MCH.weixin.qq.com./pay/",
-        ] {
-            let e = load(&[("SCANPAY_WXPAY_BASE_URL", host)])
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("throwaway"), "{host}: {e}");
-        }
-        let e = load(&[("SCANPAY_LIMIT_ITEM_QTY", "0")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("SCANPAY_LIMIT_ITEM_QTY") && e.contains("1 to 99"),
-            "{e}"
-        );
-        let e = load(&[("SCANPAY_CLIENT_IP_HEADER", "X Forwarded")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("SCANPAY_CLIENT_IP_HEADER"), "{e}");
-    }
-
-    #[test]
-    fn kubernetes_service_variables_are_not_settings_but_typos_still_stop() {
-        let s = load(&[
-            ("SCANPAY_SERVICE_HOST", "10.0.0.7"),
-            ("SCANPAY_SERVICE_PORT", "80"),
-            ("SCANPAY_SERVICE_PORT_HTTP", "80"),
-            ("SCANPAY_PORT", "tcp://10.0.0.7:80"),
-            ("SCANPAY_PORT_80_TCP_ADDR", "10.0.0.7"),
-        ]);
-        assert!(s.is_ok(), "{:?}", s.err());
-        assert!(load(&[("SCANPAY_SERVICE_HOSTS", "x")]).is_err());
-    }
-
-    const REAL: (&str, &str) = ("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/");
-    const KEY: (&str, &str) = ("SCANPAY_WXPAY_API_KEY", "a-real-key-from-the-environment-0");
-    const PUBLIC: (&str, &str) = ("SCANPAY_PUBLIC_URL", "https://shop.example.com");
-
-    #[test]
-    fn the_real_api_needs_a_public_https_address_for_its_notifies() {
-        let e = load(&[REAL, KEY]).unwrap_err().to_string();
-        assert!(e.contains("public_url") && e.contains("https://"), "{e}");
-        for (url, why) in [
-            ("http://shop.example.com", "https://"),
-            ("https://127.0.0.1:8443", "public host"),
-            ("https://10.1.2.3", "public host"),
-            ("https://192.168.0.9", "public host"),
-            ("https://[::1]:443", "public host"),
-            ("https://localhost", "public host"),
-        ] {
-            let e = load(&[REAL, KEY, ("SCANPAY_PUBLIC_URL", url)])
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("SCANPAY_PUBLIC_URL") && e.contains(why),
-                "{url}: {e}"
-            );
-        }
-        assert!(load(&[REAL, KEY, PUBLIC]).is_ok());
-        // The sandbox takes any address.
-        assert!(load(&[("SCANPAY_PUBLIC_URL", "http://127.0.0.1:9")]).is_ok());
-    }
-
-    #[test]
-    fn a_process_of_several_must_be_told_the_public_url() {
-        let mut s = load(&[]).unwrap();
-        assert!(
-            s.check_role().is_ok(),
-            "one process may assume its own address"
-        );
-        for role in [Role::Web, Role::Worker] {
-            s.role = role;
-            let e = s.check_role().unwrap_err().to_string();
-            assert!(e.contains("SCANPAY_PUBLIC_URL"), "{e}");
-        }
-        let mut s = load(&[("SCANPAY_PUBLIC_URL", "http://shop.internal:3000")]).unwrap();
-        s.role = Role::Worker;
-        assert!(s.check_role().is_ok());
-        assert_eq!(s.wxpay_base_url, "http://shop.internal:3000/sandbox/");
-    }
-
-    #[test]
-    fn urls_with_passwords_are_redacted_in_debug() {
-        let s = load(&[
-            ("SCANPAY_DATABASE_URL", "postgres://app:hunter2pw@db/shop"),
-            ("SCANPAY_REDIS_URL", "redis://:redispw99@cache:6379/0"),
-            ("SCANPAY_AMQP_URL", "amqp://app:rabbitpw77@mq:5672/%2f"),
-        ])
-        .unwrap();
-        let shown = format!("{s:?}");
-        for secret in ["hunter2pw", "redispw99", "rabbitpw77"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-        assert_eq!(&*s.database_url, "postgres://app:hunter2pw@db/shop");
-    }
-
-    #[test]
-    fn the_real_api_takes_only_orders_wechat_accepts() {
-        let s = load(&[REAL, KEY, PUBLIC]).unwrap();
-        assert!(
-            !s.sandbox,
-            "the sandbox is off by default when WeChat is elsewhere"
-        );
-        let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "5m")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("SCANPAY_ORDER_TTL") && e.contains("4m30s") && e.contains("5m34s"),
-            "{e}"
-        );
-        assert!(load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "334s")]).is_ok());
-        let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_ORDER_TTL", "3h")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("2 hours"), "{e}");
-        let other = ("SCANPAY_WXPAY_BASE_URL", "http://127.0.0.1:9/sandbox/");
-        assert!(!load(&[other]).unwrap().sandbox);
-        assert!(load(&[other, ("SCANPAY_SANDBOX", "true")]).unwrap().sandbox);
-    }
-
-    #[test]
-    fn the_in_process_sandbox_refuses_settings_it_would_refuse_orders_for() {
-        let e = load(&[("SCANPAY_ORDER_TTL", "3s")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("SCANPAY_ORDER_TTL") && e.contains("SCANPAY_SANDBOX_MIN_EXPIRE"),
-            "{e}"
-        );
-        assert!(load(&[
-            ("SCANPAY_ORDER_TTL", "3s"),
-            ("SCANPAY_SANDBOX_MIN_EXPIRE", "1s")
-        ])
-        .is_ok());
-        assert_eq!(show(Duration::from_secs(334)), "5m34s");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        for bad in ["", "15", "m", "-1s", "0s", "10 parsecs"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,137 @@
+//! The rules raw settings must meet: whole numbers, booleans, durations and secrets read from a
+//! `Raw` value (each error naming where the value came from, never the value), and what the real
+//! WeChat Pay demands of the deployment (a public https address, an order time it accepts).
+
+use std::time::Duration;
+
+use super::super::support::clock::parse_duration;
+use super::super::wxpay::ApiKey;
+use super::{ConfigError, Raw};
+
+/// WeChat refuses a NATIVE `time_expire` less than this after `time_start`.
+pub const WECHAT_MIN_EXPIRE: Duration = Duration::from_secs(5 * 60);
+/// A `code_url` can be paid for this long; a later `time_expire` would outlive the QR code.
+pub const WECHAT_CODE_URL_LIFE: Duration = Duration::from_secs(2 * 3600);
+
+/// A WeChat Pay API host (api.mch.weixin.qq.com, api2.mch.weixin.qq.com, …): real money.
+pub fn is_wechat_host(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+        .is_some_and(|h| h == "mch.weixin.qq.com" || h.ends_with(".mch.weixin.qq.com"))
+}
+
+pub(super) fn err(r: &Raw, why: &str) -> ConfigError {
+    // Values are not echoed: some of them are secrets.
+    ConfigError(format!("{}: {why}", r.source))
+}
+
+/// An optional secret: empty means unset; otherwise it must be at least `min` characters.
+pub(super) fn optional_secret(r: &Raw, min: usize) -> Result<Option<ApiKey>, ConfigError> {
+    match r.value.chars().count() {
+        0 => Ok(None),
+        n if n < min => Err(err(r, &format!("must be at least {min} characters"))),
+        _ => Ok(Some(ApiKey::new(r.value.clone()))),
+    }
+}
+
+/// `5m34s`, `900ms`: a duration as a person reads it.
+pub(super) fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        "0s".into()
+    } else {
+        out
+    }
+}
+
+pub(super) fn int(r: &Raw, min: i64, max: i64) -> Result<i64, ConfigError> {
+    r.value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| err(r, &format!("must be a whole number from {min} to {max}")))
+}
+
+pub(super) fn boolean(r: &Raw) -> Result<bool, ConfigError> {
+    match r.value.as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(err(r, &format!("{:?} is not true or false", r.value))),
+    }
+}
+
+pub(super) fn duration(r: &Raw) -> Result<Duration, ConfigError> {
+    parse_duration(&r.value).map_err(|e| err(r, &e))
+}
+
+/// WeChat delivers notifies only to a public https address.
+pub(super) fn check_public_for_wechat(public_url: &str, source: &str) -> Result<(), ConfigError> {
+    let why = |w: &str| {
+        Err(ConfigError(format!(
+            "{source}: with the real WeChat Pay, {w} (WeChat could never deliver a notify there)"
+        )))
+    };
+    let Ok(u) = reqwest::Url::parse(public_url) else {
+        return why("must be a URL");
+    };
+    if u.scheme() != "https" {
+        return why("must be an https:// URL");
+    }
+    let private = match u.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+        }
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local")
+        }
+        None => true,
+    };
+    if private {
+        return why("must name a public host, not loopback or a private address");
+    }
+    Ok(())
+}
+
+/// The order times WeChat Pay accepts: `span` (how long after placing an order stops taking
+/// payment) no shorter than its minimum and no longer than a QR code lives.
+pub(super) fn check_order_time_for_wechat(
+    order_ttl: Duration,
+    span: Duration,
+    ttl_src: &str,
+) -> Result<(), ConfigError> {
+    if span < WECHAT_MIN_EXPIRE {
+        return Err(ConfigError(format!(
+            "{ttl_src}: WeChat Pay refuses orders that stop taking payment less than 5 minutes \
+             after they are placed; this order time ({}) lets shoppers pay for only {}. Use at least 5m34s",
+            show(order_ttl),
+            show(span)
+        )));
+    }
+    if span > WECHAT_CODE_URL_LIFE {
+        return Err(ConfigError(format!(
+            "{ttl_src}: a WeChat Pay QR code can be paid for 2 hours; this order time ({}) \
+             would outlive it. Use at most 2h",
+            show(order_ttl)
+        )));
+    }
+    Ok(())
+}
