@@ -1,7 +1,8 @@
 //! The MySQL / MariaDB store (`mysql://user:password@host:3306/database`; `mariadb://` too).
 //! Its SQL lives in this folder, one file per concern, like the other engines'; what differs is
-//! InnoDB's way: claims with `FOR UPDATE SKIP LOCKED` (MySQL 8, MariaDB 10.6+), a locking read of
-//! the shopper's orders to serialise placing, `INSERT IGNORE` on unique keys, utf8mb4 throughout,
+//! InnoDB's way: claims with `FOR UPDATE SKIP LOCKED` (MySQL 8, MariaDB 10.6+), a named lock per
+//! shopper session (`GET_LOCK`, released even when the placing is cancelled: see
+//! `session_lock.rs`) to serialise placing, `INSERT IGNORE` on unique keys, utf8mb4 throughout,
 //! and transactions retried on deadlock (`store::retrying`).
 
 mod inbox;
