@@ -8,6 +8,9 @@ mod reads;
 mod schedule;
 mod timeline;
 
+#[cfg(test)]
+pub(crate) use schedule::claim_select;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -107,3 +107,33 @@ async fn mysql_updates(pool: &sqlx::MySqlPool) -> i64 {
         .unwrap();
     n.parse().unwrap()
 }
+
+/// SQLite's claim reads the due index, not every unfinished order: without the `+status` hint
+/// its planner took the `(status, deadline_at)` index and sorted every pending order, so the
+/// sweep's cost grew with the table (the lifecycle benchmark showed it).
+#[tokio::test]
+async fn the_sqlite_claim_reads_the_due_index_and_sorts_nothing() {
+    let (db, store) = fresh("sqlite", &PoolSettings::default()).await;
+    let Engine::Sqlite(lite) = &store.engine else {
+        unreachable!()
+    };
+    use sqlx::Row;
+    let sql = format!(
+        "EXPLAIN QUERY PLAN {}",
+        crate::server::store::sqlite::claim_select()
+    );
+    let plan: Vec<String> = sqlx::query(&sql)
+        .bind(0i64)
+        .bind(10i64)
+        .fetch_all(lite.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+    let plan = plan.join(" | ");
+    assert!(plan.contains("orders_due"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    store.close_pool().await;
+    db.remove().await;
+}
