@@ -835,3 +835,54 @@ async fn cancels_are_limited_per_session_and_per_address() {
     }
     assert_eq!(codes, [404, 404, 404, 429, 429], "per address");
 }
+
+/// A WeChat base that answers only what WeChat Pay never answers (here another server's 404
+/// page) fails readiness after a reconciliation period, naming it — where before, every close
+/// warned again for ever and the order stayed closing with nothing else said.
+#[tokio::test]
+async fn a_wechat_base_answering_404_pages_fails_readiness() {
+    let other = spawn_app(&[]).await;
+    let base = format!("{}/nowhere/", other.base);
+    let app = spawn_app(&[
+        ("SCANPAY_WXPAY_BASE_URL", &base),
+        ("SCANPAY_SANDBOX", "false"),
+        ("SCANPAY_SWEEP_INTERVAL", "200ms"),
+    ])
+    .await;
+    let shopper = app.shopper().await;
+    shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let start = Instant::now();
+    loop {
+        let r = app
+            .http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let wechat = v["dependencies"]["wechat"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if code == 503 && wechat.starts_with("misdirected: HTTP 404") {
+            assert!(wechat.contains("SCANPAY_WXPAY_BASE_URL"), "{v}");
+            break;
+        }
+        assert_eq!(wechat, "ok", "not before a reconciliation period: {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never reported: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A healthy base says ok.
+    let r = other
+        .http
+        .get(format!("{}/readyz", other.base))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["dependencies"]["wechat"], "ok", "{v}");
+}

@@ -8,6 +8,7 @@ mod lifecycle;
 mod model;
 mod notify;
 mod processes;
+mod races;
 mod sandbox;
 mod seams;
 mod shop;

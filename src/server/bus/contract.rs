@@ -9,23 +9,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{OnApplied, PayResults, Received};
-use crate::server::domain::{NewItem, NewOrder, PaidOutcome, PayResult};
+use crate::server::domain::{PaidOutcome, PayResult};
 use crate::server::store::Store;
 use crate::server::support::clock::now_ms;
 
 async fn order(store: &Store, id: &str) -> PayResult {
-    let o = NewOrder {
-        id: id.into(),
-        session_id: format!("s-{id}"),
-        created_at: now_ms(),
-        deadline_at: now_ms() + 900_000,
-        first_check_at: now_ms() + 60_000,
-        max_open: 1000,
-        items: vec![NewItem {
-            sku: "PIN-PANDA".into(),
-            qty: 1,
-        }],
-    };
+    let o = crate::server::store::testing::pin_order(id, 900_000, 60_000);
     let fee = store.create_order(&o, "Shop").await.unwrap().total_fee;
     PayResult {
         out_trade_no: id.into(),

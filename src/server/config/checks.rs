@@ -92,12 +92,23 @@ pub(super) fn check_public_for_wechat(public_url: &str, source: &str) -> Result<
     if u.scheme() != "https" {
         return why("must be an https:// URL");
     }
+    let v4_private = |ip: std::net::Ipv4Addr| {
+        let o = ip.octets();
+        ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+    };
     let private = match u.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-        }
+        Some(url::Host::Ipv4(ip)) => v4_private(ip),
         Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+            let s = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (s & 0xfe00) == 0xfc00 // unique local
+                || (s & 0xffc0) == 0xfe80 // link-local
+                || ip.to_ipv4_mapped().is_some_and(v4_private)
         }
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();

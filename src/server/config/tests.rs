@@ -101,6 +101,9 @@ fn the_real_api_needs_a_public_https_address_for_its_notifies() {
         ("https://10.1.2.3", "public host"),
         ("https://192.168.0.9", "public host"),
         ("https://[::1]:443", "public host"),
+        ("https://[fe80::1]", "public host"),
+        ("https://[::ffff:10.0.0.1]", "public host"),
+        ("https://100.64.0.1", "public host"),
         ("https://localhost", "public host"),
     ] {
         let e = load(&[REAL, KEY, ("SCANPAY_PUBLIC_URL", url)])

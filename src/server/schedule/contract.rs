@@ -8,24 +8,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Deadlines, DueIndex, OnDue};
-use crate::server::domain::{NewItem, NewOrder, OrderRow};
+use crate::server::domain::OrderRow;
 use crate::server::store::Store;
 use crate::server::support::clock::now_ms;
 
 async fn place(store: &Store, id: &str, deadline_in_ms: i64) -> OrderRow {
-    let now = now_ms();
-    let order = NewOrder {
-        id: id.into(),
-        session_id: format!("s-{id}"),
-        created_at: now,
-        deadline_at: now + deadline_in_ms,
-        first_check_at: now - 1,
-        max_open: 1000,
-        items: vec![NewItem {
-            sku: "PIN-PANDA".into(),
-            qty: 1,
-        }],
-    };
+    let order = crate::server::store::testing::pin_order(id, deadline_in_ms, -1);
     store.create_order(&order, "Shop").await.unwrap();
     store.load(id).await.unwrap().unwrap()
 }

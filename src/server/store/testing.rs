@@ -183,3 +183,25 @@ async fn connect_admin(url: &str) -> sqlx::PgConnection {
         .await
         .unwrap_or_else(|e| panic!("test PostgreSQL server ({url}): {e}"))
 }
+
+/// An order of one panda pin for the contract suites: placed now, its deadline and first check
+/// `deadline_in_ms` and `first_check_in_ms` from now, in a session of its own.
+pub fn pin_order(
+    id: &str,
+    deadline_in_ms: i64,
+    first_check_in_ms: i64,
+) -> crate::server::domain::NewOrder {
+    let now = crate::server::support::clock::now_ms();
+    crate::server::domain::NewOrder {
+        id: id.into(),
+        session_id: format!("s-{id}"),
+        created_at: now,
+        deadline_at: now + deadline_in_ms,
+        first_check_at: now + first_check_in_ms,
+        max_open: 1000,
+        items: vec![crate::server::domain::NewItem {
+            sku: "PIN-PANDA".into(),
+            qty: 1,
+        }],
+    }
+}

@@ -98,7 +98,9 @@ impl<C: Clock> RateLimiter<C> {
 }
 
 /// The client's address: from `header` when scanpay is configured to trust a proxy's header
-/// (the last `X-Forwarded-For` entry, the one the proxy added), else the TCP peer.
+/// (the last `X-Forwarded-For` entry, the one the proxy added; if that one is not an address —
+/// `ip:port`, `unknown` — None, never an earlier entry the client may have written), else the
+/// TCP peer.
 pub fn client_ip(parts: &Parts, header: Option<&HeaderName>) -> Option<IpAddr> {
     if let Some(h) = header {
         return parts
@@ -107,8 +109,8 @@ pub fn client_ip(parts: &Parts, header: Option<&HeaderName>) -> Option<IpAddr> {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .next_back();
+            .next_back()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok());
     }
     parts
         .extensions
@@ -183,6 +185,14 @@ mod tests {
             Some("5.6.7.8".parse().unwrap())
         );
         let h = HeaderName::from_static("x-real-ip");
+        assert_eq!(client_ip(&parts, Some(&h)), None);
+        // The proxy's own entry is not an address: no earlier (client-written) one is taken.
+        let req = axum::http::Request::builder()
+            .header("x-forwarded-for", "1.2.3.4, unknown")
+            .body(())
+            .unwrap();
+        let (parts, _) = req.into_parts();
+        let h = HeaderName::from_static("x-forwarded-for");
         assert_eq!(client_ip(&parts, Some(&h)), None);
     }
 }
