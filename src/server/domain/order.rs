@@ -291,7 +291,8 @@ impl From<(i64, i64, String, String, String)> for EventRow {
     }
 }
 
-type AnomalyColumns = (
+/// The columns an engine reads an anomaly as, in order (see `From` below).
+pub type AnomalyColumns = (
     String,
     String,
     String,

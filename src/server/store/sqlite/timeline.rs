@@ -100,16 +100,7 @@ impl SqliteStore {
 
     /// Unresolved anomalies, newest first, with their order's status and parking.
     pub async fn anomalies(&self, limit: i64) -> Result<Vec<AnomalyRow>, sqlx::Error> {
-        type Raw = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<i64>,
-        );
+        type Raw = crate::server::domain::AnomalyColumns;
         let rows: Vec<Raw> = sqlx::query_as(
             "SELECT a.id, a.order_id, a.transaction_id, a.kind, a.detail, a.at, o.status, o.parked_at \
              FROM anomalies a LEFT JOIN orders o ON o.id = a.order_id \
