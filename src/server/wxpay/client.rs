@@ -1,4 +1,5 @@
-//! Typed calls to the WeChat Pay v2 API: `unifiedorder` (NATIVE), `orderquery`, `closeorder`.
+//! Typed calls to the WeChat Pay v2 API: `unifiedorder` (NATIVE), `orderquery`, `closeorder`
+//! (refunds: `refund.rs`).
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use super::Merchant;
 #[derive(Clone)]
 pub struct WxPayClient {
     http: reqwest::Client,
+    /// For `secapi/` (refunds): the same, presenting the merchant's API client certificate.
+    secure: reqwest::Client,
     base_url: String,
     merchant: Merchant,
     /// Answers no WeChat Pay host gives (an HTTP error page, HTML) since the last protocol answer:
@@ -103,23 +106,66 @@ pub struct OrderQueryResponse {
     pub time_end: Option<String>,
 }
 
+/// The TLS material of the client: the merchant's API client certificate and key (PEM, both in
+/// one buffer) for `secapi/`, and an extra CA to trust (a sandbox serving HTTPS with its own).
+#[derive(Default, Clone)]
+pub struct ClientTls {
+    pub identity_pem: Option<Vec<u8>>,
+    pub extra_root_pem: Option<Vec<u8>>,
+}
+
+impl ClientTls {
+    pub fn has_identity(&self) -> bool {
+        self.identity_pem.is_some()
+    }
+}
+
 impl WxPayClient {
     pub fn new(base_url: &str, merchant: Merchant, timeout: Duration) -> Self {
+        Self::with_tls(base_url, merchant, timeout, &ClientTls::default())
+            .expect("no TLS material to read")
+    }
+
+    /// A client with TLS material; Err names what could not be read (never its contents).
+    pub fn with_tls(
+        base_url: &str,
+        merchant: Merchant,
+        timeout: Duration,
+        tls: &ClientTls,
+    ) -> Result<Self, String> {
         let mut base_url = base_url.to_string();
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .expect("a TLS backend is compiled in");
-        WxPayClient {
+        let builder = || {
+            let b = reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout);
+            match &tls.extra_root_pem {
+                Some(pem) => reqwest::Certificate::from_pem(pem)
+                    .map(|c| b.add_root_certificate(c))
+                    .map_err(|_| "the extra CA certificate is not a PEM certificate".to_string()),
+                None => Ok(b),
+            }
+        };
+        let http = builder()?.build().map_err(|e| e.to_string())?;
+        let secure = match &tls.identity_pem {
+            Some(pem) => {
+                let id = reqwest::Identity::from_pem(pem).map_err(|_| {
+                    "the API client certificate and key are not a PEM certificate with its private key"
+                        .to_string()
+                })?;
+                builder()?.identity(id).build().map_err(|e| e.to_string())?
+            }
+            None => http.clone(),
+        };
+        Ok(WxPayClient {
             http,
+            secure,
             base_url,
             merchant,
             misdirected: Default::default(),
-        }
+        })
     }
 
     pub fn merchant(&self) -> &Merchant {
@@ -147,7 +193,7 @@ impl WxPayClient {
                 p.insert(k.into(), v.clone());
             }
         }
-        let r = self.call("pay/unifiedorder", p).await?;
+        let r = self.call_plain("pay/unifiedorder", p).await?;
         Ok(UnifiedOrderResponse {
             prepay_id: required(&r, "prepay_id")?,
             code_url: required(&r, "code_url")?,
@@ -157,7 +203,7 @@ impl WxPayClient {
     pub async fn order_query(&self, out_trade_no: &str) -> Result<OrderQueryResponse, WxPayError> {
         let mut p = Params::new();
         p.insert("out_trade_no".into(), out_trade_no.into());
-        let r = self.call("pay/orderquery", p).await?;
+        let r = self.call_plain("pay/orderquery", p).await?;
         let total_fee = match r.get("total_fee").filter(|v| !v.is_empty()) {
             Some(v) => Some(
                 v.parse::<i64>()
@@ -181,7 +227,7 @@ impl WxPayClient {
     pub async fn close_order(&self, out_trade_no: &str) -> Result<(), WxPayError> {
         let mut p = Params::new();
         p.insert("out_trade_no".into(), out_trade_no.into());
-        self.call("pay/closeorder", p).await.map(|_| ())
+        self.call_plain("pay/closeorder", p).await.map(|_| ())
     }
 
     /// Since when the base URL has answered only what WeChat Pay never answers, and how: only
@@ -194,10 +240,24 @@ impl WxPayClient {
         (f.count >= 3 && now - f.last < recent_ms).then(|| (f.first, f.why.clone()))
     }
 
+    pub(super) async fn call_plain(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
+        self.call(&self.http, path, p).await
+    }
+
+    /// Over mutual TLS (`secapi/`): without a client certificate WeChat answers a non-XML 400.
+    pub(super) async fn call_secure(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
+        self.call(&self.secure, path, p).await
+    }
+
     /// Signs and sends one request; checks the three result layers of the answer, and notes
     /// whether the answer came from something that speaks WeChat Pay at all.
-    async fn call(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
-        let result = self.send(path, p).await;
+    async fn call(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        p: Params,
+    ) -> Result<Params, WxPayError> {
+        let result = self.send(http, path, p).await;
         let foreign = match &result {
             // WeChat answers 200 with XML, errors included; a 5xx can be a passing fault.
             Err(WxPayError::Http(code)) if *code < 500 => Some(format!("HTTP {code}")),
@@ -227,7 +287,12 @@ impl WxPayClient {
         result
     }
 
-    async fn send(&self, path: &str, mut p: Params) -> Result<Params, WxPayError> {
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        mut p: Params,
+    ) -> Result<Params, WxPayError> {
         let m = &self.merchant;
         p.insert("appid".into(), m.appid.clone());
         p.insert("mch_id".into(), m.mch_id.clone());
@@ -238,8 +303,7 @@ impl WxPayClient {
         let signature = sign::sign(&p, m.api_key.expose(), m.sign_type);
         p.insert("sign".into(), signature);
 
-        let mut resp = self
-            .http
+        let mut resp = http
             .post(format!("{}{}", self.base_url, path))
             .header("content-type", "text/xml; charset=utf-8")
             .body(xml::to_xml(&p))

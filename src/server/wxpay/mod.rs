@@ -3,13 +3,16 @@
 pub mod client;
 pub mod error;
 pub mod notify;
+pub mod refund;
+pub mod refund_notify;
 pub mod sign;
 pub mod xml;
 
 pub use client::{
-    OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
+    ClientTls, OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
 };
 pub use error::{ErrCode, WxPayError};
+pub use refund::{RefundAccepted, RefundRecord, RefundRequest, RefundState};
 pub use sign::SignType;
 
 use std::fmt;
@@ -44,7 +47,7 @@ pub struct Merchant {
 
 pub use crate::server::support::BoxFuture;
 
-/// The three WeChat Pay calls the order flows make. [`WxPayClient`] speaks HTTP to WeChat (or the
+/// The WeChat Pay calls the order and refund flows make. [`WxPayClient`] speaks HTTP to WeChat (or the
 /// sandbox); the property tests script answers through the same seam.
 pub trait Gateway: Send + Sync {
     fn unified_order<'a>(
@@ -56,6 +59,14 @@ pub trait Gateway: Send + Sync {
         out_trade_no: &'a str,
     ) -> BoxFuture<'a, Result<OrderQueryResponse, WxPayError>>;
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>>;
+    fn refund<'a>(
+        &'a self,
+        req: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundAccepted, WxPayError>>;
+    fn refund_query<'a>(
+        &'a self,
+        out_refund_no: &'a str,
+    ) -> BoxFuture<'a, Result<RefundRecord, WxPayError>>;
 
     /// Since when (epoch ms) the configured base has answered only what no WeChat Pay host
     /// answers (an HTTP error page, HTML), and how — repeatedly and within the last `recent_ms`;
@@ -80,6 +91,18 @@ impl Gateway for WxPayClient {
     }
     fn close_order<'a>(&'a self, out_trade_no: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
         Box::pin(WxPayClient::close_order(self, out_trade_no))
+    }
+    fn refund<'a>(
+        &'a self,
+        req: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundAccepted, WxPayError>> {
+        Box::pin(WxPayClient::refund(self, req))
+    }
+    fn refund_query<'a>(
+        &'a self,
+        out_refund_no: &'a str,
+    ) -> BoxFuture<'a, Result<RefundRecord, WxPayError>> {
+        Box::pin(WxPayClient::refund_query(self, out_refund_no))
     }
     fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
         WxPayClient::misdirected(self, recent_ms)

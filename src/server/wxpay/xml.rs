@@ -71,6 +71,11 @@ fn is_field_name(k: &str) -> bool {
 
 /// Parses a flat `<xml>` document into name → text.
 pub fn parse(body: &[u8]) -> Result<Params, XmlError> {
+    parse_rooted(body, "xml")
+}
+
+/// The same for a flat document under another root (the refund notify's `<root>`).
+pub fn parse_rooted(body: &[u8], root: &str) -> Result<Params, XmlError> {
     if body.len() > MAX_BODY {
         return Err(XmlError::TooLarge(body.len()));
     }
@@ -107,7 +112,7 @@ pub fn parse(body: &[u8]) -> Result<Params, XmlError> {
                     return Err(XmlError::Malformed("content after </xml>".into()));
                 }
                 if !in_root {
-                    if name != "xml" {
+                    if name != root {
                         return Err(XmlError::WrongRoot(name));
                     }
                     in_root = true;
