@@ -62,6 +62,18 @@ impl Gateway for Watched {
     fn close_order<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), WxPayError>> {
         Box::pin(self.inner.close_order(id))
     }
+    fn refund<'a>(
+        &'a self,
+        req: &'a scanpay::server::wxpay::RefundRequest,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundAccepted, WxPayError>> {
+        Box::pin(self.inner.refund(req))
+    }
+    fn refund_query<'a>(
+        &'a self,
+        no: &'a str,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundRecord, WxPayError>> {
+        Box::pin(self.inner.refund_query(no))
+    }
 }
 
 async fn setup() -> Bench {

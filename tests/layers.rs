@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::orders::timeout",
         ],
     ),
+    ("the refund step", &["server::orders::refund"]),
     ("the QR step", &["server::orders::qr"]),
     ("the close step", &["server::orders::close"]),
     (

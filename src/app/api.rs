@@ -154,6 +154,7 @@ pub async fn my_orders() -> Result<Vec<OrderSummary>, AppError> {
                 amount: super::types::Fen::new(o.total_fee).ok_or(AppError::Internal)?,
                 body: o.body,
                 placed_at: crate::server::support::clock::beijing_display(o.created_at),
+                refunded: super::types::Fen::new(o.refunded_fee).ok_or(AppError::Internal)?,
                 id: o.id,
             })
         })
@@ -366,10 +367,10 @@ mod ssr {
             .as_deref()
             .filter(|_| showing_qr)
             .and_then(crate::server::qr::svg);
-        let sandbox_scan_url = match (&ctx.sandbox, &o.code_url) {
-            (Some(_), Some(code)) if showing_qr => {
+        let sandbox_scan_url = match (ctx.settings.sandbox_phone_base(), &o.code_url) {
+            (Some(base), Some(code)) if showing_qr => {
                 let code = percent_encoding::utf8_percent_encode(code, QUERY_VALUE);
-                Some(format!("/sandbox/scan?code_url={code}"))
+                Some(format!("{base}scan?code_url={code}"))
             }
             _ => None,
         };
@@ -394,6 +395,7 @@ mod ssr {
                 .paid_at
                 .map(crate::server::support::clock::beijing_display),
             failure_reason: o.failure_reason,
+            refunded: Fen::new(o.refunded_fee).ok_or(AppError::Internal)?,
             id: o.id,
         })
     }

@@ -94,6 +94,23 @@ pub fn text_with(lang: Lang, key: Key, args: &[(&str, &str)]) -> String {
     s
 }
 
+/// What the shopper got back, when anything: "Refunded" (all of it) or "Refunded ¥12.00".
+pub fn refunded_text(
+    lang: Lang,
+    amount: super::types::Fen,
+    refunded: super::types::Fen,
+) -> Option<String> {
+    match refunded.get() {
+        0 => None,
+        r if r >= amount.get() => Some(text(lang, Key::refunded_full).to_string()),
+        _ => Some(text_with(
+            lang,
+            Key::refunded_part,
+            &[("amount", &refunded.yuan())],
+        )),
+    }
+}
+
 /// The page's language. The server renders a page in one language; switching reloads it in the
 /// other (see `LanguageSwitch`), so the language never changes under a hydrated island.
 #[derive(Clone, Copy)]

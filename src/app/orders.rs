@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use super::api::{my_orders, HideOrder};
 use super::checkout::result_path;
-use super::i18n::{use_i18n, Key};
+use super::i18n::{refunded_text, use_i18n, Key};
 use super::types::{OrderStatus, OrderSummary};
 
 #[component]
@@ -86,6 +86,9 @@ fn OrderLine(o: OrderSummary, hide: ServerAction<HideOrder>) -> impl IntoView {
             <div class="order-main">
                 <span class=format!("pill {}", o.status.as_str()) data-testid="order-status">{t(status_label(o.status))}</span>
                 <span class="order-amount">{o.amount.yuan()}</span>
+                {refunded_text(i18n.lang(), o.amount, o.refunded).map(|r| view! {
+                    <span class="pill refunded" data-testid="order-refunded">{r}</span>
+                })}
             </div>
             <div class="muted small">{o.body.clone()}</div>
             <div class="muted small">

@@ -5,7 +5,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use super::api::{get_order, PlaceOrder};
-use super::i18n::{use_i18n, Key};
+use super::i18n::{refunded_text, use_i18n, Key};
 use super::types::{AppError, CartLine, OrderStatus, OrderView};
 use super::NotFound;
 
@@ -45,6 +45,9 @@ fn paid(o: OrderView) -> AnyView {
             <div class="badge ok" aria-hidden="true">"✓"</div>
             <h1>{t(Key::paid_title)}</h1>
             <p class="amount center" data-testid="paid-amount">{o.amount.yuan()}</p>
+            {refunded_text(i18n.lang(), o.amount, o.refunded).map(|r| view! {
+                <p class="refunded center" data-testid="refunded">{r}</p>
+            })}
             <p class="muted center">{i18n.t_with(Key::paid_thanks, &[("shop", &shop)])}</p>
             <dl class="details">
                 <dt>{t(Key::order_number)}</dt>
@@ -79,6 +82,10 @@ fn failed(o: OrderView) -> AnyView {
             <div class="badge fail" aria-hidden="true">"!"</div>
             <h1>{t(Key::failed_title)}</h1>
             <p class="center" data-testid="failure-reason">{t(why)}</p>
+            // A payment that arrived after the order closed goes back by itself.
+            {refunded_text(i18n.lang(), o.amount, o.refunded).map(|r| view! {
+                <p class="refunded center" data-testid="refunded">{r}</p>
+            })}
             <dl class="details">
                 <dt>{t(Key::order_number)}</dt>
                 <dd class="mono">{o.id.clone()}</dd>

@@ -132,6 +132,8 @@ pub struct OrderView {
     /// Beijing time, `2026-11-27 10:31:05`.
     pub paid_at: Option<String>,
     pub failure_reason: Option<FailureReason>,
+    /// What WeChat has returned to the shopper (zero: nothing).
+    pub refunded: Fen,
 }
 
 /// One line of the shopper's order list.
@@ -144,6 +146,8 @@ pub struct OrderSummary {
     pub body: String,
     /// Beijing time, `2026-11-27 10:31:05`.
     pub placed_at: String,
+    /// What WeChat has returned to the shopper (zero: nothing).
+    pub refunded: Fen,
 }
 
 /// What the checkout page polls for.

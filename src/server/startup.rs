@@ -32,6 +32,8 @@ pub enum StartError {
     Redis(#[from] RedisError),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    #[error("the WeChat Pay client: {0}")]
+    WeChatClient(String),
 }
 
 /// A running scanpay: its address, its shared context and its server task.
@@ -108,11 +110,15 @@ pub async fn start(
     let sandbox = settings
         .sandbox
         .then(|| Sandbox::new(sandbox_config(&settings)));
-    let wxpay: Arc<dyn Gateway> = Arc::new(WxPayClient::new(
-        &settings.wxpay_base_url,
-        settings.merchant.clone(),
-        settings.wxpay_timeout,
-    ));
+    let wxpay: Arc<dyn Gateway> = Arc::new(
+        WxPayClient::with_tls(
+            &settings.wxpay_base_url,
+            settings.merchant.clone(),
+            settings.wxpay_timeout,
+            &settings.wxpay_tls,
+        )
+        .map_err(StartError::WeChatClient)?,
+    );
     let sessions = Arc::new(SessionKeys::new(
         Some(&session_secret),
         settings.public_url.starts_with("https://"),

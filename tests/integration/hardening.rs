@@ -91,6 +91,27 @@ fn biz(code: ErrCode) -> WxPayError {
 }
 
 impl Gateway for Refusing {
+    fn refund<'a>(
+        &'a self,
+        _req: &'a scanpay::server::wxpay::RefundRequest,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundAccepted, WxPayError>> {
+        // No refunds in this script: an uncertain answer, which changes nothing.
+        Box::pin(async {
+            Err(WxPayError::Transport(
+                "refunds are not scripted here".into(),
+            ))
+        })
+    }
+    fn refund_query<'a>(
+        &'a self,
+        _out_refund_no: &'a str,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundRecord, WxPayError>> {
+        Box::pin(async {
+            Err(WxPayError::Transport(
+                "refunds are not scripted here".into(),
+            ))
+        })
+    }
     fn unified_order<'a>(
         &'a self,
         req: &'a UnifiedOrderRequest,

@@ -146,3 +146,56 @@ pub(super) fn check_order_time_for_wechat(
     }
     Ok(())
 }
+
+/// Reads the refunds' client certificate and key (PEM files), or says why not. Paths appear in
+/// errors; contents never do.
+pub(super) fn client_tls(
+    cert: &Raw,
+    key: &Raw,
+    p12: &Raw,
+    ca: &Raw,
+) -> Result<super::super::wxpay::ClientTls, ConfigError> {
+    let read = |r: &Raw| -> Result<Option<Vec<u8>>, ConfigError> {
+        match r.value.trim() {
+            "" => Ok(None),
+            path => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| err(r, &format!("cannot read {path}: {e}"))),
+        }
+    };
+    if !p12.value.trim().is_empty() {
+        return Err(err(
+            p12,
+            "PKCS#12 is not read by this scanpay yet: convert it once with \
+             `openssl pkcs12 -in apiclient_cert.p12 -nodes -legacy -passin pass:<mch_id> -out apiclient.pem` \
+             and set SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM to that file",
+        ));
+    }
+    let identity_pem = match (read(cert)?, read(key)?) {
+        (None, None) => None,
+        (Some(mut c), Some(k)) => {
+            c.push(b'\n');
+            c.extend_from_slice(&k);
+            if reqwest::Identity::from_pem(&c).is_err() {
+                return Err(err(
+                    cert,
+                    "with the key file, is not a PEM certificate and its PEM private key \
+                     (apiclient_cert.pem + apiclient_key.pem)",
+                ));
+            }
+            Some(c)
+        }
+        (Some(_), None) => return Err(err(key, "must be set too (the certificate's private key)")),
+        (None, Some(_)) => return Err(err(cert, "must be set too (the key's certificate)")),
+    };
+    let extra_root_pem = read(ca)?;
+    if let Some(pem) = &extra_root_pem {
+        if reqwest::Certificate::from_pem(pem).is_err() {
+            return Err(err(ca, "is not a PEM certificate"));
+        }
+    }
+    Ok(super::super::wxpay::ClientTls {
+        identity_pem,
+        extra_root_pem,
+    })
+}

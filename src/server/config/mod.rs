@@ -74,9 +74,13 @@ pub struct Settings {
     pub ops_token: Option<ApiKey>,
     pub merchant: Merchant,
     pub wxpay_base_url: String,
+    /// The API client certificate (refunds' mutual TLS) and any extra CA, read from files.
+    pub wxpay_tls: super::wxpay::ClientTls,
     pub wxpay_timeout: Duration,
     pub wxpay_close_floor: Duration,
     pub wxpay_server_ip: String,
+    pub refund_automatic: bool,
+    pub refund_spacing: Duration,
     pub sandbox: bool,
     pub sandbox_time_scale: f64,
     pub sandbox_close_floor: Duration,
@@ -325,7 +329,15 @@ impl Settings {
                 }
             },
             ops_token,
+            wxpay_tls: checks::client_tls(
+                &raw("wxpay_cert_pem"),
+                &raw("wxpay_key_pem"),
+                &raw("wxpay_cert_p12"),
+                &raw("wxpay_ca_pem"),
+            )?,
             merchant,
+            refund_automatic: boolean(&raw("refund_automatic"))?,
+            refund_spacing: duration(&raw("refund_spacing"))?,
             wxpay_timeout: duration(&raw("wxpay_timeout"))?,
             wxpay_close_floor: duration(&raw("wxpay_close_floor"))?,
             wxpay_server_ip: nonempty("wxpay_server_ip")?,
@@ -360,6 +372,20 @@ impl Settings {
         let ttl_src = raw("order_ttl").source;
         if real {
             check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
+            if !settings.wxpay_tls.has_identity() {
+                return Err(ConfigError(
+                    "SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM (or SCANPAY_WXPAY_CERT_P12): \
+                     the real WeChat Pay refunds only over mutual TLS with the merchant's API client \
+                     certificate (apiclient_cert.pem + apiclient_key.pem from the merchant platform)"
+                        .into(),
+                ));
+            }
+            if settings.refund_spacing < Duration::from_secs(60) {
+                return Err(err(
+                    &raw("refund_spacing"),
+                    "must be at least 60s with the real WeChat Pay (its rule: refunds of one order a minute apart)",
+                ));
+            }
             check_order_time_for_wechat(settings.order_ttl, span, &ttl_src)?;
         }
         if settings.sandbox && in_process_wechat && span < settings.sandbox_min_expire {
@@ -393,6 +419,26 @@ impl Settings {
     /// Where WeChat (or the sandbox) posts pay results.
     pub fn notify_url(&self) -> String {
         format!("{}/wxpay/notify", self.public_url)
+    }
+
+    /// Where the sandbox's phone page is, for the checkout's "pay with the sandbox" link: this
+    /// process's `/sandbox/`, or a sandbox running as its own process that
+    /// `SCANPAY_WXPAY_BASE_URL` names (any base ending in `/sandbox/` that is not WeChat's).
+    pub fn sandbox_phone_base(&self) -> Option<String> {
+        if self.sandbox {
+            Some("/sandbox/".into())
+        } else if self.wxpay_base_url.ends_with("/sandbox/")
+            && !is_wechat_host(&self.wxpay_base_url)
+        {
+            Some(self.wxpay_base_url.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Where WeChat posts refund results (sent as every refund's notify_url).
+    pub fn refund_notify_url(&self) -> String {
+        format!("{}/wxpay/refund-notify", self.public_url)
     }
 }
 

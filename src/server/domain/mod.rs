@@ -2,8 +2,10 @@
 //! Pure types and rules; nothing here does I/O.
 
 mod order;
+mod refund;
 
 pub use order::*;
+pub use refund::*;
 
 /// A product of the catalogue, as the store reads it.
 #[derive(Debug, Clone)]

@@ -234,6 +234,8 @@ pub struct OrderRow {
     pub failure_reason: Option<FailureReason>,
     /// Waiting for an operator (a payment that could not be applied): no automatic flow touches it.
     pub parked: bool,
+    /// What WeChat has returned to the shopper (successful refunds of the order's payment).
+    pub refunded_fee: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

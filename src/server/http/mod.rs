@@ -5,6 +5,7 @@ pub mod assets;
 pub mod notify;
 pub mod ops;
 pub mod probes;
+pub mod refund_notify;
 
 use std::sync::Arc;
 
@@ -54,9 +55,17 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             "/wxpay/notify",
             post(notify::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
+        .route(
+            "/wxpay/refund-notify",
+            post(refund_notify::refund_notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        )
         .merge(probes)
         .route("/ops/anomalies", get(ops::anomalies))
-        .route("/ops/orders/{id}", get(ops::order_timeline));
+        .route("/ops/orders/{id}", get(ops::order_timeline))
+        .route(
+            "/ops/orders/{id}/refunds",
+            post(ops::refund).layer(DefaultBodyLimit::max(4096)),
+        );
     if let Some(sb) = &state.ctx.sandbox {
         app = app.nest(
             "/sandbox",

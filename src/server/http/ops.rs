@@ -1,4 +1,5 @@
-//! The operator endpoints (JSON, bearer `SCANPAY_OPS_TOKEN`): anomalies and one order's timeline.
+//! The operator endpoints (JSON, bearer `SCANPAY_OPS_TOKEN`): anomalies, one order's timeline
+//! and refunds, and asking for a refund.
 // An early-return `Response` is the idiomatic axum error here; its size does not matter.
 #![allow(clippy::result_large_err)]
 
@@ -10,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::server::domain::{Cause, RefundOf, RefundRefusal, RefundRow};
+use crate::server::orders::refund;
 use crate::server::state::Ctx;
 
 /// Operator endpoints answer only with `Authorization: Bearer <SCANPAY_OPS_TOKEN>`.
@@ -82,6 +85,7 @@ pub async fn order_timeline(
         }
     };
     let events = ctx.store.events(&id).await.unwrap_or_default();
+    let refunds = ctx.store.refunds_of(&id).await.unwrap_or_default();
     Json(json!({
         "id": order.id,
         "status": order.status.as_str(),
@@ -92,7 +96,108 @@ pub async fn order_timeline(
         "paid_at_ms": order.paid_at,
         "failure_reason": order.failure_reason.map(|r| r.as_str()),
         "parked": order.parked,
+        "refunded_fee": order.refunded_fee,
+        "refunds": refunds.iter().map(refund_json).collect::<Vec<_>>(),
         "events": events.iter().map(|e| json!({"seq": e.seq, "at_ms": e.at, "kind": e.kind, "cause": e.cause, "detail": e.detail})).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+fn refund_json(r: &RefundRow) -> serde_json::Value {
+    json!({
+        "out_refund_no": r.out_refund_no, "status": r.status.as_str(),
+        "refund_fee": r.refund_fee, "total_fee": r.total_fee, "transaction_id": r.transaction_id,
+        "reason": r.reason, "requested_by": r.requested_by, "restock": r.restock,
+        "anomaly_id": r.anomaly_id, "refund_id": r.refund_id, "failure": r.failure,
+        "success_time": r.success_time, "recv_account": r.recv_account,
+        "created_at_ms": r.created_at, "finished_at_ms": r.finished_at,
+    })
+}
+
+/// The body of `POST /ops/orders/{id}/refunds`. Unknown fields are refused, so a typo
+/// (`amount` for `amount_fen`) is an error rather than a full refund.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    pub amount_fen: i64,
+    pub reason: String,
+    #[serde(default)]
+    pub restock: bool,
+    /// Who asks (shown in the timeline); the console's sign-in will supply it.
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+/// `POST /ops/orders/{id}/refunds` `{"amount_fen": 1200, "reason": "...", "restock": false}` →
+/// 202 with the refund; the same request again within the refund spacing answers the same
+/// refund (a double click); a refusal is a 4xx with the reason, and nothing is written.
+pub async fn refund(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&ctx, &headers) {
+        return r;
+    }
+    let bad = |why: String| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": why })),
+        )
+            .into_response()
+    };
+    let body: RefundBody =
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return bad(format!(
+                "expected {{\"amount_fen\": <fen>, \"reason\": \"...\", \"restock\": false}}: {e}"
+            )),
+        };
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 80 {
+        return bad("reason: 1 to 80 characters (WeChat shows it to the shopper)".into());
+    }
+    let operator = body
+        .operator
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("ops-token")
+        .to_string();
+    if operator.is_empty() || operator.len() > 64 || operator == "system" {
+        return bad("operator: 1 to 64 characters, not \"system\"".into());
+    }
+    let ask = refund::Ask {
+        order_id: id,
+        of: RefundOf::Order,
+        refund_fee: Some(body.amount_fen),
+        reason,
+        requested_by: operator,
+        restock: body.restock,
+        cause: Cause::Operator,
+    };
+    match refund::request(&ctx, ask).await {
+        Ok(Ok(r)) => (StatusCode::ACCEPTED, Json(refund_json(&r))).into_response(),
+        Ok(Err(refused)) => {
+            let status = match refused {
+                RefundRefusal::NoOrder => StatusCode::NOT_FOUND,
+                RefundRefusal::TooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
+                RefundRefusal::BadAmount => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
+            let mut resp = (status, Json(json!({ "error": refused.to_string() }))).into_response();
+            if let RefundRefusal::TooSoon { wait_ms } = refused {
+                let secs = ((wait_ms + 999) / 1000).to_string();
+                if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ops: refund not recorded");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
 }

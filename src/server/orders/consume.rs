@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::bus::{OnApplied, Received};
-use crate::server::orders::apply;
+use crate::server::domain::PaidOutcome;
+use crate::server::orders::{apply, refund};
 use crate::server::state::Ctx;
 
 /// Told of every applied pay result: logged, and the cache and index told of the order.
@@ -19,6 +20,12 @@ pub fn on_applied(ctx: Arc<Ctx>) -> OnApplied {
             match &r.row {
                 Some(row) => apply::committed(&ctx, row).await,
                 None => apply::committed_id(&ctx, &r.order_id).await,
+            }
+            // Money scanpay cannot keep goes back by itself, beside the consumer (the sweep
+            // asks for any this process did not get to).
+            if let PaidOutcome::Anomaly("paid_after_close" | "second_payment") = r.outcome {
+                let (order_id, tx) = (r.order_id.clone(), r.transaction_id.clone());
+                tokio::spawn(async move { refund::automatic(&ctx, &order_id, &tx).await });
             }
         })
     })

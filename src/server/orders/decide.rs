@@ -11,9 +11,11 @@
 //!   the identical request, unless WeChat has refused that request, in which case it is closed.
 
 use crate::app::types::{FailureReason, OrderStatus};
-use crate::server::domain::{OrderRow, Payment};
+use crate::server::domain::{OrderRow, Payment, RefundEnd};
 use crate::server::support::clock::parse_beijing;
-use crate::server::wxpay::{ErrCode, OrderQueryResponse, TradeState, WxPayError};
+use crate::server::wxpay::{
+    ErrCode, OrderQueryResponse, RefundAccepted, RefundRecord, RefundState, TradeState, WxPayError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -109,6 +111,58 @@ fn payment(order: &OrderRow, q: &OrderQueryResponse) -> Result<Payment, &'static
     })
 }
 
+/// What WeChat's answer to a refund request means for the refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundAnswer {
+    /// Accepted (not yet returned): `processing`, WeChat's refund id kept.
+    Accepted(String),
+    /// Unknown whether WeChat has it: send the identical request again later.
+    Uncertain(String),
+    /// WeChat will not refund it (NOTENOUGH, TRADE_OVERDUE, ORDERNOTEXIST, …): `failed`.
+    Refused(String),
+}
+
+pub fn decide_refund(answer: &Result<RefundAccepted, WxPayError>) -> RefundAnswer {
+    match answer {
+        Ok(a) => RefundAnswer::Accepted(a.refund_id.clone()),
+        // A timeout, SYSTEMERROR, a 5xx, a non-XML 400 page (no client certificate reached
+        // WeChat), a garbled or unsigned answer: it may have been applied.
+        Err(e) if e.is_retryable() => RefundAnswer::Uncertain(e.to_string()),
+        Err(e) => RefundAnswer::Refused(e.to_string()),
+    }
+}
+
+/// What a refundquery answer settles; None while WeChat is still at it (or the answer says
+/// nothing definite).
+pub fn decide_refund_query(answer: &Result<RefundRecord, WxPayError>) -> Option<RefundEnd> {
+    let r = answer.as_ref().ok()?;
+    refund_end(
+        &r.state,
+        Some(&r.refund_id),
+        &r.success_time,
+        &r.recv_account,
+    )
+}
+
+/// A state WeChat reported (notify or query) as a refund's end.
+pub fn refund_end(
+    state: &RefundState,
+    refund_id: Option<&String>,
+    success_time: &Option<String>,
+    recv_account: &Option<String>,
+) -> Option<RefundEnd> {
+    match state {
+        RefundState::Success => Some(RefundEnd::Success {
+            refund_id: refund_id.filter(|r| !r.is_empty()).cloned(),
+            success_time: success_time.clone(),
+            recv_account: recv_account.clone(),
+        }),
+        RefundState::Closed => Some(RefundEnd::Closed),
+        RefundState::Change => Some(RefundEnd::Abnormal),
+        RefundState::Processing | RefundState::Other(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +182,7 @@ mod tests {
             paid_at: None,
             failure_reason: None,
             parked: false,
+            refunded_fee: 0,
         }
     }
 

@@ -12,6 +12,8 @@
 //! ```
 //!
 //! Flows sit beside each other and never call one another; steps call only what is below them.
+//! The refund step (`refund`: record → ask WeChat → settle) stands just under the flows: the
+//! operator endpoint, consume (automatic refunds), the sweep and the refund notify use it.
 
 pub mod apply;
 pub mod cancel;
@@ -20,5 +22,6 @@ pub mod consume;
 pub mod decide;
 pub mod place;
 pub mod qr;
+pub mod refund;
 pub mod sweep;
 pub mod timeout;

@@ -156,6 +156,7 @@ pub async fn place_order(
         paid_at: None,
         failure_reason: None,
         parked: false,
+        refunded_fee: 0,
     };
     apply::committed(ctx, &row).await;
     // The deadline's message is sent beside the answer: the SQL poller catches a lost one.

@@ -1,5 +1,6 @@
 //! Flow 5, the reconciliation sweep: every few seconds, take the unfinished orders that are due a
-//! check, ask WeChat (`orderquery`) and drive the same transitions as every other flow. It is what
+//! check, ask WeChat (`orderquery`) and drive the same transitions as every other flow; then the
+//! refunds not yet final (sent again, or `refundquery`) and the automatic refunds not yet asked. It is what
 //! makes a lost notify, a lost timer, a lost unifiedorder answer or a crash in the middle of a
 //! close harmless.
 
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::domain::{Cause, OrderRow};
 use crate::server::orders::decide::{self, Action, QrRoute};
-use crate::server::orders::{apply, close, qr};
+use crate::server::orders::{apply, close, qr, refund};
 use crate::server::state::Ctx;
 use crate::server::support::clock::now_ms;
 
@@ -54,6 +55,9 @@ pub async fn run(ctx: Arc<Ctx>, token: CancellationToken) {
         passes += 1;
         if let Err(e) = pass(&ctx).await {
             tracing::error!(error = %e, "sweep pass failed; will retry");
+        }
+        if let Err(e) = refund::pass(&ctx).await {
+            tracing::error!(error = %e, "refund pass failed; will retry");
         }
         tokio::select! {
             _ = tokio::time::sleep(ctx.settings.sweep_interval) => {}
@@ -162,6 +166,7 @@ mod tests {
             paid_at: None,
             failure_reason: None,
             parked: false,
+            refunded_fee: 0,
         }
     }
 

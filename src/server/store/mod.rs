@@ -9,6 +9,7 @@
 pub mod mysql;
 mod pool;
 pub mod postgres;
+pub(crate) mod refunds;
 pub mod sqlite;
 pub mod testing;
 
@@ -20,8 +21,9 @@ mod contract;
 
 use crate::app::types::{FailureReason, OrderStatus};
 use crate::server::domain::{
-    AnomalyRow, Cause, CreateError, Created, EventRow, HideOutcome, ItemRow, NewOrder, OrderRow,
-    PaidOutcome, PayResult, Payment, Product,
+    AnomalyRow, Cause, CreateError, Created, EventRow, HideOutcome, ItemRow, NewOrder, NewRefund,
+    OrderRow, PaidOutcome, PayResult, Payment, Product, RefundEnd, RefundRefusal, RefundRow,
+    Requested,
 };
 use mysql::MySqlStore;
 use postgres::PgStore;
@@ -253,6 +255,85 @@ impl Store {
 
     pub async fn anomalies(&self, limit: i64) -> Result<Vec<AnomalyRow>, sqlx::Error> {
         on_engine!(self, s => s.anomalies(limit).await)
+    }
+
+    // ---- refunds (one SQL for every engine: `store::refunds`)
+
+    /// Checks the guards (`domain::judge`) and writes the refund `requested` before anything is
+    /// asked of WeChat; a refused request writes nothing.
+    pub async fn request_refund(
+        &self,
+        ask: &NewRefund,
+    ) -> Result<Result<Requested, RefundRefusal>, sqlx::Error> {
+        on_engine!(self, s => s.request_refund(ask).await)
+    }
+
+    /// `requested → processing`: WeChat accepted it; refundquery looks at `next_check_at`.
+    pub async fn refund_accepted(
+        &self,
+        out_refund_no: &str,
+        refund_id: &str,
+        cause: Cause,
+        next_check_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.refund_accepted(out_refund_no, refund_id, cause, next_check_at).await)
+    }
+
+    /// An uncertain answer: still `requested`, sent again (same number, same amounts) later.
+    pub async fn refund_uncertain(
+        &self,
+        out_refund_no: &str,
+        error: &str,
+        cause: Cause,
+        next_check_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.refund_uncertain(out_refund_no, error, cause, next_check_at).await)
+    }
+
+    /// `requested → failed`: WeChat's definite refusal, its reason kept.
+    pub async fn refund_refused(
+        &self,
+        out_refund_no: &str,
+        reason: &str,
+        cause: Cause,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.refund_refused(out_refund_no, reason, cause).await)
+    }
+
+    /// The refund's end on WeChat's word (notify or refundquery); false if nothing changed.
+    pub async fn settle_refund(
+        &self,
+        out_refund_no: &str,
+        end: &RefundEnd,
+        cause: Cause,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.settle_refund(out_refund_no, end, cause).await)
+    }
+
+    pub async fn refund(&self, out_refund_no: &str) -> Result<Option<RefundRow>, sqlx::Error> {
+        on_engine!(self, s => s.refund(out_refund_no).await)
+    }
+
+    pub async fn refunds_of(&self, order_id: &str) -> Result<Vec<RefundRow>, sqlx::Error> {
+        on_engine!(self, s => s.refunds_of(order_id).await)
+    }
+
+    /// Refunds whose check is due, claimed (each by one claimer), next check pushed on.
+    pub async fn claim_due_refunds(
+        &self,
+        now: i64,
+        limit: i64,
+        next_at: &(dyn Fn(i64) -> i64 + Sync),
+    ) -> Result<Vec<RefundRow>, sqlx::Error> {
+        on_engine!(self, s => s.claim_due_refunds(now, limit, next_at).await)
+    }
+
+    /// (order, transaction) of open anomalies scanpay refunds by itself and has not yet.
+    pub async fn unrefunded_anomalies(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        on_engine!(self, s => s.unrefunded_anomalies(limit).await)
     }
 
     // ---- the pay-result inbox (the embedded bus)

@@ -114,6 +114,16 @@ pub struct ClientTls {
     pub extra_root_pem: Option<Vec<u8>>,
 }
 
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Presence only: a private key is never printed.
+        f.debug_struct("ClientTls")
+            .field("identity", &self.identity_pem.is_some())
+            .field("extra_root", &self.extra_root_pem.is_some())
+            .finish()
+    }
+}
+
 impl ClientTls {
     pub fn has_identity(&self) -> bool {
         self.identity_pem.is_some()

@@ -9,7 +9,8 @@ pub mod sign;
 pub mod xml;
 
 pub use client::{
-    ClientTls, OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayClient,
+    ClientTls, OrderQueryResponse, TradeState, UnifiedOrderRequest, UnifiedOrderResponse,
+    WxPayClient,
 };
 pub use error::{ErrCode, WxPayError};
 pub use refund::{RefundAccepted, RefundRecord, RefundRequest, RefundState};

@@ -84,7 +84,10 @@ impl WxPayClient {
         p.insert("total_fee".into(), r.total_fee.to_string());
         p.insert("refund_fee".into(), r.refund_fee.to_string());
         p.insert("refund_fee_type".into(), "CNY".into());
-        p.insert("refund_desc".into(), r.refund_desc.chars().take(80).collect());
+        p.insert(
+            "refund_desc".into(),
+            r.refund_desc.chars().take(80).collect(),
+        );
         p.insert("notify_url".into(), r.notify_url.clone());
         let a = self.call_secure("secapi/pay/refund", p).await?;
         if a.get("out_refund_no") != Some(&r.out_refund_no) {
@@ -115,7 +118,10 @@ impl WxPayClient {
         // The `_$n` fields are signed like any other; the answer was verified before this.
         (0..count)
             .map(|n| record(&a, n))
-            .find(|r| r.as_ref().map_or(true, |r| r.out_refund_no == out_refund_no))
+            .find(|r| {
+                r.as_ref()
+                    .map_or(true, |r| r.out_refund_no == out_refund_no)
+            })
             .unwrap_or_else(|| {
                 Err(WxPayError::InvalidResponse(format!(
                     "refundquery does not list {out_refund_no}"
@@ -128,8 +134,9 @@ fn record(a: &Params, n: i64) -> Result<RefundRecord, WxPayError> {
     let k = |name: &str| format!("{name}_{n}");
     let get = |name: &str| a.get(&k(name)).filter(|v| !v.is_empty()).cloned();
     Ok(RefundRecord {
-        out_refund_no: get("out_refund_no")
-            .ok_or_else(|| WxPayError::InvalidResponse(format!("missing {}", k("out_refund_no"))))?,
+        out_refund_no: get("out_refund_no").ok_or_else(|| {
+            WxPayError::InvalidResponse(format!("missing {}", k("out_refund_no")))
+        })?,
         refund_id: get("refund_id").unwrap_or_default(),
         refund_fee: fen(a, &k("refund_fee"))?,
         state: RefundState::parse(&get("refund_status").ok_or_else(|| {

@@ -60,7 +60,8 @@ pub fn aes_key(api_key: &str) -> [u8; 32] {
 
 /// base64(AES-256-ECB(PKCS#7(plaintext))) — what WeChat (and the sandbox) puts in `req_info`.
 pub fn encrypt_req_info(api_key: &str, plaintext: &str) -> String {
-    let ct = Enc::new(&aes_key(api_key).into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes());
+    let ct =
+        Enc::new(&aes_key(api_key).into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(ct)
 }
 
@@ -82,7 +83,10 @@ pub fn decrypt_req_info(api_key: &str, req_info: &str) -> Result<String, RefundN
 pub fn to_root_xml(p: &Params) -> String {
     let mut out = String::from("<root>\n");
     for (k, v) in p {
-        out.push_str(&format!("<{k}><![CDATA[{}]]></{k}>\n", v.replace("]]>", "]]]]><![CDATA[>")));
+        out.push_str(&format!(
+            "<{k}><![CDATA[{}]]></{k}>\n",
+            v.replace("]]>", "]]]]><![CDATA[>")
+        ));
     }
     out.push_str("</root>");
     out
@@ -176,12 +180,19 @@ mod tests {
         // R-T2: the primitive with a raw 32-byte key (no MD5), as wechatpay-php's AesEcbTest.
         let key = *b"0123456789abcdef0123456789abcdef";
         let ct = Enc::new(&key.into()).encrypt_padded_vec_mut::<Pkcs7>(b"hello");
-        assert_eq!(base64::engine::general_purpose::STANDARD.encode(ct), "pZwJZBLuy3mDACEQT4YTBw==");
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(ct),
+            "pZwJZBLuy3mDACEQT4YTBw=="
+        );
     }
 
     #[test]
     fn wechatpys_vector_decrypts_to_its_refund() {
-        let n = parse(outer("wx4f4bc4dec97d474b", "12345678", WECHATPY_REQ_INFO).as_bytes(), &merchant(WECHATPY_KEY)).unwrap();
+        let n = parse(
+            outer("wx4f4bc4dec97d474b", "12345678", WECHATPY_REQ_INFO).as_bytes(),
+            &merchant(WECHATPY_KEY),
+        )
+        .unwrap();
         assert_eq!(n.out_refund_no, "1234");
         assert_eq!(n.out_trade_no, "2020010418301551404339261814");
         assert_eq!(n.refund_id, "50300103182020010413419046597");
@@ -195,8 +206,12 @@ mod tests {
     #[test]
     fn the_reference_vector_decrypts_and_round_trips() {
         let plain = decrypt_req_info(DOC_KEY, DOC_REQ_INFO).unwrap();
-        assert!(plain.starts_with("<root>\n<out_refund_no><![CDATA[R4001312001201707262674894706_4]]></out_refund_no>\n"));
-        assert!(plain.ends_with("<transaction_id><![CDATA[4001312001201707262674894706]]></transaction_id>\n</root>"));
+        assert!(plain.starts_with(
+            "<root>\n<out_refund_no><![CDATA[R4001312001201707262674894706_4]]></out_refund_no>\n"
+        ));
+        assert!(plain.ends_with(
+            "<transaction_id><![CDATA[4001312001201707262674894706]]></transaction_id>\n</root>"
+        ));
         // The same plaintext under the same key is the same ciphertext (ECB has no IV).
         assert_eq!(encrypt_req_info(DOC_KEY, &plain), DOC_REQ_INFO);
         let inner = xml::parse_rooted(plain.as_bytes(), "root").unwrap();
@@ -204,7 +219,8 @@ mod tests {
         assert_eq!((n.total_fee, n.refund_fee), (100, 15));
         assert_eq!(n.recv_account.as_deref(), Some("用户零钱"));
         // What the sandbox writes reads back the same.
-        let again = decrypt_req_info(DOC_KEY, &encrypt_req_info(DOC_KEY, &to_root_xml(&inner))).unwrap();
+        let again =
+            decrypt_req_info(DOC_KEY, &encrypt_req_info(DOC_KEY, &to_root_xml(&inner))).unwrap();
         assert_eq!(xml::parse_rooted(again.as_bytes(), "root").unwrap(), inner);
     }
 
@@ -213,11 +229,22 @@ mod tests {
         let m = merchant(WECHATPY_KEY);
         // Another merchant's ids, even with our ciphertext.
         let other = outer("wx4f4bc4dec97d474b", "99999999", WECHATPY_REQ_INFO);
-        assert_eq!(parse(other.as_bytes(), &m), Err(RefundNotifyError::WrongMerchant));
+        assert_eq!(
+            parse(other.as_bytes(), &m),
+            Err(RefundNotifyError::WrongMerchant)
+        );
         // Encrypted under another key (the raw API key instead of its MD5 is the classic slip).
-        assert_eq!(parse(outer("wx4f4bc4dec97d474b", "12345678", DOC_REQ_INFO).as_bytes(), &m), Err(RefundNotifyError::Undecryptable));
+        assert_eq!(
+            parse(
+                outer("wx4f4bc4dec97d474b", "12345678", DOC_REQ_INFO).as_bytes(),
+                &m
+            ),
+            Err(RefundNotifyError::Undecryptable)
+        );
         // Tampered: one block flipped, or cut short, or not base64.
-        let mut bytes = base64::engine::general_purpose::STANDARD.decode(WECHATPY_REQ_INFO).unwrap();
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(WECHATPY_REQ_INFO)
+            .unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x55;
         let flipped = base64::engine::general_purpose::STANDARD.encode(&bytes);
@@ -227,7 +254,10 @@ mod tests {
         }
         // A FAIL has no req_info and is not an outcome.
         let fail = "<xml><return_code>FAIL</return_code><return_msg>oops</return_msg></xml>";
-        assert_eq!(parse(fail.as_bytes(), &m), Err(RefundNotifyError::ReturnFail("oops".into())));
+        assert_eq!(
+            parse(fail.as_bytes(), &m),
+            Err(RefundNotifyError::ReturnFail("oops".into()))
+        );
         // A pay notify fed to the refund parser.
         let pay = "<xml><return_code>SUCCESS</return_code><appid>wx4f4bc4dec97d474b</appid><mch_id>12345678</mch_id><result_code>SUCCESS</result_code></xml>";
         assert_eq!(parse(pay.as_bytes(), &m), Err(RefundNotifyError::NoReqInfo));

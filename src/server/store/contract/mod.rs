@@ -5,6 +5,7 @@
 //! files by subject.
 
 mod inbox;
+mod refunds;
 mod schedule;
 mod session;
 mod transitions;
@@ -73,6 +74,22 @@ pub fn checks() -> Vec<(&'static str, Check)> {
             "a shopper lists their orders newest first and hides finished ones",
             |s| Box::pin(session::session_orders_and_hide(s)),
         ),
+        ("refund guards hold and a refusal writes nothing", |s| {
+            Box::pin(refunds::guards_hold_and_refusals_write_nothing(s))
+        }),
+        (
+            "of concurrent refunds that together exceed the payment, one wins",
+            |s| Box::pin(refunds::concurrent_refunds_cannot_exceed_the_payment(s)),
+        ),
+        ("refund transitions, and what a success changes", |s| {
+            Box::pin(refunds::transitions_and_what_a_success_changes(s))
+        }),
+        ("an anomaly's payment is refunded once and resolved", |s| {
+            Box::pin(refunds::anomaly_payments_are_refunded_once_and_resolved(s))
+        }),
+        ("concurrent refund claimers get disjoint refunds", |s| {
+            Box::pin(refunds::refund_claims_are_disjoint(s))
+        }),
     ]
 }
 

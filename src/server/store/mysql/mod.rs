@@ -8,6 +8,7 @@
 mod inbox;
 mod orders;
 mod reads;
+mod refunds;
 mod schedule;
 mod session_lock;
 mod timeline;

@@ -13,7 +13,7 @@ use crate::server::support::clock::now_ms;
 
 pub(super) const ORDER_COLUMNS: &str =
     "id, session_id, status, total_fee, body, created_at, deadline_at, code_url, \
-     transaction_id, paid_at, failure_reason, parked_at, next_check_at";
+     transaction_id, paid_at, failure_reason, parked_at, next_check_at, refunded_fee";
 
 pub(super) fn order_row(r: &MySqlRow) -> Result<OrderRow, sqlx::Error> {
     let status: String = r.try_get("status")?;
@@ -33,6 +33,7 @@ pub(super) fn order_row(r: &MySqlRow) -> Result<OrderRow, sqlx::Error> {
         failure_reason: reason.as_deref().and_then(FailureReason::parse),
         parked: r.try_get::<Option<i64>, _>("parked_at")?.is_some(),
         next_check_at: r.try_get("next_check_at")?,
+        refunded_fee: r.try_get("refunded_fee")?,
     })
 }
 

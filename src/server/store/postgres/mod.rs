@@ -7,6 +7,7 @@
 mod inbox;
 mod orders;
 mod reads;
+mod refunds;
 mod schedule;
 mod timeline;
 

@@ -1,0 +1,45 @@
+//! `POST /wxpay/refund-notify`: refund results. The body is unsigned: it is believed only once
+//! its `req_info` decrypts with our key and names a refund, order and amounts we hold; SUCCESS
+//! is answered only once the outcome is in SQL, anything else answers FAIL so WeChat retries.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::server::orders::refund::{self, NotifyVerdict};
+use crate::server::state::Ctx;
+use crate::server::wxpay::notify::{reply_fail, REPLY_SUCCESS};
+use crate::server::wxpay::refund_notify;
+
+pub async fn refund_notify(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
+    let (status, reply) = handle(&ctx, &body).await;
+    (status, [(CONTENT_TYPE, "text/xml; charset=utf-8")], reply).into_response()
+}
+
+async fn handle(ctx: &Ctx, body: &[u8]) -> (StatusCode, String) {
+    let n = match refund_notify::parse(body, &ctx.settings.merchant) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "refund notify refused");
+            return (StatusCode::BAD_REQUEST, reply_fail(&e.to_string()));
+        }
+    };
+    match refund::on_notify(ctx, &n).await {
+        Ok(NotifyVerdict::Done) => (StatusCode::OK, REPLY_SUCCESS.to_string()),
+        Ok(NotifyVerdict::Refused(why)) => {
+            tracing::warn!(out_refund_no = %n.out_refund_no, %why, "refund notify refused");
+            (StatusCode::BAD_REQUEST, reply_fail(&why))
+        }
+        Err(e) => {
+            tracing::error!(out_refund_no = %n.out_refund_no, error = %e, "refund notify not recorded; WeChat will retry");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                reply_fail("temporarily unavailable"),
+            )
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! MySQL: refunds — the portable SQL of `store::refunds`, its parameters as written.
+
+use super::MySqlStore;
+
+crate::server::store::refunds::refund_sql!(
+    MySqlStore,
+    sqlx::mysql::MySqlRow,
+    sqlx::MySqlConnection,
+    crate::server::store::refunds::plain
+);
