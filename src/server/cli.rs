@@ -11,7 +11,7 @@ use crate::server::amqp::Rabbit;
 use crate::server::config::{Role, Settings};
 use crate::server::http::{assets, probes};
 use crate::server::redis_conn::RedisConn;
-use crate::server::sandbox::Sandbox;
+use crate::server::sandbox::{tls, Sandbox};
 use crate::server::startup::{sandbox_config, start};
 use crate::server::wxpay;
 
@@ -121,6 +121,21 @@ async fn run_sandbox(settings: Settings) {
     let listener = TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen on {addr}: {e}")));
+    if let Some(files) = &settings.sandbox_tls {
+        let config = tls::server_config(files).unwrap_or_else(|e| fail(&e));
+        let mtls = if files.client_ca_pem.is_some() {
+            ", secapi/ with mutual TLS"
+        } else {
+            ""
+        };
+        tracing::info!("WeChat Pay sandbox listening on https://{addr}/sandbox/{mtls}");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let serving = tokio::spawn(tls::serve(listener, app, config, stop.clone()));
+        shutdown_signal().await;
+        stop.cancel();
+        let _ = serving.await;
+        return;
+    }
     tracing::info!("WeChat Pay sandbox listening on http://{addr}/sandbox/");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -6,6 +6,8 @@ mod faults;
 mod hardening;
 mod lifecycle;
 mod model;
+mod model_refunds;
+mod mtls;
 mod notify;
 mod processes;
 mod races;

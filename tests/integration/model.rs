@@ -21,15 +21,18 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use scanpay::app::types::{CartLine, OrderStatus};
 use scanpay::server::config::Settings;
 use scanpay::server::http::notify::handle_notify;
-use scanpay::server::orders::{place, sweep, timeout};
+use scanpay::server::http::refund_notify::handle_refund_notify;
+use scanpay::server::orders::{place, refund, sweep, timeout};
 use scanpay::server::store;
 use scanpay::server::support::clock::format_beijing;
 use scanpay::server::support::clock::now_ms;
 use scanpay::server::wxpay::xml::{self, Params};
 use scanpay::server::wxpay::{
-    sign, BoxFuture, ErrCode, Gateway, OrderQueryResponse, TradeState, UnifiedOrderRequest,
-    UnifiedOrderResponse, WxPayError,
+    sign, BoxFuture, ErrCode, Gateway, OrderQueryResponse, RefundAccepted, RefundRecord,
+    RefundRequest, RefundState, TradeState, UnifiedOrderRequest, UnifiedOrderResponse, WxPayError,
 };
+
+use crate::model_refunds::{self, RefundDesk, RefundFault};
 use scanpay::server::Ctx;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +57,7 @@ enum Wx {
 #[derive(Default)]
 struct WechatModel {
     orders: HashMap<String, (Wx, i64)>,
+    refunds: RefundDesk,
     close_faults: VecDeque<Fault>,
     query_faults: VecDeque<Fault>,
     unified_faults: VecDeque<Fault>,
@@ -71,27 +75,6 @@ fn biz(code: ErrCode) -> WxPayError {
 }
 
 impl Gateway for Scripted {
-    fn refund<'a>(
-        &'a self,
-        _req: &'a scanpay::server::wxpay::RefundRequest,
-    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundAccepted, WxPayError>> {
-        // No refunds in this script: an uncertain answer, which changes nothing.
-        Box::pin(async {
-            Err(WxPayError::Transport(
-                "refunds are not scripted here".into(),
-            ))
-        })
-    }
-    fn refund_query<'a>(
-        &'a self,
-        _out_refund_no: &'a str,
-    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::RefundRecord, WxPayError>> {
-        Box::pin(async {
-            Err(WxPayError::Transport(
-                "refunds are not scripted here".into(),
-            ))
-        })
-    }
     fn unified_order<'a>(
         &'a self,
         req: &'a UnifiedOrderRequest,
@@ -183,6 +166,24 @@ impl Gateway for Scripted {
             }
         })
     }
+
+    fn refund<'a>(
+        &'a self,
+        req: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundAccepted, WxPayError>> {
+        Box::pin(async move {
+            let mut m = self.0.lock().unwrap();
+            let paid = match m.orders.get(&req.out_trade_no) {
+                Some((Wx::Success { txn }, fee)) => Some((txn.clone(), *fee)),
+                _ => None,
+            };
+            m.refunds.refund(req, paid)
+        })
+    }
+
+    fn refund_query<'a>(&'a self, no: &'a str) -> BoxFuture<'a, Result<RefundRecord, WxPayError>> {
+        Box::pin(async move { self.0.lock().unwrap().refunds.query(no) })
+    }
 }
 
 // ---------------------------------------------------------------- reference model
@@ -213,6 +214,29 @@ enum Step {
     /// The next unifiedorder calls (placing, its one retry, the sweep asking again) fail.
     UnifiedAnswer(Fault, u8),
     Restart,
+    /// An operator refunds a third, two thirds or all of the order (all: with restock).
+    Refund {
+        order: usize,
+        part: u8,
+    },
+    /// The same refund asked again at once (a double click).
+    RefundAgain(usize),
+    /// The next refund call fails so.
+    RefundAnswer(RefundFault),
+    /// WeChat finishes the order's refunds in progress (SUCCESS, REFUNDCLOSE or CHANGE) and
+    /// sends the refund notify `copies` times (0: lost).
+    RefundOutcome {
+        order: usize,
+        to: u8,
+        copies: u8,
+    },
+    /// A refund notify that is not WeChat's: another key, or another amount.
+    RefundForged {
+        order: usize,
+        wrong_key: bool,
+    },
+    /// WeChat's minute between two refunds of one order passes.
+    RefundTime,
 }
 
 impl ReferenceStateMachine for Model {
@@ -243,6 +267,12 @@ impl ReferenceStateMachine for Model {
             1 => fault.clone().prop_map(Step::QueryAnswer),
             2 => (fault, 1u8..=3).prop_map(|(f, n)| Step::UnifiedAnswer(f, n)),
             1 => Just(Step::Restart),
+            2 => (0..n, 1u8..=3).prop_map(|(order, part)| Step::Refund { order, part }),
+            1 => (0..n).prop_map(Step::RefundAgain),
+            1 => prop_oneof![Just(RefundFault::SystemError), Just(RefundFault::Timeout)].prop_map(Step::RefundAnswer),
+            2 => (0..n, 0u8..=2, 0u8..=2).prop_map(|(order, to, copies)| Step::RefundOutcome { order, to, copies }),
+            1 => (0..n, any::<bool>()).prop_map(|(order, wrong_key)| Step::RefundForged { order, wrong_key }),
+            1 => Just(Step::RefundTime),
         ]
         .boxed()
     }
@@ -257,7 +287,11 @@ impl ReferenceStateMachine for Model {
     fn preconditions(s: &Model, t: &Step) -> bool {
         match t {
             Step::Pay(i) | Step::Forged(i) | Step::Deadline(i) | Step::Cancel(i) => *i < s.placed,
-            Step::Notify { order, .. } => *order < s.placed,
+            Step::RefundAgain(i) => *i < s.placed,
+            Step::Notify { order, .. }
+            | Step::Refund { order, .. }
+            | Step::RefundOutcome { order, .. }
+            | Step::RefundForged { order, .. } => *order < s.placed,
             _ => true,
         }
     }
@@ -272,6 +306,8 @@ struct Sut {
     db: sqlx::AnyPool,
     wechat: Arc<Scripted>,
     orders: Vec<Option<String>>,
+    /// Each order's last refund request (amount, restock) and the refund it made or found.
+    last_refund: HashMap<usize, (i64, bool, String)>,
     /// With `TEST_ENGINES=rabbitmq+redis`: the case's RabbitMQ/Redis prefix, and the running
     /// consumer's token (the bus is RabbitMQ, the cache and due index Redis).
     engines: Option<(String, CancellationToken)>,
@@ -451,6 +487,7 @@ impl Sut {
             Step::Sweep => {
                 self.make_due().await;
                 sweep::pass(&ctx).await.unwrap();
+                refund::pass(&ctx).await.unwrap();
             }
             Step::Deadline(i) => {
                 let Some(id) = self.id(i) else { return };
@@ -483,6 +520,106 @@ impl Sut {
                 let mut m = self.wechat.0.lock().unwrap();
                 m.unified_faults.extend(std::iter::repeat_n(f, n as usize));
             }
+            Step::Refund { order, part } => {
+                let Some(id) = self.id(order) else { return };
+                let total = ctx.store.load(&id).await.unwrap().unwrap().total_fee;
+                let fee = (total * i64::from(part) / 3).max(1);
+                let restock = part == 3;
+                if let Some(no) = self.refund(&id, fee, restock).await {
+                    self.last_refund.insert(order, (fee, restock, no));
+                }
+            }
+            Step::RefundAgain(order) => {
+                let Some(id) = self.id(order) else { return };
+                let Some((fee, restock, no)) = self.last_refund.get(&order).cloned() else {
+                    return;
+                };
+                let before = ctx.store.refunds_of(&id).await.unwrap().len();
+                let created: i64 = ctx.store.refund(&no).await.unwrap().unwrap().created_at;
+                let again = self.refund(&id, fee, restock).await;
+                if now_ms() - created < ctx.settings.refund_spacing.as_millis() as i64 {
+                    assert_eq!(
+                        again.as_deref(),
+                        Some(no.as_str()),
+                        "a double click is the same refund"
+                    );
+                    assert_eq!(
+                        ctx.store.refunds_of(&id).await.unwrap().len(),
+                        before,
+                        "and writes nothing"
+                    );
+                }
+            }
+            Step::RefundAnswer(f) => self.wechat.0.lock().unwrap().refunds.faults.push_back(f),
+            Step::RefundOutcome { order, to, copies } => {
+                let Some(id) = self.id(order) else { return };
+                let to = [
+                    RefundState::Success,
+                    RefundState::Closed,
+                    RefundState::Change,
+                ][to as usize]
+                    .clone();
+                let (done, bodies) = {
+                    let mut m = self.wechat.0.lock().unwrap();
+                    let done = m.refunds.finish(&id, to);
+                    let key = ctx.settings.merchant.api_key.expose().to_string();
+                    let bodies: Vec<Vec<u8>> = done
+                        .iter()
+                        .map(|no| m.refunds.notify_body(&ctx.settings.merchant, no, &key, 0))
+                        .collect();
+                    (done, bodies)
+                };
+                for body in bodies.iter() {
+                    for _ in 0..copies {
+                        let (status, reply) = handle_refund_notify(&ctx, body).await;
+                        assert_eq!(
+                            status, 200,
+                            "a refund notify WeChat sent is acknowledged: {reply}"
+                        );
+                    }
+                }
+                let _ = done;
+            }
+            Step::RefundForged { order, wrong_key } => {
+                let Some(id) = self.id(order) else { return };
+                let body = {
+                    let m = self.wechat.0.lock().unwrap();
+                    let Some(no) = m
+                        .refunds
+                        .refunds
+                        .iter()
+                        .find(|(_, r)| r.order == id)
+                        .map(|(no, _)| no.clone())
+                    else {
+                        return;
+                    };
+                    let key = if wrong_key {
+                        "not-the-merchant-key-000000000000".to_string()
+                    } else {
+                        ctx.settings.merchant.api_key.expose().to_string()
+                    };
+                    m.refunds.notify_body(
+                        &ctx.settings.merchant,
+                        &no,
+                        &key,
+                        if wrong_key { 0 } else { 1 },
+                    )
+                };
+                let before = self.refund_snapshot().await;
+                let (status, _) = handle_refund_notify(&ctx, &body).await;
+                assert_eq!(status, 400, "a forged refund notify is refused");
+                assert_eq!(
+                    self.refund_snapshot().await,
+                    before,
+                    "a forged refund notify changes nothing"
+                );
+            }
+            Step::RefundTime => {
+                sqlx::query(&sql("UPDATE refunds SET created_at = created_at - 60000"))
+                    .execute(&self.db)
+                    .await
+                    .unwrap();
+            }
             Step::Restart => {
                 let url = ctx.settings.database_url.clone();
                 drop(ctx);
@@ -502,6 +639,43 @@ impl Sut {
                 }
             }
         }
+    }
+
+    /// An operator's refund request; the refund's number when one was made or found.
+    async fn refund(&self, id: &str, fee: i64, restock: bool) -> Option<String> {
+        use scanpay::server::domain::{Cause, RefundOf, RefundRefusal};
+        let ask = refund::Ask {
+            order_id: id.to_string(),
+            of: RefundOf::Order,
+            refund_fee: Some(fee),
+            reason: "model".into(),
+            requested_by: "operator".into(),
+            restock,
+            cause: Cause::Operator,
+        };
+        match refund::request(&self.ctx, ask).await.unwrap() {
+            Ok(r) => Some(r.out_refund_no),
+            Err(RefundRefusal::NotPaid(s)) => {
+                assert_ne!(s, OrderStatus::Paid);
+                None
+            }
+            Err(
+                RefundRefusal::OverRefundable { .. }
+                | RefundRefusal::TooSoon { .. }
+                | RefundRefusal::TooMany,
+            ) => None,
+            Err(e) => panic!("refunding {id}: {e}"),
+        }
+    }
+
+    async fn refund_snapshot(&self) -> String {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(&sql(
+            "SELECT out_refund_no, status, refund_id FROM refunds ORDER BY out_refund_no",
+        ))
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        format!("{rows:?} {:?}", self.snapshot().await)
     }
 
     /// The pay results handed over are applied: the inbox drained as the consumer job would, or,
@@ -542,6 +716,12 @@ impl Sut {
     async fn make_due(&self) {
         sqlx::query(&sql(
             "UPDATE orders SET next_check_at = 0 WHERE status IN ('pending', 'closing') AND parked_at IS NULL",
+        ))
+        .execute(&self.db)
+        .await
+        .unwrap();
+        sqlx::query(&sql(
+            "UPDATE refunds SET next_check_at = 0 WHERE next_check_at IS NOT NULL",
         ))
         .execute(&self.db)
         .await
@@ -594,13 +774,24 @@ impl Sut {
             "I2: paid more than once: {paid_twice:?}"
         );
         let stock: Vec<(String, i64, i64)> = sqlx::query_as(&sql("SELECT p.sku, p.stock, (SELECT CAST(COALESCE(SUM(i.qty), 0) AS BIGINT) FROM order_items i JOIN orders o ON o.id = i.order_id \
-             WHERE i.sku = p.sku AND o.status IN ('pending', 'closing', 'paid')) FROM products p"))
+             WHERE i.sku = p.sku AND (o.status IN ('pending', 'closing') OR (o.status = 'paid' AND o.restocked_at IS NULL))) FROM products p"))
         .fetch_all(db)
         .await
         .unwrap();
         for (sku, initial) in SKUS {
             let (_, now, held) = stock.iter().find(|r| r.0 == sku).unwrap();
             assert_eq!(now + held, initial, "I3: stock of {sku} conserved");
+        }
+        let paid_at_wechat: HashMap<String, (String, i64)> = wx
+            .iter()
+            .filter_map(|(id, (w, fee))| match w {
+                Wx::Success { txn } => Some((id.clone(), (txn.clone(), *fee))),
+                _ => None,
+            })
+            .collect();
+        {
+            let desk = self.wechat.0.lock().unwrap().refunds.clone();
+            model_refunds::check(db, &desk, &paid_at_wechat).await;
         }
         let anomalies: Vec<String> = sqlx::query_scalar(&sql("SELECT kind FROM anomalies"))
             .fetch_all(db)
@@ -639,12 +830,39 @@ impl Sut {
             .execute(db)
             .await
             .unwrap();
+        self.wechat.0.lock().unwrap().refunds.faults.clear();
         for _ in 0..3 {
+            {
+                // WeChat answers every refund it holds.
+                let mut m = self.wechat.0.lock().unwrap();
+                let orders: Vec<String> = m
+                    .refunds
+                    .refunds
+                    .values()
+                    .map(|r| r.order.clone())
+                    .collect();
+                for o in orders {
+                    m.refunds.finish(&o, RefundState::Success);
+                }
+            }
             self.make_due().await;
             timeout::tick(&self.ctx).await.unwrap();
             sweep::pass(&self.ctx).await.unwrap();
+            refund::pass(&self.ctx).await.unwrap();
         }
         self.check().await;
+        {
+            let desk = self.wechat.0.lock().unwrap().refunds.clone();
+            model_refunds::check_final(db, &desk).await;
+            let (all, ok): (i64, i64) = sqlx::query_as(&sql(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT) FROM refunds",
+            ))
+            .fetch_one(db)
+            .await
+            .unwrap();
+            REFUNDS.fetch_add(all as usize, Ordering::Relaxed);
+            REFUNDED.fetch_add(ok as usize, Ordering::Relaxed);
+        }
         let wx = self.wechat.0.lock().unwrap().orders.clone();
         let orders: Vec<(String, String)> = sqlx::query_as(&sql("SELECT id, status FROM orders"))
             .fetch_all(db)
@@ -710,6 +928,7 @@ impl StateMachineTest for Lifecycle {
             db,
             wechat,
             orders: Vec::new(),
+            last_refund: HashMap::new(),
             engines,
             _dir: dir,
             _testdb: testdb,
@@ -750,6 +969,9 @@ static LONGEST: AtomicUsize = AtomicUsize::new(0);
 /// Place steps run, and orders they placed (the rest refused for stock), over every case.
 static PLACE_STEPS: AtomicUsize = AtomicUsize::new(0);
 static PLACED: AtomicUsize = AtomicUsize::new(0);
+/// Refunds recorded, and those WeChat returned, over every case.
+static REFUNDS: AtomicUsize = AtomicUsize::new(0);
+static REFUNDED: AtomicUsize = AtomicUsize::new(0);
 
 #[test]
 fn order_lifecycle_model() {
@@ -781,8 +1003,17 @@ fn order_lifecycle_model() {
         placed * 2 >= steps && placed > 0,
         "only {placed} of {steps} placings placed an order"
     );
+    let (refunds, refunded) = (
+        REFUNDS.load(Ordering::Relaxed),
+        REFUNDED.load(Ordering::Relaxed),
+    );
+    // The refund steps reached refunds (of paid orders) and WeChat's answers reached them.
+    assert!(
+        cases < 20 || (refunds * 20 >= cases as usize && refunded > 0),
+        "only {refunds} refunds ({refunded} returned) in {cases} cases"
+    );
     println!(
-        "lifecycle model: {cases} cases passed, {placed} of {steps} placings placed, longest sequence {} steps, {:.1}s",
+        "lifecycle model: {cases} cases passed, {placed} of {steps} placings placed, {refunds} refunds ({refunded} returned), longest sequence {} steps, {:.1}s",
         LONGEST.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );

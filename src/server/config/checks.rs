@@ -199,3 +199,35 @@ pub(super) fn client_tls(
         extra_root_pem,
     })
 }
+
+/// The sandbox's own HTTPS: certificate and key files together (and an optional client CA),
+/// each checked as TLS will use it, so a bad file stops start-up with its setting named.
+pub(super) fn sandbox_tls(
+    cert: &Raw,
+    key: &Raw,
+    ca: &Raw,
+) -> Result<Option<super::super::sandbox::tls::TlsFiles>, ConfigError> {
+    let read = |r: &Raw| -> Result<Option<Vec<u8>>, ConfigError> {
+        match r.value.trim() {
+            "" => Ok(None),
+            path => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| err(r, &format!("cannot read {path}: {e}"))),
+        }
+    };
+    let files = match (read(cert)?, read(key)?, read(ca)?) {
+        (None, None, None) => return Ok(None),
+        (Some(cert_pem), Some(key_pem), client_ca_pem) => super::super::sandbox::tls::TlsFiles {
+            cert_pem,
+            key_pem,
+            client_ca_pem,
+        },
+        (None, _, _) => return Err(err(
+            cert,
+            "must be set with SCANPAY_SANDBOX_TLS_KEY (and SCANPAY_SANDBOX_CLIENT_CA needs both)",
+        )),
+        (Some(_), None, _) => return Err(err(key, "must be set with SCANPAY_SANDBOX_TLS_CERT")),
+    };
+    super::super::sandbox::tls::server_config(&files).map_err(|e| err(cert, &e))?;
+    Ok(Some(files))
+}

@@ -86,6 +86,8 @@ pub struct Settings {
     pub sandbox_close_floor: Duration,
     pub sandbox_min_expire: Duration,
     pub sandbox_faults: super::sandbox::faults::Faults,
+    /// `scanpay sandbox` over HTTPS (and mutual TLS for secapi/ when a client CA is given).
+    pub sandbox_tls: Option<super::sandbox::tls::TlsFiles>,
 }
 
 /// What one shopper may do (see `Leptos.toml`).
@@ -349,6 +351,11 @@ impl Settings {
                 let r = raw("sandbox_faults");
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?
             },
+            sandbox_tls: checks::sandbox_tls(
+                &raw("sandbox_tls_cert"),
+                &raw("sandbox_tls_key"),
+                &raw("sandbox_client_ca"),
+            )?,
             public_url,
             public_url_set,
             wxpay_base_url,

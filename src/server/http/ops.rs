@@ -147,13 +147,14 @@ pub async fn refund(
         )
             .into_response()
     };
-    let body: RefundBody =
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return bad(format!(
+    let body: RefundBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad(format!(
                 "expected {{\"amount_fen\": <fen>, \"reason\": \"...\", \"restock\": false}}: {e}"
-            )),
-        };
+            ))
+        }
+    };
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 80 {
         return bad("reason: 1 to 80 characters (WeChat shows it to the shopper)".into());

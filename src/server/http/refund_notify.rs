@@ -16,11 +16,12 @@ use crate::server::wxpay::notify::{reply_fail, REPLY_SUCCESS};
 use crate::server::wxpay::refund_notify;
 
 pub async fn refund_notify(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
-    let (status, reply) = handle(&ctx, &body).await;
+    let (status, reply) = handle_refund_notify(&ctx, &body).await;
     (status, [(CONTENT_TYPE, "text/xml; charset=utf-8")], reply).into_response()
 }
 
-async fn handle(ctx: &Ctx, body: &[u8]) -> (StatusCode, String) {
+/// The refund notify without HTTP: decrypt and check → settle → the reply to send.
+pub async fn handle_refund_notify(ctx: &Ctx, body: &[u8]) -> (StatusCode, String) {
     let n = match refund_notify::parse(body, &ctx.settings.merchant) {
         Ok(n) => n,
         Err(e) => {

@@ -9,6 +9,7 @@ mod api;
 pub mod faults;
 mod notifier;
 mod phone;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
