@@ -69,6 +69,8 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         merchants: vec![settings.merchant.clone()],
         payee: settings.shop_name.clone(),
         time_scale: settings.sandbox_time_scale,
+        // Proposed setting: SCANPAY_SANDBOX_REFUND_DELAY (scaled by the time scale).
+        refund_delay: Duration::from_secs(2),
         close_floor: settings.sandbox_close_floor,
         min_expire: settings.sandbox_min_expire,
         faults: settings.sandbox_faults,
