@@ -10,5 +10,6 @@ mod notify;
 mod processes;
 mod races;
 mod sandbox;
+mod sandbox_refunds;
 mod seams;
 mod shop;
