@@ -96,6 +96,8 @@ async fn setup() -> Bench {
         merchants: vec![settings.merchant.clone()],
         payee: "bench".into(),
         time_scale: 1.0,
+        refund_delay: Duration::from_secs(2),
+        require_client_cert: false,
         close_floor: Duration::from_millis(1),
         min_expire: Duration::from_secs(60),
         faults: Faults::parse("notify=drop").unwrap(),

@@ -71,6 +71,12 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         merchants: vec![settings.merchant.clone()],
         payee: settings.shop_name.clone(),
         time_scale: settings.sandbox_time_scale,
+        // Proposed setting: SCANPAY_SANDBOX_REFUND_DELAY (scaled by the time scale).
+        refund_delay: settings.sandbox_refund_delay,
+        require_client_cert: settings
+            .sandbox_tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_pem.is_some()),
         close_floor: settings.sandbox_close_floor,
         min_expire: settings.sandbox_min_expire,
         faults: settings.sandbox_faults,

@@ -12,5 +12,6 @@ mod notify;
 mod processes;
 mod races;
 mod sandbox;
+mod sandbox_refunds;
 mod seams;
 mod shop;

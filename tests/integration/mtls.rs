@@ -127,7 +127,7 @@ async fn refunds_go_over_mutual_tls_and_nothing_else_gets_through() {
     let plain = client(&wechat, &ca_pem, None);
     let req = UnifiedOrderRequest {
         body: "Shop - Panda pin".into(),
-        out_trade_no: "MTLS1".into(),
+        out_trade_no: "MTLS000001".into(),
         total_fee: 101,
         spbill_create_ip: "127.0.0.1".into(),
         notify_url: "http://127.0.0.1:9/wxpay/notify".into(),
@@ -139,16 +139,16 @@ async fn refunds_go_over_mutual_tls_and_nothing_else_gets_through() {
     plain.unified_order(&req).await.unwrap();
     let r = https
         .post(format!("{wechat}admin/pay"))
-        .form(&[("out_trade_no", "MTLS1")])
+        .form(&[("out_trade_no", "MTLS000001")])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let paid = plain.order_query("MTLS1").await.unwrap();
+    let paid = plain.order_query("MTLS000001").await.unwrap();
     let refund = RefundRequest {
         transaction_id: paid.transaction_id.clone().unwrap(),
-        out_trade_no: "MTLS1".into(),
-        out_refund_no: "MTLS1R01".into(),
+        out_trade_no: "MTLS000001".into(),
+        out_refund_no: "MTLS000001R01".into(),
         total_fee: 101,
         refund_fee: 101,
         refund_desc: "test".into(),

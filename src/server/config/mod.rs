@@ -85,6 +85,8 @@ pub struct Settings {
     pub sandbox_time_scale: f64,
     pub sandbox_close_floor: Duration,
     pub sandbox_min_expire: Duration,
+    /// How long a sandbox refund stays PROCESSING (× the time scale).
+    pub sandbox_refund_delay: Duration,
     pub sandbox_faults: super::sandbox::faults::Faults,
     /// `scanpay sandbox` over HTTPS (and mutual TLS for secapi/ when a client CA is given).
     pub sandbox_tls: Option<super::sandbox::tls::TlsFiles>,
@@ -347,6 +349,7 @@ impl Settings {
             sandbox_time_scale,
             sandbox_close_floor: duration(&raw("sandbox_close_floor"))?,
             sandbox_min_expire: duration(&raw("sandbox_min_expire"))?,
+            sandbox_refund_delay: duration(&raw("sandbox_refund_delay"))?,
             sandbox_faults: {
                 let r = raw("sandbox_faults");
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?

@@ -3,10 +3,12 @@
 //! - `POST /sandbox/admin/faults` form `spec=notify=drop,closeorder=timeout` [`&out_trade_no=…`]
 //! - `DELETE /sandbox/admin/faults` clears every fault
 //! - `POST /sandbox/admin/pay` form `out_trade_no=…` [`&at_ms=<unix ms>`]: pays now or at that moment
+//! - `GET /sandbox/admin/refunds?out_trade_no=…` [`&mch_id=…`]: the refunds held for an order, as
+//!   JSON (in process, `Sandbox::refunds` gives the same)
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::Form;
+use axum::{Form, Json};
 use serde::Deserialize;
 
 use super::faults::Faults;
@@ -77,4 +79,43 @@ pub(super) async fn pay(State(sb): State<Sandbox>, Form(f): Form<PayForm>) -> (S
             Err(why) => (StatusCode::CONFLICT, format!("{why}\n")),
         },
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct OrderRef {
+    out_trade_no: String,
+    mch_id: Option<String>,
+}
+
+/// `[{"out_refund_no", "refund_id", "refund_fee", "status", "success_time", "notify_attempts",
+/// "notify_acked"}]`, oldest first; 404 for an order the sandbox does not have.
+pub(super) async fn refunds(
+    State(sb): State<Sandbox>,
+    Query(q): Query<OrderRef>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    let mch_id = q
+        .mch_id
+        .unwrap_or_else(|| sb.cfg.merchants[0].mch_id.clone());
+    let o = sb.order(&mch_id, &q.out_trade_no).ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            format!("no sandbox order {}\n", q.out_trade_no),
+        )
+    })?;
+    Ok(Json(
+        o.refunds
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "out_refund_no": r.out_refund_no,
+                    "refund_id": r.refund_id,
+                    "refund_fee": r.refund_fee,
+                    "status": r.status.as_str(),
+                    "success_time": r.success_time,
+                    "notify_attempts": r.notify_attempts,
+                    "notify_acked": r.notify_acked,
+                })
+            })
+            .collect(),
+    ))
 }

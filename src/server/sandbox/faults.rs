@@ -7,6 +7,15 @@
 //!   (`systemerror`: nothing happens, SYSTEMERROR is answered; `timeout`: the call takes effect but
 //!   the answer never comes back in time — the uncertain case; `latency:100ms`: answered normally,
 //!   that much later — for load tests and benchmarks).
+//! - `refundquery=…` the same four.
+//! - `refund=none|systemerror|systemerror_applied|timeout|latency:<d>|notenough`
+//!   (`systemerror`: SYSTEMERROR, no refund recorded; `systemerror_applied`: SYSTEMERROR, yet the
+//!   refund *was* recorded — a retry with the same out_refund_no must find it, not refund twice;
+//!   `timeout`: recorded, the answer held back; `notenough`: NOTENOUGH, the merchant's balance
+//!   cannot pay it, nothing recorded).
+//! - `refund_outcome=success|change|close|processing`: how new refunds end (SUCCESS, CHANGE,
+//!   REFUNDCLOSE, or never leaving PROCESSING, as a bank-card refund may for days).
+//! - `refund_notify=…`: the refund notify, with the values of `notify`.
 
 use std::time::Duration;
 
@@ -36,6 +45,31 @@ pub enum Api {
     UnifiedOrder,
     OrderQuery,
     CloseOrder,
+    RefundQuery,
+}
+
+/// `/secapi/pay/refund`: the API faults, plus the two ways a refund is refused or half-done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefundFault {
+    #[default]
+    None,
+    SystemError,
+    /// SYSTEMERROR answered, but the refund was recorded.
+    SystemErrorApplied,
+    Timeout,
+    Latency(Duration),
+    NotEnough,
+}
+
+/// How a new refund ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefundOutcome {
+    #[default]
+    Success,
+    Change,
+    Close,
+    /// Stays PROCESSING: no outcome, no notify.
+    Processing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +78,10 @@ pub struct Faults {
     pub unified_order: ApiFault,
     pub order_query: ApiFault,
     pub close_order: ApiFault,
+    pub refund_query: ApiFault,
+    pub refund: RefundFault,
+    pub refund_outcome: RefundOutcome,
+    pub refund_notify: NotifyFault,
 }
 
 impl Faults {
@@ -52,6 +90,7 @@ impl Faults {
             Api::UnifiedOrder => self.unified_order,
             Api::OrderQuery => self.order_query,
             Api::CloseOrder => self.close_order,
+            Api::RefundQuery => self.refund_query,
         }
     }
 
@@ -67,9 +106,14 @@ impl Faults {
                 "unifiedorder" => f.unified_order = api(value.trim())?,
                 "orderquery" => f.order_query = api(value.trim())?,
                 "closeorder" => f.close_order = api(value.trim())?,
+                "refundquery" => f.refund_query = api(value.trim())?,
+                "refund" => f.refund = refund(value.trim())?,
+                "refund_outcome" => f.refund_outcome = outcome(value.trim())?,
+                "refund_notify" => f.refund_notify = notify(value.trim())?,
                 other => {
                     return Err(format!(
-                        "unknown fault {other:?}: notify, unifiedorder, orderquery or closeorder"
+                        "unknown fault {other:?}: notify, unifiedorder, orderquery, closeorder, \
+                         refund, refundquery, refund_outcome or refund_notify"
                     ))
                 }
             }
@@ -117,6 +161,36 @@ fn api(v: &str) -> Result<ApiFault, String> {
     }
 }
 
+fn refund(v: &str) -> Result<RefundFault, String> {
+    Ok(match v {
+        "systemerror_applied" => RefundFault::SystemErrorApplied,
+        "notenough" => RefundFault::NotEnough,
+        _ => match api(v).map_err(|_| {
+            format!(
+                "refund fault {v:?}: none, systemerror, systemerror_applied, timeout, \
+                 latency:<duration> or notenough"
+            )
+        })? {
+            ApiFault::None => RefundFault::None,
+            ApiFault::SystemError => RefundFault::SystemError,
+            ApiFault::Timeout => RefundFault::Timeout,
+            ApiFault::Latency(d) => RefundFault::Latency(d),
+        },
+    })
+}
+
+fn outcome(v: &str) -> Result<RefundOutcome, String> {
+    match v {
+        "success" => Ok(RefundOutcome::Success),
+        "change" => Ok(RefundOutcome::Change),
+        "close" => Ok(RefundOutcome::Close),
+        "processing" => Ok(RefundOutcome::Processing),
+        _ => Err(format!(
+            "refund_outcome {v:?}: success, change, close or processing"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +210,37 @@ mod tests {
             ApiFault::Latency(Duration::from_millis(100))
         );
         assert_eq!(Faults::parse("").unwrap(), Faults::default());
+        let r = Faults::parse(
+            "refund=systemerror_applied,refund_outcome=close,refund_notify=duplicate:3,refundquery=timeout",
+        )
+        .unwrap();
+        assert_eq!(r.refund, RefundFault::SystemErrorApplied);
+        assert_eq!(r.refund_outcome, RefundOutcome::Close);
+        assert_eq!(r.refund_notify, NotifyFault::Duplicate(3));
+        assert_eq!(r.api(Api::RefundQuery), ApiFault::Timeout);
+        assert_eq!(
+            r.notify,
+            NotifyFault::Normal,
+            "the pay notify is its own knob"
+        );
+        for (spec, want) in [
+            ("refund=none", RefundFault::None),
+            ("refund=systemerror", RefundFault::SystemError),
+            ("refund=timeout", RefundFault::Timeout),
+            ("refund=notenough", RefundFault::NotEnough),
+            (
+                "refund=latency:2s",
+                RefundFault::Latency(Duration::from_secs(2)),
+            ),
+        ] {
+            assert_eq!(Faults::parse(spec).unwrap().refund, want, "{spec}");
+        }
+        assert_eq!(
+            Faults::parse("refund_outcome=change")
+                .unwrap()
+                .refund_outcome,
+            RefundOutcome::Change
+        );
         assert_eq!(
             Faults::parse("notify=concurrent:5").unwrap().notify,
             NotifyFault::Concurrent(5)
@@ -143,7 +248,11 @@ mod tests {
         for bad in [
             "notify",
             "notify=explode",
-            "refund=timeout",
+            "refund=explode",
+            "refund=latency:",
+            "refund_outcome=lost",
+            "refund_notify=twice",
+            "refundquery=notenough",
             "closeorder=slow",
             "notify=delay",
             "notify=duplicate:0",

@@ -3,12 +3,16 @@
 //! Served under `/sandbox/` so a standard client whose base URL is `http://HOST:PORT/sandbox/`
 //! works unchanged. State is kept per (mch_id, out_trade_no). A phone page plays the shopper's
 //! WeChat app, and a notifier posts signed pay results with the documented retry schedule.
+//! Paid orders can be refunded (`refunds.rs`): each refund settles after a delay and its
+//! encrypted refund notify is posted on the same schedule.
 
 mod admin;
 mod api;
 pub mod faults;
 mod notifier;
 mod phone;
+mod refund_notifier;
+pub mod refunds;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -22,6 +26,7 @@ use crate::server::wxpay::xml::Params;
 use crate::server::wxpay::Merchant;
 
 pub use notifier::RETRY_SCHEDULE;
+pub use refunds::{RefundStatus, SandboxRefund};
 
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -29,8 +34,14 @@ pub struct SandboxConfig {
     pub merchants: Vec<Merchant>,
     /// Payee name shown on the phone page.
     pub payee: String,
-    /// Multiplies the notifier's waits (0.01 turns 15 s into 150 ms).
+    /// Multiplies the notifier's waits (0.01 turns 15 s into 150 ms), the refunds' settling
+    /// delay and the minute between two refunds of an order.
     pub time_scale: f64,
+    /// How long a refund stays PROCESSING before its outcome (then scaled by `time_scale`).
+    pub refund_delay: Duration,
+    /// `secapi/` (refunds) only over a connection that presented a client certificate the
+    /// sandbox verified (`scanpay sandbox` with SCANPAY_SANDBOX_CLIENT_CA; see `tls`).
+    pub require_client_cert: bool,
     /// closeorder is refused this soon after unifiedorder.
     pub close_floor: Duration,
     /// unifiedorder refuses a time_expire less than this after time_start.
@@ -64,6 +75,8 @@ pub struct SandboxOrder {
     pub state: TradeState,
     pub notify_attempts: u32,
     pub notify_acked: bool,
+    /// Oldest first. Any refund at all makes orderquery answer `REFUND`.
+    pub refunds: Vec<SandboxRefund>,
 }
 
 impl SandboxOrder {
@@ -89,6 +102,9 @@ struct Inner {
     orders: HashMap<(String, String), SandboxOrder>,
     by_code: HashMap<String, (String, String)>,
     by_transaction: HashMap<String, (String, String)>,
+    /// (mch_id, out_refund_no) → the order: out_refund_no is unique per merchant.
+    by_refund_no: HashMap<(String, String), (String, String)>,
+    by_refund_id: HashMap<String, (String, String)>,
     global_faults: Option<faults::Faults>,
     order_faults: HashMap<String, faults::Faults>,
 }
@@ -119,6 +135,8 @@ impl Sandbox {
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))
+            .route("/secapi/pay/refund", post(api::refund))
+            .route("/pay/refundquery", post(api::refund_query))
             .route("/scan", get(phone::scan_page))
             .route("/scan/pay", post(phone::pay))
             .route("/scan/decline", post(phone::decline))
@@ -127,6 +145,7 @@ impl Sandbox {
                 post(admin::set_faults).delete(admin::clear_faults),
             )
             .route("/admin/pay", post(admin::pay))
+            .route("/admin/refunds", get(admin::refunds))
             .with_state(self.clone())
     }
 

@@ -36,38 +36,76 @@ pub const RETRY_SCHEDULE: [Duration; 15] = {
 
 /// Starts delivery of a paid order's notify, shaped by the notify fault in force.
 pub(super) fn start(sb: Sandbox, mch_id: String, out_trade_no: String, fault: NotifyFault) {
+    let what = out_trade_no.clone();
+    shape(fault, what, move || {
+        deliver(sb.clone(), mch_id.clone(), out_trade_no.clone())
+    });
+}
+
+/// Runs `deliver` (one delivery with its retries) as the notify fault says: once, never, later,
+/// n times one after another, or n times at once. Shared by the pay and refund notifiers.
+pub(super) fn shape<F, Fut>(fault: NotifyFault, what: String, deliver: F)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     match fault {
         NotifyFault::Normal => {
-            tokio::spawn(deliver(sb, mch_id, out_trade_no));
+            tokio::spawn(deliver());
         }
-        NotifyFault::Drop => tracing::info!(%out_trade_no, "sandbox fault: notify dropped"),
+        NotifyFault::Drop => tracing::info!(%what, "sandbox fault: notify dropped"),
         NotifyFault::Delay(d) => {
             tokio::spawn(async move {
                 tokio::time::sleep(d).await;
-                deliver(sb, mch_id, out_trade_no).await
+                deliver().await
             });
         }
         NotifyFault::Duplicate(n) => {
             tokio::spawn(async move {
                 for _ in 0..n {
-                    deliver(sb.clone(), mch_id.clone(), out_trade_no.clone()).await;
+                    deliver().await;
                 }
             });
         }
         NotifyFault::Concurrent(n) => {
             for _ in 0..n {
-                tokio::spawn(deliver(sb.clone(), mch_id.clone(), out_trade_no.clone()));
+                tokio::spawn(deliver());
             }
         }
     }
 }
 
 async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
+    let key = (mch_id.clone(), out_trade_no.clone());
+    post_until_acked(
+        &sb,
+        &out_trade_no,
+        || build(&sb, &mch_id, &out_trade_no),
+        |acked| {
+            let mut inner = sb.inner.lock().expect("sandbox lock");
+            if let Some(o) = inner.orders.get_mut(&key) {
+                o.notify_attempts += 1;
+                o.notify_acked |= acked;
+            }
+        },
+    )
+    .await
+}
+
+/// One delivery: posts what `build` gives (afresh each attempt; None: nothing to send any more)
+/// until the answer is SUCCESS XML, waiting the scaled schedule between attempts; `record` notes
+/// each attempt and whether it was acknowledged.
+pub(super) async fn post_until_acked(
+    sb: &Sandbox,
+    what: &str,
+    build: impl Fn() -> Option<(String, String)>,
+    record: impl Fn(bool),
+) {
     for attempt in 0..=RETRY_SCHEDULE.len() {
         if attempt > 0 {
             tokio::time::sleep(RETRY_SCHEDULE[attempt - 1].mul_f64(sb.cfg.time_scale)).await;
         }
-        let Some((url, body)) = build(&sb, &mch_id, &out_trade_no) else {
+        let Some((url, body)) = build() else {
             return;
         };
         let acked = match sb
@@ -85,22 +123,13 @@ async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
                 .unwrap_or(false),
             Err(_) => false,
         };
-        {
-            let mut inner = sb.inner.lock().expect("sandbox lock");
-            if let Some(o) = inner
-                .orders
-                .get_mut(&(mch_id.clone(), out_trade_no.clone()))
-            {
-                o.notify_attempts += 1;
-                o.notify_acked |= acked;
-            }
-        }
+        record(acked);
         if acked {
             return;
         }
-        tracing::info!(%out_trade_no, attempt = attempt + 1, "sandbox notify not acknowledged; will retry");
+        tracing::info!(%what, attempt = attempt + 1, "sandbox notify not acknowledged; will retry");
     }
-    tracing::warn!(%out_trade_no, "sandbox notify retries exhausted");
+    tracing::warn!(%what, "sandbox notify retries exhausted");
 }
 
 /// The notify for a paid order, freshly signed (new nonce per delivery, like WeChat).

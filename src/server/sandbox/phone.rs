@@ -6,7 +6,7 @@ use axum::response::Html;
 use axum::Form;
 use serde::Deserialize;
 
-use super::{Sandbox, TradeState};
+use super::{RefundStatus, Sandbox, TradeState};
 use crate::app::i18n::{from_headers, text, text_with, Key, Lang};
 use crate::app::types::Fen;
 
@@ -62,7 +62,7 @@ pub(super) async fn scan_page(
             pay = esc(&text_with(lang, Key::sb_pay, &[("amount", &amount)])),
             decline = t(Key::sb_decline),
         ),
-        Some(msg) => format!(r#"<p class="state">{msg}</p>"#),
+        Some(msg) => format!(r#"<p class="state">{msg}</p>{}"#, refund_list(lang, &o)),
     };
     let body = format!(
         r#"<div class="card">
@@ -130,6 +130,39 @@ pub(super) async fn decline(headers: HeaderMap, Form(_form): Form<Code>) -> Html
     )
 }
 
+/// The order's refunds, as WeChat lists them under the payment. The words are here rather than
+/// in the locale files: they are the simulator's developer aid, not the shop's text.
+fn refund_list(lang: Lang, o: &super::SandboxOrder) -> String {
+    if o.refunds.is_empty() {
+        return String::new();
+    }
+    let zh = lang == Lang::ZhCn;
+    let title = if zh { "退款" } else { "Refunds" };
+    let rows: String = o
+        .refunds
+        .iter()
+        .map(|r| {
+            let state = match (r.status, zh) {
+                (RefundStatus::Processing, true) => "退款中",
+                (RefundStatus::Processing, false) => "Processing",
+                (RefundStatus::Success, true) => "已退款",
+                (RefundStatus::Success, false) => "Refunded",
+                (RefundStatus::Change, true) => "退款异常",
+                (RefundStatus::Change, false) => "Needs attention (CHANGE)",
+                (RefundStatus::Closed, true) => "退款关闭",
+                (RefundStatus::Closed, false) => "Closed",
+            };
+            let amount = Fen::new(r.refund_fee).map(Fen::yuan).unwrap_or_default();
+            format!(
+                r#"<li data-testid="phone-refund" data-status="{code}"><span>{amount}</span> <span>{state}</span> <span class="mono">{no}</span></li>"#,
+                code = r.status.as_str(),
+                no = esc(&r.out_refund_no),
+            )
+        })
+        .collect();
+    format!(r#"<div class="refunds"><p class="refunds-title">{title}</p><ul>{rows}</ul></div>"#)
+}
+
 fn notice(title: &str, text: &str) -> String {
     format!(
         r#"<div class="card"><p class="title" data-testid="phone-result">{}</p><p>{}</p></div>"#,
@@ -165,6 +198,8 @@ button{{width:100%;border:0;border-radius:8px;padding:14px;font-size:17px;margin
 .pay{{background:#067a3e;color:#fff}} .decline{{background:#f2f2f2;color:#333}}
 .tick{{width:64px;height:64px;border-radius:50%;background:#07c160;color:#fff;font-size:36px;line-height:64px;margin:0 auto 12px}}
 .state{{color:#c00}}
+.refunds{{border-top:1px solid #eee;margin-top:14px;text-align:left;font-size:14px}} .refunds-title{{color:#666}}
+.refunds ul{{list-style:none;padding:0;margin:0}} .refunds li{{display:flex;gap:8px;padding:4px 0}}
 </style></head><body><header><span>{wechat_pay}</span><span class="tag">{sandbox}</span></header><main>{body}</main></body></html>"#
     ))
 }

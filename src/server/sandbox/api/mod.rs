@@ -1,4 +1,5 @@
-//! `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder` with the real field rules.
+//! `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`, `/secapi/pay/refund`,
+//! `/pay/refundquery` with the real field rules.
 //! This file holds the protocol layer they share (authentication, signed and unsigned answers,
 //! the API faults, field helpers, finding the order a call names); each endpoint has its file.
 // An early-return `Response` is the idiomatic axum error here; its size does not matter.
@@ -6,10 +7,14 @@
 
 mod closeorder;
 mod orderquery;
+mod refund;
+mod refundquery;
 mod unifiedorder;
 
 pub(super) use closeorder::close_order;
 pub(super) use orderquery::order_query;
+pub(super) use refund::refund;
+pub(super) use refundquery::refund_query;
 pub(super) use unifiedorder::unified_order;
 
 use axum::http::header::CONTENT_TYPE;
@@ -146,7 +151,18 @@ async fn with_fault(
     api: Api,
     apply: impl FnOnce() -> Result<Params, BizError>,
 ) -> Response {
-    match sb.faults_for(get(&a.p, "out_trade_no")).api(api) {
+    with_fault_on(sb, a, api, get(&a.p, "out_trade_no"), apply).await
+}
+
+/// [`with_fault`] with the faults of a given order (a call that names it another way).
+async fn with_fault_on(
+    sb: &Sandbox,
+    a: &Authed,
+    api: Api,
+    out_trade_no: Option<&str>,
+    apply: impl FnOnce() -> Result<Params, BizError>,
+) -> Response {
+    match sb.faults_for(out_trade_no).api(api) {
         ApiFault::SystemError => signed(
             a,
             Err(BizError("SYSTEMERROR", "系统超时 (sandbox fault)".into())),

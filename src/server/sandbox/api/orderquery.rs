@@ -1,5 +1,5 @@
 //! `/pay/orderquery`: an order found by transaction_id or out_trade_no, answered with its
-//! trade_state and, once paid, the payment's fields.
+//! trade_state and, once paid, the payment's fields (REFUND once it has any refund).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -48,9 +48,17 @@ fn query_fields(o: &SandboxOrder) -> Params {
             time_end,
             openid,
         } => {
+            // Any refund, whatever its state, makes the trade REFUND ("paid, refund initiated",
+            // wxpay-v2.md §3.2); the payment's fields stay. The desc is WeChat's usual text
+            // [from SDK users' logs; unverified].
+            let (state, desc) = if o.refunds.is_empty() {
+                ("SUCCESS", "支付成功")
+            } else {
+                ("REFUND", "订单发生过退款，退款详情请查询退款单")
+            };
             for (k, v) in [
-                ("trade_state", "SUCCESS"),
-                ("trade_state_desc", "支付成功"),
+                ("trade_state", state),
+                ("trade_state_desc", desc),
                 ("bank_type", "CFT"),
                 ("fee_type", "CNY"),
                 ("is_subscribe", "N"),

@@ -163,6 +163,7 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         state: TradeState::NotPay,
         notify_attempts: 0,
         notify_acked: false,
+        refunds: Vec::new(),
     };
     let fields = native_fields(&order);
     inner.by_code.insert(order.code_url.clone(), key.clone());
