@@ -185,8 +185,18 @@ pub(super) fn client_tls(
             }
             Some(c)
         }
-        (Some(_), None) => return Err(err(key, "must be set too (the certificate's private key)")),
-        (None, Some(_)) => return Err(err(cert, "must be set too (the key's certificate)")),
+        (Some(_), None) => {
+            return Err(err(
+                cert,
+                "needs SCANPAY_WXPAY_KEY_PEM too (the certificate's private key)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                key,
+                "needs SCANPAY_WXPAY_CERT_PEM too (the key's certificate)",
+            ))
+        }
     };
     let extra_root_pem = read(ca)?;
     if let Some(pem) = &extra_root_pem {
@@ -222,11 +232,24 @@ pub(super) fn sandbox_tls(
             key_pem,
             client_ca_pem,
         },
-        (None, _, _) => return Err(err(
-            cert,
-            "must be set with SCANPAY_SANDBOX_TLS_KEY (and SCANPAY_SANDBOX_CLIENT_CA needs both)",
-        )),
-        (Some(_), None, _) => return Err(err(key, "must be set with SCANPAY_SANDBOX_TLS_CERT")),
+        (None, Some(_), _) => {
+            return Err(err(
+                key,
+                "needs SCANPAY_SANDBOX_TLS_CERT too (the key's certificate)",
+            ))
+        }
+        (None, None, Some(_)) => {
+            return Err(err(
+                ca,
+                "needs SCANPAY_SANDBOX_TLS_CERT and SCANPAY_SANDBOX_TLS_KEY (mutual TLS is HTTPS)",
+            ))
+        }
+        (Some(_), None, _) => {
+            return Err(err(
+                cert,
+                "needs SCANPAY_SANDBOX_TLS_KEY too (the certificate's private key)",
+            ))
+        }
     };
     super::super::sandbox::tls::server_config(&files).map_err(|e| err(cert, &e))?;
     Ok(Some(files))

@@ -4,10 +4,19 @@ use super::*;
 use crate::server::support::clock::parse_duration;
 
 fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    let env = env
+    let mut env: BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // The real WeChat Pay needs the merchant's API certificate: a throwaway one, unless the test
+    // says what it wants.
+    if env.get("SCANPAY_WXPAY_BASE_URL").map(String::as_str) == Some(REAL.1)
+        && !env.contains_key("SCANPAY_WXPAY_CERT_PEM")
+    {
+        let (cert, key) = test_certificate();
+        env.insert("SCANPAY_WXPAY_CERT_PEM".into(), cert.clone());
+        env.insert("SCANPAY_WXPAY_KEY_PEM".into(), key.clone());
+    }
     Settings::from_sources(
         EMBEDDED,
         "Leptos.toml",
@@ -88,6 +97,140 @@ fn kubernetes_service_variables_are_not_settings_but_typos_still_stop() {
 }
 
 const REAL: (&str, &str) = ("SCANPAY_WXPAY_BASE_URL", "https://api.mch.weixin.qq.com/");
+
+/// Paths of a throwaway certificate and key (made once per test binary, never a real one).
+fn test_certificate() -> &'static (String, String) {
+    static FILES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["1900000109".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join("apiclient_cert.pem"),
+            dir.join("apiclient_key.pem"),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    })
+}
+
+#[test]
+fn the_real_api_needs_the_merchants_api_certificate_for_refunds() {
+    let none = ("SCANPAY_WXPAY_CERT_PEM", "");
+    let e = load(&[REAL, KEY, PUBLIC, none]).unwrap_err().to_string();
+    assert!(
+        e.contains("SCANPAY_WXPAY_CERT_PEM") && e.contains("mutual TLS"),
+        "{e}"
+    );
+    let (cert, key) = test_certificate();
+    let s = load(&[
+        REAL,
+        KEY,
+        PUBLIC,
+        ("SCANPAY_WXPAY_CERT_PEM", cert),
+        ("SCANPAY_WXPAY_KEY_PEM", key),
+    ])
+    .unwrap();
+    assert!(s.wxpay_tls.has_identity());
+    assert!(
+        !format!("{s:?}").contains("PRIVATE KEY"),
+        "the key is never printed"
+    );
+    // One without the other, an unreadable file, a file that is not PEM, a P12: each refused by name.
+    let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_WXPAY_CERT_PEM", cert)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SCANPAY_WXPAY_KEY_PEM"), "{e}");
+    let e = load(&[
+        REAL,
+        KEY,
+        PUBLIC,
+        ("SCANPAY_WXPAY_CERT_PEM", "/nonexistent/cert.pem"),
+        ("SCANPAY_WXPAY_KEY_PEM", key),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("SCANPAY_WXPAY_CERT_PEM") && e.contains("/nonexistent/cert.pem"),
+        "{e}"
+    );
+    let e = load(&[
+        REAL,
+        KEY,
+        PUBLIC,
+        ("SCANPAY_WXPAY_CERT_PEM", key),
+        ("SCANPAY_WXPAY_KEY_PEM", key),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("SCANPAY_WXPAY_CERT_PEM") && e.contains("PEM certificate"),
+        "{e}"
+    );
+    let e = load(&[("SCANPAY_WXPAY_CERT_P12", cert)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SCANPAY_WXPAY_CERT_P12") && e.contains("openssl pkcs12"),
+        "{e}"
+    );
+    // WeChat's minute between refunds cannot be shortened against the real API.
+    let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_REFUND_SPACING", "10s")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SCANPAY_REFUND_SPACING"), "{e}");
+    assert!(
+        load(&[("SCANPAY_REFUND_SPACING", "10ms")]).is_ok(),
+        "the sandbox takes less"
+    );
+    let e = load(&[("SCANPAY_REFUND_AUTOMATIC", "maybe")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SCANPAY_REFUND_AUTOMATIC"), "{e}");
+}
+
+#[test]
+fn the_sandboxs_https_needs_its_certificate_and_key_together() {
+    let (cert, key) = test_certificate();
+    let s = load(&[
+        ("SCANPAY_SANDBOX_TLS_CERT", cert),
+        ("SCANPAY_SANDBOX_TLS_KEY", key),
+    ])
+    .unwrap();
+    assert!(s
+        .sandbox_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_pem.is_none()));
+    let s = load(&[
+        ("SCANPAY_SANDBOX_TLS_CERT", cert),
+        ("SCANPAY_SANDBOX_TLS_KEY", key),
+        ("SCANPAY_SANDBOX_CLIENT_CA", cert),
+    ])
+    .unwrap();
+    assert!(s
+        .sandbox_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_pem.is_some()));
+    let e = load(&[("SCANPAY_SANDBOX_TLS_CERT", cert)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SCANPAY_SANDBOX_TLS_KEY"), "{e}");
+    let e = load(&[
+        ("SCANPAY_SANDBOX_TLS_CERT", key),
+        ("SCANPAY_SANDBOX_TLS_KEY", key),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SCANPAY_SANDBOX_TLS_CERT"), "{e}");
+    let e = load(&[("SCANPAY_SANDBOX_CLIENT_CA", cert)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SCANPAY_SANDBOX_TLS_CERT"), "{e}");
+}
 const KEY: (&str, &str) = ("SCANPAY_WXPAY_API_KEY", "a-real-key-from-the-environment-0");
 const PUBLIC: (&str, &str) = ("SCANPAY_PUBLIC_URL", "https://shop.example.com");
 

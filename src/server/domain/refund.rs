@@ -178,7 +178,7 @@ pub enum Judged {
         anomaly_id: Option<String>,
     },
     /// The same request again within the spacing (a double click): that refund.
-    Same(RefundRow),
+    Same(Box<RefundRow>),
 }
 
 /// The guards, over the facts read in the request's transaction: only a paid order (or an
@@ -219,7 +219,7 @@ pub fn judge(
             && r.requested_by == ask.requested_by
             && r.anomaly_id == anomaly_id;
         if same && ask.now - r.created_at < ask.spacing_ms {
-            return Ok(Judged::Same(r.clone()));
+            return Ok(Judged::Same(Box::new(r.clone())));
         }
     }
     // An anomaly is refunded once; asking again answers that refund.
@@ -228,7 +228,7 @@ pub fn judge(
             .iter()
             .find(|r| r.anomaly_id.as_ref() == Some(id) && r.status != RefundStatus::Failed)
         {
-            return Ok(Judged::Same(r.clone()));
+            return Ok(Judged::Same(Box::new(r.clone())));
         }
     }
     let holding: Vec<&RefundRow> = existing.iter().filter(|r| r.status.holds_money()).collect();

@@ -125,7 +125,7 @@ macro_rules! refund_sql {
                     let (out_refund_no, transaction_id, total_fee, refund_fee, anomaly_id) =
                         match judge(ask, &order, anomaly.as_ref(), &existing) {
                             Err(refused) => return Ok(Err(refused)),
-                            Ok(Judged::Same(row)) => return Ok(Ok(Requested::Existing(row))),
+                            Ok(Judged::Same(row)) => return Ok(Ok(Requested::Existing(*row))),
                             Ok(Judged::New {
                                 out_refund_no,
                                 transaction_id,
@@ -293,7 +293,7 @@ macro_rules! refund_sql {
             }
 
             /// One guarded UPDATE of a refund with its event, under the order's lock.
-            async fn refund_step<'a, F>(
+            async fn refund_step<F>(
                 &self,
                 out_refund_no: &str,
                 kind: &str,

@@ -143,7 +143,7 @@ fn the_same_request_within_the_minute_is_the_same_refund() {
     let one = [row("O1R01", 300, RefundStatus::Requested, 1_000)];
     assert_eq!(
         judge(&ask(Some(300), 2_000), &paid(), None, &one),
-        Ok(Judged::Same(one[0].clone()))
+        Ok(Judged::Same(Box::new(one[0].clone())))
     );
     // After the minute it is a new refund.
     assert_eq!(
@@ -191,7 +191,7 @@ fn an_anomalys_payment_is_refunded_once_in_full() {
     held.requested_by = "system".into();
     assert_eq!(
         judge(&a, &closed, Some(&late), &[held.clone()]),
-        Ok(Judged::Same(held.clone()))
+        Ok(Judged::Same(Box::new(held.clone())))
     );
     // A second payment of a paid order: refunded against its own transaction, not the order's.
     let second = AnomalyFacts {
