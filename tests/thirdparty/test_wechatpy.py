@@ -133,3 +133,49 @@ def test_wrong_key_is_refused_without_a_signature():
     with pytest.raises(WeChatPayException) as e:
         client("0" * 32).order.query(out_trade_no="WP-ANY")
     assert e.value.return_code == "FAIL" and e.value.return_msg == "签名错误"
+
+
+def test_refund_query_and_the_encrypted_refund_notify(notify_url):
+    """wechatpy's refund calls and its WeChatRefundCrypto read what the sandbox does."""
+    from wechatpy.crypto import WeChatRefundCrypto
+
+    pay = client()
+    no = out_trade_no("R")
+    res = pay.order.create(trade_type="NATIVE", body="tea", total_fee=300, notify_url=notify_url,
+                           client_ip="127.0.0.1", out_trade_no=no, product_id="P1")
+    scan_and_pay(res["code_url"])
+    txn = pay.order.query(out_trade_no=no)["transaction_id"]
+    NotifySink.received.clear()
+
+    r = pay.refund.apply(total_fee=300, refund_fee=100, out_refund_no=no + "R1",
+                         transaction_id=txn, notify_url=notify_url, refund_desc="broken")
+    assert r["result_code"] == "SUCCESS" and r["refund_fee"] == "100" and response_signature_ok(r)
+    assert r["refund_id"].startswith("50")
+    # The same number again is the same refund; other amounts under it are refused.
+    again = pay.refund.apply(total_fee=300, refund_fee=100, out_refund_no=no + "R1", transaction_id=txn)
+    assert again["refund_id"] == r["refund_id"]
+    with pytest.raises(WeChatPayException) as e:
+        pay.refund.apply(total_fee=300, refund_fee=150, out_refund_no=no + "R1", transaction_id=txn)
+    assert "不一致" in (e.value.errmsg or "")
+    with pytest.raises(WeChatPayException) as e:
+        pay.refund.apply(total_fee=300, refund_fee=301, out_refund_no=no + "R9", transaction_id=txn)
+
+    # The refund notify: unsigned, req_info decrypted by wechatpy's own code.
+    deadline = time.time() + 5
+    while not NotifySink.received and time.time() < deadline:
+        time.sleep(0.05)
+    assert NotifySink.received, "the sandbox posted the refund notify"
+    body = NotifySink.received[-1]
+    assert b"<sign>" not in body
+    info = WeChatRefundCrypto(API_KEY).decrypt_message(body, APPID, MCH_ID)
+    assert info["out_refund_no"] == no + "R1" and info["refund_status"] == "SUCCESS"
+    assert info["refund_fee"] == "100" and info["out_trade_no"] == no
+
+    q = pay.refund.query(out_refund_no=no + "R1")
+    assert response_signature_ok(q)
+    assert q["refund_count"] == "1" and q["refund_status_0"] == "SUCCESS"
+    assert q["refund_id_0"] == r["refund_id"] and q["refund_fee_0"] == "100"
+    assert pay.order.query(out_trade_no=no)["trade_state"] == "REFUND"
+    with pytest.raises(WeChatPayException) as e:
+        pay.refund.query(out_refund_no="WP-NO-SUCH-REFUND")
+    assert e.value.errcode == "REFUNDNOTEXIST"
