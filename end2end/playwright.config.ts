@@ -42,7 +42,7 @@ export default defineConfig({
       timeout: 60_000,
       stdout: "pipe",
       stderr: "pipe",
-      env: { E2E_PORT: String(PORT) },
+      env: { E2E_PORT: String(PORT), SCANPAY_OPS_TOKEN: "e2e-ops-token-for-the-refund-test" },
     },
     {
       command: `bash ./serve.sh ${PROFILE}`,
