@@ -10,7 +10,7 @@ CREATE TABLE refunds (
     reason         VARCHAR(256)  NOT NULL,
     requested_by   VARCHAR(64)   NOT NULL,                 -- an operator's name, or 'system'
     restock        BIGINT        NOT NULL DEFAULT 0,
-    anomaly_id     VARCHAR(32)   UNIQUE,
+    anomaly_id     VARCHAR(32),                            -- the anomaly this refund resolves
     status         VARCHAR(16)   NOT NULL,                 -- requested | processing | success | closed | abnormal | failed
     refund_id      VARCHAR(64),
     failure        VARCHAR(512),
@@ -22,6 +22,7 @@ CREATE TABLE refunds (
     next_check_at  BIGINT,
     check_attempts BIGINT        NOT NULL DEFAULT 0,
     KEY refunds_order (order_id, created_at),
+    KEY refunds_anomaly (anomaly_id),
     KEY refunds_due (next_check_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 

@@ -10,7 +10,7 @@ CREATE TABLE refunds (
     reason         text   NOT NULL,
     requested_by   text   NOT NULL,                        -- an operator's name, or 'system'
     restock        bigint NOT NULL DEFAULT 0,              -- 1: put the items back once fully refunded
-    anomaly_id     text   UNIQUE,                          -- the anomaly this refund resolves
+    anomaly_id     text,                                   -- the anomaly this refund resolves
     status         text   NOT NULL CHECK (status IN ('requested', 'processing', 'success', 'closed', 'abnormal', 'failed')),
     refund_id      text,                                   -- WeChat's
     failure        text,                                   -- WeChat's refusal, or the last uncertain answer
@@ -23,6 +23,7 @@ CREATE TABLE refunds (
     check_attempts bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX refunds_order ON refunds (order_id, created_at);
+CREATE INDEX refunds_anomaly ON refunds (anomaly_id) WHERE anomaly_id IS NOT NULL;
 CREATE INDEX refunds_due ON refunds (next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- What WeChat has returned to the shopper, kept with the order for the shopper's views.

@@ -10,7 +10,7 @@ CREATE TABLE refunds (
     reason         VARCHAR(256)  NOT NULL,
     requested_by   VARCHAR(64)   NOT NULL,                 -- an operator's name, or 'system'
     restock        BIGINT        NOT NULL DEFAULT 0,
-    anomaly_id     VARCHAR(32)   UNIQUE,
+    anomaly_id     VARCHAR(32),                            -- the anomaly this refund resolves
     status         VARCHAR(16)   NOT NULL CHECK (status IN ('requested', 'processing', 'success', 'closed', 'abnormal', 'failed')),
     refund_id      VARCHAR(64),
     failure        VARCHAR(512),
@@ -23,6 +23,7 @@ CREATE TABLE refunds (
     check_attempts BIGINT        NOT NULL DEFAULT 0
 );
 CREATE INDEX refunds_order ON refunds (order_id, created_at);
+CREATE INDEX refunds_anomaly ON refunds (anomaly_id) WHERE anomaly_id IS NOT NULL;
 CREATE INDEX refunds_due ON refunds (next_check_at) WHERE next_check_at IS NOT NULL;
 
 ALTER TABLE orders ADD COLUMN refunded_fee BIGINT NOT NULL DEFAULT 0;

@@ -113,9 +113,14 @@ pub async fn start(
             .await
             .map_err(StartError::Secret)?,
     };
-    let sandbox = settings
-        .sandbox
-        .then(|| Sandbox::new(sandbox_config(&settings)));
+    // Mounted here, the sandbox is served over this process's plain HTTP: no client certificate
+    // can reach it (mutual TLS is `scanpay sandbox`'s).
+    let sandbox = settings.sandbox.then(|| {
+        Sandbox::new(SandboxConfig {
+            require_client_cert: false,
+            ..sandbox_config(&settings)
+        })
+    });
     let wxpay: Arc<dyn Gateway> = Arc::new(
         WxPayClient::with_tls(
             &settings.wxpay_base_url,

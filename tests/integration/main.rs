@@ -11,6 +11,7 @@ mod mtls;
 mod notify;
 mod processes;
 mod races;
+mod refund_notifies;
 mod refunds;
 mod sandbox;
 mod sandbox_refunds;

@@ -269,7 +269,7 @@ impl ReferenceStateMachine for Model {
             1 => Just(Step::Restart),
             2 => (0..n, 1u8..=3).prop_map(|(order, part)| Step::Refund { order, part }),
             1 => (0..n).prop_map(Step::RefundAgain),
-            1 => prop_oneof![Just(RefundFault::SystemError), Just(RefundFault::Timeout)].prop_map(Step::RefundAnswer),
+            1 => prop_oneof![Just(RefundFault::SystemError), Just(RefundFault::Timeout), Just(RefundFault::RefusedButApplied)].prop_map(Step::RefundAnswer),
             2 => (0..n, 0u8..=2, 0u8..=2).prop_map(|(order, to, copies)| Step::RefundOutcome { order, to, copies }),
             1 => (0..n, any::<bool>()).prop_map(|(order, wrong_key)| Step::RefundForged { order, wrong_key }),
             1 => Just(Step::RefundTime),

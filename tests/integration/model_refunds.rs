@@ -21,6 +21,9 @@ pub enum RefundFault {
     SystemError,
     /// Applied, the answer lost.
     Timeout,
+    /// Applied, yet answered with a definite-looking refusal (a retry that met WeChat's own
+    /// record of the number): scanpay must ask before it concludes `failed`.
+    RefusedButApplied,
 }
 
 #[derive(Debug, Clone)]
@@ -97,9 +100,10 @@ impl RefundDesk {
                 _ => Err(biz(ErrCode::OrderNotExist)),
             },
         };
-        match fault {
-            Some(RefundFault::Timeout) => Err(WxPayError::Transport("timed out".into())),
-            _ => answer,
+        match (fault, answer) {
+            (Some(RefundFault::Timeout), _) => Err(WxPayError::Transport("timed out".into())),
+            (Some(RefundFault::RefusedButApplied), Ok(_)) => Err(biz(ErrCode::Error)),
+            (_, answer) => answer,
         }
     }
 

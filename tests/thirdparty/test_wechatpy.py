@@ -159,6 +159,7 @@ def test_refund_query_and_the_encrypted_refund_notify(notify_url):
     assert "不一致" in (e.value.errmsg or "")
     with pytest.raises(WeChatPayException) as e:
         pay.refund.apply(total_fee=300, refund_fee=301, out_refund_no=no + "R9", transaction_id=txn)
+    assert e.value.return_code == "FAIL" or e.value.errcode, "more than the payment is refused"
 
     # The refund notify: unsigned, req_info decrypted by wechatpy's own code.
     deadline = time.time() + 5

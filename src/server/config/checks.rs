@@ -154,6 +154,7 @@ pub(super) fn client_tls(
     key: &Raw,
     p12: &Raw,
     ca: &Raw,
+    mch_id: &str,
 ) -> Result<super::super::wxpay::ClientTls, ConfigError> {
     let read = |r: &Raw| -> Result<Option<Vec<u8>>, ConfigError> {
         match r.value.trim() {
@@ -163,16 +164,18 @@ pub(super) fn client_tls(
                 .map_err(|e| err(r, &format!("cannot read {path}: {e}"))),
         }
     };
-    if !p12.value.trim().is_empty() {
-        return Err(err(
-            p12,
-            "PKCS#12 is not read by this scanpay yet: convert it once with \
-             `openssl pkcs12 -in apiclient_cert.p12 -nodes -legacy -passin pass:<mch_id> -out apiclient.pem` \
-             and set SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM to that file",
-        ));
-    }
+    let from_p12 = match read(p12)? {
+        None => None,
+        Some(_) if !cert.value.trim().is_empty() || !key.value.trim().is_empty() => {
+            return Err(err(
+                p12,
+                "set either it or SCANPAY_WXPAY_CERT_PEM + SCANPAY_WXPAY_KEY_PEM, not both",
+            ))
+        }
+        Some(der) => Some(pem_from_p12(&der, mch_id).map_err(|why| err(p12, &why))?),
+    };
     let identity_pem = match (read(cert)?, read(key)?) {
-        (None, None) => None,
+        (None, None) => from_p12,
         (Some(mut c), Some(k)) => {
             c.push(b'\n');
             c.extend_from_slice(&k);
@@ -253,4 +256,43 @@ pub(super) fn sandbox_tls(
     };
     super::super::sandbox::tls::server_config(&files).map_err(|e| err(cert, &e))?;
     Ok(Some(files))
+}
+
+/// The certificate and key of the merchant's `apiclient_cert.p12` as one PEM buffer. WeChat's
+/// files are protected by the mch_id and encrypted with the legacy PKCS#12 ciphers (RC2-40 for
+/// the certificates, 3DES for the key), which is what this reads.
+fn pem_from_p12(der: &[u8], mch_id: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let pfx = p12::PFX::parse(der).map_err(|_| "is not a PKCS#12 (.p12) file".to_string())?;
+    if !pfx.verify_mac(mch_id) {
+        return Err("does not open with the mch_id as its password (SCANPAY_WXPAY_MCH_ID: WeChat's .p12 files use it)".into());
+    }
+    let unreadable = |_| {
+        "holds what this scanpay cannot read (convert it: `openssl pkcs12 -in apiclient_cert.p12 -nodes -legacy -out apiclient.pem`, then use SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM)".to_string()
+    };
+    let keys = pfx.key_bags(mch_id).map_err(unreadable)?;
+    let certs = pfx.cert_x509_bags(mch_id).map_err(unreadable)?;
+    let (Some(key), false) = (keys.first(), certs.is_empty()) else {
+        return Err("holds no certificate with its private key".into());
+    };
+    let armour = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let mut pem = String::new();
+    for c in &certs {
+        pem.push_str(&armour("CERTIFICATE", c));
+    }
+    pem.push_str(&armour("PRIVATE KEY", key));
+    reqwest::Identity::from_pem(pem.as_bytes())
+        .map_err(|_| "holds a certificate or key this scanpay cannot use".to_string())?;
+    Ok(pem.into_bytes())
 }

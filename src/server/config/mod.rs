@@ -338,6 +338,7 @@ impl Settings {
                 &raw("wxpay_key_pem"),
                 &raw("wxpay_cert_p12"),
                 &raw("wxpay_ca_pem"),
+                &merchant.mch_id,
             )?,
             merchant,
             refund_automatic: boolean(&raw("refund_automatic"))?,
@@ -388,6 +389,12 @@ impl Settings {
                      the real WeChat Pay refunds only over mutual TLS with the merchant's API client \
                      certificate (apiclient_cert.pem + apiclient_key.pem from the merchant platform)"
                         .into(),
+                ));
+            }
+            if settings.wxpay_tls.extra_root_pem.is_some() {
+                return Err(err(
+                    &raw("wxpay_ca_pem"),
+                    "must be empty with the real WeChat Pay (its certificate is checked against the public roots only)",
                 ));
             }
             if settings.refund_spacing < Duration::from_secs(60) {

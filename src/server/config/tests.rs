@@ -118,6 +118,27 @@ fn test_certificate() -> &'static (String, String) {
     })
 }
 
+/// A throwaway apiclient_cert.p12 under `password`; its path.
+fn test_p12(password: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["1900000109".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pfx = p12::PFX::new(
+        cert.der(),
+        &key.serialize_der(),
+        None,
+        password,
+        "Tenpay Certificate",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("apiclient_cert.p12");
+    std::fs::write(&path, pfx.to_der()).unwrap();
+    path.display().to_string()
+}
+
 #[test]
 fn the_real_api_needs_the_merchants_api_certificate_for_refunds() {
     let none = ("SCANPAY_WXPAY_CERT_PEM", "");
@@ -171,13 +192,40 @@ fn the_real_api_needs_the_merchants_api_certificate_for_refunds() {
         e.contains("SCANPAY_WXPAY_CERT_PEM") && e.contains("PEM certificate"),
         "{e}"
     );
+    // apiclient_cert.p12, its password the mch_id, as WeChat hands it out.
+    let p12 = test_p12("1900000109");
+    let s = load(&[
+        REAL,
+        KEY,
+        PUBLIC,
+        ("SCANPAY_WXPAY_CERT_PEM", ""),
+        ("SCANPAY_WXPAY_CERT_P12", &p12),
+    ])
+    .unwrap();
+    assert!(s.wxpay_tls.has_identity());
+    let other = test_p12("another-password");
+    let e = load(&[("SCANPAY_WXPAY_CERT_P12", &other)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SCANPAY_WXPAY_CERT_P12") && e.contains("mch_id"),
+        "{e}"
+    );
     let e = load(&[("SCANPAY_WXPAY_CERT_P12", cert)])
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("SCANPAY_WXPAY_CERT_P12") && e.contains("openssl pkcs12"),
+        e.contains("SCANPAY_WXPAY_CERT_P12") && e.contains("PKCS#12"),
         "{e}"
     );
+    let e = load(&[
+        ("SCANPAY_WXPAY_CERT_P12", &p12),
+        ("SCANPAY_WXPAY_CERT_PEM", cert),
+        ("SCANPAY_WXPAY_KEY_PEM", key),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not both"), "{e}");
     // WeChat's minute between refunds cannot be shortened against the real API.
     let e = load(&[REAL, KEY, PUBLIC, ("SCANPAY_REFUND_SPACING", "10s")])
         .unwrap_err()

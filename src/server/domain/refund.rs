@@ -222,11 +222,12 @@ pub fn judge(
             return Ok(Judged::Same(Box::new(r.clone())));
         }
     }
-    // An anomaly is refunded once; asking again answers that refund.
+    // An anomaly's payment is refunded once; asking again answers that refund while it holds
+    // the money (after a refusal or a REFUNDCLOSE it may be asked for anew).
     if let Some(id) = &anomaly_id {
         if let Some(r) = existing
             .iter()
-            .find(|r| r.anomaly_id.as_ref() == Some(id) && r.status != RefundStatus::Failed)
+            .find(|r| r.anomaly_id.as_ref() == Some(id) && r.status.holds_money())
         {
             return Ok(Judged::Same(Box::new(r.clone())));
         }
@@ -244,10 +245,16 @@ pub fn judge(
             refundable: refundable.max(0),
         });
     }
-    if holding.len() >= MAX_REFUNDS_PER_ORDER {
+    // WeChat counts every refund it accepted (a closed one too) toward its 50 and its minute;
+    // only the ones it refused are as if never asked.
+    let accepted: Vec<&RefundRow> = existing
+        .iter()
+        .filter(|r| r.status != RefundStatus::Failed)
+        .collect();
+    if accepted.len() >= MAX_REFUNDS_PER_ORDER {
         return Err(RefundRefusal::TooMany);
     }
-    if let Some(last) = holding.iter().map(|r| r.created_at).max() {
+    if let Some(last) = accepted.iter().map(|r| r.created_at).max() {
         let wait_ms = last + ask.spacing_ms - ask.now;
         if wait_ms > 0 {
             return Err(RefundRefusal::TooSoon { wait_ms });

@@ -126,6 +126,10 @@ pub struct RefundBody {
     /// Who asks (shown in the timeline); the console's sign-in will supply it.
     #[serde(default)]
     pub operator: Option<String>,
+    /// A payment recorded as an anomaly of this order (a late or a second payment) rather than
+    /// the order's own: its WeChat transaction id.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
 }
 
 /// `POST /ops/orders/{id}/refunds` `{"amount_fen": 1200, "reason": "...", "restock": false}` →
@@ -156,8 +160,11 @@ pub async fn refund(
         }
     };
     let reason = body.reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > 80 {
-        return bad("reason: 1 to 80 characters (WeChat shows it to the shopper)".into());
+    if reason.is_empty() || reason.chars().count() > 80 || reason.chars().any(char::is_control) {
+        return bad(
+            "reason: 1 to 80 characters, no control characters (WeChat shows it to the shopper)"
+                .into(),
+        );
     }
     let operator = body
         .operator
@@ -170,7 +177,10 @@ pub async fn refund(
     }
     let ask = refund::Ask {
         order_id: id,
-        of: RefundOf::Order,
+        of: match body.transaction_id {
+            None => RefundOf::Order,
+            Some(transaction_id) => RefundOf::Anomaly { transaction_id },
+        },
         refund_fee: Some(body.amount_fen),
         reason,
         requested_by: operator,
@@ -181,7 +191,7 @@ pub async fn refund(
         Ok(Ok(r)) => (StatusCode::ACCEPTED, Json(refund_json(&r))).into_response(),
         Ok(Err(refused)) => {
             let status = match refused {
-                RefundRefusal::NoOrder => StatusCode::NOT_FOUND,
+                RefundRefusal::NoOrder | RefundRefusal::NoAnomaly => StatusCode::NOT_FOUND,
                 RefundRefusal::TooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
                 RefundRefusal::BadAmount => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::CONFLICT,

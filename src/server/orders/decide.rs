@@ -294,4 +294,86 @@ mod tests {
             Action::Wait(_)
         ));
     }
+
+    fn refund_biz(code: &str) -> WxPayError {
+        WxPayError::Business {
+            code: ErrCode::parse(code),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_refund_answer_is_definite_only_when_wechat_says_so() {
+        let ok = Ok(RefundAccepted {
+            refund_id: "5001".into(),
+            refund_fee: 1,
+        });
+        assert_eq!(decide_refund(&ok), RefundAnswer::Accepted("5001".into()));
+        let uncertain = [
+            WxPayError::Transport("timed out".into()),
+            WxPayError::Http(400), // WeChat's page when no client certificate reached it
+            WxPayError::Http(503),
+            WxPayError::BadSignature,
+            WxPayError::InvalidResponse("missing refund_id".into()),
+            refund_biz("SYSTEMERROR"),
+            refund_biz("BIZERR_NEED_RETRY"),
+            refund_biz("FREQUENCY_LIMITED"),
+            refund_biz("INVALID_REQ_TOO_MUCH"),
+        ];
+        for e in uncertain {
+            let shown = e.to_string();
+            assert!(
+                matches!(decide_refund(&Err(e)), RefundAnswer::Uncertain(_)),
+                "{shown}"
+            );
+        }
+        let refused = [
+            refund_biz("NOTENOUGH"),
+            refund_biz("TRADE_OVERDUE"),
+            refund_biz("ORDERNOTEXIST"),
+            refund_biz("USER_ACCOUNT_ABNORMAL"),
+            WxPayError::Protocol {
+                return_msg: "证书与商户号不匹配".into(),
+            },
+        ];
+        for e in refused {
+            let shown = e.to_string();
+            assert!(
+                matches!(decide_refund(&Err(e)), RefundAnswer::Refused(_)),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_final_refund_state_settles_a_refund() {
+        let rec = |state: RefundState| {
+            Ok(RefundRecord {
+                out_refund_no: "O1R01".into(),
+                refund_id: "5001".into(),
+                refund_fee: 1,
+                state,
+                success_time: Some("2026-12-01 12:00:00".into()),
+                recv_account: None,
+            })
+        };
+        assert!(matches!(
+            decide_refund_query(&rec(RefundState::Success)),
+            Some(RefundEnd::Success { refund_id: Some(ref id), .. }) if id == "5001"
+        ));
+        assert_eq!(
+            decide_refund_query(&rec(RefundState::Closed)),
+            Some(RefundEnd::Closed)
+        );
+        assert_eq!(
+            decide_refund_query(&rec(RefundState::Change)),
+            Some(RefundEnd::Abnormal)
+        );
+        assert_eq!(decide_refund_query(&rec(RefundState::Processing)), None);
+        assert_eq!(
+            decide_refund_query(&rec(RefundState::Other("NEW".into()))),
+            None
+        );
+        assert_eq!(decide_refund_query(&Err(refund_biz("SYSTEMERROR"))), None);
+    }
 }

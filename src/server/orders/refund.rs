@@ -17,7 +17,7 @@ use crate::server::orders::decide::{self, RefundAnswer};
 use crate::server::state::Ctx;
 use crate::server::support::clock::now_ms;
 use crate::server::wxpay::refund_notify::RefundNotify;
-use crate::server::wxpay::RefundRequest;
+use crate::server::wxpay::{ErrCode, RefundRequest, WxPayError};
 
 /// Who asks, and why, for the refund endpoint and the automatic refunds.
 pub struct Ask {
@@ -130,17 +130,58 @@ pub async fn send(ctx: &Ctx, r: &RefundRow, cause: Cause) -> Result<(), sqlx::Er
         RefundAnswer::Uncertain(why) => {
             tracing::warn!(out_refund_no = %no, error = %why, "refund answer uncertain; the same request goes again");
             let at = now_ms() + retry_ms(ctx, r.check_attempts);
-            ctx.store.refund_uncertain(no, &why, cause, at).await?
+            ctx.store
+                .refund_uncertain(no, &short(&why), cause, at)
+                .await?
         }
-        RefundAnswer::Refused(why) => {
-            tracing::warn!(out_refund_no = %no, error = %why, "WeChat refused the refund");
-            ctx.store.refund_refused(no, &why, cause).await?
-        }
+        RefundAnswer::Refused(why) => confirm_refusal(ctx, r, &why, cause).await?,
     };
     if changed {
         apply::committed_id(ctx, &r.order_id).await;
     }
     Ok(())
+}
+
+/// A refusal is believed only once WeChat confirms it holds no refund under this number: an
+/// earlier attempt (an answer lost, a SYSTEMERROR that was applied) or one still in flight may
+/// have been accepted, and marking it `failed` would let the same money be refunded again.
+async fn confirm_refusal(
+    ctx: &Ctx,
+    r: &RefundRow,
+    why: &str,
+    cause: Cause,
+) -> Result<bool, sqlx::Error> {
+    let no = &r.out_refund_no;
+    match ctx.wxpay.refund_query(no).await {
+        Err(WxPayError::Business {
+            code: ErrCode::RefundNotExist,
+            ..
+        }) => {
+            tracing::warn!(out_refund_no = %no, error = %why, "WeChat refused the refund");
+            ctx.store.refund_refused(no, &short(why), cause).await
+        }
+        Ok(rec) if rec.refund_fee == r.refund_fee => {
+            tracing::warn!(out_refund_no = %no, error = %why, "refused, yet WeChat holds the refund: kept");
+            let at = now_ms() + retry_ms(ctx, 0);
+            let mut changed = ctx
+                .store
+                .refund_accepted(no, &rec.refund_id, cause, at)
+                .await?;
+            if let Some(end) = decide::decide_refund_query(&Ok(rec)) {
+                changed |= ctx.store.settle_refund(no, &end, cause).await?;
+            }
+            Ok(changed)
+        }
+        other => {
+            let detail = short(&format!(
+                "refused ({why}), not confirmed by refundquery ({:?})",
+                other.err()
+            ));
+            tracing::warn!(out_refund_no = %no, %detail, "refund refusal unconfirmed; the same request goes again");
+            let at = now_ms() + retry_ms(ctx, r.check_attempts);
+            ctx.store.refund_uncertain(no, &detail, cause, at).await
+        }
+    }
 }
 
 /// Asks WeChat how a `processing` refund stands and settles it on a definite answer.
@@ -151,6 +192,14 @@ pub async fn check(ctx: &Ctx, r: &RefundRow, cause: Cause) -> Result<(), sqlx::E
         _ => return Ok(()),
     }
     let answer = ctx.wxpay.refund_query(&r.out_refund_no).await;
+    if let Ok(rec) = &answer {
+        if rec.refund_fee != r.refund_fee {
+            // Not the refund we hold: nothing is concluded from it.
+            tracing::error!(out_refund_no = %r.out_refund_no, held = r.refund_fee, answered = rec.refund_fee,
+                "refundquery answers another amount for this refund");
+            return Ok(());
+        }
+    }
     match decide::decide_refund_query(&answer) {
         Some(end) => {
             if ctx
@@ -172,20 +221,30 @@ pub async fn check(ctx: &Ctx, r: &RefundRow, cause: Cause) -> Result<(), sqlx::E
 /// The sweep's refund work: the automatic refunds not yet asked for, then every refund whose
 /// check is due (sent again if `requested`, queried if `processing`). Returns how many it checked.
 pub async fn pass(ctx: &Arc<Ctx>) -> Result<usize, sqlx::Error> {
+    use futures::stream::{self, StreamExt};
+    // As many WeChat calls at once as the order sweep makes, so a slow WeChat delays refunds by
+    // about one call's time, not one call per refund.
+    let at_once = ctx.settings.sweep_concurrency;
     if ctx.settings.refund_automatic {
-        for (order_id, transaction_id) in ctx.store.unrefunded_anomalies(50).await? {
-            automatic(ctx, &order_id, &transaction_id).await;
-        }
+        let open = ctx.store.unrefunded_anomalies(100).await?;
+        stream::iter(open)
+            .for_each_concurrent(at_once, |(order_id, tx)| async move {
+                automatic(ctx, &order_id, &tx).await
+            })
+            .await;
     }
     let now = now_ms();
     let next_at = |attempts: i64| now + retry_ms(ctx, attempts);
-    let due = ctx.store.claim_due_refunds(now, 100, &next_at).await?;
-    for r in &due {
-        if let Err(e) = check(ctx, r, Cause::Sweep).await {
-            tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refund check failed; a later pass retries");
-        }
-    }
-    Ok(due.len())
+    let due = ctx.store.claim_due_refunds(now, 200, &next_at).await?;
+    let n = due.len();
+    stream::iter(due)
+        .for_each_concurrent(at_once, |r| async move {
+            if let Err(e) = check(ctx, &r, Cause::Sweep).await {
+                tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refund check failed; a later pass retries");
+            }
+        })
+        .await;
+    Ok(n)
 }
 
 /// What to answer a refund notify.
@@ -253,6 +312,11 @@ pub async fn on_notify(ctx: &Ctx, n: &RefundNotify) -> Result<NotifyVerdict, sql
             .await?;
     }
     Ok(NotifyVerdict::Done)
+}
+
+/// WeChat's texts (or a foreign page's) as kept in SQL: at most 400 characters.
+fn short(s: &str) -> String {
+    s.chars().take(400).collect()
 }
 
 /// The wait before a refund's next check: one sweep interval doubling to four (one

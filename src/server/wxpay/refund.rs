@@ -115,18 +115,16 @@ impl WxPayClient {
         p.insert("out_refund_no".into(), out_refund_no.into());
         let a = self.call_plain("pay/refundquery", p).await?;
         let count = fen_or_zero(&a, "refund_count")?;
-        // The `_$n` fields are signed like any other; the answer was verified before this.
-        (0..count)
-            .map(|n| record(&a, n))
-            .find(|r| {
-                r.as_ref()
-                    .map_or(true, |r| r.out_refund_no == out_refund_no)
+        // The record that names our number (the `_$n` fields are signed like any other; the
+        // answer was verified before this); another refund's record is not read at all.
+        let n = (0..count)
+            .find(|n| {
+                a.get(&format!("out_refund_no_{n}")).map(String::as_str) == Some(out_refund_no)
             })
-            .unwrap_or_else(|| {
-                Err(WxPayError::InvalidResponse(format!(
-                    "refundquery does not list {out_refund_no}"
-                )))
-            })
+            .ok_or_else(|| {
+                WxPayError::InvalidResponse(format!("refundquery does not list {out_refund_no}"))
+            })?;
+        record(&a, n)
     }
 }
 

@@ -90,6 +90,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("concurrent refund claimers get disjoint refunds", |s| {
             Box::pin(refunds::refund_claims_are_disjoint(s))
         }),
+        ("concurrent settles of one refund apply it once", |s| {
+            Box::pin(refunds::concurrent_settles_apply_once(s))
+        }),
     ]
 }
 

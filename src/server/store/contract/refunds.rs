@@ -400,3 +400,65 @@ pub async fn refund_claims_are_disjoint(s: Store) {
     let r = s.refund("D0R01").await.unwrap().unwrap();
     assert_eq!((r.next_check_at, r.check_attempts), (Some(now + 60_000), 1));
 }
+
+pub async fn concurrent_settles_apply_once(s: Store) {
+    let fee = paid(&s, "S1", "TS1").await;
+    let mut half = ask("S1", Some(fee / 2), 0);
+    half.restock = true;
+    let r = s
+        .request_refund(&half)
+        .await
+        .unwrap()
+        .unwrap()
+        .row()
+        .clone();
+    assert!(s
+        .refund_accepted(&r.out_refund_no, "5001", Cause::Operator, 2)
+        .await
+        .unwrap());
+    let left = stock(&s, "TEA-OOLONG").await;
+    // A notify delivered several times at once, and the sweep's refundquery, all at once.
+    let settles = (0..6).map(|i| {
+        let (s, no) = (s.clone(), r.out_refund_no.clone());
+        async move {
+            let cause = if i % 2 == 0 {
+                Cause::Notify
+            } else {
+                Cause::Sweep
+            };
+            s.settle_refund(&no, &success(), cause).await.unwrap()
+        }
+    });
+    let applied = futures::future::join_all(settles).await;
+    assert_eq!(applied.iter().filter(|a| **a).count(), 1, "{applied:?}");
+    let o = s.load("S1").await.unwrap().unwrap();
+    assert_eq!(o.refunded_fee, fee / 2, "added once");
+    assert_eq!(
+        stock(&s, "TEA-OOLONG").await,
+        left,
+        "half refunded: no restock"
+    );
+    let k = kinds(&s, "S1").await;
+    assert_eq!(
+        k.iter().filter(|e| *e == "refund_succeeded").count(),
+        1,
+        "{k:?}"
+    );
+    // WeChat's word ends a refund scanpay had concluded failed.
+    let b = s
+        .request_refund(&ask("S1", None, 0))
+        .await
+        .unwrap()
+        .unwrap()
+        .row()
+        .clone();
+    assert!(s
+        .refund_refused(&b.out_refund_no, "ORDERNOTEXIST", Cause::Operator)
+        .await
+        .unwrap());
+    assert!(s
+        .settle_refund(&b.out_refund_no, &success(), Cause::Notify)
+        .await
+        .unwrap());
+    assert_eq!(s.load("S1").await.unwrap().unwrap().refunded_fee, fee);
+}

@@ -8,3 +8,8 @@ crate::server::store::refunds::refund_sql!(
     sqlx::MySqlConnection,
     crate::server::store::refunds::plain
 );
+crate::server::store::refunds::refund_settle_sql!(
+    MySqlStore,
+    sqlx::MySqlConnection,
+    crate::server::store::refunds::plain
+);

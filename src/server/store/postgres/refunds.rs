@@ -8,3 +8,8 @@ crate::server::store::refunds::refund_sql!(
     sqlx::PgConnection,
     crate::server::store::refunds::numbered
 );
+crate::server::store::refunds::refund_settle_sql!(
+    PgStore,
+    sqlx::PgConnection,
+    crate::server::store::refunds::numbered
+);

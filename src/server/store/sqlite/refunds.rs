@@ -8,3 +8,8 @@ crate::server::store::refunds::refund_sql!(
     sqlx::SqliteConnection,
     crate::server::store::refunds::plain
 );
+crate::server::store::refunds::refund_settle_sql!(
+    SqliteStore,
+    sqlx::SqliteConnection,
+    crate::server::store::refunds::plain
+);
