@@ -284,6 +284,11 @@ pub async fn on_notify(ctx: &Ctx, n: &RefundNotify) -> Result<NotifyVerdict, sql
         &n.success_time,
         &n.recv_account,
     ) else {
+        // PROCESSING (never notified by WeChat) or a state this version does not know: nothing
+        // to apply; the sweep's refundquery keeps watching the refund.
+        if let crate::server::wxpay::RefundState::Other(state) = &n.state {
+            tracing::error!(out_refund_no = %r.out_refund_no, state, "refund notify with an unknown refund_status");
+        }
         return Ok(NotifyVerdict::Done);
     };
     if ctx

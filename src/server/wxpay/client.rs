@@ -254,9 +254,11 @@ impl WxPayClient {
         self.call(&self.http, path, p).await
     }
 
-    /// Over mutual TLS (`secapi/`): without a client certificate WeChat answers a non-XML 400.
+    /// Over mutual TLS (`secapi/`): without a client certificate WeChat answers a non-XML 400,
+    /// which says the certificate is missing, not that the base URL is wrong — so it is not
+    /// counted toward `misdirected`.
     pub(super) async fn call_secure(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
-        self.call(&self.secure, path, p).await
+        self.send(&self.secure, path, p).await
     }
 
     /// Signs and sends one request; checks the three result layers of the answer, and notes
