@@ -155,18 +155,24 @@ impl RefundDesk {
         if r.state == RefundState::Success {
             inner.insert("success_time".into(), "2026-12-01 12:00:00".into());
         }
-        let outer: Params = [
-            ("return_code", "SUCCESS".to_string()),
-            ("appid", m.appid.clone()),
-            ("mch_id", m.mch_id.clone()),
-            ("nonce_str", "n0nce".to_string()),
-            ("req_info", encrypt_req_info(key, &to_root_xml(&inner))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        xml::to_xml(&outer).into_bytes()
+        refund_notify_xml(&m.appid, &m.mch_id, key, &inner).into_bytes()
     }
+}
+
+/// A refund notify as WeChat sends it: unsigned outer XML, the refund in `req_info` encrypted
+/// with `key` (the merchant's API key, or another to forge one).
+pub(crate) fn refund_notify_xml(appid: &str, mch_id: &str, key: &str, inner: &Params) -> String {
+    let outer: Params = [
+        ("return_code", "SUCCESS".to_string()),
+        ("appid", appid.to_string()),
+        ("mch_id", mch_id.to_string()),
+        ("nonce_str", "n0nce".to_string()),
+        ("req_info", encrypt_req_info(key, &to_root_xml(inner))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    xml::to_xml(&outer)
 }
 
 type RefundCols = (String, String, String, i64, i64, String);

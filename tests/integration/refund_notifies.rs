@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use scanpay::server::domain::RefundStatus;
 use scanpay::server::sandbox::faults::Faults;
-use scanpay::server::wxpay::refund_notify::{encrypt_req_info, to_root_xml};
-use scanpay::server::wxpay::xml::{self, Params};
+use scanpay::server::wxpay::xml::Params;
 use serde_json::json;
 
+use crate::model_refunds::refund_notify_xml;
 use crate::refunds::{app, ask, paid_order, wait_refund};
 
 #[tokio::test]
@@ -71,17 +71,7 @@ async fn notifies_lost_duplicated_or_forged() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let outer: Params = [
-            ("return_code", "SUCCESS".to_string()),
-            ("appid", m.appid.clone()),
-            ("mch_id", mch.to_string()),
-            ("nonce_str", "n0nce".to_string()),
-            ("req_info", encrypt_req_info(key, &to_root_xml(&inner))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        xml::to_xml(&outer)
+        refund_notify_xml(&m.appid, mch, key, &inner)
     };
     let key = m.api_key.expose();
     let before = format!(
@@ -151,18 +141,11 @@ async fn a_forged_success_for_a_refund_in_progress_changes_nothing() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let outer: Params = [
-            ("return_code", "SUCCESS".to_string()),
-            ("appid", m.appid.clone()),
-            ("mch_id", m.mch_id.clone()),
-            ("nonce_str", "n0nce".to_string()),
-            ("req_info", encrypt_req_info(key, &to_root_xml(&inner))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
         let (status, reply) = app
-            .post_xml("/wxpay/refund-notify", xml::to_xml(&outer))
+            .post_xml(
+                "/wxpay/refund-notify",
+                refund_notify_xml(&m.appid, &m.mch_id, key, &inner),
+            )
             .await;
         assert_eq!(status, 400, "{reply}");
     }
