@@ -12,10 +12,25 @@ fn main() {
     println!("cargo:rerun-if-changed=locales");
     // sqlx::migrate! embeds migrations/<engine>/: a new file there must rebuild the binary.
     println!("cargo:rerun-if-changed=migrations");
+    // The shopper's texts (compiled into the WASM too) and the console's (server only, so the
+    // shopper's bundle does not carry them).
+    generate("locales/", "Key", "A text the shopper reads", "i18n.rs");
+    generate(
+        "locales/ops/",
+        "OpsKey",
+        "A text of the operator console",
+        "ops_i18n.rs",
+    );
+}
+
+/// One enum `name` of the keys in `<dir><lang>.json` and one table per language (`EN`, `ZH_CN`;
+/// the console's `OPS_EN`, `OPS_ZH_CN`), written to `OUT_DIR/<out>`.
+fn generate(dir: &str, name: &str, doc: &str, out_file: &str) {
+    let prefix = if name == "Key" { "" } else { "OPS_" };
     let tables: Vec<Vec<(String, String)>> = LANGS
         .iter()
         .map(|(stem, _)| {
-            let path = format!("locales/{stem}.json");
+            let path = format!("{dir}{stem}.json");
             println!("cargo:rerun-if-changed={path}");
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             parse_flat_json(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -26,44 +41,55 @@ fn main() {
         for k in &keys {
             assert!(
                 table.iter().any(|(t, _)| t == *k),
-                "locales/{stem}.json: key {k:?} is missing"
+                "{dir}{stem}.json: key {k:?} is missing"
             );
         }
         for (k, _) in table {
             assert!(
                 keys.contains(&k),
-                "locales/{stem}.json: key {k:?} is not in locales/en.json"
+                "{dir}{stem}.json: key {k:?} is not in {dir}en.json"
             );
         }
     }
-    let mut out = String::from(
-        "/// A text the shopper reads, by its key in `locales/*.json`.\n\
-         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]\n#[allow(non_camel_case_types)]\npub enum Key {\n",
+    let mut out = format!(
+        "/// {doc}, by its key in `{dir}*.json`.\n\
+         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]\n#[allow(non_camel_case_types)]\npub enum {name} {{\n",
     );
     for k in &keys {
         writeln!(out, "    {k},").unwrap();
     }
-    out.push_str("}\n\nimpl Key {\n    pub const ALL: &'static [Key] = &[");
+    write!(
+        out,
+        "}}\n\nimpl {name} {{\n    pub const ALL: &'static [{name}] = &["
+    )
+    .unwrap();
     for k in &keys {
-        write!(out, "Key::{k}, ").unwrap();
+        write!(out, "{name}::{k}, ").unwrap();
     }
-    out.push_str(
-        "];\n    pub fn name(self) -> &'static str {\n        NAMES[self as usize]\n    }\n}\n\n",
-    );
-    write!(out, "const NAMES: [&str; {}] = [", keys.len()).unwrap();
+    writeln!(
+        out,
+        "];\n    pub fn name(self) -> &'static str {{\n        {prefix}NAMES[self as usize]\n    }}\n}}\n"
+    )
+    .unwrap();
+    write!(out, "const {prefix}NAMES: [&str; {}] = [", keys.len()).unwrap();
     for k in &keys {
         write!(out, "{k:?}, ").unwrap();
     }
     out.push_str("];\n");
-    for ((_, name), table) in LANGS.iter().zip(&tables) {
-        write!(out, "\nconst {name}: [&str; {}] = [", keys.len()).unwrap();
+    for ((_, table_name), table) in LANGS.iter().zip(&tables) {
+        write!(
+            out,
+            "\nconst {prefix}{table_name}: [&str; {}] = [",
+            keys.len()
+        )
+        .unwrap();
         for k in &keys {
             let text = &table.iter().find(|(t, _)| t == *k).unwrap().1;
             write!(out, "{text:?}, ").unwrap();
         }
         out.push_str("];\n");
     }
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("i18n.rs");
+    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join(out_file);
     std::fs::write(dest, out).unwrap();
 }
 

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::orders::consume",
             "server::orders::sweep",
             "server::orders::timeout",
+            "server::orders::query",
         ],
     ),
     ("the refund step", &["server::orders::refund"]),

@@ -6,6 +6,8 @@ pub mod api;
 mod catalogue;
 mod checkout;
 pub mod i18n;
+#[cfg(feature = "ssr")]
+pub mod ops;
 mod orders;
 mod result;
 pub mod types;

@@ -91,6 +91,8 @@ pub async fn start(
     listener: TcpListener,
 ) -> Result<Running, StartError> {
     settings.check_role()?;
+    // The metrics recorder, before anything is counted.
+    crate::server::support::metrics::handle();
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(settings.site_addr.to_string(), e))?;

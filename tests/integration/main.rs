@@ -1,6 +1,7 @@
 //! Integration tests: the real app on a random port, spoken to over HTTP.
 
 mod common;
+mod console;
 mod engines;
 mod faults;
 mod hardening;

@@ -72,6 +72,7 @@ pub struct Settings {
     /// Where the client address comes from behind a trusted proxy; None = the TCP peer.
     pub client_ip_header: Option<axum::http::HeaderName>,
     pub ops_token: Option<ApiKey>,
+    pub console: Console,
     pub merchant: Merchant,
     pub wxpay_base_url: String,
     /// The API client certificate (refunds' mutual TLS) and any extra CA, read from files.
@@ -90,6 +91,14 @@ pub struct Settings {
     pub sandbox_faults: super::sandbox::faults::Faults,
     /// `scanpay sandbox` over HTTPS (and mutual TLS for secapi/ when a client CA is given).
     pub sandbox_tls: Option<super::sandbox::tls::TlsFiles>,
+}
+
+/// The operator console's sessions, and who may read /metrics.
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub metrics_token: Option<ApiKey>,
 }
 
 /// What one shopper may do (see `Leptos.toml`).
@@ -333,6 +342,11 @@ impl Settings {
                 }
             },
             ops_token,
+            console: Console {
+                idle_timeout: duration(&raw("ops_idle_timeout"))?,
+                session_lifetime: duration(&raw("ops_session_lifetime"))?,
+                metrics_token: optional_secret(&raw("metrics_token"), 16)?,
+            },
             wxpay_tls: checks::client_tls(
                 &raw("wxpay_cert_pem"),
                 &raw("wxpay_key_pem"),

@@ -1,9 +1,13 @@
 //! The vocabulary every layer shares: orders, their rows and outcomes, pay results, products.
 //! Pure types and rules; nothing here does I/O.
 
+mod listing;
+mod operator;
 mod order;
 mod refund;
 
+pub use listing::*;
+pub use operator::*;
 pub use order::*;
 pub use refund::*;
 

@@ -2,6 +2,8 @@
 //! endpoints, the sandbox when mounted), its layers and the headers every answer carries.
 
 pub mod assets;
+mod console;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod probes;
@@ -26,9 +28,12 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     // Every role answers health and readiness; a worker serves nothing else.
     let probes = Router::new()
         .route("/healthz", get(probes::live))
-        .route("/readyz", get(probes::ready));
+        .route("/readyz", get(probes::ready))
+        .route("/metrics", get(metrics::serve));
     if !state.ctx.settings.role.serves_web() {
-        return probes.with_state(state);
+        return probes
+            .layer(axum::middleware::from_fn(metrics::count))
+            .with_state(state);
     }
     let routes = generate_route_list(App);
     let reload = format!(
@@ -60,11 +65,11 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             post(refund_notify::refund_notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
         .merge(probes)
-        .route("/ops/anomalies", get(ops::anomalies))
-        .route("/ops/orders/{id}", get(ops::order_timeline))
-        .route(
-            "/ops/orders/{id}/refunds",
-            post(ops::refund).layer(DefaultBodyLimit::max(4096)),
+        .merge(
+            console::routes(state.clone()).layer(SetResponseHeaderLayer::overriding(
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONSOLE_CSP),
+            )),
         );
     if let Some(sb) = &state.ctx.sandbox {
         app = app.nest(
@@ -81,9 +86,16 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     // precompressed from the build; an answer with a Content-Encoding is left as it is).
     let app = app
         .layer(axum::middleware::from_fn_with_state(policy, assets::layer))
-        .layer(tower_http::compression::CompressionLayer::new());
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn(metrics::count));
     with_security_headers(app.with_state(state), &reload)
 }
+
+/// The console's pages run no script at all (every action is a plain form), so they forbid
+/// every script, and forms may go only to this site.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'none'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'none'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
 
 /// Headers every answer carries unless a handler set its own: what the page may load and run
 /// (Leptos hydrates with inline module scripts and WASM), that no other site may frame it, no
@@ -140,7 +152,7 @@ pub async fn same_origin(
     next.run(req).await
 }
 
-fn same_site(claimed: &reqwest::Url, host: Option<&str>, public_url: &str) -> bool {
+pub(crate) fn same_site(claimed: &reqwest::Url, host: Option<&str>, public_url: &str) -> bool {
     let authority = |u: &reqwest::Url| {
         u.host_str()
             .map(|h| match u.port() {

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use crate::server::bus::PayResults;
 use crate::server::domain::PayResult;
 use crate::server::state::Ctx;
+use crate::server::support::metrics;
 use crate::server::wxpay::notify::{self, NotifyError, REPLY_SUCCESS};
 use crate::server::wxpay::Merchant;
 
@@ -37,20 +38,32 @@ pub async fn handle_notify(
         // Verified, but not a payment: nothing to do, and nothing to retry.
         Err(NotifyError::PaymentFailed(code)) => {
             tracing::info!(err_code = %code, "notify for a failed payment acknowledged");
+            metrics::notify("pay", "payment_failed");
             return (StatusCode::OK, REPLY_SUCCESS.to_string());
         }
         Err(e) => {
             tracing::warn!(error = %e, "notify refused");
+            metrics::notify(
+                "pay",
+                match e {
+                    NotifyError::MissingSign | NotifyError::BadSign => "refused_sign",
+                    NotifyError::WrongMerchant => "refused_merchant",
+                    NotifyError::Xml(_) => "refused_xml",
+                    _ => "refused_field",
+                },
+            );
             return (StatusCode::BAD_REQUEST, notify::reply_fail(&e.to_string()));
         }
     };
     match bus.publish(&PayResult::from(&pay)).await {
         Ok(()) => {
             tracing::info!(order_id = %pay.out_trade_no, transaction_id = %pay.transaction_id, "notify accepted");
+            metrics::notify("pay", "accepted");
             (StatusCode::OK, REPLY_SUCCESS.to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, order_id = %pay.out_trade_no, "notify not handed off; WeChat will retry");
+            metrics::notify("pay", "unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 notify::reply_fail("temporarily unavailable"),

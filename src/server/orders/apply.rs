@@ -9,6 +9,7 @@ use crate::app::types::FailureReason;
 use crate::server::domain::{Cause, OrderRow, PaidOutcome, Payment};
 use crate::server::orders::decide::Action;
 use crate::server::state::Ctx;
+use crate::server::support::metrics;
 
 /// After a commit that returned (or built) the row: tell the cache and the index.
 pub async fn committed(ctx: &Ctx, row: &OrderRow) {
@@ -53,6 +54,9 @@ pub async fn record_code_url(
 pub async fn fail(ctx: &Ctx, id: &str, cause: Cause, detail: &str) -> Result<bool, sqlx::Error> {
     let reason = FailureReason::PaymentNotCreated;
     let done = ctx.store.fail(id, reason, cause, detail).await?;
+    if done {
+        metrics::transition("failed", cause.as_str());
+    }
     Ok(then_hook(ctx, id, done, done).await)
 }
 
@@ -65,6 +69,9 @@ pub async fn begin_close(
     check_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = ctx.store.begin_close(id, reason, cause, check_at).await?;
+    if done {
+        metrics::transition("closing", cause.as_str());
+    }
     Ok(then_hook(ctx, id, done, done).await)
 }
 
@@ -77,12 +84,18 @@ pub async fn close(
     detail: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = ctx.store.close(id, reason, cause, detail).await?;
+    if done {
+        metrics::transition("closed", cause.as_str());
+    }
     Ok(then_hook(ctx, id, done, done).await)
 }
 
 /// `pending | closing → paid`, guarded by the amount (an anomaly otherwise).
 pub async fn mark_paid(ctx: &Ctx, p: &Payment, cause: Cause) -> Result<PaidOutcome, sqlx::Error> {
     let outcome = ctx.store.mark_paid(p, cause).await?;
+    if outcome == PaidOutcome::Paid {
+        metrics::transition("paid", cause.as_str());
+    }
     Ok(then_hook(ctx, &p.out_trade_no, true, outcome).await)
 }
 

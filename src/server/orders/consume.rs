@@ -9,6 +9,7 @@ use crate::server::bus::{OnApplied, Received};
 use crate::server::domain::PaidOutcome;
 use crate::server::orders::{apply, refund};
 use crate::server::state::Ctx;
+use crate::server::support::metrics;
 
 /// Told of every applied pay result: logged, and the cache and index told of the order.
 pub fn on_applied(ctx: Arc<Ctx>) -> OnApplied {
@@ -17,6 +18,9 @@ pub fn on_applied(ctx: Arc<Ctx>) -> OnApplied {
         Box::pin(async move {
             tracing::info!(order_id = %r.order_id, transaction_id = %r.transaction_id,
                 outcome = r.outcome.as_str(), "pay result applied");
+            if r.outcome == PaidOutcome::Paid {
+                metrics::transition("paid", "notify");
+            }
             match &r.row {
                 Some(row) => apply::committed(&ctx, row).await,
                 None => apply::committed_id(&ctx, &r.order_id).await,

@@ -1,7 +1,7 @@
 //! The order flows, and the steps they share. Who triggers what:
 //!
 //! ```text
-//! flows    place (server fn) · cancel (server fn) · consume (bus) · sweep (job) · timeout (deadlines)
+//! flows    place (server fn) · cancel (server fn) · consume (bus) · sweep (job) · timeout (deadlines) · query (operator)
 //!             │                   │                    │               │             │
 //! steps       qr ─────────────────┼────────────────────┼───────────────┤             │
 //!             │                 close ◄────────────────┼───────────────┴─────────────┘
@@ -22,6 +22,7 @@ pub mod consume;
 pub mod decide;
 pub mod place;
 pub mod qr;
+pub mod query;
 pub mod refund;
 pub mod sweep;
 pub mod timeout;

@@ -6,6 +6,7 @@
 //! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
 //! contract suite (`store::contract`) runs the same checks against each.
 
+pub(crate) mod console;
 pub mod mysql;
 mod pool;
 pub mod postgres;

@@ -5,6 +5,8 @@ pub mod backoff;
 pub mod clock;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
+pub mod password;
 pub mod redact;
 pub mod session;
 

@@ -251,14 +251,20 @@ impl WxPayClient {
     }
 
     pub(super) async fn call_plain(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
-        self.call(&self.http, path, p).await
+        let started = std::time::Instant::now();
+        let r = self.call(&self.http, path, p).await;
+        observe(path, &r, started);
+        r
     }
 
     /// Over mutual TLS (`secapi/`): without a client certificate WeChat answers a non-XML 400,
     /// which says the certificate is missing, not that the base URL is wrong — so it is not
     /// counted toward `misdirected`.
     pub(super) async fn call_secure(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
-        self.send(&self.secure, path, p).await
+        let started = std::time::Instant::now();
+        let r = self.send(&self.secure, path, p).await;
+        observe(path, &r, started);
+        r
     }
 
     /// Signs and sends one request; checks the three result layers of the answer, and notes
@@ -393,4 +399,20 @@ fn optional(r: &Params, k: &str) -> Option<String> {
 /// 32 random alphanumerics: the longest nonce_str the protocol allows.
 pub fn nonce() -> String {
     crate::server::support::ids::random_alnum(32)
+}
+
+/// Counts one call by API and how it ended (`success`, the business error code, or the class
+/// of failure), with its latency.
+fn observe(path: &str, r: &Result<Params, WxPayError>, started: std::time::Instant) {
+    let result = match r {
+        Ok(_) => "success".to_string(),
+        Err(WxPayError::Business { code, .. }) => code.as_str().to_string(),
+        Err(WxPayError::Http(c)) if *c >= 500 => "http_5xx".into(),
+        Err(WxPayError::Http(_)) => "http_other".into(),
+        Err(WxPayError::Transport(_)) => "transport".into(),
+        Err(WxPayError::Protocol { .. }) => "protocol".into(),
+        Err(WxPayError::BadSignature) => "bad_signature".into(),
+        Err(WxPayError::InvalidResponse(_) | WxPayError::Xml(_)) => "invalid".into(),
+    };
+    crate::server::support::metrics::wxpay_call(path, &result, started.elapsed().as_secs_f64());
 }

@@ -5,6 +5,7 @@
 //! `session_lock.rs`) to serialise placing, `INSERT IGNORE` on unique keys, utf8mb4 throughout,
 //! and transactions retried on deadlock (`store::retrying`).
 
+mod console;
 mod inbox;
 mod orders;
 mod reads;

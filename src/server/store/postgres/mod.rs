@@ -4,6 +4,7 @@
 //! partial indexes on unfinished orders, and transactions retried on deadlock or serialization
 //! failure (`store::retrying`).
 
+mod console;
 mod inbox;
 mod orders;
 mod reads;

@@ -2,6 +2,7 @@
 //! file per concern: transitions (`orders`), timeline and anomalies, scheduling queries and
 //! claims, read models, and the pay-result inbox.
 
+mod console;
 mod inbox;
 mod orders;
 mod reads;

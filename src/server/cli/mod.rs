@@ -1,5 +1,8 @@
 //! The `scanpay` binary's command line: serve (`--role web|worker|all`), `scanpay sandbox` (the
-//! WeChat Pay simulator as its own process) and `scanpay purge-engines --yes`.
+//! WeChat Pay simulator as its own process), `scanpay operator …` (console accounts) and
+//! `scanpay purge-engines --yes`.
+
+mod operator;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -40,6 +43,13 @@ pub async fn run() {
             fail("usage: scanpay purge-engines --yes (deletes this deployment's RabbitMQ queues and Redis keys)");
         }
         return purge_engines(settings).await;
+    }
+    if args.first().map(String::as_str) == Some("operator") {
+        let cmd = operator::parse(&args[1..]).unwrap_or_else(|e| fail(&e));
+        match operator::run(&settings, cmd).await {
+            Ok(done) => return println!("{done}"),
+            Err(e) => fail(&e),
+        }
     }
     if args.first().map(String::as_str) == Some("sandbox") {
         if args.len() > 1 {
@@ -154,7 +164,7 @@ pub fn role_from_args(args: impl IntoIterator<Item = String>) -> Result<Role, St
             Some(v) => v.to_string(),
             None if a == "--role" => args.next().ok_or("--role needs web, worker or all")?,
             None => return Err(format!(
-                "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox | scanpay purge-engines --yes"
+                "unknown argument {a:?}; usage: scanpay [--role web|worker|all] | scanpay sandbox | scanpay operator add|disable … | scanpay purge-engines --yes"
             )),
         };
         role = Role::parse(&value)?;

@@ -1,0 +1,271 @@
+//! The console's forms that act: refund, note, query WeChat, resolve an anomaly. Each checks the
+//! role (and for a refund a password entered within five minutes), validates its form (a bad one
+//! changes nothing), acts through the same steps as every other caller, writes the audit log
+//! and redirects back with what came of it.
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::redirect;
+use super::{address_of, audit, form, may, Signed};
+use crate::server::domain::{parse_yuan, Action, Audited, Cause, RefundOf};
+use crate::server::orders::{query, refund};
+use crate::server::state::AppState;
+use crate::server::support::clock::now_ms;
+
+/// A query value: everything but unreserved characters escaped.
+const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn back(path: &str, key: &str, value: &str) -> Response {
+    let v = percent_encoding::utf8_percent_encode(value, VALUE);
+    redirect(&format!("{path}?{key}={v}"))
+}
+
+/// 403 for a role that may not (the form should not have been shown to it).
+fn forbidden(signed: &Signed, action: Action) -> Option<Response> {
+    (!may(signed, action)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not do this (it needs the {} role)",
+                signed.me.role.as_str(),
+                action.needs().as_str()
+            ),
+        )
+            .into_response()
+    })
+}
+
+fn signed_of(req: &Request) -> Option<Signed> {
+    req.extensions().get::<Signed>().cloned()
+}
+
+/// A reason WeChat shows the shopper: 1–80 characters, no control characters.
+fn reason_ok(r: &str, max: usize) -> bool {
+    !r.is_empty() && r.chars().count() <= max && !r.chars().any(char::is_control)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct RefundForm {
+    amount: String,
+    reason: String,
+    #[serde(default)]
+    restock: Option<String>,
+}
+
+/// `POST /ops/orders/{id}/refund`.
+pub async fn refund(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(signed) = signed_of(&req) else {
+        return redirect("/ops/login");
+    };
+    if let Some(r) = forbidden(&signed, Action::Refund) {
+        return r;
+    }
+    let page = format!("/ops/orders/{id}");
+    if !signed.session.recently_authed(now_ms()) {
+        let next = percent_encoding::utf8_percent_encode(&page, percent_encoding::NON_ALPHANUMERIC);
+        return redirect(&format!("/ops/login?again={}&next={next}", signed.me.name));
+    }
+    let (parts, body) = req.into_parts();
+    let address = address_of(&state, &parts);
+    let f: RefundForm = match form(body, 4096).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some(fen) = parse_yuan(&f.amount).filter(|f| *f > 0) else {
+        return back(&page, "error", "bad_amount");
+    };
+    let reason = f.reason.trim().to_string();
+    if !reason_ok(&reason, 80) {
+        return back(&page, "error", "bad_reason");
+    }
+    let ask = refund::Ask {
+        order_id: id.clone(),
+        of: RefundOf::Order,
+        refund_fee: Some(fen),
+        reason: reason.clone(),
+        requested_by: signed.me.name.clone(),
+        restock: f.restock.is_some(),
+        cause: Cause::Operator,
+    };
+    let ctx = &state.ctx;
+    match refund::request(ctx, ask).await {
+        Ok(Ok(r)) => {
+            let detail = format!("{} fen, {}", r.refund_fee, r.out_refund_no);
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::Refund,
+                &id,
+                &address,
+                &reason,
+                &detail,
+            )
+            .await;
+            back(&page, "done", "refund_requested")
+        }
+        Ok(Err(refused)) => {
+            let detail = format!("refused: {refused}");
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::Refund,
+                &id,
+                &address,
+                &reason,
+                &detail,
+            )
+            .await;
+            back(&page, "error", &refused.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console: refund not recorded");
+            back(&page, "error", "unavailable")
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct NoteForm {
+    text: String,
+}
+
+/// `POST /ops/orders/{id}/note`: a line on the order's timeline, signed by the operator.
+pub async fn note(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let Some(signed) = signed_of(&req) else {
+        return redirect("/ops/login");
+    };
+    if let Some(r) = forbidden(&signed, Action::Note) {
+        return r;
+    }
+    let page = format!("/ops/orders/{id}");
+    let (parts, body) = req.into_parts();
+    let address = address_of(&state, &parts);
+    let f: NoteForm = match form(body, 4096).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let text = f.text.trim().replace(['\r', '\n'], " ");
+    if text.is_empty() || text.chars().count() > 500 || text.chars().any(char::is_control) {
+        return back(&page, "error", "bad_note");
+    }
+    let ctx = &state.ctx;
+    match ctx.store.load(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such order").into_response(),
+        Err(_) => return back(&page, "error", "unavailable"),
+    }
+    let detail = format!("{}: {text}", signed.me.name);
+    if let Err(e) = ctx.store.note(&id, "note", Cause::Operator, &detail).await {
+        tracing::error!(error = %e, "console: note not written");
+        return back(&page, "error", "unavailable");
+    }
+    audit(
+        ctx,
+        &signed.me.name,
+        Audited::Note,
+        &id,
+        &address,
+        "",
+        &text,
+    )
+    .await;
+    back(&page, "done", "note_saved")
+}
+
+/// `POST /ops/orders/{id}/query`: orderquery now, its answer applied (see `orders::query`).
+pub async fn query(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(signed) = signed_of(&req) else {
+        return redirect("/ops/login");
+    };
+    if let Some(r) = forbidden(&signed, Action::QueryWechat) {
+        return r;
+    }
+    let page = format!("/ops/orders/{id}");
+    let address = address_of(&state, &req.into_parts().0);
+    let ctx = &state.ctx;
+    match query::now(ctx, &id).await {
+        Ok(Some(said)) => {
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::QueryWechat,
+                &id,
+                &address,
+                "",
+                &said,
+            )
+            .await;
+            back(&page, "done", "queried")
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such order").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: query not applied");
+            back(&page, "error", "unavailable")
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ResolveForm {
+    reason: String,
+}
+
+/// `POST /ops/anomalies/{id}/resolve`: closed with who and why (the money stays where it is).
+pub async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(signed) = signed_of(&req) else {
+        return redirect("/ops/login");
+    };
+    if let Some(r) = forbidden(&signed, Action::Resolve) {
+        return r;
+    }
+    let (parts, body) = req.into_parts();
+    let address = address_of(&state, &parts);
+    let f: ResolveForm = match form(body, 4096).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let reason = f.reason.trim().to_string();
+    if !reason_ok(&reason, 200) {
+        return back("/ops/anomalies", "error", "bad_reason");
+    }
+    let ctx = &state.ctx;
+    let resolution = format!("{}: {reason}", signed.me.name);
+    match ctx.store.resolve_anomaly(&id, &resolution, now_ms()).await {
+        Ok(true) => {
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::Resolve,
+                &id,
+                &address,
+                &reason,
+                "",
+            )
+            .await;
+            back("/ops/anomalies", "done", "resolved")
+        }
+        Ok(false) => back("/ops/anomalies", "error", "not_open"),
+        Err(e) => {
+            tracing::error!(error = %e, "console: anomaly not resolved");
+            back("/ops/anomalies", "error", "unavailable")
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The operator console over HTTP: sign-in (right, wrong, locked out, a new session id each
+//! time, idle expiry), each role's permissions, cross-site forms refused, search and filters,
+//! the CSV export, the audit log written for every action, and /metrics after a walk.
+
+use std::time::Duration;
+
+use scanpay::server::domain::Role;
+use scanpay::server::support::clock::now_ms;
+use scanpay::server::support::password;
+
+use crate::common::{spawn_app, TestApp};
+use crate::refunds::paid_order;
+
+const PW: &str = "a long enough password";
+
+async fn app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let mut o = vec![
+        ("SCANPAY_OPS_TOKEN", "console-tests-ops-token"),
+        ("SCANPAY_REFUND_SPACING", "100ms"),
+    ];
+    o.extend_from_slice(overrides);
+    let app = spawn_app(&o).await;
+    let hash = password::hash(PW).unwrap();
+    for (name, role) in [
+        ("vera", Role::Viewer),
+        ("otto", Role::Operator),
+        ("ada", Role::Admin),
+    ] {
+        assert!(app
+            .ctx()
+            .store
+            .add_operator(name, role, &hash, now_ms())
+            .await
+            .unwrap());
+    }
+    app
+}
+
+/// `POST /ops/login` as a browser would: (status, Location, the session cookie set).
+async fn login(
+    app: &TestApp,
+    name: &str,
+    pw: &str,
+    cookie: Option<&str>,
+) -> (u16, String, Option<String>, String) {
+    let mut req = app
+        .http
+        .post(format!("{}/ops/login", app.base))
+        .header("origin", &app.base)
+        .form(&[("name", name), ("password", pw), ("next", "/ops/orders")]);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, location, set, r.text().await.unwrap())
+}
+
+async fn signed_in(app: &TestApp, name: &str) -> String {
+    let (status, _, set, _) = login(app, name, PW, None).await;
+    assert_eq!(status, 303, "{name} signs in");
+    set.unwrap().split(';').next().unwrap().to_string()
+}
+
+async fn get(app: &TestApp, path: &str, cookie: &str) -> (u16, String, String) {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, r.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, path: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .header("origin", &app.base)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location)
+}
+
+async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
+    app.ctx()
+        .store
+        .audit_log(None, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.actor, r.action))
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_in_right_wrong_rotated_and_back_where_it_was_going() {
+    let app = app_with(&[]).await;
+    // Anonymous: sent to sign in, and the way back kept.
+    let (status, location, _) = get(&app, "/ops/orders?status=paid", "").await;
+    assert_eq!(status, 303);
+    assert_eq!(location, "/ops/login?next=%2Fops%2Forders%3Fstatus%3Dpaid");
+    let (status, _, page) = get(&app, "/ops/login", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<label for="login-name">Name</label>"#),
+        "{page}"
+    );
+    assert!(page.contains("Sign in"));
+
+    // Wrong password and unknown name: the same generic answer, nothing set.
+    let (s1, _, set1, body1) = login(&app, "otto", "not the password", None).await;
+    let (s2, _, set2, body2) = login(&app, "nobody", PW, None).await;
+    assert_eq!((s1, s2), (401, 401));
+    assert!(set1.is_none() && set2.is_none());
+    assert!(
+        body1.contains("Name or password is wrong") && body2.contains("Name or password is wrong")
+    );
+
+    let (status, location, set, _) = login(&app, "otto", PW, None).await;
+    assert_eq!((status, location.as_str()), (303, "/ops/orders"));
+    let set = set.unwrap();
+    assert!(set.starts_with("scanpay_ops="), "{set}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    assert!(!set.contains("Secure"), "plain http: no Secure");
+    let first = set.split(';').next().unwrap().to_string();
+    let (status, _, page) = get(&app, "/ops/orders", &first).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("otto"));
+
+    // Signing in again (with the old cookie) gives a new id and ends the old session.
+    let (_, _, again, _) = login(&app, "otto", PW, Some(&first)).await;
+    let second = again.unwrap().split(';').next().unwrap().to_string();
+    assert_ne!(first, second);
+    assert_eq!(
+        get(&app, "/ops/orders", &first).await.0,
+        303,
+        "the old id opens nothing"
+    );
+    assert_eq!(get(&app, "/ops/orders", &second).await.0, 200);
+
+    // Sign out ends it.
+    assert_eq!(post(&app, "/ops/logout", &second, &[]).await.0, 303);
+    assert_eq!(get(&app, "/ops/orders", &second).await.0, 303);
+
+    let actions = audit_actions(&app).await;
+    for (actor, action) in [
+        ("otto", "sign_in_failed"),
+        ("nobody", "sign_in_failed"),
+        ("otto", "sign_in"),
+        ("otto", "sign_out"),
+    ] {
+        assert!(
+            actions.contains(&(actor.into(), action.into())),
+            "{actor} {action} not in {actions:?}"
+        );
+    }
+    let row = &app.ctx().store.audit_log(None, None, 1).await.unwrap()[0];
+    assert_eq!(row.address, "127.0.0.1", "the address is recorded");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lock_the_name_and_idle_sessions_expire() {
+    let app = app_with(&[("SCANPAY_OPS_IDLE_TIMEOUT", "1s")]).await;
+    for _ in 0..5 {
+        assert_eq!(login(&app, "vera", "wrong wrong wrong", None).await.0, 401);
+    }
+    let (status, _, set, body) = login(&app, "vera", PW, None).await;
+    assert_eq!(status, 429, "locked, even with the right password");
+    assert!(set.is_none());
+    assert!(body.contains("Too many failed sign-ins"));
+    // Another name from the same address is not locked yet (20 per address).
+    let cookie = signed_in(&app, "otto").await;
+    assert_eq!(get(&app, "/ops", &cookie).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        get(&app, "/ops", &cookie).await.0,
+        303,
+        "idle past its time-out"
+    );
+    // A disabled operator's sessions end at once.
+    let cookie = signed_in(&app, "ada").await;
+    assert!(app
+        .ctx()
+        .store
+        .disable_operator("ada", now_ms())
+        .await
+        .unwrap());
+    assert_eq!(get(&app, "/ops", &cookie).await.0, 303);
+    assert_eq!(login(&app, "ada", PW, None).await.0, 401);
+}
+
+#[tokio::test]
+async fn roles_cross_site_forms_refunds_notes_and_the_audit_log() {
+    let app = app_with(&[]).await;
+    let (_, id) = paid_order(&app, &[("BUN-RED", 2)]).await;
+    let order = app.order(&id).await;
+    let viewer = signed_in(&app, "vera").await;
+    let operator = signed_in(&app, "otto").await;
+    let page = format!("/ops/orders/{id}");
+
+    // A viewer reads but may not act (and sees no refund form).
+    let (status, _, body) = get(&app, &page, &viewer).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("ops-refund-form"));
+    let refund = [("amount", "0.50"), ("reason", "damaged box")];
+    assert_eq!(
+        post(&app, &format!("{page}/refund"), &viewer, &refund)
+            .await
+            .0,
+        403
+    );
+    assert!(app.ctx().store.refunds_of(&id).await.unwrap().is_empty());
+
+    // A form from another site, or with no origin at all, is refused before anything else.
+    let r = app
+        .http
+        .post(format!("{}{page}/refund", app.base))
+        .header("cookie", &operator)
+        .header("origin", "https://evil.example")
+        .form(&refund)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = app
+        .http
+        .post(format!("{}{page}/refund", app.base))
+        .header("cookie", &operator)
+        .form(&refund)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(app.ctx().store.refunds_of(&id).await.unwrap().is_empty());
+
+    // Bad input changes nothing.
+    for bad in [
+        [("amount", "abc"), ("reason", "x")],
+        [("amount", "0.5"), ("reason", "")],
+        [("amount", "1.234"), ("reason", "x")],
+    ] {
+        let (status, location) = post(&app, &format!("{page}/refund"), &operator, &bad).await;
+        assert_eq!(status, 303);
+        assert!(location.contains("error="), "{location}");
+    }
+    assert!(app.ctx().store.refunds_of(&id).await.unwrap().is_empty());
+
+    // The operator refunds part; a double submit makes one refund.
+    let (_, location) = post(&app, &format!("{page}/refund"), &operator, &refund).await;
+    assert_eq!(location, format!("{page}?done=refund_requested"));
+    let (_, location) = post(&app, &format!("{page}/refund"), &operator, &refund).await;
+    assert!(location.contains("done=refund_requested"), "{location}");
+    let refunds = app.ctx().store.refunds_of(&id).await.unwrap();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        (refunds[0].refund_fee, refunds[0].requested_by.as_str()),
+        (50, "otto")
+    );
+
+    // Notes and "Query WeChat now".
+    assert!(post(
+        &app,
+        &format!("{page}/note"),
+        &operator,
+        &[("text", "called the shopper")]
+    )
+    .await
+    .1
+    .contains("done=note_saved"));
+    assert!(post(&app, &format!("{page}/query"), &operator, &[])
+        .await
+        .1
+        .contains("done=queried"));
+    let (_, _, body) = get(&app, &page, &operator).await;
+    assert!(
+        body.contains("otto: called the shopper"),
+        "the note is on the timeline"
+    );
+    assert!(
+        body.contains("trade_state"),
+        "the query's answer is on the timeline"
+    );
+    assert!(body.contains(&refunds[0].out_refund_no));
+
+    // Search: the transaction id and the refund number each jump to the order.
+    let tx = order.transaction_id.clone().unwrap();
+    for q in [tx.as_str(), refunds[0].out_refund_no.as_str(), id.as_str()] {
+        let (status, location, _) = get(&app, &format!("/ops/orders?q={q}"), &viewer).await;
+        assert_eq!((status, location.as_str()), (303, page.as_str()), "{q}");
+    }
+
+    let mine: Vec<String> = app
+        .ctx()
+        .store
+        .audit_log(None, Some(&id), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {} {}", r.actor, r.action, r.reason))
+        .collect();
+    for want in [
+        "otto refund damaged box",
+        "otto note ",
+        "otto query_wechat ",
+    ] {
+        assert!(
+            mine.iter().any(|m| m.starts_with(want.trim_end())),
+            "{want:?} not in {mine:?}"
+        );
+    }
+    let (status, _, body) = get(&app, "/ops/audit", &viewer).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("damaged box"));
+
+    // The JSON endpoints still answer the token, on the same paths.
+    let r = app
+        .http
+        .get(format!("{}{page}", app.base))
+        .bearer_auth("console-tests-ops-token")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn filters_pages_and_csv_select_exactly() {
+    let app = app_with(&[]).await;
+    let (_, paid) = paid_order(&app, &[("BUN-RED", 1)]).await;
+    let shopper = app.shopper().await;
+    let pending = shopper.place_ok(&[("BUN-RED", 3)]).await;
+    let cookie = signed_in(&app, "vera").await;
+    let rows = |body: &str| body.matches("data-testid=\"ops-order-row\"").count();
+    let (_, _, all) = get(&app, "/ops/orders", &cookie).await;
+    assert_eq!(rows(&all), 2);
+    assert!(
+        all.find(&pending).unwrap() < all.find(&paid).unwrap(),
+        "newest first"
+    );
+    let (_, _, only_paid) = get(&app, "/ops/orders?status=paid", &cookie).await;
+    assert_eq!(rows(&only_paid), 1);
+    assert!(only_paid.contains(&paid));
+    let price = app.order(&paid).await.total_fee;
+    let (_, _, by_amount) = get(
+        &app,
+        &format!(
+            "/ops/orders?min={}.{:02}&max={}.{:02}",
+            price / 100,
+            price % 100,
+            price / 100,
+            price % 100
+        ),
+        &cookie,
+    )
+    .await;
+    assert_eq!(rows(&by_amount), 1, "only the one-item order");
+    let (_, _, none) = get(&app, "/ops/orders?refunded=1", &cookie).await;
+    assert_eq!(rows(&none), 0);
+    let (_, _, anomalies) = get(&app, "/ops/orders?anomaly=1", &cookie).await;
+    assert_eq!(rows(&anomalies), 0);
+    let today = &scanpay::server::support::clock::format_beijing(now_ms())[..8];
+    let day = format!("{}-{}-{}", &today[..4], &today[4..6], &today[6..8]);
+    let (_, _, by_day) = get(&app, &format!("/ops/orders?from={day}&to={day}"), &cookie).await;
+    assert_eq!(rows(&by_day), 2);
+    let (_, _, before) = get(&app, "/ops/orders?to=2020-01-01", &cookie).await;
+    assert_eq!(rows(&before), 0);
+    for bad in [
+        "from=2026-13-01",
+        "min=-1",
+        "status=lost",
+        "q=a%25b",
+        "after=x",
+    ] {
+        let (status, _, body) = get(&app, &format!("/ops/orders?{bad}"), &cookie).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(body.contains("ops-error"), "{bad}");
+    }
+    // The id prefix search lists what starts with it.
+    let (_, _, prefix) = get(
+        &app,
+        &format!("/ops/orders?q={}", &paid[..paid.len() - 3]),
+        &cookie,
+    )
+    .await;
+    assert_eq!(rows(&prefix), 1);
+
+    let (status, _, csv) = get(&app, "/ops/orders.csv?status=paid", &cookie).await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("out_trade_no,status,total_fee_yuan"));
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].starts_with(&format!("\"{paid}\",paid,")));
+}
+
+#[tokio::test]
+async fn metrics_name_what_happened() {
+    let app = app_with(&[]).await;
+    let (_, _id) = paid_order(&app, &[("BUN-RED", 1)]).await;
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    for want in [
+        "scanpay_http_requests_total{method=\"POST\",route=\"/api/place_order\",status=\"200\"}",
+        "scanpay_http_request_duration_seconds_bucket{route=\"/api/place_order\"",
+        "scanpay_wxpay_requests_total{api=\"unifiedorder\",result=\"success\"}",
+        "scanpay_wxpay_request_duration_seconds_bucket{api=\"unifiedorder\"",
+        "scanpay_notifies_total{kind=\"pay\",outcome=\"accepted\"}",
+        "scanpay_order_transitions_total{to=\"paid\",cause=\"notify\"}",
+        "scanpay_orders_unfinished ",
+        "scanpay_anomalies_open ",
+        "scanpay_database_up 1",
+        "scanpay_build_info{version=",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("scanpay_"), "unprefixed: {line}");
+    }
+    // With a token set, /metrics asks for it.
+    let app2 = spawn_app(&[("SCANPAY_METRICS_TOKEN", "metrics-token-0123456789")]).await;
+    let r = app2
+        .http
+        .get(format!("{}/metrics", app2.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = app2
+        .http
+        .get(format!("{}/metrics", app2.base))
+        .bearer_auth("metrics-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
