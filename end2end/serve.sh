@@ -18,10 +18,17 @@ export SCANPAY_SANDBOX_TIME_SCALE=${SCANPAY_SANDBOX_TIME_SCALE:-0.01}
 # Every test shopper comes from 127.0.0.1: the per-address limit is tested in the cargo suite.
 export SCANPAY_LIMIT_ORDERS_PER_MINUTE=${SCANPAY_LIMIT_ORDERS_PER_MINUTE:-10000}
 export SCANPAY_LIMIT_CANCELS_PER_MINUTE=${SCANPAY_LIMIT_CANCELS_PER_MINUTE:-10000}
+# The console's operator for tests/console.spec.ts, made as a fresh install makes its first one:
+# `scanpay operator add`, the password on standard input, before the server has ever run.
+add_operator() {
+  printf '%s\n' "e2e operator password" |
+    "$target/$profile/scanpay" operator add e2e-otto --role operator >/dev/null
+}
 case "${E2E_DATABASE:-sqlite}" in
   sqlite)
     db_dir=$(mktemp -d)
     export SCANPAY_DATABASE_URL="sqlite://$db_dir/e2e.db"
+    add_operator
     exec "$target/$profile/scanpay"
     ;;
   postgres)
@@ -29,6 +36,7 @@ case "${E2E_DATABASE:-sqlite}" in
     # One database per port (and run), made anew each start; scripts/test.sh drops it after the run.
     psql "$admin" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name"
     export SCANPAY_DATABASE_URL="${admin%/*}/$name"
+    add_operator
     pids=()
     if [ "${E2E_ENGINES:-}" = "rabbitmq+redis" ]; then
       # Scaled out: one web process (with the sandbox) and two workers, on RabbitMQ + Redis
@@ -65,6 +73,7 @@ case "${E2E_DATABASE:-sqlite}" in
     mysql -h "${TEST_MYSQL_HOST:-127.0.0.1}" -u root \
       -e "DROP DATABASE IF EXISTS $name; CREATE DATABASE $name CHARACTER SET utf8mb4"
     export SCANPAY_DATABASE_URL="mysql://root@${TEST_MYSQL_HOST:-127.0.0.1}:3306/$name"
+    add_operator
     exec "$target/$profile/scanpay"
     ;;
   *) echo "E2E_DATABASE=${E2E_DATABASE}: sqlite, postgres or mysql" >&2; exit 2 ;;

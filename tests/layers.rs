@@ -50,6 +50,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::config",
             "server::jobs",
             "server::qr",
+            // Beside the client it serves (the client notes its calls there).
+            "server::oplog",
         ],
     ),
     (

@@ -8,7 +8,18 @@ CREATE TABLE operators (
     password_hash VARCHAR(256) NOT NULL,                   -- argon2id PHC string
     created_at    BIGINT       NOT NULL,
     updated_at    BIGINT       NOT NULL,
-    disabled_at   BIGINT
+    disabled_at   BIGINT,
+    totp_secret   VARCHAR(64),                             -- base32; NULL = no second factor
+    totp_pending  VARCHAR(64),                             -- set up, not yet confirmed by a code
+    totp_last_step BIGINT                                  -- a code's time step is used once
+);
+
+-- The second factor's recovery codes: each used once, kept only as its SHA-256.
+CREATE TABLE operator_recovery_codes (
+    operator  VARCHAR(64) NOT NULL,
+    code_hash CHAR(64)    NOT NULL,
+    used_at   BIGINT,
+    PRIMARY KEY (operator, code_hash)
 );
 
 -- Kept server-side so any number of web processes share them. The cookie carries a random id;
@@ -43,3 +54,26 @@ CREATE INDEX ops_audit_subject ON ops_audit (subject, at);
 
 -- The console's orders list: newest first, paged by (created_at, id).
 CREATE INDEX orders_created ON orders (created_at, id);
+
+-- The operations log (`server::oplog`): every call made to WeChat Pay for an order, as the
+-- client saw it (never a key or a signature), and every notify received with its verdict.
+CREATE TABLE wxpay_calls (
+    id         INTEGER     PRIMARY KEY AUTOINCREMENT,
+    at         BIGINT      NOT NULL,
+    order_id   VARCHAR(32) NOT NULL,
+    api        VARCHAR(32) NOT NULL,                       -- unifiedorder, orderquery, refund, …
+    result     VARCHAR(64) NOT NULL,                       -- success, an err_code, transport, …
+    latency_ms BIGINT      NOT NULL
+);
+CREATE INDEX wxpay_calls_order ON wxpay_calls (order_id, at);
+
+CREATE TABLE notify_log (
+    id        INTEGER     PRIMARY KEY AUTOINCREMENT,
+    at        BIGINT       NOT NULL,
+    kind      VARCHAR(16)  NOT NULL,                       -- pay | refund
+    order_id  VARCHAR(64)  NOT NULL DEFAULT '',            -- as the notify names it (verified or not)
+    reference VARCHAR(64)  NOT NULL DEFAULT '',            -- its transaction_id or out_refund_no
+    outcome   VARCHAR(32)  NOT NULL,                       -- accepted, refused_sign, …
+    reason    VARCHAR(256) NOT NULL DEFAULT ''
+);
+CREATE INDEX notify_log_order ON notify_log (order_id, at);

@@ -274,3 +274,53 @@ mod tests {
         );
     }
 }
+
+/// The console's texts (and the server's own messages): a table of their own, server-only, so
+/// the shopper's WASM does not carry them.
+#[cfg(feature = "ssr")]
+pub mod console {
+    use super::Lang;
+    use leptos::prelude::use_context;
+
+    include!(concat!(env!("OUT_DIR"), "/ops_i18n.rs"));
+
+    /// The console's text for `key` in `lang`.
+    pub fn t(lang: Lang, key: OpsKey) -> &'static str {
+        match lang {
+            Lang::En => OPS_EN[key as usize],
+            Lang::ZhCn => OPS_ZH_CN[key as usize],
+        }
+    }
+
+    /// The text with its `{{ name }}` placeholders filled in.
+    pub fn t_with(lang: Lang, key: OpsKey, args: &[(&str, &str)]) -> String {
+        let mut s = t(lang, key).to_string();
+        for (name, value) in args {
+            s = s.replace(&format!("{{{{ {name} }}}}"), value);
+        }
+        s
+    }
+
+    /// What a caller reads when a server function's arguments do not parse (`status` 400) or are
+    /// too large (413), in the request's language; sets the response's status.
+    pub fn bad_arguments(status: u16) -> String {
+        let lang = use_context::<axum::http::request::Parts>()
+            .map(|p| crate::app::i18n::from_headers(&p.headers))
+            .unwrap_or_default();
+        if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+            opts.set_status(
+                axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::BAD_REQUEST),
+            );
+        }
+        t(
+            lang,
+            if status == 413 {
+                OpsKey::err_too_large
+            } else {
+                OpsKey::err_bad_arguments
+            },
+        )
+        .to_string()
+    }
+}

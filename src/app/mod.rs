@@ -20,6 +20,8 @@ use leptos_router::{path, SsrMode};
 use i18n::{use_i18n, I18n, Key};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    page_csp(&options);
     // The hydrating page reads its language back from here (i18n::initial_lang).
     let lang = i18n::initial_lang().code();
     view! {
@@ -39,6 +41,34 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// The page's Content-Security-Policy: inline scripts only with this response's nonce (Leptos
+/// puts it on its hydration and island scripts), WASM from this site, and the development
+/// reload socket only under `cargo leptos watch` (which sets `LEPTOS_WATCH`).
+#[cfg(feature = "ssr")]
+fn page_csp(options: &LeptosOptions) {
+    leptos::nonce::provide_nonce();
+    let (Some(nonce), Some(resp)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let reload = if std::env::var_os("LEPTOS_WATCH").is_some() {
+        format!(" ws://{}:{}", options.site_addr.ip(), options.reload_port)
+    } else {
+        String::new()
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'{reload}; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+        &*nonce
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
+        resp.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, v);
     }
 }
 

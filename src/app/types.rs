@@ -187,9 +187,24 @@ impl AppError {
 
 impl leptos::server_fn::error::FromServerFnError for AppError {
     type Encoder = leptos::server_fn::codec::JsonEncoding;
+    /// Arguments that do not parse (malformed, missing, out of range) are the caller's
+    /// mistake: 400 with a plain message in the caller's language, never serde's text and a 500.
     fn from_server_fn_error(e: leptos::server_fn::error::ServerFnErrorErr) -> Self {
-        AppError::ServerFn(e.to_string())
+        use leptos::server_fn::error::ServerFnErrorErr as E;
+        match e {
+            #[cfg(feature = "ssr")]
+            E::Args(_) | E::MissingArg(_) | E::Deserialization(_) => {
+                tracing_bad_args(&e);
+                AppError::BadRequest(crate::app::i18n::console::bad_arguments(400))
+            }
+            e => AppError::ServerFn(e.to_string()),
+        }
     }
+}
+
+#[cfg(feature = "ssr")]
+fn tracing_bad_args(e: &leptos::server_fn::error::ServerFnErrorErr) {
+    tracing::info!(error = %e, "server function called with bad arguments: 400");
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod oplog;
 pub mod orders;
 pub mod qr;
 pub mod redis_conn;

@@ -123,6 +123,7 @@ pub async fn start(
             ..sandbox_config(&settings)
         })
     });
+    let oplog = crate::server::oplog::OpLog::start(db.clone());
     let wxpay: Arc<dyn Gateway> = Arc::new(
         WxPayClient::with_tls(
             &settings.wxpay_base_url,
@@ -130,13 +131,15 @@ pub async fn start(
             settings.wxpay_timeout,
             &settings.wxpay_tls,
         )
-        .map_err(StartError::WeChatClient)?,
+        .map_err(StartError::WeChatClient)?
+        .with_oplog(oplog.clone()),
     );
     let sessions = Arc::new(SessionKeys::new(
         Some(&session_secret),
         settings.public_url.starts_with("https://"),
     ));
     let mut ctx = Ctx::new(settings, db, wxpay, sandbox);
+    ctx.oplog = oplog;
     if let Some(r) = rabbit {
         ctx = ctx.with_rabbit(r);
     }

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub cancel_rate: RateLimiter,
     /// Wait before re-sending an uncertain unifiedorder inside the request.
     pub retry_delay: Duration,
+    /// The notifies received, for the console (the client notes its own calls).
+    pub oplog: crate::server::oplog::OpLog,
 }
 
 impl Ctx {
@@ -67,6 +69,7 @@ impl Ctx {
             sandbox,
             jobs: Jobs::default(),
             retry_delay: Duration::from_millis(200),
+            oplog: Default::default(),
         }
     }
 

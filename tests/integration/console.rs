@@ -76,6 +76,8 @@ async fn get(app: &TestApp, path: &str, cookie: &str) -> (u16, String, String) {
         .http
         .get(format!("{}{path}", app.base))
         .header("cookie", cookie)
+        // As a browser asks for a page.
+        .header("accept", "text/html,application/xhtml+xml")
         .send()
         .await
         .unwrap();
@@ -125,6 +127,14 @@ async fn sign_in_right_wrong_rotated_and_back_where_it_was_going() {
     let (status, location, _) = get(&app, "/ops/orders?status=paid", "").await;
     assert_eq!(status, 303);
     assert_eq!(location, "/ops/login?next=%2Fops%2Forders%3Fstatus%3Dpaid");
+    // A script without a token gets a plain 401, not a sign-in page.
+    let r = app
+        .http
+        .get(format!("{}/ops/orders", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     let (status, _, page) = get(&app, "/ops/login", "").await;
     assert_eq!(status, 200);
     assert!(
@@ -310,6 +320,40 @@ async fn roles_cross_site_forms_refunds_notes_and_the_audit_log() {
     );
     assert!(body.contains(&refunds[0].out_refund_no));
 
+    // A forged notify naming the order is refused, and the log says so.
+    let forged = format!(
+        "<xml><return_code>SUCCESS</return_code><result_code>SUCCESS</result_code><out_trade_no>{id}</out_trade_no>\
+         <transaction_id>4200000000000000000000000001</transaction_id><total_fee>1</total_fee><sign>FORGED</sign></xml>"
+    );
+    assert_eq!(app.post_xml("/wxpay/notify", forged).await.0, 400);
+    // Every WeChat call for the order (recorded by the client) and every notify naming it.
+    let started = std::time::Instant::now();
+    loop {
+        let calls = app.ctx().store.calls_of(&id, 100).await.unwrap();
+        let notifies = app.ctx().store.notifies_of(&id, 100).await.unwrap();
+        let apis: Vec<&str> = calls.iter().map(|c| c.api.as_str()).collect();
+        let outcomes: Vec<&str> = notifies.iter().map(|n| n.outcome.as_str()).collect();
+        if ["unifiedorder", "orderquery", "refund"]
+            .iter()
+            .all(|a| apis.contains(a))
+            && outcomes.contains(&"accepted")
+            && outcomes.contains(&"refused_sign")
+        {
+            assert!(calls
+                .iter()
+                .all(|c| c.latency_ms >= 0 && !c.result.is_empty()));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "calls {apis:?}, notifies {outcomes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, body) = get(&app, &page, &operator).await;
+    assert!(body.contains(r#"data-api="unifiedorder""#) && body.contains(r#"data-api="refund""#));
+    assert!(body.contains(r#"data-outcome="refused_sign""#));
+
     // Search: the transaction id and the refund number each jump to the order.
     let tx = order.transaction_id.clone().unwrap();
     for q in [tx.as_str(), refunds[0].out_refund_no.as_str(), id.as_str()] {
@@ -473,4 +517,180 @@ async fn metrics_name_what_happened() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn only_admins_manage_operators_and_every_change_is_audited() {
+    let app = app_with(&[]).await;
+    let operator = signed_in(&app, "otto").await;
+    let admin = signed_in(&app, "ada").await;
+    let new = [
+        ("name", "Nina"),
+        ("role", "viewer"),
+        ("password", "nina's long password"),
+    ];
+    assert_eq!(
+        post(&app, "/ops/operators", &operator, &new).await.0,
+        403,
+        "an operator cannot add operators"
+    );
+    assert_eq!(get(&app, "/ops/operators", &operator).await.0, 403);
+    assert!(app.ctx().store.operator("nina").await.unwrap().is_none());
+    // Bad input changes nothing.
+    for bad in [
+        [
+            ("name", "Nina"),
+            ("role", "root"),
+            ("password", "nina's long password"),
+        ],
+        [("name", "Nina"), ("role", "viewer"), ("password", "short")],
+        [
+            ("name", "ni na"),
+            ("role", "viewer"),
+            ("password", "nina's long password"),
+        ],
+    ] {
+        let (status, location) = post(&app, "/ops/operators", &admin, &bad).await;
+        assert_eq!(status, 303);
+        assert!(location.contains("error="), "{location}");
+    }
+    assert!(app.ctx().store.operator("nina").await.unwrap().is_none());
+    let (_, location) = post(&app, "/ops/operators", &admin, &new).await;
+    assert!(location.contains("done=operator_added"), "{location}");
+    let (_, _, set, _) = login(&app, "nina", "nina's long password", None).await;
+    let nina = set
+        .expect("the new operator signs in")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&app, "/ops", &nina).await.0, 200);
+    // A new role ends their sessions; so does disabling.
+    assert!(post(
+        &app,
+        "/ops/operators/nina/role",
+        &admin,
+        &[("role", "operator")]
+    )
+    .await
+    .1
+    .contains("done="));
+    assert_eq!(
+        app.ctx()
+            .store
+            .operator("nina")
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Operator
+    );
+    assert_eq!(get(&app, "/ops", &nina).await.0, 303);
+    assert!(post(&app, "/ops/operators/nina/disable", &admin, &[])
+        .await
+        .1
+        .contains("done="));
+    assert_eq!(
+        login(&app, "nina", "nina's long password", None).await.0,
+        401
+    );
+    assert!(post(&app, "/ops/operators/ada/disable", &admin, &[])
+        .await
+        .1
+        .contains("error=not_yourself"));
+    let (status, _, page) = get(&app, "/ops/operators", &admin).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"data-operator="nina""#));
+    let actions = audit_actions(&app).await;
+    for action in ["operator_added", "operator_role", "operator_disabled"] {
+        assert!(
+            actions.contains(&("ada".to_string(), action.to_string())),
+            "{action}: {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_factor_is_set_up_by_qr_asked_at_sign_in_and_recovery_codes_work_once() {
+    use scanpay::server::support::totp;
+    let app = app_with(&[]).await;
+    let cookie = signed_in(&app, "otto").await;
+    assert!(post(&app, "/ops/2fa/start", &cookie, &[])
+        .await
+        .1
+        .ends_with("/ops/2fa"));
+    let (_, _, page) = get(&app, "/ops/2fa", &cookie).await;
+    assert!(page.contains("<svg"), "a QR code: {page}");
+    let at = page
+        .find("twofa-secret")
+        .unwrap_or_else(|| panic!("{page}"));
+    let secret_b32 = page[at..]
+        .split('>')
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    let secret = totp::base32_decode(&secret_b32).unwrap();
+    let step = now_ms() / 1000 / totp::STEP_SECS;
+    assert!(
+        post(&app, "/ops/2fa/enable", &cookie, &[("code", "000000")])
+            .await
+            .1
+            .contains("error=bad_code")
+            || totp::code(&secret, step, 6) == "000000"
+    );
+    let r = app
+        .http
+        .post(format!("{}/ops/2fa/enable", app.base))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .form(&[("code", totp::code(&secret, step, 6))])
+        .send()
+        .await
+        .unwrap();
+    let loc = format!("{} {:?}", r.status(), r.headers().get("location"));
+    let body = r.text().await.unwrap();
+    let at = body
+        .find("twofa-recovery")
+        .unwrap_or_else(|| panic!("{loc}: {body}"));
+    let recovery: Vec<String> = body[at..]
+        .split("</ul>")
+        .next()
+        .unwrap()
+        .split("<li>")
+        .skip(1)
+        .map(|li| li.split('<').next().unwrap().to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{body}");
+    // Now a password alone is not enough; the same code twice neither.
+    let form = |code: String| {
+        vec![
+            ("name", "otto".to_string()),
+            ("password", PW.to_string()),
+            ("code", code),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let r = app
+            .http
+            .post(format!("{}/ops/login", app.base))
+            .header("origin", &app.base)
+            .form(&f);
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(form(String::new())).await, 401);
+    assert_eq!(
+        send(form(totp::code(&secret, step, 6))).await,
+        401,
+        "the step used to enable it is spent"
+    );
+    assert_eq!(send(form(totp::code(&secret, step + 1, 6))).await, 303);
+    assert_eq!(
+        send(form(recovery[0].clone())).await,
+        303,
+        "a recovery code"
+    );
+    assert_eq!(send(form(recovery[0].clone())).await, 401, "used once");
+    let actions = audit_actions(&app).await;
+    assert!(actions.contains(&("otto".to_string(), "second_factor_on".to_string())));
 }

@@ -598,6 +598,33 @@ async fn cross_site_server_function_calls_are_refused_and_pages_carry_security_h
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "same-origin");
+    // Scripts only with this response's nonce: no 'unsafe-inline' for scripts, no development
+    // socket, a new nonce per response, and the page's scripts carry it.
+    let csp = csp.to_string();
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap()
+        .to_string();
+    assert!(!script_src.contains("unsafe-inline"), "{csp}");
+    assert!(!csp.contains("ws://"), "{csp}");
+    let nonce = script_src
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {csp}"))
+        .to_string();
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains(&format!("nonce=\"{nonce}\"")),
+        "the page's scripts carry the nonce"
+    );
+    let again = app.http.get(format!("{}/", app.base)).send().await.unwrap();
+    let csp2 = again.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!csp2.contains(&nonce), "a new nonce per response");
 }
 
 #[tokio::test]

@@ -17,4 +17,5 @@ mod refunds;
 mod sandbox;
 mod sandbox_refunds;
 mod seams;
+mod server_fns;
 mod shop;

@@ -4,14 +4,18 @@
 //! can forbid every script. Server-only (`ssr`): the handlers in `http::console` load the data.
 
 mod lists;
+mod operators;
 mod order;
 mod orders;
 mod pages;
+mod twofactor;
 
 pub use lists::{AnomaliesPage, AuditPage};
+pub use operators::OperatorsPage;
 pub use order::{OrderPage, OrderPageData};
 pub use orders::{OrdersPageView, OrdersQuery};
 pub use pages::{LoginPage, OverviewData, OverviewPage};
+pub use twofactor::{TwoFactorPage, TwoFactorState};
 
 use leptos::prelude::*;
 use leptos_meta::HashedStylesheet;
@@ -19,24 +23,7 @@ use leptos_meta::HashedStylesheet;
 use super::i18n::Lang;
 use crate::server::domain::Role;
 
-include!(concat!(env!("OUT_DIR"), "/ops_i18n.rs"));
-
-/// The console's text for `key` in `lang`.
-pub fn t(lang: Lang, key: OpsKey) -> &'static str {
-    match lang {
-        Lang::En => OPS_EN[key as usize],
-        Lang::ZhCn => OPS_ZH_CN[key as usize],
-    }
-}
-
-/// The text with its `{{ name }}` placeholders filled in.
-pub fn t_with(lang: Lang, key: OpsKey, args: &[(&str, &str)]) -> String {
-    let mut s = t(lang, key).to_string();
-    for (name, value) in args {
-        s = s.replace(&format!("{{{{ {name} }}}}"), value);
-    }
-    s
-}
+pub use super::i18n::console::{bad_arguments, t, t_with, OpsKey};
 
 /// Who is signed in, as the pages show it.
 #[derive(Debug, Clone)]
@@ -52,6 +39,7 @@ pub enum Section {
     Orders,
     Anomalies,
     Audit,
+    Operators,
     None,
 }
 
@@ -111,9 +99,10 @@ fn TopBar(lang: Lang, me: Option<Me>, section: Section) -> impl IntoView {
                     {tab("/ops/orders", Section::Orders, OpsKey::nav_orders)}
                     {tab("/ops/anomalies", Section::Anomalies, OpsKey::nav_anomalies)}
                     {tab("/ops/audit", Section::Audit, OpsKey::nav_audit)}
+                    {(me.role == Role::Admin).then(|| tab("/ops/operators", Section::Operators, OpsKey::nav_operators))}
                 </nav>
                 <div class="whoami">
-                    <span data-testid="ops-me">{me.name.clone()}" · "{role_text(lang, me.role)}</span>
+                    <a href="/ops/2fa" data-testid="ops-me" aria-label=t(lang, OpsKey::twofa_title)>{me.name.clone()}" · "{role_text(lang, me.role)}</a>
                     <form method="post" action="/ops/logout" class="inline">
                         <button type="submit" class="button small link" data-testid="ops-logout">{t(lang, OpsKey::sign_out)}</button>
                     </form>

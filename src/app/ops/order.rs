@@ -5,7 +5,9 @@ use leptos::prelude::*;
 
 use super::{status_text, t, t_with, when, yuan, Flash, OpsKey};
 use crate::app::i18n::Lang;
-use crate::server::domain::{AnomalyRow, AuditRow, EventRow, ItemRow, OrderRow, RefundRow};
+use crate::server::domain::{
+    AnomalyRow, AuditRow, CallRow, EventRow, ItemRow, NotifyRow, OrderRow, RefundRow,
+};
 
 #[derive(Debug, Clone)]
 pub struct OrderPageData {
@@ -15,6 +17,9 @@ pub struct OrderPageData {
     pub refunds: Vec<RefundRow>,
     pub anomalies: Vec<AnomalyRow>,
     pub audit: Vec<AuditRow>,
+    /// Every call made to WeChat for it, and every notify received naming it.
+    pub calls: Vec<CallRow>,
+    pub notifies: Vec<NotifyRow>,
     /// What may still be refunded: paid − refunded − in progress.
     pub refundable: i64,
     /// The signed-in operator may refund, note and query (role operator or admin).
@@ -136,6 +141,42 @@ pub fn OrderPage(lang: Lang, d: OrderPageData) -> impl IntoView {
                     <button type="submit" class="button" data-testid="ops-note-submit">{t(lang, OpsKey::note_submit)}</button>
                 </form>
             })}
+        </section>
+
+        <section class="card" aria-labelledby="calls-h">
+            <h2 id="calls-h">{t(lang, OpsKey::calls_title)}</h2>
+            <table class="grid" data-testid="ops-calls">
+                <thead><tr>
+                    <th scope="col">{t(lang, OpsKey::col_when)}</th><th scope="col">{t(lang, OpsKey::col_api)}</th>
+                    <th scope="col">{t(lang, OpsKey::col_result)}</th><th scope="col" class="num">{t(lang, OpsKey::col_latency)}</th>
+                </tr></thead>
+                <tbody>
+                    {d.calls.iter().map(|c| view! {
+                        <tr data-testid="ops-call" data-api=c.api.clone()>
+                            <td>{when(c.at)}</td><td class="mono">{c.api.clone()}</td>
+                            <td><span class=if c.result == "success" { "pill paid" } else { "pill failed" }>{c.result.clone()}</span></td>
+                            <td class="num">{format!("{} ms", c.latency_ms)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <h3>{t(lang, OpsKey::notifies_title)}</h3>
+            <table class="grid" data-testid="ops-notifies">
+                <thead><tr>
+                    <th scope="col">{t(lang, OpsKey::col_when)}</th><th scope="col">{t(lang, OpsKey::col_kind)}</th>
+                    <th scope="col">{t(lang, OpsKey::col_result)}</th><th scope="col">{t(lang, OpsKey::col_reference)}</th>
+                    <th scope="col">{t(lang, OpsKey::col_reason)}</th>
+                </tr></thead>
+                <tbody>
+                    {d.notifies.iter().map(|n| view! {
+                        <tr data-testid="ops-notify" data-outcome=n.outcome.clone()>
+                            <td>{when(n.at)}</td><td>{n.kind.clone()}</td>
+                            <td><span class=if n.outcome == "accepted" { "pill paid" } else { "pill failed" }>{n.outcome.clone()}</span></td>
+                            <td class="mono small">{n.reference.clone()}</td><td class="small">{n.reason.clone()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
         </section>
 
         <section class="card" aria-labelledby="audit-h">

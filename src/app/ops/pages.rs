@@ -13,6 +13,9 @@ pub fn LoginPage(
     next: String,
     error: Option<OpsKey>,
     again: Option<String>,
+    /// The name as typed, kept after a failed attempt.
+    #[prop(optional)]
+    name: String,
 ) -> impl IntoView {
     view! {
         <section class="card narrow" data-testid="ops-login">
@@ -24,9 +27,11 @@ pub fn LoginPage(
                 <label for="login-name">{t(lang, OpsKey::login_name)}</label>
                 <input id="login-name" name="name" type="text" autocomplete="username" required
                     autocapitalize="none" spellcheck="false" maxlength="64"
-                    value=again.clone().unwrap_or_default() readonly=again.is_some()/>
+                    value=again.clone().unwrap_or(name) readonly=again.is_some()/>
                 <label for="login-password">{t(lang, OpsKey::login_password)}</label>
                 <input id="login-password" name="password" type="password" autocomplete="current-password" required maxlength="1024"/>
+                <label for="login-code">{t(lang, OpsKey::login_code_optional)}</label>
+                <input id="login-code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="12"/>
                 <button type="submit" class="button primary" data-testid="login-submit">{t(lang, OpsKey::sign_in)}</button>
             </form>
         </section>

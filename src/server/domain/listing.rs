@@ -69,6 +69,27 @@ pub struct AnomalyItem {
     pub resolution: Option<String>,
 }
 
+/// One call to WeChat Pay for an order, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    pub at: i64,
+    pub order_id: String,
+    pub api: String,
+    pub result: String,
+    pub latency_ms: i64,
+}
+
+/// One notify received, with its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyRow {
+    pub at: i64,
+    pub kind: String,
+    pub order_id: String,
+    pub reference: String,
+    pub outcome: String,
+    pub reason: String,
+}
+
 /// The overview's counts (one Beijing day, and what is open now).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverviewCounts {

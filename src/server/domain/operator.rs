@@ -104,6 +104,11 @@ pub struct OperatorRow {
     pub password_hash: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    /// The TOTP secret (base32) when the second factor is on; one set up but unconfirmed; the
+    /// last time step a code was used for.
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    pub totp_last_step: Option<i64>,
 }
 
 /// A console session: whose, and the times its time-outs count from.
@@ -160,6 +165,8 @@ pub enum Audited {
     OperatorDisabled,
     OperatorRole,
     Requeue,
+    SecondFactorOn,
+    SecondFactorOff,
 }
 
 impl Audited {
@@ -176,6 +183,8 @@ impl Audited {
             Audited::OperatorDisabled => "operator_disabled",
             Audited::OperatorRole => "operator_role",
             Audited::Requeue => "requeue",
+            Audited::SecondFactorOn => "second_factor_on",
+            Audited::SecondFactorOff => "second_factor_off",
         }
     }
 }

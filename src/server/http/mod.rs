@@ -104,15 +104,16 @@ fn with_security_headers(app: Router, reload_ws: &str) -> Router {
     use axum::http::header::{
         CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
     };
-    let csp = format!(
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
-         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' {reload_ws}; \
-         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-    );
+    // Pages set their own, with the response's script nonce (`app::page_csp`); this is for
+    // everything else, which runs no inline script at all.
+    let _ = reload_ws;
+    let csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
     let header = |name, value: HeaderValue| SetResponseHeaderLayer::if_not_present(name, value);
     app.layer(header(
         CONTENT_SECURITY_POLICY,
-        HeaderValue::from_str(&csp).expect("a valid header value"),
+        HeaderValue::from_static(csp),
     ))
     .layer(header(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
     .layer(header(
@@ -134,6 +135,14 @@ pub async fn same_origin(
     next: axum::middleware::Next,
 ) -> Response {
     if req.uri().path().starts_with("/api/") && req.method() != axum::http::Method::GET {
+        let too_large = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > SERVER_FN_BODY as u64);
+        if too_large {
+            return too_large_answer(req.headers());
+        }
         let h = req.headers();
         let claimed = h
             .get(axum::http::header::ORIGIN)
@@ -149,7 +158,35 @@ pub async fn same_origin(
             }
         }
     }
+    // A body without a length (chunked) is read up to the limit here, so a server function
+    // never reads more.
+    if req.uri().path().starts_with("/api/") && req.method() != axum::http::Method::GET {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, SERVER_FN_BODY).await else {
+            return too_large_answer(&parts.headers);
+        };
+        return next
+            .run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await;
+    }
     next.run(req).await
+}
+
+/// The most a server function's arguments may take (a cart of every product is under 2 KB).
+const SERVER_FN_BODY: usize = 64 * 1024;
+
+fn too_large_answer(headers: &axum::http::HeaderMap) -> Response {
+    let lang = crate::app::i18n::from_headers(headers);
+    let text = crate::app::i18n::console::t(lang, crate::app::i18n::console::OpsKey::err_too_large);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "BadRequest": text }).to_string(),
+    )
+        .into_response()
 }
 
 pub(crate) fn same_site(claimed: &reqwest::Url, host: Option<&str>, public_url: &str) -> bool {

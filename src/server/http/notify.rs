@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::server::bus::PayResults;
-use crate::server::domain::PayResult;
+use crate::server::domain::{NotifyRow, PayResult};
+use crate::server::oplog::Entry;
 use crate::server::state::Ctx;
 use crate::server::support::metrics;
 use crate::server::wxpay::notify::{self, NotifyError, REPLY_SUCCESS};
@@ -23,7 +24,8 @@ fn xml(status: StatusCode, body: String) -> Response {
 }
 
 pub async fn notify(State(ctx): State<Arc<Ctx>>, body: Bytes) -> Response {
-    let (status, reply) = handle_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
+    let (status, reply, judged) = judge_notify(&ctx.settings.merchant, &*ctx.bus, &body).await;
+    ctx.oplog.record(Entry::Notify(judged));
     xml(status, reply)
 }
 
@@ -33,40 +35,83 @@ pub async fn handle_notify(
     bus: &dyn PayResults,
     body: &[u8],
 ) -> (StatusCode, String) {
+    let (status, reply, _) = judge_notify(merchant, bus, body).await;
+    (status, reply)
+}
+
+/// The same, with what the operations log keeps of it: the order and transaction it names
+/// (as claimed, when it was refused), the verdict and why.
+async fn judge_notify(
+    merchant: &Merchant,
+    bus: &dyn PayResults,
+    body: &[u8],
+) -> (StatusCode, String, NotifyRow) {
+    let claimed = |k: &str| {
+        crate::server::wxpay::xml::parse(body)
+            .ok()
+            .and_then(|p| p.get(k).cloned())
+            .map(|v| v.chars().take(64).collect::<String>())
+            .unwrap_or_default()
+    };
+    let row = |order_id: String, reference: String, outcome: &'static str, reason: String| {
+        metrics::notify("pay", outcome);
+        NotifyRow {
+            at: crate::server::support::clock::now_ms(),
+            kind: "pay".into(),
+            order_id,
+            reference,
+            outcome: outcome.into(),
+            reason: reason.chars().take(256).collect(),
+        }
+    };
     let pay = match notify::parse_and_verify(body, merchant) {
         Ok(pay) => pay,
         // Verified, but not a payment: nothing to do, and nothing to retry.
         Err(NotifyError::PaymentFailed(code)) => {
             tracing::info!(err_code = %code, "notify for a failed payment acknowledged");
-            metrics::notify("pay", "payment_failed");
-            return (StatusCode::OK, REPLY_SUCCESS.to_string());
+            let r = row(
+                claimed("out_trade_no"),
+                claimed("transaction_id"),
+                "payment_failed",
+                code,
+            );
+            return (StatusCode::OK, REPLY_SUCCESS.to_string(), r);
         }
         Err(e) => {
             tracing::warn!(error = %e, "notify refused");
-            metrics::notify(
-                "pay",
-                match e {
-                    NotifyError::MissingSign | NotifyError::BadSign => "refused_sign",
-                    NotifyError::WrongMerchant => "refused_merchant",
-                    NotifyError::Xml(_) => "refused_xml",
-                    _ => "refused_field",
-                },
+            let outcome = match e {
+                NotifyError::MissingSign | NotifyError::BadSign => "refused_sign",
+                NotifyError::WrongMerchant => "refused_merchant",
+                NotifyError::Xml(_) => "refused_xml",
+                _ => "refused_field",
+            };
+            let r = row(
+                claimed("out_trade_no"),
+                claimed("transaction_id"),
+                outcome,
+                e.to_string(),
             );
-            return (StatusCode::BAD_REQUEST, notify::reply_fail(&e.to_string()));
+            return (
+                StatusCode::BAD_REQUEST,
+                notify::reply_fail(&e.to_string()),
+                r,
+            );
         }
     };
+    let (order_id, tx) = (pay.out_trade_no.clone(), pay.transaction_id.clone());
     match bus.publish(&PayResult::from(&pay)).await {
         Ok(()) => {
             tracing::info!(order_id = %pay.out_trade_no, transaction_id = %pay.transaction_id, "notify accepted");
-            metrics::notify("pay", "accepted");
-            (StatusCode::OK, REPLY_SUCCESS.to_string())
+            let r = row(order_id, tx, "accepted", String::new());
+            (StatusCode::OK, REPLY_SUCCESS.to_string(), r)
         }
         Err(e) => {
             tracing::error!(error = %e, order_id = %pay.out_trade_no, "notify not handed off; WeChat will retry");
-            metrics::notify("pay", "unavailable");
+            let r = row(order_id, tx, "unavailable", e.to_string());
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 notify::reply_fail("temporarily unavailable"),
+                r,
             )
         }
     }

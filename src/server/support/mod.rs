@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod password;
 pub mod redact;
 pub mod session;
+pub mod totp;
 
 /// A boxed, sendable future: what the seams' trait methods return (object-safe traits).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

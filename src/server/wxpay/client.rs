@@ -20,6 +20,8 @@ pub struct WxPayClient {
     /// Answers no WeChat Pay host gives (an HTTP error page, HTML) since the last protocol answer:
     /// the base URL is probably wrong. Cleared by the next protocol answer.
     misdirected: std::sync::Arc<std::sync::Mutex<Option<Foreign>>>,
+    /// Where each call for an order is noted (the console's order page).
+    oplog: crate::server::oplog::OpLog,
 }
 
 /// Answers from something that does not speak WeChat Pay, since the last one that did.
@@ -131,6 +133,12 @@ impl ClientTls {
 }
 
 impl WxPayClient {
+    /// Notes every call made for an order in `log`.
+    pub fn with_oplog(mut self, log: crate::server::oplog::OpLog) -> Self {
+        self.oplog = log;
+        self
+    }
+
     pub fn new(base_url: &str, merchant: Merchant, timeout: Duration) -> Self {
         Self::with_tls(base_url, merchant, timeout, &ClientTls::default())
             .expect("no TLS material to read")
@@ -175,6 +183,7 @@ impl WxPayClient {
             base_url,
             merchant,
             misdirected: Default::default(),
+            oplog: Default::default(),
         })
     }
 
@@ -252,8 +261,9 @@ impl WxPayClient {
 
     pub(super) async fn call_plain(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
         let started = std::time::Instant::now();
+        let order = p.get("out_trade_no").cloned();
         let r = self.call(&self.http, path, p).await;
-        observe(path, &r, started);
+        self.observe(path, order, &r, started);
         r
     }
 
@@ -262,8 +272,9 @@ impl WxPayClient {
     /// counted toward `misdirected`.
     pub(super) async fn call_secure(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
         let started = std::time::Instant::now();
+        let order = p.get("out_trade_no").cloned();
         let r = self.send(&self.secure, path, p).await;
-        observe(path, &r, started);
+        self.observe(path, order, &r, started);
         r
     }
 
@@ -401,18 +412,38 @@ pub fn nonce() -> String {
     crate::server::support::ids::random_alnum(32)
 }
 
-/// Counts one call by API and how it ended (`success`, the business error code, or the class
-/// of failure), with its latency.
-fn observe(path: &str, r: &Result<Params, WxPayError>, started: std::time::Instant) {
-    let result = match r {
-        Ok(_) => "success".to_string(),
-        Err(WxPayError::Business { code, .. }) => code.as_str().to_string(),
-        Err(WxPayError::Http(c)) if *c >= 500 => "http_5xx".into(),
-        Err(WxPayError::Http(_)) => "http_other".into(),
-        Err(WxPayError::Transport(_)) => "transport".into(),
-        Err(WxPayError::Protocol { .. }) => "protocol".into(),
-        Err(WxPayError::BadSignature) => "bad_signature".into(),
-        Err(WxPayError::InvalidResponse(_) | WxPayError::Xml(_)) => "invalid".into(),
-    };
-    crate::server::support::metrics::wxpay_call(path, &result, started.elapsed().as_secs_f64());
+impl WxPayClient {
+    /// Counts one call by API and how it ended (`success`, the business error code, or the
+    /// class of failure), with its latency, and notes it for its order.
+    fn observe(
+        &self,
+        path: &str,
+        order: Option<String>,
+        r: &Result<Params, WxPayError>,
+        started: std::time::Instant,
+    ) {
+        let result = match r {
+            Ok(_) => "success".to_string(),
+            Err(WxPayError::Business { code, .. }) => code.as_str().to_string(),
+            Err(WxPayError::Http(c)) if *c >= 500 => "http_5xx".into(),
+            Err(WxPayError::Http(_)) => "http_other".into(),
+            Err(WxPayError::Transport(_)) => "transport".into(),
+            Err(WxPayError::Protocol { .. }) => "protocol".into(),
+            Err(WxPayError::BadSignature) => "bad_signature".into(),
+            Err(WxPayError::InvalidResponse(_) | WxPayError::Xml(_)) => "invalid".into(),
+        };
+        let took = started.elapsed();
+        crate::server::support::metrics::wxpay_call(path, &result, took.as_secs_f64());
+        if let Some(order_id) = order {
+            self.oplog.record(crate::server::oplog::Entry::Call(
+                crate::server::domain::CallRow {
+                    at: crate::server::support::clock::now_ms(),
+                    order_id,
+                    api: path.rsplit('/').next().unwrap_or(path).to_string(),
+                    result,
+                    latency_ms: took.as_millis() as i64,
+                },
+            ));
+        }
+    }
 }

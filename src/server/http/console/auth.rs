@@ -89,7 +89,7 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
     let path = req.uri().path();
     let open = matches!(path, "/ops/login" | "/ops/language");
     // A script's bearer token is checked by the JSON endpoints themselves.
-    if !path.starts_with("/ops") || open || super::bearer(&req) {
+    if !path.starts_with("/ops") || open || super::bearer(&req) || super::json_only(path) {
         return next.run(req).await;
     }
     let secure = secure(&state);
@@ -110,6 +110,19 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         }
     };
     let Some((hash, session)) = found else {
+        // A script (no HTML wanted) gets a plain 401; a browser is sent to sign in.
+        let wants_page = req
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if !wants_page {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "sign in at /ops/login, or send Authorization: Bearer <SCANPAY_OPS_TOKEN>",
+            )
+                .into_response();
+        }
         let target = req
             .uri()
             .path_and_query()
@@ -160,6 +173,7 @@ pub async fn login_page(
         safe_next(&q.next),
         None,
         again,
+        String::new(),
         StatusCode::OK,
     )
 }
@@ -170,6 +184,7 @@ fn login_form(
     next: String,
     error: Option<OpsKey>,
     again: Option<String>,
+    name: String,
     status: StatusCode,
 ) -> Response {
     let title = ops::t(lang, OpsKey::sign_in);
@@ -179,7 +194,7 @@ fn login_form(
         title,
         None,
         Section::None,
-        move || view! { <LoginPage lang=lang next=next error=error again=again/> },
+        move || view! { <LoginPage lang=lang next=next error=error again=again name=name/> },
     );
     (status, Html(body)).into_response()
 }
@@ -190,6 +205,9 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    /// The authenticator's code (or a recovery code), for operators with a second factor.
+    #[serde(default)]
+    code: String,
 }
 
 /// `POST /ops/login`.
@@ -204,8 +222,17 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
     let next = safe_next(&form.next);
     let ctx = &state.ctx;
     let now = now_ms();
+    let typed: String = form.name.chars().take(64).collect();
     let fail = |key: OpsKey, status: StatusCode| {
-        login_form(&state, lang, next.clone(), Some(key), None, status)
+        login_form(
+            &state,
+            lang,
+            next.clone(),
+            Some(key),
+            None,
+            typed.clone(),
+            status,
+        )
     };
     // The name as typed (bounded) is what the limit counts, valid or not.
     let tried: String = form
@@ -244,9 +271,20 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
         .await
         .unwrap_or(false);
     let operator = operator.filter(|o| verified && o.disabled_at.is_none() && !locked);
+    // The second factor, for an operator who has one: a wrong or missing code is a failed
+    // sign-in like a wrong password (the same answer, counted the same).
+    let second = match &operator {
+        Some(o) => super::twofactor::second_factor_ok(ctx, o, &form.code)
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    let operator = operator.filter(|_| second);
     let Some(operator) = operator else {
         let detail = if locked {
             "locked: too many failures"
+        } else if verified && !second {
+            "second factor"
         } else {
             ""
         };

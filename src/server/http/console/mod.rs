@@ -4,8 +4,10 @@
 //! paths, for scripts.
 
 mod actions;
+mod admin;
 mod auth;
 mod pages;
+mod twofactor;
 
 use axum::extract::{Request, State};
 use axum::handler::Handler;
@@ -49,8 +51,22 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ops/anomalies", get(anomalies_route))
         .route("/ops/anomalies/{id}/resolve", post(actions::resolve))
         .route("/ops/audit", get(pages::audit))
+        .route("/ops/2fa", get(twofactor::page_2fa))
+        .route("/ops/2fa/start", post(twofactor::start))
+        .route("/ops/2fa/enable", post(twofactor::enable))
+        .route("/ops/2fa/disable", post(twofactor::disable))
+        .route("/ops/operators", get(admin::operators).post(admin::add))
+        .route("/ops/operators/{name}/role", post(admin::set_role))
+        .route("/ops/operators/{name}/disable", post(admin::disable))
         .layer(from_fn_with_state(state.clone(), auth::gate))
         .layer(from_fn_with_state(state, same_site_forms))
+}
+
+/// A path only scripts use (no console page posts there): the bearer token decides, so neither
+/// the sign-in gate nor the form check stands in front of its 401.
+pub(super) fn json_only(path: &str) -> bool {
+    let p: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(p.as_slice(), ["ops", "orders", _, "refunds"])
 }
 
 /// A script's request to a JSON endpoint: it carries the ops token (checked by `http::ops`),
@@ -108,7 +124,7 @@ async fn bearer_only() -> Response {
 /// Cross-site request forgery: besides the SameSite=Strict cookie, a console form must come
 /// from a console page — its `Origin` (or `Referer`) present and this site's.
 async fn same_site_forms(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() == axum::http::Method::POST && !bearer(&req) {
+    if req.method() == axum::http::Method::POST && !bearer(&req) && !json_only(req.uri().path()) {
         let h = req.headers();
         let claimed = h
             .get(axum::http::header::ORIGIN)

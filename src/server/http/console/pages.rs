@@ -267,9 +267,11 @@ pub async fn order(
             ctx.store.refunds_of(&id).await?,
             ctx.store.anomalies(500).await?,
             ctx.store.audit_log(None, Some(&id), 100).await?,
+            ctx.store.calls_of(&id, 500).await?,
+            ctx.store.notifies_of(&id, 500).await?,
         ))
     };
-    let (items, events, refunds, anomalies, audit) = match loaded.await {
+    let (items, events, refunds, anomalies, audit, calls, notifies) = match loaded.await {
         Ok(x) => x,
         Err(e) => return unavailable(e),
     };
@@ -295,6 +297,8 @@ pub async fn order(
         refunds,
         anomalies,
         audit,
+        calls,
+        notifies,
         refundable,
         may_act: may(&signed, Action::Refund),
         done: Some(flash.done).filter(|s| !s.is_empty()),

@@ -2,8 +2,8 @@
 //! here once from the filter: placeholders only, never a value in the text).
 
 use crate::server::domain::{
-    AnomalyItem, AuditEntry, AuditRow, OperatorRow, OpsSessionRow, OrderFilter, OrderLine,
-    OverviewCounts, Role,
+    AnomalyItem, AuditEntry, AuditRow, CallRow, NotifyRow, OperatorRow, OpsSessionRow, OrderFilter,
+    OrderLine, OverviewCounts, Role,
 };
 use crate::server::store::{Engine, Store};
 
@@ -203,5 +203,65 @@ impl Store {
         since: i64,
     ) -> Result<(Vec<(i64, i64)>, Vec<(i64, i64)>), sqlx::Error> {
         on_engine!(self, s => s.hourly(since).await)
+    }
+
+    pub async fn write_oplog(
+        &self,
+        calls: &[CallRow],
+        notifies: &[NotifyRow],
+    ) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.write_oplog(calls, notifies).await)
+    }
+
+    pub async fn calls_of(&self, order_id: &str, limit: i64) -> Result<Vec<CallRow>, sqlx::Error> {
+        on_engine!(self, s => s.calls_of(order_id, limit).await)
+    }
+
+    pub async fn notifies_of(
+        &self,
+        order_id: &str,
+        limit: i64,
+    ) -> Result<Vec<NotifyRow>, sqlx::Error> {
+        on_engine!(self, s => s.notifies_of(order_id, limit).await)
+    }
+
+    pub async fn set_operator_role(
+        &self,
+        name: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.set_operator_role(name, role, now).await)
+    }
+
+    pub async fn set_totp_pending(&self, name: &str, secret: &str) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.set_totp_pending(name, secret).await)
+    }
+
+    pub async fn enable_totp(
+        &self,
+        name: &str,
+        pending: &str,
+        step: i64,
+        code_hashes: &[String],
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.enable_totp(name, pending, step, code_hashes).await)
+    }
+
+    pub async fn disable_totp(&self, name: &str) -> Result<(), sqlx::Error> {
+        on_engine!(self, s => s.disable_totp(name).await)
+    }
+
+    pub async fn use_totp_step(&self, name: &str, step: i64) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.use_totp_step(name, step).await)
+    }
+
+    pub async fn use_recovery_code(
+        &self,
+        name: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.use_recovery_code(name, code_hash, now).await)
     }
 }

@@ -11,8 +11,8 @@ macro_rules! console_sql {
         use sqlx::Row as _;
 
         use crate::server::domain::{
-            AnomalyItem, AuditEntry, AuditRow, OperatorRow, OpsSessionRow, OrderFilter, OrderLine,
-            OverviewCounts, Role,
+            AnomalyItem, AuditEntry, AuditRow, CallRow, NotifyRow, OperatorRow, OpsSessionRow,
+            OrderFilter, OrderLine, OverviewCounts, Role,
         };
 
         fn role_of(r: &$row) -> Result<Role, sqlx::Error> {
@@ -27,6 +27,9 @@ macro_rules! console_sql {
                 password_hash: r.try_get("password_hash")?,
                 created_at: r.try_get("created_at")?,
                 disabled_at: r.try_get("disabled_at")?,
+                totp_secret: r.try_get("totp_secret")?,
+                totp_pending: r.try_get("totp_pending")?,
+                totp_last_step: r.try_get("totp_last_step")?,
             })
         }
 
@@ -89,7 +92,8 @@ macro_rules! console_sql {
 
             pub async fn operator(&self, name: &str) -> Result<Option<OperatorRow>, sqlx::Error> {
                 sqlx::query(&$q(
-                    "SELECT name, role, password_hash, created_at, disabled_at \
+                    "SELECT name, role, password_hash, created_at, disabled_at, totp_secret, \
+                     totp_pending, totp_last_step \
                      FROM operators WHERE name = ?",
                 ))
                 .bind(name)
@@ -101,7 +105,8 @@ macro_rules! console_sql {
 
             pub async fn operators(&self) -> Result<Vec<OperatorRow>, sqlx::Error> {
                 sqlx::query(&$q(
-                    "SELECT name, role, password_hash, created_at, disabled_at \
+                    "SELECT name, role, password_hash, created_at, disabled_at, totp_secret, \
+                     totp_pending, totp_last_step \
                      FROM operators ORDER BY name",
                 ))
                 .fetch_all(&self.pool)
@@ -131,6 +136,134 @@ macro_rules! console_sql {
                     .await?;
                 tx.commit().await?;
                 Ok(changed > 0)
+            }
+
+            /// Gives an enabled operator another role and ends their sessions (they sign in
+            /// again under it); false if there is no such enabled operator.
+            pub async fn set_operator_role(
+                &self,
+                name: &str,
+                role: Role,
+                now: i64,
+            ) -> Result<bool, sqlx::Error> {
+                let mut tx = self.pool.begin().await?;
+                let changed = sqlx::query(&$q(
+                    "UPDATE operators SET role = ?, updated_at = ? WHERE name = ? AND disabled_at IS NULL",
+                ))
+                .bind(role.as_str())
+                .bind(now)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(&$q("DELETE FROM ops_sessions WHERE operator = ?"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(changed > 0)
+            }
+
+            pub async fn set_totp_pending(&self, name: &str, secret: &str) -> Result<bool, sqlx::Error> {
+                Ok(sqlx::query(&$q(
+                    "UPDATE operators SET totp_pending = ? WHERE name = ? AND totp_secret IS NULL",
+                ))
+                .bind(secret)
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    > 0)
+            }
+
+            /// The pending secret confirmed (by a code of `step`), with fresh recovery codes.
+            pub async fn enable_totp(
+                &self,
+                name: &str,
+                pending: &str,
+                step: i64,
+                code_hashes: &[String],
+            ) -> Result<bool, sqlx::Error> {
+                let mut tx = self.pool.begin().await?;
+                let changed = sqlx::query(&$q(
+                    "UPDATE operators SET totp_secret = totp_pending, totp_pending = NULL, \
+                     totp_last_step = ? WHERE name = ? AND totp_pending = ? AND totp_secret IS NULL",
+                ))
+                .bind(step)
+                .bind(name)
+                .bind(pending)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(&$q("DELETE FROM operator_recovery_codes WHERE operator = ?"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                for h in code_hashes {
+                    sqlx::query(&$q(
+                        "INSERT INTO operator_recovery_codes (operator, code_hash) VALUES (?, ?)",
+                    ))
+                    .bind(name)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            pub async fn disable_totp(&self, name: &str) -> Result<(), sqlx::Error> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&$q(
+                    "UPDATE operators SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL \
+                     WHERE name = ?",
+                ))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&$q("DELETE FROM operator_recovery_codes WHERE operator = ?"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+
+            /// A code of time step `step` used: true only the first time (later steps only).
+            pub async fn use_totp_step(&self, name: &str, step: i64) -> Result<bool, sqlx::Error> {
+                Ok(sqlx::query(&$q(
+                    "UPDATE operators SET totp_last_step = ? WHERE name = ? \
+                     AND (totp_last_step IS NULL OR totp_last_step < ?)",
+                ))
+                .bind(step)
+                .bind(name)
+                .bind(step)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    > 0)
+            }
+
+            /// A recovery code used: true only the first time.
+            pub async fn use_recovery_code(
+                &self,
+                name: &str,
+                code_hash: &str,
+                now: i64,
+            ) -> Result<bool, sqlx::Error> {
+                Ok(sqlx::query(&$q(
+                    "UPDATE operator_recovery_codes SET used_at = ? \
+                     WHERE operator = ? AND code_hash = ? AND used_at IS NULL",
+                ))
+                .bind(now)
+                .bind(name)
+                .bind(code_hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    > 0)
             }
 
             pub async fn create_ops_session(
@@ -445,6 +578,88 @@ macro_rules! console_sql {
                 }
                 let paid = out.pop().unwrap_or_default();
                 Ok((out.pop().unwrap_or_default(), paid))
+            }
+
+            /// Writes a batch of the operations log in one transaction.
+            pub async fn write_oplog(
+                &self,
+                calls: &[CallRow],
+                notifies: &[NotifyRow],
+            ) -> Result<(), sqlx::Error> {
+                let mut tx = self.pool.begin().await?;
+                let call_sql = $q("INSERT INTO wxpay_calls (at, order_id, api, result, latency_ms) \
+                     VALUES (?, ?, ?, ?, ?)");
+                for c in calls {
+                    sqlx::query(&call_sql)
+                        .bind(c.at)
+                        .bind(&c.order_id)
+                        .bind(&c.api)
+                        .bind(&c.result)
+                        .bind(c.latency_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let notify_sql = $q("INSERT INTO notify_log (at, kind, order_id, reference, outcome, reason) \
+                     VALUES (?, ?, ?, ?, ?, ?)");
+                for n in notifies {
+                    sqlx::query(&notify_sql)
+                        .bind(n.at)
+                        .bind(&n.kind)
+                        .bind(&n.order_id)
+                        .bind(&n.reference)
+                        .bind(&n.outcome)
+                        .bind(&n.reason)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+
+            /// The calls made to WeChat for an order, oldest first.
+            pub async fn calls_of(&self, order_id: &str, limit: i64) -> Result<Vec<CallRow>, sqlx::Error> {
+                sqlx::query(&$q(
+                    "SELECT at, order_id, api, result, latency_ms FROM wxpay_calls \
+                     WHERE order_id = ? ORDER BY at, id LIMIT ?",
+                ))
+                .bind(order_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| -> Result<CallRow, sqlx::Error> {
+                    Ok(CallRow {
+                        at: r.try_get("at")?,
+                        order_id: r.try_get("order_id")?,
+                        api: r.try_get("api")?,
+                        result: r.try_get("result")?,
+                        latency_ms: r.try_get("latency_ms")?,
+                    })
+                })
+                .collect()
+            }
+
+            /// The notifies received naming an order, oldest first.
+            pub async fn notifies_of(&self, order_id: &str, limit: i64) -> Result<Vec<NotifyRow>, sqlx::Error> {
+                sqlx::query(&$q(
+                    "SELECT at, kind, order_id, reference, outcome, reason FROM notify_log \
+                     WHERE order_id = ? ORDER BY at, id LIMIT ?",
+                ))
+                .bind(order_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| -> Result<NotifyRow, sqlx::Error> {
+                    Ok(NotifyRow {
+                        at: r.try_get("at")?,
+                        kind: r.try_get("kind")?,
+                        order_id: r.try_get("order_id")?,
+                        reference: r.try_get("reference")?,
+                        outcome: r.try_get("outcome")?,
+                        reason: r.try_get("reason")?,
+                    })
+                })
+                .collect()
             }
 
             /// The order an exact id names: an out_trade_no, a WeChat transaction_id (of the
