@@ -48,6 +48,7 @@ pub async fn prepare(s: &Store, tag: &str, n: usize) -> Vec<Payment> {
             total_fee: fee,
             time_end: "20261127120000".into(),
             paid_at_ms: now_ms(),
+            received_at_ms: None,
         };
         s.publish_pay_result(&n).await.unwrap();
         out.push(Payment {

@@ -54,6 +54,10 @@ CREATE INDEX ops_audit_subject ON ops_audit (subject, at);
 
 -- The console's orders list: newest first, paged by (created_at, id).
 CREATE INDEX orders_created ON orders (created_at, id);
+-- The overview's and /metrics' counts: paid today, unfinished now, refunds finished today.
+CREATE INDEX orders_paid ON orders (paid_at);
+CREATE INDEX orders_status ON orders (status, created_at);
+CREATE INDEX refunds_finished ON refunds (finished_at);
 
 -- The operations log (`server::oplog`): every call made to WeChat Pay for an order, as the
 -- client saw it (never a key or a signature), and every notify received with its verdict.

@@ -66,9 +66,29 @@ async fn write(store: Store, mut rx: mpsc::Receiver<Entry>) {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
                 Err(e) => {
-                    let n = calls.len() + notifies.len();
-                    tracing::error!(error = %e, entries = n, "operations log entries lost");
-                    metrics::counter!("scanpay_oplog_dropped_total").increment(n as u64);
+                    // One at a time, so one bad entry costs only itself.
+                    tracing::warn!(error = %e, "operations log batch refused; writing its entries one by one");
+                    let mut lost = 0u64;
+                    for c in &calls {
+                        lost += u64::from(
+                            store
+                                .write_oplog(std::slice::from_ref(c), &[])
+                                .await
+                                .is_err(),
+                        );
+                    }
+                    for n in &notifies {
+                        lost += u64::from(
+                            store
+                                .write_oplog(&[], std::slice::from_ref(n))
+                                .await
+                                .is_err(),
+                        );
+                    }
+                    if lost > 0 {
+                        tracing::error!(entries = lost, "operations log entries lost");
+                        metrics::counter!("scanpay_oplog_dropped_total").increment(lost);
+                    }
                 }
             }
         }

@@ -471,7 +471,28 @@ async fn filters_pages_and_csv_select_exactly() {
 #[tokio::test]
 async fn metrics_name_what_happened() {
     let app = app_with(&[]).await;
-    let (_, _id) = paid_order(&app, &[("BUN-RED", 1)]).await;
+    let (_, id) = paid_order(&app, &[("BUN-RED", 1)]).await;
+    let r = app
+        .http
+        .post(format!("{}/ops/orders/{id}/refunds", app.base))
+        .bearer_auth("console-tests-ops-token")
+        .header("content-type", "application/json")
+        .body(r#"{"amount_fen": 100, "reason": "metrics"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let no = format!("{id}R01");
+    let started = std::time::Instant::now();
+    while app.ctx().store.refund(&no).await.unwrap().unwrap().status
+        != scanpay::server::domain::RefundStatus::Success
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the refund settles"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let r = app
         .http
         .get(format!("{}/metrics", app.base))
@@ -482,7 +503,7 @@ async fn metrics_name_what_happened() {
     let text = r.text().await.unwrap();
     for want in [
         "scanpay_http_requests_total{method=\"POST\",route=\"/api/place_order\",status=\"200\"}",
-        "scanpay_http_request_duration_seconds_bucket{route=\"/api/place_order\"",
+        "scanpay_http_request_duration_seconds_bucket{route=\"/api/place_order\",status=\"200\"",
         "scanpay_wxpay_requests_total{api=\"unifiedorder\",result=\"success\"}",
         "scanpay_wxpay_request_duration_seconds_bucket{api=\"unifiedorder\"",
         "scanpay_notifies_total{kind=\"pay\",outcome=\"accepted\"}",
@@ -490,6 +511,13 @@ async fn metrics_name_what_happened() {
         "scanpay_orders_unfinished ",
         "scanpay_anomalies_open ",
         "scanpay_database_up 1",
+        "scanpay_refunds_total{status=\"requested\"}",
+        "scanpay_refunds_total{status=\"success\"}",
+        "scanpay_wxpay_requests_total{api=\"refund\",result=\"success\"}",
+        "scanpay_sweep_due_orders ",
+        "scanpay_sweep_lag_seconds ",
+        "scanpay_deadlines_due ",
+        "scanpay_pay_results_in_flight ",
         "scanpay_build_info{version=",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
@@ -693,4 +721,192 @@ async fn a_second_factor_is_set_up_by_qr_asked_at_sign_in_and_recovery_codes_wor
     assert_eq!(send(form(recovery[0].clone())).await, 401, "used once");
     let actions = audit_actions(&app).await;
     assert!(actions.contains(&("otto".to_string(), "second_factor_on".to_string())));
+}
+
+/// PostgreSQL + RabbitMQ only: a dead-lettered pay result is listed on the overview with what it
+/// carries (and stays there), and an admin — only an admin — hands it back to the consumers.
+#[tokio::test]
+async fn dead_letters_are_listed_and_an_admin_requeues_them() {
+    if !crate::common::full_engines() {
+        return;
+    }
+    let app = app_with(&[]).await;
+    let shopper = app.shopper().await;
+    let id = shopper.place_ok(&[("BUN-RED", 1)]).await;
+    let o = app
+        .wait_for(&id, "its QR code", |o| o.code_url.is_some())
+        .await;
+    let result = serde_json::json!({
+        "out_trade_no": id, "transaction_id": "4200000000000000000000000042",
+        "total_fee": o.total_fee, "time_end": "20261201120000", "paid_at_ms": 1_796_097_600_000i64,
+    });
+    let rabbit = scanpay::server::amqp::Rabbit::connect(app.ctx().settings.amqp.clone().unwrap())
+        .await
+        .unwrap();
+    let names = rabbit.names();
+    rabbit
+        .publish(
+            "",
+            &names.dead_queue,
+            "4200000000000000000000000042",
+            result.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    let admin = signed_in(&app, "ada").await;
+    let operator = signed_in(&app, "otto").await;
+    for _ in 0..2 {
+        let (status, _, page) = get(&app, "/ops", &admin).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains("4200000000000000000000000042"),
+            "listed with what it carries"
+        );
+        assert!(page.contains("ops-requeue"));
+    }
+    assert_eq!(
+        rabbit.dead_letters().await.unwrap(),
+        1,
+        "listing leaves it where it is"
+    );
+    let (_, _, page) = get(&app, "/ops", &operator).await;
+    assert!(
+        !page.contains("ops-requeue"),
+        "no requeue button for an operator"
+    );
+    assert_eq!(
+        post(&app, "/ops/dead-letters/requeue", &operator, &[])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        post(&app, "/ops/dead-letters/requeue", &admin, &[]).await.1,
+        "/ops?done=requeued"
+    );
+    app.wait_for(&id, "paid by the requeued pay result", |o| {
+        o.status == scanpay::app::types::OrderStatus::Paid
+    })
+    .await;
+    assert_eq!(rabbit.dead_letters().await.unwrap(), 0);
+    assert!(audit_actions(&app)
+        .await
+        .contains(&("ada".to_string(), "requeue".to_string())));
+}
+
+/// Sessions end at their absolute time-out however busy they are.
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_time_out() {
+    let app = app_with(&[("SCANPAY_OPS_SESSION_LIFETIME", "1s")]).await;
+    let cookie = signed_in(&app, "vera").await;
+    for _ in 0..3 {
+        assert_eq!(get(&app, "/ops", &cookie).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        get(&app, "/ops", &cookie).await.0,
+        303,
+        "used all along, ended all the same"
+    );
+}
+
+/// The CSV export of 10,000 orders: every one, once, in order, read 500 at a time (the response
+/// is a stream of pages; nothing holds the whole file).
+#[tokio::test]
+async fn the_csv_export_streams_ten_thousand_orders() {
+    let app = app_with(&[]).await;
+    let base = now_ms() - 86_400_000;
+    let mut tx = app.db.begin().await.unwrap();
+    for i in 0..10_000i64 {
+        sqlx::query(&crate::common::sql(
+            "INSERT INTO orders (id, session_id, status, total_fee, body, created_at, deadline_at, updated_at) \
+             VALUES (?, 's', 'closed', ?, 'Tea, \"the good one\"', ?, ?, ?)",
+        ))
+        .bind(format!("SPCSV{i:08}"))
+        .bind(100 + i)
+        .bind(base + i)
+        .bind(base + i + 1)
+        .bind(base + i)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let cookie = signed_in(&app, "vera").await;
+    let r = app
+        .http
+        .get(format!("{}/ops/orders.csv?status=closed", app.base))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "streamed, not built first"
+    );
+    let body = r.text().await.unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 10_001, "a header and every order once");
+    assert!(
+        lines[1].starts_with("\"SPCSV00009999\",closed,100.99,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[10_000].starts_with("\"SPCSV00000000\",closed,1.00,"));
+    assert!(
+        lines[1].ends_with("\"Tea, \"\"the good one\"\"\""),
+        "quoted: {}",
+        lines[1]
+    );
+}
+
+/// An anomaly's own payment is refunded from the anomalies page (not the order's).
+#[tokio::test]
+async fn an_anomalys_payment_is_refunded_from_the_console_not_the_orders() {
+    let app = app_with(&[("SCANPAY_REFUND_AUTOMATIC", "false")]).await;
+    let (_, id) = paid_order(&app, &[("BUN-RED", 1)]).await;
+    let o = app.order(&id).await;
+    // A second payment for the same order (WeChat can take two when a shopper scans twice).
+    let second = "4200000000000000000000000777";
+    let payment = scanpay::server::domain::Payment {
+        out_trade_no: id.clone(),
+        transaction_id: second.into(),
+        total_fee: o.total_fee,
+        paid_at: now_ms(),
+    };
+    app.ctx()
+        .store
+        .mark_paid(&payment, scanpay::server::domain::Cause::Notify)
+        .await
+        .unwrap();
+    let anomaly = app.ctx().store.anomalies_of(&id).await.unwrap().remove(0);
+    assert_eq!(anomaly.transaction_id, second);
+    let operator = signed_in(&app, "otto").await;
+    let (_, _, page) = get(&app, "/ops/anomalies", &operator).await;
+    assert!(page.contains(&format!("/ops/anomalies/{}/refund", anomaly.id)));
+    let (status, location) = post(
+        &app,
+        &format!("/ops/anomalies/{}/refund", anomaly.id),
+        &operator,
+        &[("reason", "paid twice")],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ops/anomalies?done=refund_requested")
+    );
+    let refunds = app.ctx().store.refunds_of(&id).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        refunds[0].transaction_id, second,
+        "the second payment, not the order's"
+    );
+    assert_eq!(refunds[0].refund_fee, o.total_fee);
+    assert_eq!(refunds[0].anomaly_id.as_deref(), Some(anomaly.id.as_str()));
+    // A flash is only the console's own words.
+    let (_, _, page) = get(&app, "/ops/anomalies?error=Call+0800+now", &operator).await;
+    assert!(!page.contains("Call 0800 now"));
 }

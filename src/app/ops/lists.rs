@@ -40,10 +40,14 @@ pub fn AnomaliesPage(
                         })}
                         {(open && may_act).then(|| view! {
                             <div class="actions">
-                                <a class="button small" href=format!("/ops/orders/{}", a.order_id)>{t(lang, OpsKey::anomaly_refund)}</a>
+                                <form method="post" action=format!("/ops/anomalies/{}/refund", a.id) class="inline">
+                                    <label for=format!("refund-{}", a.id)>{t(lang, OpsKey::anomaly_refund_reason)}</label>
+                                    <input id=format!("refund-{}", a.id) name="reason" type="text" required maxlength="80"/>
+                                    <button type="submit" class="button small" data-testid="ops-anomaly-refund">{t(lang, OpsKey::anomaly_refund)}</button>
+                                </form>
                                 <form method="post" action=resolve class="inline">
                                     <label for=field.clone()>{t(lang, OpsKey::resolve_reason)}</label>
-                                    <input id=field name="reason" type="text" required maxlength="200"/>
+                                    <input id=field name="reason" type="text" required maxlength="180"/>
                                     <button type="submit" class="button small" data-testid="ops-resolve">{t(lang, OpsKey::resolve_submit)}</button>
                                 </form>
                             </div>

@@ -164,13 +164,23 @@ pub fn Flash(lang: Lang, done: Option<String>, error: Option<String>) -> impl In
     }
 }
 
-/// The redirect carries a key (`refund_requested`) or, for a refusal, its own words.
-fn flash_text(lang: Lang, key: &str) -> String {
-    OpsKey::ALL
+/// The redirect carries a key (`refund_requested`), with a number after a dot for the texts
+/// that name one (`refused_over.1200`). Only the console's own texts are shown: a link cannot
+/// put words of its own in a notice.
+fn flash_text(lang: Lang, value: &str) -> String {
+    let (key, n) = value.split_once('.').unwrap_or((value, ""));
+    let n = if n.bytes().all(|b| b.is_ascii_digit()) {
+        n
+    } else {
+        ""
+    };
+    let found = OpsKey::ALL
         .iter()
-        .find(|k| k.name() == format!("flash_{key}"))
-        .map(|k| t(lang, *k).to_string())
-        .unwrap_or_else(|| key.to_string())
+        .find(|k| k.name().strip_prefix("flash_") == Some(key))
+        .copied()
+        .unwrap_or(OpsKey::flash_refused_other);
+    let shown = n.parse::<i64>().map(yuan).unwrap_or_default();
+    t_with(lang, found, &[("n", n), ("amount", &shown)])
 }
 
 #[cfg(test)]

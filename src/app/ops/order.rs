@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use super::{status_text, t, t_with, when, yuan, Flash, OpsKey};
 use crate::app::i18n::Lang;
 use crate::server::domain::{
-    AnomalyRow, AuditRow, CallRow, EventRow, ItemRow, NotifyRow, OrderRow, RefundRow,
+    AnomalyItem, AuditRow, CallRow, EventRow, ItemRow, NotifyRow, OrderRow, RefundRow,
 };
 
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct OrderPageData {
     pub items: Vec<ItemRow>,
     pub events: Vec<EventRow>,
     pub refunds: Vec<RefundRow>,
-    pub anomalies: Vec<AnomalyRow>,
+    pub anomalies: Vec<AnomalyItem>,
     pub audit: Vec<AuditRow>,
     /// Every call made to WeChat for it, and every notify received naming it.
     pub calls: Vec<CallRow>,
@@ -101,7 +101,7 @@ pub fn OrderPage(lang: Lang, d: OrderPageData) -> impl IntoView {
                     <h3>{t(lang, OpsKey::refund_form_title)}</h3>
                     <p class="muted small">{t_with(lang, OpsKey::refund_at_most, &[("amount", &yuan(d.refundable))])}</p>
                     <label for="refund-amount">{t(lang, OpsKey::refund_amount)}</label>
-                    <input id="refund-amount" name="amount" type="text" inputmode="decimal" required value=format!("{}.{:02}", d.refundable / 100, d.refundable % 100)/>
+                    <input id="refund-amount" name="amount" type="text" inputmode="decimal" required placeholder=format!("{}.{:02}", d.refundable / 100, d.refundable % 100)/>
                     <label for="refund-reason">{t(lang, OpsKey::refund_reason)}</label>
                     <input id="refund-reason" name="reason" type="text" required maxlength="80"/>
                     <div class="check">

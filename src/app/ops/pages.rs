@@ -44,6 +44,8 @@ pub struct OverviewData {
     pub paid_today: i64,
     pub paid_today_fen: i64,
     pub placed_today: i64,
+    /// Of today's orders, those paid (the success rate's numerator).
+    pub placed_today_paid: i64,
     pub refunded_today_fen: i64,
     pub refunds_today: i64,
     pub unfinished: i64,
@@ -53,6 +55,12 @@ pub struct OverviewData {
     pub hours: Vec<(i64, i64, i64)>,
     /// Each worker and what it is doing (from the readiness checks).
     pub workers: Vec<(String, bool, String)>,
+    /// Dead-lettered pay results (RabbitMQ): how many, and what the first ones carry.
+    pub dead_letters: Option<(u32, Vec<String>)>,
+    /// The signed-in operator may requeue them (admin).
+    pub may_requeue: bool,
+    pub done: Option<String>,
+    pub error: Option<String>,
 }
 
 #[component]
@@ -60,7 +68,7 @@ pub fn OverviewPage(lang: Lang, d: OverviewData) -> impl IntoView {
     let rate = if d.placed_today > 0 {
         format!(
             "{:.1}%",
-            d.paid_today as f64 * 100.0 / d.placed_today as f64
+            d.placed_today_paid as f64 * 100.0 / d.placed_today as f64
         )
     } else {
         "—".to_string()
@@ -78,6 +86,7 @@ pub fn OverviewPage(lang: Lang, d: OverviewData) -> impl IntoView {
         .map(|at| t_with(lang, OpsKey::oldest_since, &[("when", &when(at))]));
     view! {
         <h1>{t(lang, OpsKey::overview_title)}</h1>
+        <super::Flash lang=lang done=d.done.clone() error=d.error.clone()/>
         <p class="muted">{t(lang, OpsKey::overview_today)}</p>
         <div class="tiles">
             {tile(OpsKey::tile_paid, format!("{} · {}", d.paid_today, yuan(d.paid_today_fen)), "tile-paid")}
@@ -91,8 +100,23 @@ pub fn OverviewPage(lang: Lang, d: OverviewData) -> impl IntoView {
             <h2>{t(lang, OpsKey::chart_title)}</h2>
             <Chart lang=lang hours=d.hours.clone()/>
         </section>
+        {d.dead_letters.clone().map(|(n, bodies)| view! {
+            <section class="card" data-testid="ops-dead-letters">
+                <h2>{t(lang, OpsKey::dead_title)}</h2>
+                <p data-testid="ops-dead-count">{t_with(lang, OpsKey::dead_count, &[("count", &n.to_string())])}</p>
+                <ul class="plain mono small">
+                    {bodies.into_iter().map(|b| view! { <li data-testid="ops-dead-letter">{b}</li> }).collect_view()}
+                </ul>
+                {(d.may_requeue && n > 0).then(|| view! {
+                    <form method="post" action="/ops/dead-letters/requeue">
+                        <button type="submit" class="button" data-testid="ops-requeue">{t(lang, OpsKey::dead_requeue)}</button>
+                    </form>
+                })}
+            </section>
+        })}
         <section class="card">
             <h2>{t(lang, OpsKey::workers_title)}</h2>
+            <p class="muted small">{t(lang, OpsKey::workers_here)}</p>
             <table class="grid">
                 <thead><tr><th scope="col">{t(lang, OpsKey::col_worker)}</th><th scope="col">{t(lang, OpsKey::col_state)}</th></tr></thead>
                 <tbody>
@@ -110,7 +134,12 @@ pub fn OverviewPage(lang: Lang, d: OverviewData) -> impl IntoView {
 #[component]
 fn Chart(lang: Lang, hours: Vec<(i64, i64, i64)>) -> impl IntoView {
     let (w, h, pad) = (720.0_f64, 160.0_f64, 20.0_f64);
-    let max = hours.iter().map(|(_, p, _)| *p).max().unwrap_or(0).max(1) as f64;
+    let max = hours
+        .iter()
+        .map(|(_, p, q)| (*p).max(*q))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let slot = (w - pad) / hours.len().max(1) as f64;
     let bars = hours
         .iter()

@@ -293,6 +293,71 @@ impl Rabbit {
             .await
     }
 
+    /// Up to `limit` dead letters' bodies, for operators to read. A quorum queue counts every
+    /// delivery (and drops a message past its limit), so each is not put back but published
+    /// again at the tail — confirmed before the original is acked: never lost, at worst listed
+    /// twice if the connection drops between the two.
+    pub async fn dead_letter_bodies(&self, limit: u32) -> Result<Vec<Vec<u8>>, RabbitError> {
+        let dead = self.names().dead_queue;
+        let ch = self.channel().await?;
+        let waiting = topology::message_count(&ch, &dead).await?;
+        let mut out = Vec::new();
+        for _ in 0..waiting.min(limit) {
+            let Some(m) = ch
+                .basic_get(
+                    dead.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await?
+            else {
+                break;
+            };
+            let d = m.delivery;
+            let id = d
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            self.publish("", &dead, &id, &d.data).await?;
+            d.ack(lapin::options::BasicAckOptions::default()).await?;
+            out.push(d.data);
+        }
+        Ok(out)
+    }
+
+    /// Moves up to `limit` dead letters back to the pay-result queue (confirmed before each is
+    /// acked). The consumers' inbox makes one applied before harmless. How many were moved.
+    pub async fn requeue_dead_letters(&self, limit: u32) -> Result<u32, RabbitError> {
+        let names = self.names();
+        let ch = self.channel().await?;
+        let waiting = topology::message_count(&ch, &names.dead_queue).await?;
+        let mut moved = 0;
+        for _ in 0..waiting.min(limit) {
+            let Some(m) = ch
+                .basic_get(
+                    names.dead_queue.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await?
+            else {
+                break;
+            };
+            let d = m.delivery;
+            let id = d
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            self.publish(&names.pay_exchange, "pay_result", &id, &d.data)
+                .await?;
+            d.ack(lapin::options::BasicAckOptions::default()).await?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
     /// Messages waiting in the dead-letter queue (for readiness and operators).
     pub async fn dead_letters(&self) -> Result<u32, RabbitError> {
         let ch = self.channel().await?;

@@ -59,6 +59,34 @@ impl PayResults for AmqpBus {
         Box::pin(async move { Some(self.rabbit.dead_letters().await.map_err(|e| e.to_string())) })
     }
 
+    fn dead_letter_list(&self, limit: u32) -> BoxFuture<'_, Option<Result<Vec<String>, String>>> {
+        Box::pin(async move {
+            Some(
+                self.rabbit
+                    .dead_letter_bodies(limit)
+                    .await
+                    .map(|bodies| {
+                        bodies
+                            .iter()
+                            .map(|b| String::from_utf8_lossy(&b[..b.len().min(2048)]).into_owned())
+                            .collect()
+                    })
+                    .map_err(|e| e.to_string()),
+            )
+        })
+    }
+
+    fn requeue_dead_letters(&self, limit: u32) -> BoxFuture<'_, Option<Result<u32, String>>> {
+        Box::pin(async move {
+            Some(
+                self.rabbit
+                    .requeue_dead_letters(limit)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        })
+    }
+
     fn consume(&self, on_applied: OnApplied, token: CancellationToken) -> BoxFuture<'static, ()> {
         let settings = self.rabbit.settings().clone();
         let queue = self.rabbit.names().pay_queue;
@@ -86,11 +114,10 @@ async fn apply_message(batcher: &Batcher, on_applied: &OnApplied, body: &[u8]) -
     };
     match batcher.apply(result.clone()).await {
         Ok(Some(applied)) => {
-            on_applied(Received::new(
-                &result.out_trade_no,
-                &result.transaction_id,
-                applied,
-            ))
+            on_applied(Received {
+                received_at_ms: result.received_at_ms,
+                ..Received::new(&result.out_trade_no, &result.transaction_id, applied)
+            })
             .await;
             Handled::Done
         }
@@ -211,6 +238,7 @@ mod tests {
                 total_fee: if i % 5 == 0 { fee + 1 } else { fee },
                 time_end: "20261127120000".into(),
                 paid_at_ms: 1,
+                received_at_ms: None,
             });
         }
         let batcher = Batcher::start(store.clone(), 2, 8, CancellationToken::new());

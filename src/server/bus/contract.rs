@@ -22,6 +22,7 @@ async fn order(store: &Store, id: &str) -> PayResult {
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: now_ms(),
+        received_at_ms: None,
     }
 }
 

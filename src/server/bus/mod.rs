@@ -36,6 +36,8 @@ pub struct Received {
     pub outcome: PaidOutcome,
     /// The order as committed, when the engine returned it (else the hook reads it back).
     pub row: Option<crate::server::domain::OrderRow>,
+    /// When the notify that carried it was received, when the bus knows.
+    pub received_at_ms: Option<i64>,
 }
 
 impl Received {
@@ -45,6 +47,7 @@ impl Received {
             transaction_id: transaction_id.to_string(),
             outcome: applied.outcome,
             row: applied.row,
+            received_at_ms: None,
         }
     }
 }
@@ -67,4 +70,16 @@ pub trait PayResults: Send + Sync {
     /// Pay results past their delivery limit, waiting for an operator: None for a bus that has
     /// none (the inbox backs off instead); an error when the broker does not answer.
     fn dead_letters(&self) -> BoxFuture<'_, Option<Result<u32, String>>>;
+
+    /// What up to `limit` dead letters carry (their bodies as text), left where they are; None
+    /// for a bus that has none.
+    fn dead_letter_list(&self, _limit: u32) -> BoxFuture<'_, Option<Result<Vec<String>, String>>> {
+        Box::pin(async { None })
+    }
+
+    /// Hands up to `limit` dead letters back to the consumers (applying one twice is harmless);
+    /// how many. None for a bus that has none.
+    fn requeue_dead_letters(&self, _limit: u32) -> BoxFuture<'_, Option<Result<u32, String>>> {
+        Box::pin(async { None })
+    }
 }

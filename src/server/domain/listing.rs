@@ -37,7 +37,7 @@ pub struct OrderLine {
 /// `12`, `12.3`, `12.30`, `¥12.30` (yuan) → 1230 fen; None for anything else (more than two
 /// decimals, a sign, an exponent, beyond a billion yuan). A decimal parse: no float rounding.
 pub fn parse_yuan(s: &str) -> Option<i64> {
-    let s = s.trim().trim_start_matches('¥');
+    let s = s.trim().trim_start_matches(['¥', '￥']).trim();
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty()
         || whole.len() > 10
@@ -90,10 +90,21 @@ pub struct NotifyRow {
     pub reason: String,
 }
 
+/// What waits, read at scrape time: unfinished orders whose check is due (and how late the most
+/// overdue is), pending orders past their deadline, pay results in the inbox not yet applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub due: i64,
+    pub lag_ms: i64,
+    pub deadlines_due: i64,
+    pub inbox_waiting: i64,
+}
+
 /// The overview's counts (one Beijing day, and what is open now).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverviewCounts {
     pub placed: i64,
+    pub placed_paid: i64,
     pub paid: i64,
     pub paid_fen: i64,
     pub refunds: i64,
@@ -112,6 +123,7 @@ mod tests {
         assert_eq!(parse_yuan("12"), Some(1200));
         assert_eq!(parse_yuan("12.3"), Some(1230));
         assert_eq!(parse_yuan("¥0.01"), Some(1));
+        assert_eq!(parse_yuan("￥ 12.5"), Some(1250));
         assert_eq!(parse_yuan("0.07"), Some(7));
         for bad in [
             "",

@@ -156,6 +156,8 @@ pub struct AuditRow {
 pub enum Audited {
     SignIn,
     SignInFailed,
+    /// An attempt while locked: recorded, not counted (it would extend the lock).
+    SignInLocked,
     SignOut,
     Refund,
     Resolve,
@@ -174,6 +176,7 @@ impl Audited {
         match self {
             Audited::SignIn => "sign_in",
             Audited::SignInFailed => "sign_in_failed",
+            Audited::SignInLocked => "sign_in_locked",
             Audited::SignOut => "sign_out",
             Audited::Refund => "refund",
             Audited::Resolve => "resolve",

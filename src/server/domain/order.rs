@@ -141,6 +141,10 @@ pub struct PayResult {
     pub time_end: String,
     /// `time_end` in UTC epoch milliseconds.
     pub paid_at_ms: i64,
+    /// When scanpay received the notify (for the notify-to-paid metric); absent in messages
+    /// from an earlier version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_ms: Option<i64>,
 }
 
 impl From<&PayResult> for Payment {

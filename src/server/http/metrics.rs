@@ -41,6 +41,16 @@ pub async fn serve(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response 
     }
     // What is read at scrape time: the backlog and the open problems, from SQL.
     let up = |ok: bool| if ok { 1.0 } else { 0.0 };
+    if let Ok(b) = ctx
+        .store
+        .backlog(crate::server::support::clock::now_ms())
+        .await
+    {
+        metrics::gauge("scanpay_sweep_due_orders", b.due as f64);
+        metrics::gauge("scanpay_sweep_lag_seconds", b.lag_ms as f64 / 1000.0);
+        metrics::gauge("scanpay_deadlines_due", b.deadlines_due as f64);
+        metrics::gauge("scanpay_pay_results_in_flight", b.inbox_waiting as f64);
+    }
     match ctx.store.overview_counts(i64::MAX).await {
         Ok(c) => {
             metrics::gauge("scanpay_orders_unfinished", c.unfinished as f64);

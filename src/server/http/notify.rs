@@ -50,7 +50,12 @@ async fn judge_notify(
         crate::server::wxpay::xml::parse(body)
             .ok()
             .and_then(|p| p.get(k).cloned())
-            .map(|v| v.chars().take(64).collect::<String>())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .take(64)
+                    .collect::<String>()
+            })
             .unwrap_or_default()
     };
     let row = |order_id: String, reference: String, outcome: &'static str, reason: String| {

@@ -187,7 +187,45 @@ pub async fn refund(
         restock: body.restock,
         cause: Cause::Operator,
     };
-    match refund::request(&ctx, ask).await {
+    let (order_id, reason, by) = (
+        ask.order_id.clone(),
+        ask.reason.clone(),
+        ask.requested_by.clone(),
+    );
+    let audited = |detail: String| {
+        let ctx = ctx.clone();
+        let (order_id, reason) = (order_id.clone(), reason.clone());
+        async move {
+            let e = crate::server::domain::AuditEntry {
+                actor: "ops-token",
+                action: crate::server::domain::Audited::Refund,
+                subject: &order_id,
+                address: "",
+                reason: &reason.chars().take(512).collect::<String>(),
+                detail: &detail.chars().take(1024).collect::<String>(),
+            };
+            if let Err(err) = ctx
+                .store
+                .audit(&e, crate::server::support::clock::now_ms())
+                .await
+            {
+                tracing::error!(error = %err, "AUDIT LOG NOT WRITTEN");
+            }
+        }
+    };
+    let outcome = refund::request(&ctx, ask).await;
+    match &outcome {
+        Ok(Ok(r)) => {
+            audited(format!(
+                "{} fen, {} (for {by})",
+                r.refund_fee, r.out_refund_no
+            ))
+            .await
+        }
+        Ok(Err(refused)) => audited(format!("refused: {refused} (for {by})")).await,
+        Err(e) => audited(format!("outcome unknown: {e} (for {by})")).await,
+    }
+    match outcome {
         Ok(Ok(r)) => (StatusCode::ACCEPTED, Json(refund_json(&r))).into_response(),
         Ok(Err(refused)) => {
             let status = match refused {

@@ -20,6 +20,10 @@ pub fn on_applied(ctx: Arc<Ctx>) -> OnApplied {
                 outcome = r.outcome.as_str(), "pay result applied");
             if r.outcome == PaidOutcome::Paid {
                 metrics::transition("paid", "notify");
+                if let Some(at) = r.received_at_ms {
+                    let waited = (crate::server::support::clock::now_ms() - at).max(0);
+                    metrics::notify_to_paid(waited as f64 / 1000.0);
+                }
             }
             match &r.row {
                 Some(row) => apply::committed(&ctx, row).await,

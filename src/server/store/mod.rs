@@ -266,7 +266,11 @@ impl Store {
         &self,
         ask: &NewRefund,
     ) -> Result<Result<Requested, RefundRefusal>, sqlx::Error> {
-        on_engine!(self, s => s.request_refund(ask).await)
+        let r = on_engine!(self, s => s.request_refund(ask).await);
+        if let Ok(Ok(Requested::New(_))) = &r {
+            refund_metric("requested");
+        }
+        r
     }
 
     /// `requested → processing`: WeChat accepted it; refundquery looks at `next_check_at`.
@@ -277,7 +281,11 @@ impl Store {
         cause: Cause,
         next_check_at: i64,
     ) -> Result<bool, sqlx::Error> {
-        on_engine!(self, s => s.refund_accepted(out_refund_no, refund_id, cause, next_check_at).await)
+        let changed = on_engine!(self, s => s.refund_accepted(out_refund_no, refund_id, cause, next_check_at).await)?;
+        if changed {
+            refund_metric("processing");
+        }
+        Ok(changed)
     }
 
     /// An uncertain answer: still `requested`, sent again (same number, same amounts) later.
@@ -298,7 +306,11 @@ impl Store {
         reason: &str,
         cause: Cause,
     ) -> Result<bool, sqlx::Error> {
-        on_engine!(self, s => s.refund_refused(out_refund_no, reason, cause).await)
+        let changed = on_engine!(self, s => s.refund_refused(out_refund_no, reason, cause).await)?;
+        if changed {
+            refund_metric("failed");
+        }
+        Ok(changed)
     }
 
     /// The refund's end on WeChat's word (notify or refundquery); false if nothing changed.
@@ -308,7 +320,11 @@ impl Store {
         end: &RefundEnd,
         cause: Cause,
     ) -> Result<bool, sqlx::Error> {
-        on_engine!(self, s => s.settle_refund(out_refund_no, end, cause).await)
+        let changed = on_engine!(self, s => s.settle_refund(out_refund_no, end, cause).await)?;
+        if changed {
+            refund_metric(end.status().as_str());
+        }
+        Ok(changed)
     }
 
     pub async fn refund(&self, out_refund_no: &str) -> Result<Option<RefundRow>, sqlx::Error> {
@@ -433,6 +449,12 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         on_engine!(self, s => s.back_off_pay_result(transaction_id, at, error).await)
     }
+}
+
+/// `scanpay_refunds_total{status}`: a refund reached `status` (counted once, where the
+/// transition committed).
+fn refund_metric(status: &'static str) {
+    crate::server::support::metrics::refund(status);
 }
 
 /// Each pay result's answer beside its order id.

@@ -30,9 +30,20 @@ pub fn handle() -> &'static PrometheusHandle {
 
 /// One HTTP request answered: by route template (`/checkout/{id}`), method and status.
 pub fn http_request(method: &str, route: &'static str, status: u16, seconds: f64) {
+    // Any token is a method to HTTP: the label keeps the standard ones.
+    let method = match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    };
     let status = status.to_string();
-    metrics::counter!("scanpay_http_requests_total", "method" => method.to_string(), "route" => route, "status" => status).increment(1);
-    metrics::histogram!("scanpay_http_request_duration_seconds", "route" => route).record(seconds);
+    metrics::counter!("scanpay_http_requests_total", "method" => method, "route" => route, "status" => status.clone()).increment(1);
+    metrics::histogram!("scanpay_http_request_duration_seconds", "route" => route, "status" => status).record(seconds);
 }
 
 /// One call to WeChat Pay: the API (`pay/orderquery` → `orderquery`) and how it ended

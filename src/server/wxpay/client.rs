@@ -261,7 +261,7 @@ impl WxPayClient {
 
     pub(super) async fn call_plain(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
         let started = std::time::Instant::now();
-        let order = p.get("out_trade_no").cloned();
+        let order = order_of(&p);
         let r = self.call(&self.http, path, p).await;
         self.observe(path, order, &r, started);
         r
@@ -272,7 +272,7 @@ impl WxPayClient {
     /// counted toward `misdirected`.
     pub(super) async fn call_secure(&self, path: &str, p: Params) -> Result<Params, WxPayError> {
         let started = std::time::Instant::now();
-        let order = p.get("out_trade_no").cloned();
+        let order = order_of(&p);
         let r = self.send(&self.secure, path, p).await;
         self.observe(path, order, &r, started);
         r
@@ -446,4 +446,13 @@ impl WxPayClient {
             ));
         }
     }
+}
+
+/// The order a call is about: its out_trade_no, or the one its out_refund_no (`<order>R<nn>`)
+/// was made from.
+fn order_of(p: &Params) -> Option<String> {
+    p.get("out_trade_no").cloned().or_else(|| {
+        p.get("out_refund_no")
+            .and_then(|no| no.rsplit_once('R').map(|(order, _)| order.to_string()))
+    })
 }

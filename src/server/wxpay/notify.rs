@@ -26,6 +26,7 @@ impl From<&PayNotify> for crate::server::domain::PayResult {
             total_fee: n.total_fee,
             time_end: n.time_end.clone(),
             paid_at_ms: n.paid_at_ms,
+            received_at_ms: Some(crate::server::support::clock::now_ms()),
         }
     }
 }

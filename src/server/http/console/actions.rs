@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::redirect;
 use super::{address_of, audit, form, may, Signed};
-use crate::server::domain::{parse_yuan, Action, Audited, Cause, RefundOf};
+use crate::server::domain::{parse_yuan, Action, Audited, Cause, RefundOf, RefundRefusal};
 use crate::server::orders::{query, refund};
 use crate::server::state::AppState;
 use crate::server::support::clock::now_ms;
@@ -97,21 +97,57 @@ pub async fn refund(
         restock: f.restock.is_some(),
         cause: Cause::Operator,
     };
+    refund_and_audit(&state, &signed, &address, &page, ask).await
+}
+
+/// A refusal as a flash key (with its number): the page shows it in the operator's language.
+fn refusal_flash(r: &RefundRefusal) -> String {
+    match r {
+        RefundRefusal::NoOrder => "refused_no_order".into(),
+        RefundRefusal::NotPaid(_) => "refused_not_paid".into(),
+        RefundRefusal::BadAmount => "bad_amount".into(),
+        RefundRefusal::OverRefundable { refundable } => format!("refused_over.{refundable}"),
+        RefundRefusal::TooMany => "refused_too_many".into(),
+        RefundRefusal::TooSoon { wait_ms } => {
+            format!("refused_too_soon.{}", (wait_ms + 999) / 1000)
+        }
+        RefundRefusal::NoAnomaly => "refused_no_anomaly".into(),
+        RefundRefusal::NotRefundable(_) => "refused_not_refundable".into(),
+        RefundRefusal::AnomalyResolved => "not_open".into(),
+    }
+}
+
+/// Asks for a refund and writes the audit line, whatever came of it; where to go back to.
+async fn refund_and_audit(
+    state: &AppState,
+    signed: &Signed,
+    address: &str,
+    page: &str,
+    ask: refund::Ask,
+) -> Response {
     let ctx = &state.ctx;
+    let (id, reason) = (ask.order_id.clone(), ask.reason.clone());
+    let started = now_ms();
     match refund::request(ctx, ask).await {
         Ok(Ok(r)) => {
-            let detail = format!("{} fen, {}", r.refund_fee, r.out_refund_no);
+            // The same request moments ago (a double submit) is that refund, not another.
+            let again = if r.created_at < started {
+                "; the same refund again (a double submit)"
+            } else {
+                ""
+            };
+            let detail = format!("{} fen, {}{again}", r.refund_fee, r.out_refund_no);
             audit(
                 ctx,
                 &signed.me.name,
                 Audited::Refund,
                 &id,
-                &address,
+                address,
                 &reason,
                 &detail,
             )
             .await;
-            back(&page, "done", "refund_requested")
+            back(page, "done", "refund_requested")
         }
         Ok(Err(refused)) => {
             let detail = format!("refused: {refused}");
@@ -120,18 +156,84 @@ pub async fn refund(
                 &signed.me.name,
                 Audited::Refund,
                 &id,
-                &address,
+                address,
                 &reason,
                 &detail,
             )
             .await;
-            back(&page, "error", &refused.to_string())
+            back(page, "error", &refusal_flash(&refused))
         }
         Err(e) => {
-            tracing::error!(error = %e, "console: refund not recorded");
-            back(&page, "error", "unavailable")
+            // It may have been recorded (and sent) before the failure: say so, never "nothing
+            // changed" — asking again after the spacing would be a second refund.
+            tracing::error!(error = %e, "console: refund outcome unknown");
+            let detail = format!("outcome unknown: {e}");
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::Refund,
+                &id,
+                address,
+                &reason,
+                &detail,
+            )
+            .await;
+            back(page, "error", "refund_unknown")
         }
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct AnomalyRefundForm {
+    reason: String,
+}
+
+/// `POST /ops/anomalies/{id}/refund`: the anomaly's own payment (a late or a second one) back
+/// to the shopper, in full — not the order's.
+pub async fn refund_anomaly(
+    State(state): State<AppState>,
+    Path(anomaly_id): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(signed) = signed_of(&req) else {
+        return redirect("/ops/login");
+    };
+    if let Some(r) = forbidden(&signed, Action::Refund) {
+        return r;
+    }
+    if !signed.session.recently_authed(now_ms()) {
+        return redirect(&format!(
+            "/ops/login?again={}&next=%2Fops%2Fanomalies",
+            signed.me.name
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let address = address_of(&state, &parts);
+    let f: AnomalyRefundForm = match form(body, 4096).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let reason = f.reason.trim().to_string();
+    if !reason_ok(&reason, 80) {
+        return back("/ops/anomalies", "error", "bad_reason");
+    }
+    let anomaly = match state.ctx.store.anomaly(&anomaly_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return back("/ops/anomalies", "error", "refused_no_anomaly"),
+        Err(_) => return back("/ops/anomalies", "error", "unavailable"),
+    };
+    let ask = refund::Ask {
+        order_id: anomaly.order_id.clone(),
+        of: RefundOf::Anomaly {
+            transaction_id: anomaly.transaction_id.clone(),
+        },
+        refund_fee: None,
+        reason,
+        requested_by: signed.me.name.clone(),
+        restock: false,
+        cause: Cause::Operator,
+    };
+    refund_and_audit(&state, &signed, &address, "/ops/anomalies", ask).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -243,7 +345,7 @@ pub async fn resolve(
         Err(r) => return r,
     };
     let reason = f.reason.trim().to_string();
-    if !reason_ok(&reason, 200) {
+    if !reason_ok(&reason, 180) {
         return back("/ops/anomalies", "error", "bad_reason");
     }
     let ctx = &state.ctx;

@@ -102,15 +102,14 @@ pub async fn add(State(state): State<AppState>, req: Request) -> Response {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let name = match OperatorName::parse(&f.name) {
-        Ok(n) => n,
-        Err(e) => return back("error", &e),
+    let Ok(name) = OperatorName::parse(&f.name) else {
+        return back("error", "bad_name");
     };
     let Ok(role) = Role::parse(&f.role) else {
-        return back("error", "role: viewer, operator or admin");
+        return back("error", "bad_role");
     };
-    if let Err(e) = password::acceptable(&f.password) {
-        return back("error", &e);
+    if password::acceptable(&f.password).is_err() {
+        return back("error", "bad_password");
     }
     let pw = f.password;
     let hash = match tokio::task::spawn_blocking(move || password::hash(&pw)).await {
@@ -136,7 +135,7 @@ pub async fn add(State(state): State<AppState>, req: Request) -> Response {
             .await;
             back("done", "operator_added")
         }
-        Ok(false) => back("error", &format!("an operator named {name} exists already")),
+        Ok(false) => back("error", "operator_exists"),
         Err(e) => {
             tracing::error!(error = %e, "console: operator not added");
             back("error", "unavailable")
@@ -171,7 +170,7 @@ pub async fn set_role(
         Err(r) => return r,
     };
     let Ok(role) = Role::parse(&f.role) else {
-        return back("error", "role: viewer, operator or admin");
+        return back("error", "bad_role");
     };
     let ctx = &state.ctx;
     match ctx.store.set_operator_role(&name, role, now_ms()).await {
@@ -232,5 +231,38 @@ pub async fn disable(
             tracing::error!(error = %e, "console: operator not disabled");
             back("error", "unavailable")
         }
+    }
+}
+
+/// `POST /ops/dead-letters/requeue` (admins): the dead-lettered pay results back to the
+/// consumers; the inbox makes one applied before harmless.
+pub async fn requeue(State(state): State<AppState>, req: Request) -> Response {
+    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
+        return redirect("/ops/login");
+    };
+    if !may(&signed, Action::Requeue) {
+        return (StatusCode::FORBIDDEN, "only an admin requeues dead letters").into_response();
+    }
+    let address = address_of(&state, &req.into_parts().0);
+    let ctx = &state.ctx;
+    match ctx.bus.requeue_dead_letters(1000).await {
+        Some(Ok(n)) => {
+            audit(
+                ctx,
+                &signed.me.name,
+                Audited::Requeue,
+                "dead_letters",
+                &address,
+                "",
+                &format!("{n} requeued"),
+            )
+            .await;
+            redirect("/ops?done=requeued")
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "console: dead letters not requeued");
+            redirect("/ops?error=unavailable")
+        }
+        None => redirect("/ops"),
     }
 }

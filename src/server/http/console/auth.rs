@@ -25,6 +25,9 @@ use crate::server::support::clock::now_ms;
 use crate::server::support::ids::random_alnum;
 use crate::server::support::password;
 
+/// Password checks running at once, at most.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// `__Host-` (only over https: the browser then insists on Secure, Path=/ and no Domain).
 fn cookie_name(secure: bool) -> &'static str {
     if secure {
@@ -261,15 +264,23 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
         }),
         _ => None,
     };
-    let phc = operator
-        .as_ref()
-        .filter(|o| o.disabled_at.is_none())
-        .map(|o| o.password_hash.clone())
-        .unwrap_or_else(|| password::decoy().to_string());
-    let pw = form.password.clone();
-    let verified = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
-        .await
-        .unwrap_or(false);
+    // Locked: answered at once, nothing hashed (the answer says only what 429 says anyway).
+    // Otherwise at most four argon2 checks at a time (each holds 19 MiB for ~20 ms): a flood of
+    // sign-ins waits its turn instead of exhausting memory.
+    let verified = if locked {
+        false
+    } else {
+        let phc = operator
+            .as_ref()
+            .filter(|o| o.disabled_at.is_none())
+            .map(|o| o.password_hash.clone())
+            .unwrap_or_else(|| password::decoy().to_string());
+        let pw = form.password.clone();
+        let _turn = HASHING.acquire().await;
+        tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
+            .await
+            .unwrap_or(false)
+    };
     let operator = operator.filter(|o| verified && o.disabled_at.is_none() && !locked);
     // The second factor, for an operator who has one: a wrong or missing code is a failed
     // sign-in like a wrong password (the same answer, counted the same).
@@ -281,14 +292,17 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
     };
     let operator = operator.filter(|_| second);
     let Some(operator) = operator else {
-        let detail = if locked {
-            "locked: too many failures"
-        } else if verified && !second {
-            "second factor"
+        // A name that is no name (often a password typed in the wrong field) is not written down.
+        let actor = OperatorName::parse(&form.name)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "(not a name)".into());
+        // A locked attempt is recorded, but not as a failure: it does not extend the lock.
+        let action = if locked {
+            Audited::SignInLocked
         } else {
-            ""
+            Audited::SignInFailed
         };
-        audit(ctx, &tried, Audited::SignInFailed, "", &address, "", detail).await;
+        audit(ctx, &actor, action, "", &address, "", "").await;
         let (key, status) = if locked {
             (OpsKey::login_locked, StatusCode::TOO_MANY_REQUESTS)
         } else {
@@ -300,6 +314,11 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
     let secure = secure(&state);
     if let Some(old) = session_cookie(&parts.headers, secure) {
         let _ = ctx.store.end_ops_session(&id_hash(&old)).await;
+    }
+    // Sessions past their time-outs go now and then (any sign-in sweeps them).
+    let idle = ctx.settings.console.idle_timeout.as_millis() as i64;
+    if let Err(e) = ctx.store.purge_ops_sessions(now, now - idle).await {
+        tracing::warn!(error = %e, "console: old sessions not purged");
     }
     let id = random_alnum(43);
     let lifetime = ctx.settings.console.session_lifetime.as_millis() as i64;

@@ -50,11 +50,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ops/orders/{id}/query", post(actions::query))
         .route("/ops/anomalies", get(anomalies_route))
         .route("/ops/anomalies/{id}/resolve", post(actions::resolve))
+        .route("/ops/anomalies/{id}/refund", post(actions::refund_anomaly))
         .route("/ops/audit", get(pages::audit))
         .route("/ops/2fa", get(twofactor::page_2fa))
         .route("/ops/2fa/start", post(twofactor::start))
         .route("/ops/2fa/enable", post(twofactor::enable))
         .route("/ops/2fa/disable", post(twofactor::disable))
+        .route("/ops/dead-letters/requeue", post(admin::requeue))
         .route("/ops/operators", get(admin::operators).post(admin::add))
         .route("/ops/operators/{name}/role", post(admin::set_role))
         .route("/ops/operators/{name}/disable", post(admin::disable))
@@ -169,7 +171,7 @@ fn page<V: leptos::prelude::IntoView + 'static>(
 
 /// Writes one line of the audit log; a failure is logged loudly (the action itself has
 /// happened, and saying otherwise would be worse).
-async fn audit(
+pub(super) async fn audit(
     ctx: &Ctx,
     actor: &str,
     action: Audited,
@@ -178,16 +180,25 @@ async fn audit(
     reason: &str,
     detail: &str,
 ) {
+    // Each value cut to its column (characters, as every engine counts them).
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    let (actor, subject, address, reason, detail) = (
+        cut(actor, 64),
+        cut(subject, 128),
+        cut(address, 64),
+        cut(reason, 512),
+        cut(detail, 1024),
+    );
     let e = AuditEntry {
-        actor,
+        actor: &actor,
         action,
-        subject,
-        address,
-        reason,
-        detail,
+        subject: &subject,
+        address: &address,
+        reason: &reason,
+        detail: &detail,
     };
     if let Err(err) = ctx.store.audit(&e, now_ms()).await {
-        tracing::error!(error = %err, actor, action = action.as_str(), subject, "AUDIT LOG NOT WRITTEN");
+        tracing::error!(error = %err, actor = %actor, action = action.as_str(), subject = %subject, "AUDIT LOG NOT WRITTEN");
     }
 }
 

@@ -35,6 +35,7 @@ pub async fn overview(
     State(state): State<AppState>,
     Extension(signed): Extension<Signed>,
     headers: HeaderMap,
+    Query(flash): Query<Flash>,
 ) -> Response {
     let lang = lang_of(&headers);
     let ctx = &state.ctx;
@@ -79,6 +80,7 @@ pub async fn overview(
         paid_today: counts.paid,
         paid_today_fen: counts.paid_fen,
         placed_today: counts.placed,
+        placed_today_paid: counts.placed_paid,
         refunded_today_fen: counts.refunded_fen,
         refunds_today: counts.refunds,
         unfinished: counts.unfinished,
@@ -86,6 +88,19 @@ pub async fn overview(
         anomalies_open: counts.anomalies_open,
         hours,
         workers,
+        dead_letters: match ctx.bus.dead_letters().await {
+            Some(Ok(n)) => {
+                let bodies = match ctx.bus.dead_letter_list(20).await {
+                    Some(Ok(b)) => b,
+                    _ => Vec::new(),
+                };
+                Some((n, bodies))
+            }
+            _ => None,
+        },
+        may_requeue: may(&signed, Action::Requeue),
+        done: Some(flash.done).filter(|s| !s.is_empty()),
+        error: Some(flash.error).filter(|s| !s.is_empty()),
     };
     let title = ops::t(lang, OpsKey::overview_title);
     Html(page(
@@ -265,7 +280,7 @@ pub async fn order(
             ctx.store.items(&id).await?,
             ctx.store.events(&id).await?,
             ctx.store.refunds_of(&id).await?,
-            ctx.store.anomalies(500).await?,
+            ctx.store.anomalies_of(&id).await?,
             ctx.store.audit_log(None, Some(&id), 100).await?,
             ctx.store.calls_of(&id, 500).await?,
             ctx.store.notifies_of(&id, 500).await?,
@@ -275,7 +290,6 @@ pub async fn order(
         Ok(x) => x,
         Err(e) => return unavailable(e),
     };
-    let anomalies = anomalies.into_iter().filter(|a| a.order_id == id).collect();
     let holding: i64 = refunds
         .iter()
         .filter(|r| {

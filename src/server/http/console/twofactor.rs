@@ -222,9 +222,30 @@ pub async fn disable(State(state): State<AppState>, req: Request) -> Response {
         Err(r) => return r,
     };
     let ctx = &state.ctx;
+    // Guesses count as failed sign-ins: five in the window lock the name (sign-in too).
+    let since = now_ms() - crate::server::domain::SIGN_IN_WINDOW_MS;
+    match ctx.store.sign_in_failures(&o.name, "", since).await {
+        Ok((n, _)) if n >= crate::server::domain::SIGN_IN_FAILURES_PER_NAME => {
+            return redirect("/ops/2fa?error=locked")
+        }
+        Ok(_) => {}
+        Err(_) => return redirect("/ops/2fa?error=unavailable"),
+    }
     match second_factor_ok(ctx, &o, &f.code).await {
         Ok(true) if o.totp_secret.is_some() => {}
-        Ok(_) => return redirect("/ops/2fa?error=bad_code"),
+        Ok(_) => {
+            audit(
+                ctx,
+                &o.name,
+                Audited::SignInFailed,
+                &o.name,
+                &address,
+                "",
+                "second factor: a wrong code to turn it off",
+            )
+            .await;
+            return redirect("/ops/2fa?error=bad_code");
+        }
         Err(_) => return redirect("/ops/2fa?error=unavailable"),
     }
     match ctx.store.disable_totp(&o.name).await {

@@ -2,8 +2,8 @@
 //! here once from the filter: placeholders only, never a value in the text).
 
 use crate::server::domain::{
-    AnomalyItem, AuditEntry, AuditRow, CallRow, NotifyRow, OperatorRow, OpsSessionRow, OrderFilter,
-    OrderLine, OverviewCounts, Role,
+    AnomalyItem, AuditEntry, AuditRow, Backlog, CallRow, NotifyRow, OperatorRow, OpsSessionRow,
+    OrderFilter, OrderLine, OverviewCounts, Role,
 };
 use crate::server::store::{Engine, Store};
 
@@ -263,5 +263,17 @@ impl Store {
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         on_engine!(self, s => s.use_recovery_code(name, code_hash, now).await)
+    }
+
+    pub async fn backlog(&self, now: i64) -> Result<Backlog, sqlx::Error> {
+        on_engine!(self, s => s.backlog(now).await)
+    }
+
+    pub async fn anomaly(&self, id: &str) -> Result<Option<AnomalyItem>, sqlx::Error> {
+        on_engine!(self, s => s.anomaly(id).await)
+    }
+
+    pub async fn anomalies_of(&self, order_id: &str) -> Result<Vec<AnomalyItem>, sqlx::Error> {
+        on_engine!(self, s => s.anomalies_of(order_id).await)
     }
 }

@@ -12,7 +12,7 @@ macro_rules! console_sql {
 
         use crate::server::domain::{
             AnomalyItem, AuditEntry, AuditRow, CallRow, NotifyRow, OperatorRow, OpsSessionRow,
-            OrderFilter, OrderLine, OverviewCounts, Role,
+            Backlog, OrderFilter, OrderLine, OverviewCounts, Role,
         };
 
         fn role_of(r: &$row) -> Result<Role, sqlx::Error> {
@@ -43,6 +43,19 @@ macro_rules! console_sql {
                 address: r.try_get("address")?,
                 reason: r.try_get("reason")?,
                 detail: r.try_get("detail")?,
+            })
+        }
+
+        fn anomaly_item(r: &$row) -> Result<AnomalyItem, sqlx::Error> {
+            Ok(AnomalyItem {
+                id: r.try_get("id")?,
+                order_id: r.try_get("order_id")?,
+                transaction_id: r.try_get("transaction_id")?,
+                kind: r.try_get("kind")?,
+                detail: r.try_get("detail")?,
+                at: r.try_get("at")?,
+                resolved_at: r.try_get("resolved_at")?,
+                resolution: r.try_get("resolution")?,
             })
         }
 
@@ -467,18 +480,34 @@ macro_rules! console_sql {
                 .fetch_all(&self.pool)
                 .await?
                 .iter()
-                .map(|r| -> Result<AnomalyItem, sqlx::Error> {
-                    Ok(AnomalyItem {
-                        id: r.try_get("id")?,
-                        order_id: r.try_get("order_id")?,
-                        transaction_id: r.try_get("transaction_id")?,
-                        kind: r.try_get("kind")?,
-                        detail: r.try_get("detail")?,
-                        at: r.try_get("at")?,
-                        resolved_at: r.try_get("resolved_at")?,
-                        resolution: r.try_get("resolution")?,
-                    })
-                })
+                .map(anomaly_item)
+                .collect()
+            }
+
+            /// One anomaly, open or resolved.
+            pub async fn anomaly(&self, id: &str) -> Result<Option<AnomalyItem>, sqlx::Error> {
+                sqlx::query(&$q(
+                    "SELECT id, order_id, transaction_id, kind, detail, at, resolved_at, resolution \
+                     FROM anomalies WHERE id = ?",
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| anomaly_item(&r))
+                .transpose()
+            }
+
+            /// An order's anomalies, oldest first.
+            pub async fn anomalies_of(&self, order_id: &str) -> Result<Vec<AnomalyItem>, sqlx::Error> {
+                sqlx::query(&$q(
+                    "SELECT id, order_id, transaction_id, kind, detail, at, resolved_at, resolution \
+                     FROM anomalies WHERE order_id = ? ORDER BY at",
+                ))
+                .bind(order_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(anomaly_item)
                 .collect()
             }
 
@@ -515,7 +544,11 @@ macro_rules! console_sql {
                             .await
                     }
                 };
-                let placed = one("SELECT COUNT(*) AS n FROM orders WHERE created_at >= ?").await?;
+                let placed = one(
+                    "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN paid_at IS NULL THEN 0 ELSE 1 END), 0) \
+                     AS INTTYPE) AS fen FROM orders WHERE created_at >= ?",
+                )
+                .await?;
                 let paid = one(
                     "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(total_fee), 0) AS INTTYPE) AS fen FROM orders \
                      WHERE paid_at >= ?",
@@ -540,6 +573,7 @@ macro_rules! console_sql {
                 let fen = |r: &$row| r.try_get::<i64, _>("fen");
                 Ok(OverviewCounts {
                     placed: placed.try_get("n")?,
+                    placed_paid: fen(&placed)?,
                     paid: paid.try_get("n")?,
                     paid_fen: fen(&paid)?,
                     refunds: refunds.try_get("n")?,
@@ -547,6 +581,35 @@ macro_rules! console_sql {
                     unfinished: open.try_get("n")?,
                     oldest_unfinished_at: open.try_get("oldest")?,
                     anomalies_open: anomalies,
+                })
+            }
+
+            pub async fn backlog(&self, now: i64) -> Result<Backlog, sqlx::Error> {
+                let due = sqlx::query(&$q(
+                    "SELECT COUNT(*) AS n, MIN(next_check_at) AS oldest FROM orders \
+                     WHERE status IN ('pending', 'closing') AND parked_at IS NULL AND next_check_at <= ?",
+                ))
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                let deadlines: i64 = sqlx::query_scalar(&$q(
+                    "SELECT COUNT(*) FROM orders WHERE status = 'pending' AND parked_at IS NULL \
+                     AND deadline_at <= ?",
+                ))
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                let inbox: i64 = sqlx::query_scalar(&$q(
+                    "SELECT COUNT(*) FROM pay_inbox WHERE processed_at IS NULL",
+                ))
+                .fetch_one(&self.pool)
+                .await?;
+                let oldest: Option<i64> = due.try_get("oldest")?;
+                Ok(Backlog {
+                    due: due.try_get("n")?,
+                    lag_ms: oldest.map_or(0, |o| (now - o).max(0)),
+                    deadlines_due: deadlines,
+                    inbox_waiting: inbox,
                 })
             }
 

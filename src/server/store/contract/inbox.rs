@@ -20,6 +20,7 @@ pub(super) async fn inbox_is_idempotent(s: Store) {
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
+        received_at_ms: None,
     };
     for _ in 0..3 {
         s.publish_pay_result(&n).await.unwrap();
@@ -73,6 +74,7 @@ pub(super) async fn receive_applies_once(s: Store) {
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
+        received_at_ms: None,
     };
     // A message delivered three times at once (a redelivery racing the first delivery).
     let received = futures::future::join_all((0..3).map(|_| s.receive_pay_result(&n))).await;
@@ -151,6 +153,7 @@ pub(super) async fn receive_together_as_alone(s: Store) {
         total_fee: fee,
         time_end: "20261127120000".into(),
         paid_at_ms: 1,
+        received_at_ms: None,
     };
     let mut fee = std::collections::HashMap::new();
     for id in ["T1", "T2", "T3", "T4", "T5", "T6"] {
