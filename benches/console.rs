@@ -187,7 +187,7 @@ async fn main() {
         }
     }
     let export = t.elapsed();
-    println!("| file | ours p50 / p99 | by hand p50 / p99 | p50 ratio |");
+    println!("| query | ours p50 / p99 | by hand p50 / p99 | p50 ratio |");
     println!("|---|---|---|---|");
     for r in rows {
         println!("{r}");
