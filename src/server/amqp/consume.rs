@@ -129,6 +129,11 @@ where
     Fut: std::future::Future<Output = Handled>,
 {
     let count = delivery_count(&d);
+    if count > 0 || d.redelivered {
+        // Delivered before (a consumer failed with it, or its channel closed unsettled).
+        metrics::counter!("scanpay_amqp_redelivered_total", "queue" => queue.to_string())
+            .increment(1);
+    }
     let mut pause = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let outcome = loop {
         let outcome = match tokio::time::timeout(HANDLER_TIMEOUT, handle(d.data.clone())).await {
