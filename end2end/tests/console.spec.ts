@@ -125,3 +125,33 @@ test("an operator resolves an anomaly (a payment of the wrong amount) with a rea
   const forged = await ops.request.post(`${BASE}/ops/orders/${orderNo}/note`, { headers: { origin: "https://evil.example" }, form: { text: "forged" } });
   expect(forged.status()).toBe(403);
 });
+
+test("the same walk in Chinese: sign in (登录), find an order by its number, refund part of it, see it in the timeline and the audit log", async ({ page, context }) => {
+  const orderNo = await paidOrder(page, "BUN-RED");
+  await context.addCookies([{ name: "lang", value: "zh-CN", url: BASE }]);
+  const ops = await context.newPage();
+  await ops.goto("/ops/orders");
+  await expect(ops).toHaveURL(/\/ops\/login\?next=/);
+  await ops.getByLabel("用户名").fill(OPERATOR.name);
+  await ops.getByLabel("密码", { exact: true }).fill(OPERATOR.password);
+  await ops.getByRole("button", { name: "登录" }).click();
+  await expect(ops).toHaveURL(/\/ops\/orders$/);
+  await ops.getByRole("searchbox", { name: /订单号/ }).fill(orderNo);
+  await ops.getByRole("searchbox", { name: /订单号/ }).press("Enter");
+  await expect(ops).toHaveURL(new RegExp(`/ops/orders/${orderNo}$`));
+  await expect(ops.getByTestId("ops-order-status")).toHaveText("已支付");
+  await ops.getByLabel("退款金额（元）").fill("5.00");
+  await ops.getByLabel(/^退款原因/).fill("少发了一个");
+  await ops.getByTestId("ops-refund-submit").click();
+  await expect(ops.getByTestId("ops-done")).toContainText("已发起退款");
+  await expect(ops.getByTestId("ops-refund-row")).toContainText("¥5.00");
+  await expect(ops.getByTestId("ops-timeline").locator('[data-kind="refund_requested"]')).toHaveCount(1);
+  await noSeriousViolations(ops, "an order in Chinese");
+  await ops.getByRole("link", { name: "操作日志" }).click();
+  await expect(ops.getByTestId("ops-audit-row").filter({ hasText: "少发了一个" })).toHaveCount(1);
+  await noSeriousViolations(ops, "the audit log in Chinese");
+  await ops.getByRole("link", { name: "异常" }).click();
+  await noSeriousViolations(ops, "the anomalies in Chinese");
+  await ops.getByRole("link", { name: "概览" }).click();
+  await noSeriousViolations(ops, "the overview in Chinese");
+});

@@ -295,21 +295,39 @@ impl Rabbit {
 
     /// Up to `limit` dead letters' bodies, for operators to read. A quorum queue counts every
     /// delivery (and drops a message past its limit), so each is not put back but published
-    /// again at the tail — confirmed before the original is acked: never lost, at worst listed
-    /// twice if the connection drops between the two.
+    /// again at the tail: never lost, at worst listed twice if the connection drops between the
+    /// publish and the ack.
     pub async fn dead_letter_bodies(&self, limit: u32) -> Result<Vec<Vec<u8>>, RabbitError> {
+        let dead = self.names().dead_queue;
+        self.move_dead_letters(limit, "", &dead).await
+    }
+
+    /// Moves up to `limit` dead letters back to the pay-result queue. The consumers' inbox makes
+    /// one applied before harmless. How many were moved.
+    pub async fn requeue_dead_letters(&self, limit: u32) -> Result<u32, RabbitError> {
+        let names = self.names();
+        let moved = self
+            .move_dead_letters(limit, &names.pay_exchange, "pay_result")
+            .await?;
+        Ok(moved.len() as u32)
+    }
+
+    /// Takes up to `limit` dead letters (no more than were waiting when it began, so it never
+    /// goes round the queue), publishes each to `exchange`/`routing_key` and acks it only once
+    /// the broker confirmed the publish. Their bodies.
+    async fn move_dead_letters(
+        &self,
+        limit: u32,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<Vec<Vec<u8>>, RabbitError> {
         let dead = self.names().dead_queue;
         let ch = self.channel().await?;
         let waiting = topology::message_count(&ch, &dead).await?;
-        let mut out = Vec::new();
+        let mut moved = Vec::new();
         for _ in 0..waiting.min(limit) {
-            let Some(m) = ch
-                .basic_get(
-                    dead.as_str().into(),
-                    lapin::options::BasicGetOptions { no_ack: false },
-                )
-                .await?
-            else {
+            let get = lapin::options::BasicGetOptions { no_ack: false };
+            let Some(m) = ch.basic_get(dead.as_str().into(), get).await? else {
                 break;
             };
             let d = m.delivery;
@@ -319,41 +337,9 @@ impl Rabbit {
                 .as_ref()
                 .map(|s| s.to_string())
                 .unwrap_or_default();
-            self.publish("", &dead, &id, &d.data).await?;
+            self.publish(exchange, routing_key, &id, &d.data).await?;
             d.ack(lapin::options::BasicAckOptions::default()).await?;
-            out.push(d.data);
-        }
-        Ok(out)
-    }
-
-    /// Moves up to `limit` dead letters back to the pay-result queue (confirmed before each is
-    /// acked). The consumers' inbox makes one applied before harmless. How many were moved.
-    pub async fn requeue_dead_letters(&self, limit: u32) -> Result<u32, RabbitError> {
-        let names = self.names();
-        let ch = self.channel().await?;
-        let waiting = topology::message_count(&ch, &names.dead_queue).await?;
-        let mut moved = 0;
-        for _ in 0..waiting.min(limit) {
-            let Some(m) = ch
-                .basic_get(
-                    names.dead_queue.as_str().into(),
-                    lapin::options::BasicGetOptions { no_ack: false },
-                )
-                .await?
-            else {
-                break;
-            };
-            let d = m.delivery;
-            let id = d
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            self.publish(&names.pay_exchange, "pay_result", &id, &d.data)
-                .await?;
-            d.ack(lapin::options::BasicAckOptions::default()).await?;
-            moved += 1;
+            moved.push(d.data);
         }
         Ok(moved)
     }

@@ -6,7 +6,6 @@
 //! Engines are an enum rather than trait objects: static dispatch, plain `async fn`s, and the
 //! contract suite (`store::contract`) runs the same checks against each.
 
-pub(crate) mod console;
 pub mod mysql;
 mod pool;
 pub mod postgres;
@@ -61,6 +60,9 @@ macro_rules! on_engine {
         }
     };
 }
+
+// Declared here, after `on_engine!`, so the console's facade calls engines the same way.
+pub(crate) mod console;
 
 impl Store {
     /// The engine's name, as health reports and logs show it.

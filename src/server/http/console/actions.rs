@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::auth::redirect;
-use super::{address_of, audit, form, may, Signed};
+use super::{acting, address_of, audit, form, Signed};
 use crate::server::domain::{parse_yuan, Action, Audited, Cause, RefundOf, RefundRefusal};
 use crate::server::orders::{query, refund};
 use crate::server::state::AppState;
@@ -24,25 +24,6 @@ const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 fn back(path: &str, key: &str, value: &str) -> Response {
     let v = percent_encoding::utf8_percent_encode(value, VALUE);
     redirect(&format!("{path}?{key}={v}"))
-}
-
-/// 403 for a role that may not (the form should not have been shown to it).
-fn forbidden(signed: &Signed, action: Action) -> Option<Response> {
-    (!may(signed, action)).then(|| {
-        (
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not do this (it needs the {} role)",
-                signed.me.role.as_str(),
-                action.needs().as_str()
-            ),
-        )
-            .into_response()
-    })
-}
-
-fn signed_of(req: &Request) -> Option<Signed> {
-    req.extensions().get::<Signed>().cloned()
 }
 
 /// A reason WeChat shows the shopper: 1–80 characters, no control characters.
@@ -64,12 +45,10 @@ pub async fn refund(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = signed_of(&req) else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::Refund) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if let Some(r) = forbidden(&signed, Action::Refund) {
-        return r;
-    }
     let page = format!("/ops/orders/{id}");
     if !signed.session.recently_authed(now_ms()) {
         let next = percent_encoding::utf8_percent_encode(&page, percent_encoding::NON_ALPHANUMERIC);
@@ -195,12 +174,10 @@ pub async fn refund_anomaly(
     Path(anomaly_id): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = signed_of(&req) else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::Refund) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if let Some(r) = forbidden(&signed, Action::Refund) {
-        return r;
-    }
     if !signed.session.recently_authed(now_ms()) {
         return redirect(&format!(
             "/ops/login?again={}&next=%2Fops%2Fanomalies",
@@ -243,12 +220,10 @@ pub struct NoteForm {
 
 /// `POST /ops/orders/{id}/note`: a line on the order's timeline, signed by the operator.
 pub async fn note(State(state): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
-    let Some(signed) = signed_of(&req) else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::Note) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if let Some(r) = forbidden(&signed, Action::Note) {
-        return r;
-    }
     let page = format!("/ops/orders/{id}");
     let (parts, body) = req.into_parts();
     let address = address_of(&state, &parts);
@@ -290,12 +265,10 @@ pub async fn query(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = signed_of(&req) else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::QueryWechat) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if let Some(r) = forbidden(&signed, Action::QueryWechat) {
-        return r;
-    }
     let page = format!("/ops/orders/{id}");
     let address = address_of(&state, &req.into_parts().0);
     let ctx = &state.ctx;
@@ -332,12 +305,10 @@ pub async fn resolve(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = signed_of(&req) else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::Resolve) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if let Some(r) = forbidden(&signed, Action::Resolve) {
-        return r;
-    }
     let (parts, body) = req.into_parts();
     let address = address_of(&state, &parts);
     let f: ResolveForm = match form(body, 4096).await {

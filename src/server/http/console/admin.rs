@@ -8,7 +8,7 @@ use axum::Extension;
 use leptos::prelude::*;
 
 use super::auth::redirect;
-use super::{address_of, audit, form, lang_of, may, page, Signed};
+use super::{acting, address_of, audit, form, lang_of, may, page, Signed};
 use crate::app::ops::{self, OperatorsPage, OpsKey, Section};
 use crate::server::domain::{Action, Audited, OperatorName, Role};
 use crate::server::state::AppState;
@@ -90,12 +90,10 @@ pub struct AddForm {
 
 /// `POST /ops/operators`.
 pub async fn add(State(state): State<AppState>, req: Request) -> Response {
-    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::ManageOperators) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if !may(&signed, Action::ManageOperators) {
-        return forbidden();
-    }
     let (parts, body) = req.into_parts();
     let address = address_of(&state, &parts);
     let f: AddForm = match form(body, 4096).await {
@@ -154,12 +152,10 @@ pub async fn set_role(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::ManageOperators) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if !may(&signed, Action::ManageOperators) {
-        return forbidden();
-    }
     if name == signed.me.name {
         return back("error", "not_yourself");
     }
@@ -201,12 +197,10 @@ pub async fn disable(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::ManageOperators) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if !may(&signed, Action::ManageOperators) {
-        return forbidden();
-    }
     if name == signed.me.name {
         return back("error", "not_yourself");
     }
@@ -237,12 +231,10 @@ pub async fn disable(
 /// `POST /ops/dead-letters/requeue` (admins): the dead-lettered pay results back to the
 /// consumers; the inbox makes one applied before harmless.
 pub async fn requeue(State(state): State<AppState>, req: Request) -> Response {
-    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
-        return redirect("/ops/login");
+    let signed = match acting(&req, Action::Requeue) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if !may(&signed, Action::Requeue) {
-        return (StatusCode::FORBIDDEN, "only an admin requeues dead letters").into_response();
-    }
     let address = address_of(&state, &req.into_parts().0);
     let ctx = &state.ctx;
     match ctx.bus.requeue_dead_letters(1000).await {

@@ -224,6 +224,9 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
     };
     let next = safe_next(&form.next);
     let ctx = &state.ctx;
+    // Held from the count of recent failures to the audit line of this attempt: parallel
+    // attempts cannot all see the count below the limit (four at most overshoot it).
+    let _turn = HASHING.acquire().await;
     let now = now_ms();
     let typed: String = form.name.chars().take(64).collect();
     let fail = |key: OpsKey, status: StatusCode| {
@@ -265,8 +268,8 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
         _ => None,
     };
     // Locked: answered at once, nothing hashed (the answer says only what 429 says anyway).
-    // Otherwise at most four argon2 checks at a time (each holds 19 MiB for ~20 ms): a flood of
-    // sign-ins waits its turn instead of exhausting memory.
+    // Otherwise an argon2 check (19 MiB for ~20 ms), at most four at a time (`HASHING`): a
+    // flood of sign-ins waits its turn instead of exhausting memory.
     let verified = if locked {
         false
     } else {
@@ -276,7 +279,6 @@ pub async fn login(State(state): State<AppState>, req: Request) -> Response {
             .map(|o| o.password_hash.clone())
             .unwrap_or_else(|| password::decoy().to_string());
         let pw = form.password.clone();
-        let _turn = HASHING.acquire().await;
         tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
             .await
             .unwrap_or(false)

@@ -219,6 +219,25 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
     serde_urlencoded::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
+/// Who acts, if the role allows `action`: the sign-in page for a request without a session
+/// (the gate lets none through; this is its seam), 403 saying which role it needs otherwise.
+// An early-return `Response` is the idiomatic axum error here; its size does not matter.
+#[allow(clippy::result_large_err)]
+fn acting(req: &Request, action: Action) -> Result<Signed, Response> {
+    let Some(signed) = req.extensions().get::<Signed>().cloned() else {
+        return Err(auth::redirect("/ops/login"));
+    };
+    if !may(&signed, action) {
+        let why = format!(
+            "{} may not do this (it needs the {} role)",
+            signed.me.role.as_str(),
+            action.needs().as_str()
+        );
+        return Err((StatusCode::FORBIDDEN, why).into_response());
+    }
+    Ok(signed)
+}
+
 /// Whether the signed-in operator's role allows `action`.
 fn may(signed: &Signed, action: Action) -> bool {
     signed.me.role.may(action)

@@ -72,16 +72,6 @@ pub struct OrdersPage {
     pub next: Option<(i64, String)>,
 }
 
-macro_rules! on_engine {
-    ($self:ident, $s:ident => $call:expr) => {
-        match &$self.engine {
-            Engine::Sqlite($s) => $call,
-            Engine::Postgres($s) => $call,
-            Engine::Mysql($s) => $call,
-        }
-    };
-}
-
 impl Store {
     pub async fn add_operator(
         &self,
