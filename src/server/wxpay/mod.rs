@@ -1,5 +1,6 @@
 //! WeChat Pay API v2: signing, XML, the typed client and pay-result notifies.
 
+pub mod bill;
 pub mod client;
 pub mod error;
 pub mod notify;
