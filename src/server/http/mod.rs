@@ -36,11 +36,6 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             .with_state(state);
     }
     let routes = generate_route_list(App);
-    let reload = format!(
-        "ws://{}:{}",
-        state.leptos_options.site_addr.ip(),
-        state.leptos_options.reload_port
-    );
     let pages: Router<AppState> = Router::new()
         .leptos_routes(&state, routes, {
             let options = state.leptos_options.clone();
@@ -88,7 +83,7 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
         .layer(axum::middleware::from_fn_with_state(policy, assets::layer))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn(metrics::count));
-    with_security_headers(app.with_state(state), &reload)
+    with_security_headers(app.with_state(state))
 }
 
 /// The console's pages run no script at all (every action is a plain form), so they forbid
@@ -100,13 +95,12 @@ const CONSOLE_CSP: &str = "default-src 'self'; script-src 'none'; style-src 'sel
 /// Headers every answer carries unless a handler set its own: what the page may load and run
 /// (Leptos hydrates with inline module scripts and WASM), that no other site may frame it, no
 /// MIME sniffing, and no full URL (order ids) leaking to other sites in `Referer`.
-fn with_security_headers(app: Router, reload_ws: &str) -> Router {
+fn with_security_headers(app: Router) -> Router {
     use axum::http::header::{
         CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
     };
     // Pages set their own, with the response's script nonce (`app::page_csp`); this is for
     // everything else, which runs no inline script at all.
-    let _ = reload_ws;
     let csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
          style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
          object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";

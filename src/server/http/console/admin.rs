@@ -8,7 +8,7 @@ use axum::Extension;
 use leptos::prelude::*;
 
 use super::auth::redirect;
-use super::{acting, address_of, audit, form, lang_of, may, page, Signed};
+use super::{acting, address_of, audit, form, lang_of, may, page, Flash, Signed};
 use crate::app::ops::{self, OperatorsPage, OpsKey, Section};
 use crate::server::domain::{Action, Audited, OperatorName, Role};
 use crate::server::state::AppState;
@@ -37,13 +37,6 @@ fn back(key: &str, value: &str) -> Response {
     redirect(&format!("/ops/operators?{key}={v}"))
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct Flash {
-    done: String,
-    error: String,
-}
-
 /// `GET /ops/operators`.
 pub async fn operators(
     State(state): State<AppState>,
@@ -63,10 +56,7 @@ pub async fn operators(
         }
     };
     let me = signed.me.name.clone();
-    let (done, error) = (
-        Some(flash.done).filter(|s| !s.is_empty()),
-        Some(flash.error).filter(|s| !s.is_empty()),
-    );
+    let (done, error) = flash.parts();
     let title = ops::t(lang, OpsKey::operators_title);
     Html(page(
         &state,

@@ -32,6 +32,27 @@ pub struct Signed {
     pub session: OpsSessionRow,
 }
 
+/// A page's notice after a form, as the redirect left it (`?done=…` / `?error=…`: keys of the
+/// console's texts).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Flash {
+    done: String,
+    error: String,
+}
+
+impl Flash {
+    fn done(&self) -> Option<String> {
+        Some(self.done.clone()).filter(|s| !s.is_empty())
+    }
+    fn error(&self) -> Option<String> {
+        Some(self.error.clone()).filter(|s| !s.is_empty())
+    }
+    fn parts(&self) -> (Option<String>, Option<String>) {
+        (self.done(), self.error())
+    }
+}
+
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ops", get(pages::overview))

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use leptos::prelude::*;
 
-use super::{lang_of, may, page, Signed};
+use super::{lang_of, may, page, Flash, Signed};
 use crate::app::ops::{
     self, AnomaliesPage, AuditPage, OpsKey, OrderPage, OrderPageData, OrdersPageView, OrdersQuery,
     OverviewData, OverviewPage, Section,
@@ -99,8 +99,8 @@ pub async fn overview(
             _ => None,
         },
         may_requeue: may(&signed, Action::Requeue),
-        done: Some(flash.done).filter(|s| !s.is_empty()),
-        error: Some(flash.error).filter(|s| !s.is_empty()),
+        done: flash.done(),
+        error: flash.error(),
     };
     let title = ops::t(lang, OpsKey::overview_title);
     Html(page(
@@ -240,13 +240,6 @@ fn csv_line(o: &crate::server::domain::OrderLine) -> String {
     )
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct Flash {
-    done: String,
-    error: String,
-}
-
 /// `GET /ops/orders/{id}`.
 pub async fn order(
     State(state): State<AppState>,
@@ -315,8 +308,8 @@ pub async fn order(
         notifies,
         refundable,
         may_act: may(&signed, Action::Refund),
-        done: Some(flash.done).filter(|s| !s.is_empty()),
-        error: Some(flash.error).filter(|s| !s.is_empty()),
+        done: flash.done(),
+        error: flash.error(),
     };
     Html(page(
         &state,
@@ -345,10 +338,7 @@ pub async fn anomalies(
     };
     let may_act = may(&signed, Action::Resolve);
     let title = ops::t(lang, OpsKey::anomalies_title);
-    let (done, error) = (
-        Some(flash.done).filter(|s| !s.is_empty()),
-        Some(flash.error).filter(|s| !s.is_empty()),
-    );
+    let (done, error) = flash.parts();
     Html(page(
         &state,
         lang,

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::auth::redirect;
-use super::{address_of, audit, form, lang_of, page, Signed};
+use super::{address_of, audit, form, lang_of, page, Flash, Signed};
 use crate::app::ops::{self, OpsKey, Section, TwoFactorPage, TwoFactorState};
 use crate::server::domain::{Audited, OperatorRow};
 use crate::server::state::{AppState, Ctx};
@@ -49,13 +49,6 @@ pub(super) async fn second_factor_ok(
     Ok(false)
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct Flash {
-    done: String,
-    error: String,
-}
-
 fn render(
     state: &AppState,
     signed: &Signed,
@@ -65,10 +58,7 @@ fn render(
 ) -> Response {
     let lang = lang_of(headers);
     let title = ops::t(lang, OpsKey::twofa_title);
-    let (done, error) = (
-        Some(flash.done).filter(|s| !s.is_empty()),
-        Some(flash.error).filter(|s| !s.is_empty()),
-    );
+    let (done, error) = flash.parts();
     Html(page(
         state,
         lang,
