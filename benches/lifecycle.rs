@@ -39,6 +39,12 @@ struct Watched {
 }
 
 impl Gateway for Watched {
+    fn download_bill<'a>(
+        &'a self,
+        bill_date: &'a str,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::bill::BillAnswer, WxPayError>> {
+        Box::pin(self.inner.download_bill(bill_date))
+    }
     fn unified_order<'a>(
         &'a self,
         req: &'a UnifiedOrderRequest,
@@ -97,6 +103,7 @@ async fn setup() -> Bench {
         payee: "bench".into(),
         time_scale: 1.0,
         refund_delay: Duration::from_secs(2),
+        bill_ready_after: Duration::ZERO,
         require_client_cert: false,
         close_floor: Duration::from_millis(1),
         min_expire: Duration::from_secs(60),

@@ -25,9 +25,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::orders::sweep",
             "server::orders::timeout",
             "server::orders::query",
+            "server::orders::reconcile",
         ],
     ),
     ("the refund step", &["server::orders::refund"]),
+    ("the recheck step", &["server::orders::recheck"]),
     ("the QR step", &["server::orders::qr"]),
     ("the close step", &["server::orders::close"]),
     (

@@ -73,6 +73,7 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         time_scale: settings.sandbox_time_scale,
         // Proposed setting: SCANPAY_SANDBOX_REFUND_DELAY (scaled by the time scale).
         refund_delay: settings.sandbox_refund_delay,
+        bill_ready_after: settings.sandbox_bill_ready_after,
         require_client_cert: settings
             .sandbox_tls
             .as_ref()
@@ -81,6 +82,16 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         min_expire: settings.sandbox_min_expire,
         faults: settings.sandbox_faults,
     }
+}
+
+/// The WeChat Pay client the settings describe (base URL, merchant, time limit, TLS material).
+pub fn wechat_client(settings: &Settings) -> Result<WxPayClient, String> {
+    WxPayClient::with_tls(
+        &settings.wxpay_base_url,
+        settings.merchant.clone(),
+        settings.wxpay_timeout,
+        &settings.wxpay_tls,
+    )
 }
 
 /// Connects, migrates, starts the background jobs and serves on `listener`. Redis or RabbitMQ
@@ -125,14 +136,9 @@ pub async fn start(
     });
     let oplog = crate::server::oplog::OpLog::start(db.clone());
     let wxpay: Arc<dyn Gateway> = Arc::new(
-        WxPayClient::with_tls(
-            &settings.wxpay_base_url,
-            settings.merchant.clone(),
-            settings.wxpay_timeout,
-            &settings.wxpay_tls,
-        )
-        .map_err(StartError::WeChatClient)?
-        .with_oplog(oplog.clone()),
+        wechat_client(&settings)
+            .map_err(StartError::WeChatClient)?
+            .with_oplog(oplog.clone()),
     );
     let sessions = Arc::new(SessionKeys::new(
         Some(&session_secret),
@@ -216,4 +222,8 @@ async fn start_jobs(ctx: &Arc<Ctx>) {
     let c = ctx.clone();
     ctx.jobs
         .supervise("sweep", move |token| orders::sweep::run(c.clone(), token));
+    let c = ctx.clone();
+    ctx.jobs.supervise("reconcile", move |token| {
+        orders::reconcile::run(c.clone(), token)
+    });
 }

@@ -91,6 +91,13 @@ fn biz(code: ErrCode) -> WxPayError {
 }
 
 impl Gateway for Refusing {
+    fn download_bill<'a>(
+        &'a self,
+        _bill_date: &'a str,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::bill::BillAnswer, WxPayError>> {
+        // No bills in this script: an uncertain answer.
+        Box::pin(async { Err(WxPayError::Transport("bills are not scripted here".into())) })
+    }
     fn refund<'a>(
         &'a self,
         _req: &'a scanpay::server::wxpay::RefundRequest,
@@ -639,7 +646,7 @@ async fn health_reports_workers_and_database_without_internal_detail() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["status"], "ok");
-    for w in ["pay_results", "sweep", "timeouts"] {
+    for w in ["pay_results", "sweep", "timeouts", "reconcile"] {
         assert_eq!(v["workers"][w]["state"], "running", "{v}");
     }
     // A worker that crashes is restarted and reported.

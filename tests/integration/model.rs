@@ -75,6 +75,13 @@ fn biz(code: ErrCode) -> WxPayError {
 }
 
 impl Gateway for Scripted {
+    fn download_bill<'a>(
+        &'a self,
+        _bill_date: &'a str,
+    ) -> BoxFuture<'a, Result<scanpay::server::wxpay::bill::BillAnswer, WxPayError>> {
+        // No bills in this script: an uncertain answer.
+        Box::pin(async { Err(WxPayError::Transport("bills are not scripted here".into())) })
+    }
     fn unified_order<'a>(
         &'a self,
         req: &'a UnifiedOrderRequest,

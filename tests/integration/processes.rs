@@ -375,7 +375,7 @@ async fn a_web_and_a_worker_process_split_the_work_of_one() {
     );
     let k = ready(worker.base.clone()).await;
     assert_eq!(k["role"], "worker");
-    for name in ["pay_results", "sweep", "timeouts"] {
+    for name in ["pay_results", "sweep", "timeouts", "reconcile"] {
         assert_eq!(k["workers"][name]["state"], "running", "{k}");
     }
     assert_eq!(k["dependencies"]["sqlite"], "ok");

@@ -1,8 +1,10 @@
 //! The `scanpay` binary's command line: serve (`--role web|worker|all`), `scanpay sandbox` (the
-//! WeChat Pay simulator as its own process), `scanpay operator …` (console accounts) and
+//! WeChat Pay simulator as its own process), `scanpay operator …` (console accounts),
+//! `scanpay reconcile --date …` (the daily reconciliation, now) and
 //! `scanpay purge-engines --yes`.
 
 mod operator;
+mod reconcile;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -49,6 +51,17 @@ pub async fn run() {
         match operator::run(&settings, cmd).await {
             Ok(done) => return println!("{done}"),
             Err(e) => fail(&e),
+        }
+    }
+    if args.first().map(String::as_str) == Some("reconcile") {
+        let date = reconcile::parse(&args[1..], crate::server::support::clock::now_ms())
+            .unwrap_or_else(|e| fail(&e));
+        match reconcile::run(settings, &date).await {
+            Ok(json) => return println!("{json}"),
+            Err((out, code)) => {
+                println!("{out}");
+                std::process::exit(code);
+            }
         }
     }
     if args.first().map(String::as_str) == Some("sandbox") {

@@ -79,6 +79,30 @@ pub(super) fn duration(r: &Raw) -> Result<Duration, ConfigError> {
     parse_duration(&r.value).map_err(|e| err(r, &e))
 }
 
+/// A duration where zero means "at once" (`0s`, `0`).
+pub(super) fn duration_or_zero(r: &Raw) -> Result<Duration, ConfigError> {
+    match r.value.trim() {
+        "0" | "0s" | "0ms" => Ok(Duration::ZERO),
+        _ => duration(r),
+    }
+}
+
+/// `HH:MM` (24-hour, Beijing time) → minutes after midnight; `off` → None.
+pub(super) fn time_of_day(r: &Raw) -> Result<Option<u32>, ConfigError> {
+    let v = r.value.trim();
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let parsed = v.split_once(':').and_then(|(h, m)| {
+        let ok = h.len() == 2 && m.len() == 2;
+        let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+        (ok && h < 24 && m < 60).then_some(h * 60 + m)
+    });
+    parsed
+        .map(Some)
+        .ok_or_else(|| err(r, &format!("{v:?} is not a time like 10:00 (HH:MM, Beijing) or off")))
+}
+
 /// WeChat delivers notifies only to a public https address.
 pub(super) fn check_public_for_wechat(public_url: &str, source: &str) -> Result<(), ConfigError> {
     let why = |w: &str| {

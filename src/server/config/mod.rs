@@ -82,18 +82,32 @@ pub struct Settings {
     pub wxpay_server_ip: String,
     pub refund_automatic: bool,
     pub refund_spacing: Duration,
+    pub recon: Recon,
     pub sandbox: bool,
     pub sandbox_time_scale: f64,
     pub sandbox_close_floor: Duration,
     pub sandbox_min_expire: Duration,
     /// How long a sandbox refund stays PROCESSING (× the time scale).
     pub sandbox_refund_delay: Duration,
+    /// How long after a Beijing day ends its sandbox bill is ready (zero: at once).
+    pub sandbox_bill_ready_after: Duration,
     pub sandbox_faults: super::sandbox::faults::Faults,
     /// `scanpay sandbox` over HTTPS (and mutual TLS for secapi/ when a client CA is given).
     pub sandbox_tls: Option<super::sandbox::tls::TlsFiles>,
 }
 
 /// The operator console's sessions, and who may read /metrics.
+/// The daily reconciliation against WeChat's trade bill.
+#[derive(Debug, Clone)]
+pub struct Recon {
+    /// Minutes after Beijing midnight when yesterday's bill is fetched; None: only on demand.
+    pub at_minute: Option<u32>,
+    /// The first wait after a bill that is not ready or a failed download (doubling to 1 h).
+    pub retry: Duration,
+    /// How many days back from yesterday a worker catches up.
+    pub catch_up_days: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Console {
     pub idle_timeout: Duration,
@@ -357,6 +371,11 @@ impl Settings {
             merchant,
             refund_automatic: boolean(&raw("refund_automatic"))?,
             refund_spacing: duration(&raw("refund_spacing"))?,
+            recon: Recon {
+                at_minute: checks::time_of_day(&raw("recon_at"))?,
+                retry: duration(&raw("recon_retry"))?,
+                catch_up_days: int(&raw("recon_catch_up_days"), 1, 90)? as u32,
+            },
             wxpay_timeout: duration(&raw("wxpay_timeout"))?,
             wxpay_close_floor: duration(&raw("wxpay_close_floor"))?,
             wxpay_server_ip: nonempty("wxpay_server_ip")?,
@@ -365,6 +384,7 @@ impl Settings {
             sandbox_close_floor: duration(&raw("sandbox_close_floor"))?,
             sandbox_min_expire: duration(&raw("sandbox_min_expire"))?,
             sandbox_refund_delay: duration(&raw("sandbox_refund_delay"))?,
+            sandbox_bill_ready_after: checks::duration_or_zero(&raw("sandbox_bill_ready_after"))?,
             sandbox_faults: {
                 let r = raw("sandbox_faults");
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?

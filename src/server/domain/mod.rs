@@ -5,6 +5,7 @@ mod listing;
 mod operator;
 mod order;
 mod refund;
+pub mod recon;
 
 pub use listing::*;
 pub use operator::*;

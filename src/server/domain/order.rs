@@ -25,6 +25,8 @@ pub enum Cause {
     Timeout,
     Operator,
     System,
+    /// The daily reconciliation against WeChat's bill.
+    Reconciliation,
 }
 
 impl Cause {
@@ -36,6 +38,7 @@ impl Cause {
             Cause::Timeout => "timeout",
             Cause::Operator => "operator",
             Cause::System => "system",
+            Cause::Reconciliation => "reconciliation",
         }
     }
 }

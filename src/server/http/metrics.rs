@@ -64,6 +64,12 @@ pub async fn serve(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response 
         }
         Err(_) => metrics::gauge("scanpay_database_up", 0.0),
     }
+    if let Ok(open) = ctx.store.recon_open_by_class().await {
+        use crate::server::domain::recon::ReconClass;
+        for c in ReconClass::ALL.into_iter().skip(1) {
+            metrics::recon_open(c.as_str(), open[c.index()]);
+        }
+    }
     let (cache_up, dead) = tokio::join!(
         ctx.cache.health(),
         tokio::time::timeout(std::time::Duration::from_secs(2), ctx.bus.dead_letters())

@@ -1,7 +1,7 @@
 //! The order flows, and the steps they share. Who triggers what:
 //!
 //! ```text
-//! flows    place (server fn) · cancel (server fn) · consume (bus) · sweep (job) · timeout (deadlines) · query (operator)
+//! flows    place (server fn) · cancel (server fn) · consume (bus) · sweep (job) · timeout (deadlines) · query (operator) · reconcile (job, CLI, operator)
 //!             │                   │                    │               │             │
 //! steps       qr ─────────────────┼────────────────────┼───────────────┤             │
 //!             │                 close ◄────────────────┼───────────────┴─────────────┘
@@ -13,7 +13,9 @@
 //!
 //! Flows sit beside each other and never call one another; steps call only what is below them.
 //! The refund step (`refund`: record → ask WeChat → settle) stands just under the flows: the
-//! operator endpoint, consume (automatic refunds), the sweep and the refund notify use it.
+//! operator endpoint, consume (automatic refunds), the sweep, the refund notify and the daily
+//! reconciliation use it; the recheck step (orderquery → decide → apply) serves "Query WeChat
+//! now" and the reconciliation.
 
 pub mod apply;
 pub mod cancel;
@@ -23,6 +25,8 @@ pub mod decide;
 pub mod place;
 pub mod qr;
 pub mod query;
+pub mod recheck;
+pub mod reconcile;
 pub mod refund;
 pub mod sweep;
 pub mod timeout;

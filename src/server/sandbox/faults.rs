@@ -16,6 +16,16 @@
 //! - `refund_outcome=success|change|close|processing`: how new refunds end (SUCCESS, CHANGE,
 //!   REFUNDCLOSE, or never leaving PROCESSING, as a bank-card refund may for days).
 //! - `refund_notify=…`: the refund notify, with the values of `notify`.
+//! - `downloadbill=none|systemerror|timeout|latency:<d>`: the bill download, set globally (a
+//!   bill names no order; `systemerror`: the XML error `SYSTEMERROR`; `timeout`: held back).
+//! - `bill=none|drop|amount_off|refund_state|extra`, several joined by `+`
+//!   (`bill=drop+extra`): the trade bill disagrees with what the merchant holds, as a
+//!   reconciliation must notice. Per order: `drop` leaves its payment row out, `amount_off`
+//!   shows its payment one fen more than paid, `refund_state` shows each of its refunds in
+//!   another state (SUCCESS↔PROCESSING, others as SUCCESS). `extra`: a bill also carries a
+//!   0.01 yuan payment of an order never placed (`PHANTOM…`) — set globally, in every bill that
+//!   has rows; set for an order, in the bill of the day it was paid. The bill stays
+//!   self-consistent (its summary adds up).
 
 use std::time::Duration;
 
@@ -46,6 +56,16 @@ pub enum Api {
     OrderQuery,
     CloseOrder,
     RefundQuery,
+    DownloadBill,
+}
+
+/// How the trade bill misrepresents an order (see the module doc); flags, as several may apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BillFault {
+    pub drop: bool,
+    pub amount_off: bool,
+    pub refund_state: bool,
+    pub extra: bool,
 }
 
 /// `/secapi/pay/refund`: the API faults, plus the two ways a refund is refused or half-done.
@@ -82,6 +102,8 @@ pub struct Faults {
     pub refund: RefundFault,
     pub refund_outcome: RefundOutcome,
     pub refund_notify: NotifyFault,
+    pub download_bill: ApiFault,
+    pub bill: BillFault,
 }
 
 impl Faults {
@@ -91,6 +113,7 @@ impl Faults {
             Api::OrderQuery => self.order_query,
             Api::CloseOrder => self.close_order,
             Api::RefundQuery => self.refund_query,
+            Api::DownloadBill => self.download_bill,
         }
     }
 
@@ -110,10 +133,12 @@ impl Faults {
                 "refund" => f.refund = refund(value.trim())?,
                 "refund_outcome" => f.refund_outcome = outcome(value.trim())?,
                 "refund_notify" => f.refund_notify = notify(value.trim())?,
+                "downloadbill" => f.download_bill = api(value.trim())?,
+                "bill" => f.bill = bill(value.trim())?,
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}: notify, unifiedorder, orderquery, closeorder, \
-                         refund, refundquery, refund_outcome or refund_notify"
+                         refund, refundquery, refund_outcome, refund_notify, downloadbill or bill"
                     ))
                 }
             }
@@ -191,6 +216,26 @@ fn outcome(v: &str) -> Result<RefundOutcome, String> {
     }
 }
 
+fn bill(v: &str) -> Result<BillFault, String> {
+    let mut f = BillFault::default();
+    for part in v.split('+').map(str::trim) {
+        match part {
+            "none" => {}
+            "drop" => f.drop = true,
+            "amount_off" => f.amount_off = true,
+            "refund_state" => f.refund_state = true,
+            "extra" => f.extra = true,
+            _ => {
+                return Err(format!(
+                    "bill fault {v:?}: none, drop, amount_off, refund_state or extra \
+                     (several joined by +)"
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,8 +303,37 @@ mod tests {
             "notify=duplicate:0",
             "orderquery=latency:",
             "orderquery=latency:fast",
+            "bill=",
+            "bill=lost",
+            "bill=drop+",
+            "bill=drop+lost",
+            "downloadbill=drop",
         ] {
             assert!(Faults::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bill_knobs_combine_with_plus() {
+        let f = Faults::parse("bill=drop+extra, downloadbill=systemerror").unwrap();
+        let want = BillFault {
+            drop: true,
+            extra: true,
+            ..BillFault::default()
+        };
+        assert_eq!(f.bill, want);
+        assert_eq!(f.api(Api::DownloadBill), ApiFault::SystemError);
+        let f = Faults::parse("bill=amount_off+refund_state").unwrap().bill;
+        assert!(f.amount_off && f.refund_state && !f.drop && !f.extra);
+        assert_eq!(
+            Faults::parse("bill=none").unwrap().bill,
+            BillFault::default()
+        );
+        assert_eq!(
+            Faults::parse("downloadbill=latency:1s")
+                .unwrap()
+                .download_bill,
+            ApiFault::Latency(Duration::from_secs(1))
+        );
     }
 }

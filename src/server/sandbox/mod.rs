@@ -4,10 +4,12 @@
 //! works unchanged. State is kept per (mch_id, out_trade_no). A phone page plays the shopper's
 //! WeChat app, and a notifier posts signed pay results with the documented retry schedule.
 //! Paid orders can be refunded (`refunds.rs`): each refund settles after a delay and its
-//! encrypted refund notify is posted on the same schedule.
+//! encrypted refund notify is posted on the same schedule. `pay/downloadbill` serves each
+//! Beijing day's trade bill, made from the orders held (`bill.rs`).
 
 mod admin;
 mod api;
+pub mod bill;
 pub mod faults;
 mod notifier;
 mod phone;
@@ -39,6 +41,9 @@ pub struct SandboxConfig {
     pub time_scale: f64,
     /// How long a refund stays PROCESSING before its outcome (then scaled by `time_scale`).
     pub refund_delay: Duration,
+    /// A Beijing day's trade bill is ready this long after the day ends (WeChat: 9 h; zero: at
+    /// once, so tests may fetch today's).
+    pub bill_ready_after: Duration,
     /// `secapi/` (refunds) only over a connection that presented a client certificate the
     /// sandbox verified (`scanpay sandbox` with SCANPAY_SANDBOX_CLIENT_CA; see `tls`).
     pub require_client_cert: bool,
@@ -137,6 +142,7 @@ impl Sandbox {
             .route("/pay/closeorder", post(api::close_order))
             .route("/secapi/pay/refund", post(api::refund))
             .route("/pay/refundquery", post(api::refund_query))
+            .route("/pay/downloadbill", post(api::download_bill))
             .route("/scan", get(phone::scan_page))
             .route("/scan/pay", post(phone::pay))
             .route("/scan/decline", post(phone::decline))
@@ -165,6 +171,70 @@ impl Sandbox {
             .get_mut(&(mch_id.to_string(), out_trade_no.to_string()))?;
         o.refresh(now);
         Some(o.clone())
+    }
+
+    /// The `kind` trade bill of `mch_id`'s Beijing day `bill_date` (`yyyyMMdd`) as it would be
+    /// served now, whether or not it is ready yet; None: `No Bill Exist`.
+    pub fn trade_bill(
+        &self,
+        mch_id: &str,
+        bill_date: &str,
+        kind: bill::BillType,
+    ) -> Option<String> {
+        let now = crate::server::support::clock::now_ms();
+        // A snapshot, so the lock is not held while the text is written.
+        let (orders, own, default) = {
+            let mut inner = self.inner.lock().expect("sandbox lock");
+            let orders: Vec<SandboxOrder> = inner
+                .orders
+                .values_mut()
+                .filter(|o| o.mch_id == mch_id)
+                .map(|o| {
+                    o.refresh(now);
+                    o.clone()
+                })
+                .collect();
+            let default = inner.global_faults.unwrap_or(self.cfg.faults);
+            (orders, inner.order_faults.clone(), default)
+        };
+        // Each order's knobs are its own (else the global ones); the phantom is global.
+        let fault_of = |otn: &str| own.get(otn).copied().unwrap_or(default).bill;
+        bill::trade_bill(
+            &orders,
+            mch_id,
+            bill_date,
+            kind,
+            fault_of,
+            default.bill.extra,
+        )
+    }
+
+    /// Moves an order's payment and refunds `by_ms` into the past (tests: yesterday's bill, a
+    /// payment before Beijing midnight). False when there is no such order.
+    pub fn backdate(&self, mch_id: &str, out_trade_no: &str, by_ms: i64) -> bool {
+        use crate::server::support::clock::{beijing_display, format_beijing, parse_beijing};
+        let mut inner = self.inner.lock().expect("sandbox lock");
+        let key = (mch_id.to_string(), out_trade_no.to_string());
+        let Some(o) = inner.orders.get_mut(&key) else {
+            return false;
+        };
+        o.created_ms -= by_ms;
+        o.expire_ms = o.expire_ms.map(|e| e - by_ms);
+        if let TradeState::Success { time_end, .. } = &mut o.state {
+            if let Ok(ms) = parse_beijing(time_end) {
+                *time_end = format_beijing(ms - by_ms);
+            }
+        }
+        for r in &mut o.refunds {
+            r.created_ms -= by_ms;
+            if let Some(t) = &mut r.success_time {
+                let compact: String = t.chars().filter(char::is_ascii_digit).collect();
+                if let Ok(ms) = parse_beijing(&compact) {
+                    *t = beijing_display(ms - by_ms);
+                }
+            }
+        }
+        true
     }
 
     /// The faults in force for an order (its own, else the global ones).

@@ -63,6 +63,7 @@ macro_rules! on_engine {
 
 // Declared here, after `on_engine!`, so the console's facade calls engines the same way.
 pub(crate) mod console;
+pub(crate) mod recon;
 
 impl Store {
     /// The engine's name, as health reports and logs show it.

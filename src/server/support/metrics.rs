@@ -74,6 +74,17 @@ pub fn refund(status: &'static str) {
     metrics::counter!("scanpay_refunds_total", "status" => status).increment(1);
 }
 
+/// A reconciliation run ended: `done`, `no_bill` (WeChat has none for the day), `unavailable`
+/// (not ready, refused or no answer: tried again later).
+pub fn recon_run(outcome: &'static str) {
+    metrics::counter!("scanpay_recon_runs_total", "outcome" => outcome).increment(1);
+}
+
+/// Differences of the daily reconciliation still open, by class (read at scrape time).
+pub fn recon_open(class: &'static str, n: i64) {
+    metrics::gauge!("scanpay_recon_differences_open", "class" => class).set(n as f64);
+}
+
 /// A value read at scrape time (backlogs, open anomalies, availability).
 pub fn gauge(name: &'static str, value: f64) {
     metrics::gauge!(name).set(value);
@@ -113,6 +124,13 @@ pub fn route_of(path: &str) -> &'static str {
         },
         ["ops", "orders", _] => "/ops/orders/{id}",
         ["ops", "anomalies", _, "resolve"] => "/ops/anomalies/{id}/resolve",
+        ["ops", "reconciliation", _] => "/ops/reconciliation/{date}",
+        ["ops", "reconciliation", _, action] => match *action {
+            "run" => "/ops/reconciliation/{date}/run",
+            "resolve" => "/ops/reconciliation/{date}/resolve",
+            "bill" => "/ops/reconciliation/{date}/bill",
+            _ => "/ops/other",
+        },
         ["ops", page] => match *page {
             "login" => "/ops/login",
             "logout" => "/ops/logout",
@@ -120,6 +138,7 @@ pub fn route_of(path: &str) -> &'static str {
             "orders.csv" => "/ops/orders.csv",
             "anomalies" => "/ops/anomalies",
             "audit" => "/ops/audit",
+            "reconciliation" => "/ops/reconciliation",
             "language" => "/ops/language",
             _ => "/ops/other",
         },

@@ -10,6 +10,8 @@ use std::io::Read;
 
 /// The most a (decompressed) bill may be: 100,000 rows are about 40 MB.
 const MAX_BILL: u64 = 512 * 1024 * 1024;
+/// The most a downloaded answer (gzip, or plain text) may be.
+pub const MAX_DOWNLOAD: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BillError {
@@ -158,6 +160,15 @@ pub fn decimal(s: &str, scale: u32) -> Option<i64> {
         .checked_add(f)
 }
 
+/// [`decimal`] with an optional leading `-`: a refund's 手续费 is returned to the merchant,
+/// so WeChat writes it negative (`-0.01000`), and the day's fee total may be too.
+pub fn signed_decimal(s: &str, scale: u32) -> Option<i64> {
+    match s.trim().strip_prefix('-') {
+        Some(rest) => decimal(rest, scale).map(|v| -v),
+        None => decimal(s, scale),
+    }
+}
+
 /// The index of the first of `names` in the header.
 fn col(header: &[&str], names: &[&str]) -> Option<usize> {
     names
@@ -259,7 +270,7 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
                 .filter(|v| !v.is_empty()),
             body: f[c_body].to_string(),
             attach: c_attach.map(|c| f[c].to_string()).unwrap_or_default(),
-            fee_millifen: decimal(&f[c_fee], 5)
+            fee_millifen: signed_decimal(&f[c_fee], 5)
                 .ok_or_else(|| bad(format!("手续费 {:?} is not an amount", f[c_fee])))?,
             rate: c_rate.map(text).unwrap_or_default(),
             order_fen: opt_fen(c_order, "订单金额")?,
@@ -280,7 +291,8 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
     let s = |names: &[&str], scale: u32| -> Result<Option<i64>, BillError> {
         match col(&summary_header, names) {
             None => Ok(None),
-            Some(c) => decimal(values[c], scale)
+            // Signed: a day of refunds alone has a negative fee total.
+            Some(c) => signed_decimal(values[c], scale)
                 .map(Some)
                 .ok_or_else(|| BillError::Row {
                     line: i + 1,

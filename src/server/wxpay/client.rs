@@ -320,8 +320,20 @@ impl WxPayClient {
         &self,
         http: &reqwest::Client,
         path: &str,
-        mut p: Params,
+        p: Params,
     ) -> Result<Params, WxPayError> {
+        let body = self.post(http, path, p, xml::MAX_BODY).await?;
+        check_response(&xml::parse(&body)?, &self.merchant)
+    }
+
+    /// Signs `p` as this merchant, posts it, and reads an HTTP 200 answer of at most `cap` bytes.
+    pub(super) async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        mut p: Params,
+        cap: usize,
+    ) -> Result<Vec<u8>, WxPayError> {
         let m = &self.merchant;
         p.insert("appid".into(), m.appid.clone());
         p.insert("mch_id".into(), m.mch_id.clone());
@@ -342,10 +354,7 @@ impl WxPayClient {
         if resp.status() != reqwest::StatusCode::OK {
             return Err(WxPayError::Http(resp.status().as_u16()));
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > xml::MAX_BODY)
-        {
+        if resp.content_length().is_some_and(|n| n as usize > cap) {
             return Err(
                 xml::XmlError::TooLarge(resp.content_length().unwrap_or(0) as usize).into(),
             );
@@ -357,12 +366,39 @@ impl WxPayClient {
             .await
             .map_err(|e| WxPayError::Transport(e.to_string()))?
         {
-            if body.len() + chunk.len() > xml::MAX_BODY {
+            if body.len() + chunk.len() > cap {
                 return Err(xml::XmlError::TooLarge(body.len() + chunk.len()).into());
             }
             body.extend_from_slice(&chunk);
         }
-        check_response(&xml::parse(&body)?, m)
+        Ok(body)
+    }
+
+    /// `pay/downloadbill`: the day's ALL bill, asked gzipped. Its file is neither XML nor
+    /// signed; a refusal is a small unsigned XML even when gzip was asked (decided on the bytes:
+    /// `bill::classify`).
+    pub async fn download_bill(&self, bill_date: &str) -> Result<super::bill::BillAnswer, WxPayError> {
+        let started = std::time::Instant::now();
+        let mut p = Params::new();
+        p.insert("bill_date".into(), bill_date.to_string());
+        p.insert("bill_type".into(), "ALL".into());
+        p.insert("tar_type".into(), "GZIP".into());
+        let r = self
+            .post(&self.http, "pay/downloadbill", p, super::bill::MAX_DOWNLOAD)
+            .await
+            .and_then(|body| {
+                super::bill::classify(&body)
+                    .map_err(|e| WxPayError::InvalidResponse(format!("trade bill: {e}")))
+            });
+        let result = match &r {
+            Ok(super::bill::BillAnswer::Refused { .. }) => "protocol".to_string(),
+            Ok(super::bill::BillAnswer::NotReady) => "bill_creating".to_string(),
+            Ok(super::bill::BillAnswer::NoBill) => "no_bill".to_string(),
+            Ok(super::bill::BillAnswer::Text(_)) => "success".to_string(),
+            Err(e) => result_label(e),
+        };
+        self.observe_as("pay/downloadbill", None, result, started);
+        r
     }
 }
 
@@ -424,14 +460,18 @@ impl WxPayClient {
     ) {
         let result = match r {
             Ok(_) => "success".to_string(),
-            Err(WxPayError::Business { code, .. }) => code.as_str().to_string(),
-            Err(WxPayError::Http(c)) if *c >= 500 => "http_5xx".into(),
-            Err(WxPayError::Http(_)) => "http_other".into(),
-            Err(WxPayError::Transport(_)) => "transport".into(),
-            Err(WxPayError::Protocol { .. }) => "protocol".into(),
-            Err(WxPayError::BadSignature) => "bad_signature".into(),
-            Err(WxPayError::InvalidResponse(_) | WxPayError::Xml(_)) => "invalid".into(),
+            Err(e) => result_label(e),
         };
+        self.observe_as(path, order, result, started);
+    }
+
+    fn observe_as(
+        &self,
+        path: &str,
+        order: Option<String>,
+        result: String,
+        started: std::time::Instant,
+    ) {
         let took = started.elapsed();
         crate::server::support::metrics::wxpay_call(path, &result, took.as_secs_f64());
         if let Some(order_id) = order {
@@ -445,6 +485,19 @@ impl WxPayClient {
                 },
             ));
         }
+    }
+}
+
+/// How a call ended, as the metrics count it: the business error code or the class of failure.
+fn result_label(e: &WxPayError) -> String {
+    match e {
+        WxPayError::Business { code, .. } => code.as_str().to_string(),
+        WxPayError::Http(c) if *c >= 500 => "http_5xx".into(),
+        WxPayError::Http(_) => "http_other".into(),
+        WxPayError::Transport(_) => "transport".into(),
+        WxPayError::Protocol { .. } => "protocol".into(),
+        WxPayError::BadSignature => "bad_signature".into(),
+        WxPayError::InvalidResponse(_) | WxPayError::Xml(_) => "invalid".into(),
     }
 }
 

@@ -69,6 +69,11 @@ pub trait Gateway: Send + Sync {
         &'a self,
         out_refund_no: &'a str,
     ) -> BoxFuture<'a, Result<RefundRecord, WxPayError>>;
+    /// The trade bill (ALL) of a Beijing day, `yyyyMMdd`: its text, or why there is none.
+    fn download_bill<'a>(
+        &'a self,
+        bill_date: &'a str,
+    ) -> BoxFuture<'a, Result<bill::BillAnswer, WxPayError>>;
 
     /// Since when (epoch ms) the configured base has answered only what no WeChat Pay host
     /// answers (an HTTP error page, HTML), and how — repeatedly and within the last `recent_ms`;
@@ -105,6 +110,12 @@ impl Gateway for WxPayClient {
         out_refund_no: &'a str,
     ) -> BoxFuture<'a, Result<RefundRecord, WxPayError>> {
         Box::pin(WxPayClient::refund_query(self, out_refund_no))
+    }
+    fn download_bill<'a>(
+        &'a self,
+        bill_date: &'a str,
+    ) -> BoxFuture<'a, Result<bill::BillAnswer, WxPayError>> {
+        Box::pin(WxPayClient::download_bill(self, bill_date))
     }
     fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
         WxPayClient::misdirected(self, recent_ms)

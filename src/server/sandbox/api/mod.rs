@@ -1,17 +1,19 @@
 //! `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`, `/secapi/pay/refund`,
-//! `/pay/refundquery` with the real field rules.
+//! `/pay/refundquery`, `/pay/downloadbill` with the real field rules.
 //! This file holds the protocol layer they share (authentication, signed and unsigned answers,
 //! the API faults, field helpers, finding the order a call names); each endpoint has its file.
 // An early-return `Response` is the idiomatic axum error here; its size does not matter.
 #![allow(clippy::result_large_err)]
 
 mod closeorder;
+mod downloadbill;
 mod orderquery;
 mod refund;
 mod refundquery;
 mod unifiedorder;
 
 pub(super) use closeorder::close_order;
+pub(super) use downloadbill::download_bill;
 pub(super) use orderquery::order_query;
 pub(super) use refund::refund;
 pub(super) use refundquery::refund_query;

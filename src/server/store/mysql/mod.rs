@@ -9,6 +9,7 @@ mod console;
 mod inbox;
 mod orders;
 mod reads;
+mod recon;
 mod refunds;
 mod schedule;
 mod session_lock;

@@ -6,6 +6,7 @@ mod console;
 mod inbox;
 mod orders;
 mod reads;
+mod recon;
 mod refunds;
 mod schedule;
 mod timeline;
