@@ -57,7 +57,12 @@ fn sandbox_faults(app: &TestApp, id: &str, knobs: &str) {
 /// A paid order with one refund settled SUCCESS.
 async fn refunded(app: &TestApp) -> (String, String) {
     let (_, id) = paid_order(app, &[("TEA-OOLONG", 1)]).await;
-    let (status, r) = ask(app, &id, serde_json::json!({"amount_fen": 100, "reason": "dent"})).await;
+    let (status, r) = ask(
+        app,
+        &id,
+        serde_json::json!({"amount_fen": 100, "reason": "dent"}),
+    )
+    .await;
     assert_eq!(status, 202, "{r}");
     let no = r["out_refund_no"].as_str().unwrap().to_string();
     wait_refund(app, &no, scanpay::server::domain::RefundStatus::Success).await;
@@ -86,7 +91,13 @@ async fn a_day_that_agrees_matches_line_for_line() {
     assert_eq!(day.wechat.refund_fen, 100);
     assert_eq!(day.wechat.rows, 4);
     assert!(day.raw_sha256.as_deref().is_some_and(|h| h.len() == 64));
-    let raw = app.ctx().store.recon_raw(today().as_str()).await.unwrap().unwrap();
+    let raw = app
+        .ctx()
+        .store
+        .recon_raw(today().as_str())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&raw[..2], &[0x1f, 0x8b], "kept gzipped");
 }
 
@@ -110,7 +121,8 @@ async fn each_class_made_by_the_sandbox_is_found_exactly() {
     // A notify lost for good: paid at WeChat, still pending here.
     let shopper = app.shopper().await;
     let lost = shopper.place_ok(&[("TEA-OOLONG", 1)]).await;
-    app.wait_for(&lost, "its QR code", |o| o.code_url.is_some()).await;
+    app.wait_for(&lost, "its QR code", |o| o.code_url.is_some())
+        .await;
     sandbox_faults(&app, &lost, "notify=drop");
     let sb = app.ctx().sandbox.clone().unwrap();
     sb.pay(&app.ctx().settings.merchant.mch_id, &lost).unwrap();
@@ -190,7 +202,13 @@ async fn a_rerun_replaces_the_day_and_keeps_a_resolution() {
         .key;
     let store = &app.ctx().store;
     assert!(store
-        .recon_resolve(today().as_str(), &key, "alice", "coupon at the till", now_ms())
+        .recon_resolve(
+            today().as_str(),
+            &key,
+            "alice",
+            "coupon at the till",
+            now_ms()
+        )
         .await
         .unwrap());
     // Resolved once only.
@@ -217,7 +235,10 @@ async fn two_workers_run_a_day_once() {
     let app = app(&[("SCANPAY_RECON_AT", "00:00")]).await;
     paid_order(&app, &[("TEA-OOLONG", 1)]).await;
     let store = &app.ctx().store;
-    store.recon_ensure_day(today().as_str(), now_ms()).await.unwrap();
+    store
+        .recon_ensure_day(today().as_str(), now_ms())
+        .await
+        .unwrap();
     let day = today();
     let (a, b) = tokio::join!(
         reconcile::run_day(app.ctx(), &day, "worker-a", false),
@@ -233,7 +254,9 @@ async fn two_workers_run_a_day_once() {
     assert_eq!(day.counts, [1, 0, 0, 0, 0]);
     // Done is done: the job does not take it again.
     assert!(matches!(
-        reconcile::run_day(app.ctx(), &today(), "worker-c", false).await.unwrap(),
+        reconcile::run_day(app.ctx(), &today(), "worker-c", false)
+            .await
+            .unwrap(),
         RunOutcome::NotClaimed
     ));
 }
@@ -265,7 +288,10 @@ async fn the_job_waits_for_the_bill_and_tries_again() {
                 break d;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "yesterday never reconciled");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "yesterday never reconciled"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(day.attempts > 1, "{day:?}");
@@ -297,7 +323,11 @@ async fn the_command_line_prints_the_day_and_fails_without_a_bill() {
     };
     let out = cli(&["reconcile", "--date", "today"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["date"], today().as_str());
     assert_eq!(json["matched"], 0);
@@ -325,8 +355,17 @@ async fn the_command_line_prints_the_day_and_fails_without_a_bill() {
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value =
         serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
-    assert!(json["error"].as_str().unwrap().contains("SYSTEMERROR"), "{json}");
-    let day = app.ctx().store.recon_day(today().as_str()).await.unwrap().unwrap();
+    assert!(
+        json["error"].as_str().unwrap().contains("SYSTEMERROR"),
+        "{json}"
+    );
+    let day = app
+        .ctx()
+        .store
+        .recon_day(today().as_str())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(day.status, DayStatus::Done);
     assert_eq!(day.counts[ReconClass::AmountDiffers.index()], 1);
     assert!(day.last_error.is_some());

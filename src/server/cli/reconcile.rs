@@ -30,7 +30,9 @@ pub fn parse(args: &[String], now: i64) -> Result<BillDate, String> {
         v => BillDate::parse(v).map_err(|e| usage(&e))?,
     };
     if date > today {
-        return Err(usage(&format!("{date} has not happened yet (today is {today} in Beijing)")));
+        return Err(usage(&format!(
+            "{date} has not happened yet (today is {today} in Beijing)"
+        )));
     }
     Ok(date)
 }
@@ -88,9 +90,20 @@ mod tests {
     fn dates_by_name_and_by_day() {
         // 2026-12-07 12:00 Beijing.
         let now = crate::server::support::clock::parse_beijing("20261207120000").unwrap();
-        assert_eq!(parse(&args(&["--date", "today"]), now).unwrap().as_str(), "2026-12-07");
-        assert_eq!(parse(&args(&["--date=yesterday"]), now).unwrap().as_str(), "2026-12-06");
-        assert_eq!(parse(&args(&["--date", "2026-11-30"]), now).unwrap().as_str(), "2026-11-30");
+        assert_eq!(
+            parse(&args(&["--date", "today"]), now).unwrap().as_str(),
+            "2026-12-07"
+        );
+        assert_eq!(
+            parse(&args(&["--date=yesterday"]), now).unwrap().as_str(),
+            "2026-12-06"
+        );
+        assert_eq!(
+            parse(&args(&["--date", "2026-11-30"]), now)
+                .unwrap()
+                .as_str(),
+            "2026-11-30"
+        );
         for bad in [
             &["--date", "2026-12-08"][..],
             &["--date", "2026-02-30"],

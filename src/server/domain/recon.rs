@@ -200,7 +200,10 @@ pub fn compare(rows: &[WechatRow], local: &LocalFacts) -> Vec<(ReconLine, Option
             ..blank(LineKind::Payment, ReconClass::LocalOnly)
         }
         .with_order(o);
-        out.push((unique(line, &mut keys), Some(FollowUp::QueryOrder(o.id.clone()))));
+        out.push((
+            unique(line, &mut keys),
+            Some(FollowUp::QueryOrder(o.id.clone())),
+        ));
     }
     for f in local.refunds_of_day.iter() {
         // Only refunds WeChat accepted or may hold: one never sent or refused is not money.
@@ -325,7 +328,11 @@ fn refund_row(r: &WechatRow, no: &str, local: &LocalFacts) -> (ReconLine, Option
         ));
     }
     if !same_state {
-        why.push(format!("WeChat says {}, scanpay {}", r.state, f.status.as_str()));
+        why.push(format!(
+            "WeChat says {}, scanpay {}",
+            r.state,
+            f.status.as_str()
+        ));
     }
     let line = ReconLine {
         class: if why.is_empty() {
@@ -339,8 +346,8 @@ fn refund_row(r: &WechatRow, no: &str, local: &LocalFacts) -> (ReconLine, Option
         ..line
     };
     // Ours not final yet: WeChat's word settles it (the usual refund check).
-    let follow = (!same_state && !f.status.is_settled())
-        .then(|| FollowUp::CheckRefund(no.to_string()));
+    let follow =
+        (!same_state && !f.status.is_settled()).then(|| FollowUp::CheckRefund(no.to_string()));
     (line, follow)
 }
 

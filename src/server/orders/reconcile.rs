@@ -123,7 +123,11 @@ pub async fn run_day(
 
 /// The bill's rows and summary with its raw text (gzipped, and its SHA-256), or none at all
 /// when WeChat has no bill for the day; Err: why the bill cannot be had now.
-type Fetched = (Vec<WechatRow>, Option<WechatTotals>, Option<(Vec<u8>, String)>);
+type Fetched = (
+    Vec<WechatRow>,
+    Option<WechatTotals>,
+    Option<(Vec<u8>, String)>,
+);
 
 async fn fetch(ctx: &Ctx, date: &BillDate) -> Result<Fetched, String> {
     let text = match ctx.wxpay.download_bill(&date.compact()).await {
@@ -201,7 +205,9 @@ async fn facts(ctx: &Ctx, date: &BillDate, rows: &[WechatRow]) -> Result<LocalFa
     // Payments no order holds as its own may be recorded as anomalies.
     let unkept: Vec<String> = pay_rows()
         .filter(|r| {
-            orders.get(&r.out_trade_no).and_then(|o| o.transaction_id.as_deref())
+            orders
+                .get(&r.out_trade_no)
+                .and_then(|o| o.transaction_id.as_deref())
                 != Some(r.transaction_id.as_str())
         })
         .map(|r| r.transaction_id.clone())
@@ -243,7 +249,9 @@ async fn follow_up(
     day: &str,
     compared: &[(ReconLine, Option<FollowUp>)],
 ) -> Result<(), sqlx::Error> {
-    let asks = compared.iter().filter_map(|(l, f)| f.as_ref().map(|f| (l, f)));
+    let asks = compared
+        .iter()
+        .filter_map(|(l, f)| f.as_ref().map(|f| (l, f)));
     for (line, f) in asks.take(MAX_FOLLOW_UPS) {
         let said = match f {
             FollowUp::QueryOrder(id) => recheck::order(ctx, id, Cause::Reconciliation)

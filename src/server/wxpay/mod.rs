@@ -7,6 +7,7 @@ pub mod notify;
 pub mod refund;
 pub mod refund_notify;
 pub mod sign;
+pub mod v3;
 pub mod xml;
 
 pub use client::{

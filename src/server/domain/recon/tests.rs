@@ -84,7 +84,9 @@ fn a_day_that_agrees_is_all_matched() {
         refund_row("A", "AR01", 40, "SUCCESS"),
     ];
     let out = compare(&rows, &local);
-    assert!(out.iter().all(|(l, f)| l.class == ReconClass::Matched && f.is_none()));
+    assert!(out
+        .iter()
+        .all(|(l, f)| l.class == ReconClass::Matched && f.is_none()));
     assert_eq!(out.len(), 3);
     let t = totals(&out.into_iter().map(|(l, _)| l).collect::<Vec<_>>());
     assert_eq!(t[ReconClass::Matched.index()].count, 3);
@@ -176,7 +178,11 @@ fn a_refund_of_another_amount_or_state_differs() {
 
 #[test]
 fn a_payment_kept_as_an_anomaly_is_wechat_only_without_a_query() {
-    let mut local = facts(vec![], vec![order("C", OrderStatus::Closed, 100, None)], vec![]);
+    let mut local = facts(
+        vec![],
+        vec![order("C", OrderStatus::Closed, 100, None)],
+        vec![],
+    );
     local.anomalies.insert(
         "TC".into(),
         LocalAnomaly {
@@ -189,7 +195,11 @@ fn a_payment_kept_as_an_anomaly_is_wechat_only_without_a_query() {
     let out = compare(&[pay("C", "TC", 100)], &local);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0.class, ReconClass::WechatOnly);
-    assert!(out[0].0.note.contains("paid_after_close"), "{}", out[0].0.note);
+    assert!(
+        out[0].0.note.contains("paid_after_close"),
+        "{}",
+        out[0].0.note
+    );
     assert_eq!(out[0].1, None);
 }
 
@@ -212,7 +222,11 @@ fn no_bill_makes_every_local_payment_local_only() {
 
 #[test]
 fn a_row_listed_twice_keeps_both_lines() {
-    let local = facts(vec![order("A", OrderStatus::Paid, 100, Some("TA"))], vec![], vec![]);
+    let local = facts(
+        vec![order("A", OrderStatus::Paid, 100, Some("TA"))],
+        vec![],
+        vec![],
+    );
     let out = compare(&[pay("A", "TA", 100), pay("A", "TA", 100)], &local);
     assert_eq!(
         classes(&out),
@@ -234,8 +248,18 @@ fn bill_dates_are_beijing_days() {
     assert_eq!(BillDate::of_ms(d.end_ms() - 1), d);
     assert_eq!(BillDate::of_ms(d.end_ms()).as_str(), "2026-12-01");
     assert_eq!(d.prev().as_str(), "2026-11-29");
-    assert_eq!(BillDate::parse("2024-03-01").unwrap().prev().as_str(), "2024-02-29");
-    for bad in ["2026-02-30", "2026-13-01", "26-11-30", "2026/11/30", "", "2026-11-3x"] {
+    assert_eq!(
+        BillDate::parse("2024-03-01").unwrap().prev().as_str(),
+        "2024-02-29"
+    );
+    for bad in [
+        "2026-02-30",
+        "2026-13-01",
+        "26-11-30",
+        "2026/11/30",
+        "",
+        "2026-11-3x",
+    ] {
         assert!(BillDate::parse(bad).is_err(), "{bad}");
     }
 }
