@@ -18,6 +18,9 @@ export SCANPAY_SANDBOX_TIME_SCALE=${SCANPAY_SANDBOX_TIME_SCALE:-0.01}
 # Every test shopper comes from 127.0.0.1: the per-address limit is tested in the cargo suite.
 export SCANPAY_LIMIT_ORDERS_PER_MINUTE=${SCANPAY_LIMIT_ORDERS_PER_MINUTE:-10000}
 export SCANPAY_LIMIT_CANCELS_PER_MINUTE=${SCANPAY_LIMIT_CANCELS_PER_MINUTE:-10000}
+# The sandbox's trade bill for today is ready at once: tests/reconciliation.spec.ts reconciles
+# the day it paid in (WeChat's own bill comes the morning after).
+export SCANPAY_SANDBOX_BILL_READY_AFTER=${SCANPAY_SANDBOX_BILL_READY_AFTER:-0s}
 # The console's operator for tests/console.spec.ts, made as a fresh install makes its first one:
 # `scanpay operator add`, the password on standard input, before the server has ever run.
 add_operator() {

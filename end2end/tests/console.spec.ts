@@ -69,6 +69,9 @@ test("an operator finds a paid order by its WeChat transaction id, refunds part 
   await ops.getByRole("link", { name: "Overview" }).click();
   await expect(ops.getByTestId("ops-chart")).toBeVisible();
   await noSeriousViolations(ops, "the overview");
+  await ops.getByRole("link", { name: "Reconciliation", exact: true }).click();
+  await expect(ops.getByRole("heading", { name: "Reconciliation", level: 1 })).toBeVisible();
+  await noSeriousViolations(ops, "the reconciliation days");
   await ops.getByTestId("ops-me").click();
   await expect(ops.getByTestId("twofa-start")).toBeVisible();
   await noSeriousViolations(ops, "the second-factor page");
@@ -152,6 +155,8 @@ test("the same walk in Chinese: sign in (登录), find an order by its number, r
   await noSeriousViolations(ops, "the audit log in Chinese");
   await ops.getByRole("link", { name: "异常" }).click();
   await noSeriousViolations(ops, "the anomalies in Chinese");
+  await ops.getByRole("link", { name: "对账", exact: true }).click();
+  await noSeriousViolations(ops, "the reconciliation days in Chinese");
   await ops.getByRole("link", { name: "概览" }).click();
   await noSeriousViolations(ops, "the overview in Chinese");
 });

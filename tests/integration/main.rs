@@ -2,6 +2,7 @@
 
 mod common;
 mod console;
+mod console_recon;
 mod engines;
 mod faults;
 mod hardening;

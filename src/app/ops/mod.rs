@@ -8,6 +8,7 @@ mod operators;
 mod order;
 mod orders;
 mod pages;
+mod recon;
 mod twofactor;
 
 pub use lists::{AnomaliesPage, AuditPage};
@@ -15,6 +16,7 @@ pub use operators::OperatorsPage;
 pub use order::{OrderPage, OrderPageData};
 pub use orders::{OrdersPageView, OrdersQuery};
 pub use pages::{LoginPage, OverviewData, OverviewPage};
+pub use recon::{ReconDayData, ReconDayPage, ReconListData, ReconListPage};
 pub use twofactor::{TwoFactorPage, TwoFactorState};
 
 use leptos::prelude::*;
@@ -38,6 +40,7 @@ pub enum Section {
     Overview,
     Orders,
     Anomalies,
+    Reconciliation,
     Audit,
     Operators,
     None,
@@ -98,6 +101,7 @@ fn TopBar(lang: Lang, me: Option<Me>, section: Section) -> impl IntoView {
                     {tab("/ops", Section::Overview, OpsKey::nav_overview)}
                     {tab("/ops/orders", Section::Orders, OpsKey::nav_orders)}
                     {tab("/ops/anomalies", Section::Anomalies, OpsKey::nav_anomalies)}
+                    {tab("/ops/reconciliation", Section::Reconciliation, OpsKey::nav_recon)}
                     {tab("/ops/audit", Section::Audit, OpsKey::nav_audit)}
                     {(me.role == Role::Admin).then(|| tab("/ops/operators", Section::Operators, OpsKey::nav_operators))}
                 </nav>

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use super::{status_text, t, t_with, when, yuan, Flash, OpsKey};
 use crate::app::i18n::Lang;
+use crate::server::domain::recon::ReconLine;
 use crate::server::domain::{
     AnomalyItem, AuditRow, CallRow, EventRow, ItemRow, NotifyRow, OrderRow, RefundRow,
 };
@@ -20,6 +21,8 @@ pub struct OrderPageData {
     /// Every call made to WeChat for it, and every notify received naming it.
     pub calls: Vec<CallRow>,
     pub notifies: Vec<NotifyRow>,
+    /// The daily reconciliation's differences naming it: (bill date, line), newest day first.
+    pub recon: Vec<(String, ReconLine)>,
     /// What may still be refunded: paid − refunded − in progress.
     pub refundable: i64,
     /// The signed-in operator may refund, note and query (role operator or admin).
@@ -123,6 +126,8 @@ pub fn OrderPage(lang: Lang, d: OrderPageData) -> impl IntoView {
                 </ul>
             </section>
         })}
+
+        <super::recon::OrderRecon lang=lang lines=d.recon.clone()/>
 
         <section class="card" aria-labelledby="timeline-h">
             <h2 id="timeline-h">{t(lang, OpsKey::timeline_title)}</h2>

@@ -51,6 +51,8 @@ pub struct OverviewData {
     pub unfinished: i64,
     pub oldest_unfinished_at: Option<i64>,
     pub anomalies_open: i64,
+    /// Recent reconciled days with differences still open: (day, how many).
+    pub recon_open: Vec<(String, i64)>,
     /// Per hour of the last 24 (oldest first): (hour start ms, placed, paid).
     pub hours: Vec<(i64, i64, i64)>,
     /// Each worker and what it is doing (from the readiness checks).
@@ -96,6 +98,11 @@ pub fn OverviewPage(lang: Lang, d: OverviewData) -> impl IntoView {
             {tile(OpsKey::tile_anomalies, d.anomalies_open.to_string(), "tile-anomalies")}
         </div>
         {oldest.map(|o| view! { <p class="muted small">{o}</p> })}
+        {d.recon_open.iter().map(|(day, n)| view! {
+            <p class="notice" data-testid="ops-recon-open">
+                <a href=format!("/ops/reconciliation/{day}")>{t_with(lang, OpsKey::overview_recon, &[("date", day), ("n", &n.to_string())])}</a>
+            </p>
+        }).collect_view()}
         <section class="card">
             <h2>{t(lang, OpsKey::chart_title)}</h2>
             <Chart lang=lang hours=d.hours.clone()/>

@@ -169,6 +169,9 @@ pub enum Audited {
     Requeue,
     SecondFactorOn,
     SecondFactorOff,
+    /// A reconciliation difference resolved; a reconciliation run asked for.
+    ReconResolve,
+    ReconRun,
 }
 
 impl Audited {
@@ -188,6 +191,8 @@ impl Audited {
             Audited::Requeue => "requeue",
             Audited::SecondFactorOn => "second_factor_on",
             Audited::SecondFactorOff => "second_factor_off",
+            Audited::ReconResolve => "recon_resolve",
+            Audited::ReconRun => "recon_run",
         }
     }
 }

@@ -7,6 +7,8 @@ mod actions;
 mod admin;
 mod auth;
 mod pages;
+mod recon;
+mod recon_files;
 mod twofactor;
 
 use axum::extract::{Request, State};
@@ -72,6 +74,17 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ops/anomalies", get(anomalies_route))
         .route("/ops/anomalies/{id}/resolve", post(actions::resolve))
         .route("/ops/anomalies/{id}/refund", post(actions::refund_anomaly))
+        .route(
+            "/ops/reconciliation",
+            get(recon_list_route).post(recon::run_form),
+        )
+        .route("/ops/reconciliation/{date}", get(recon_day_route))
+        .route("/ops/reconciliation/{date}/run", post(recon::run_again))
+        .route(
+            "/ops/reconciliation/{date}/resolve",
+            post(recon_resolve_route).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)),
+        )
+        .route("/ops/reconciliation/{date}/bill", get(recon_files::bill))
         .route("/ops/audit", get(pages::audit))
         .route("/ops/2fa", get(twofactor::page_2fa))
         .route("/ops/2fa/start", post(twofactor::start))
@@ -103,7 +116,12 @@ pub(super) fn bearer(req: &Request) -> bool {
         .collect();
     let json_path = matches!(
         p.as_slice(),
-        ["ops", "anomalies"] | ["ops", "orders", _] | ["ops", "orders", _, "refunds"]
+        ["ops", "anomalies"]
+            | ["ops", "orders", _]
+            | ["ops", "orders", _, "refunds"]
+            | ["ops", "reconciliation"]
+            | ["ops", "reconciliation", _]
+            | ["ops", "reconciliation", _, "resolve"]
     );
     json_path
         && req
@@ -127,6 +145,37 @@ async fn anomalies_route(State(state): State<AppState>, req: Request) -> Respons
         pages::anomalies.call(req, state).await
     }
 }
+
+async fn recon_list_route(State(state): State<AppState>, req: Request) -> Response {
+    if bearer(&req) {
+        ops::recon_days.call(req, state).await
+    } else {
+        recon::list.call(req, state).await
+    }
+}
+
+async fn recon_day_route(State(state): State<AppState>, req: Request) -> Response {
+    if bearer(&req) {
+        ops::recon_day.call(req, state).await
+    } else {
+        recon::day.call(req, state).await
+    }
+}
+
+async fn recon_resolve_route(State(state): State<AppState>, req: Request) -> Response {
+    if bearer(&req) {
+        ops::recon_resolve.call(req, state).await
+    } else {
+        recon::resolve.call(req, state).await
+    }
+}
+
+/// For `http::ops`: the day's CSV (scripts may fetch it with the token) and resolving a line.
+pub(super) use recon_files::csv as recon_csv;
+pub(super) use recon::{
+    key_ok as recon_key_ok, reason_ok as recon_reason_ok,
+    resolve_line as recon_resolve_line,
+};
 
 async fn refunds_route(State(state): State<AppState>, req: Request) -> Response {
     if bearer(&req) {

@@ -50,6 +50,15 @@ pub async fn overview(
         Ok(h) => h,
         Err(e) => return unavailable(e),
     };
+    // Recent days with differences still open (the list page has them all).
+    let recon_open = match ctx.store.recon_days(None, 14).await {
+        Ok(days) => days
+            .into_iter()
+            .filter(|d| d.open > 0)
+            .map(|d| (d.bill_date, d.open))
+            .collect(),
+        Err(e) => return unavailable(e),
+    };
     let count_in = |v: &[(i64, i64)], i: i64| v.iter().find(|(h, _)| *h == i).map_or(0, |x| x.1);
     let hours = (0..24)
         .map(|i| {
@@ -86,6 +95,7 @@ pub async fn overview(
         unfinished: counts.unfinished,
         oldest_unfinished_at: counts.oldest_unfinished_at,
         anomalies_open: counts.anomalies_open,
+        recon_open,
         hours,
         workers,
         dead_letters: match ctx.bus.dead_letters().await {
@@ -196,10 +206,12 @@ pub async fn orders_csv(
             }
         }
     });
-    let body = futures::StreamExt::chain(
+    // Fused: the compression layer polls once more after the end, which `unfold` forbids (a
+    // gzip-accepting browser's download panicked the handler and lost its connection).
+    let body = futures::StreamExt::fuse(futures::StreamExt::chain(
         futures::stream::once(async move { Ok(header_line.to_string()) }),
         rows,
-    );
+    ));
     let name = format!("orders-{}.csv", &format_beijing(now_ms())[..8]);
     (
         [
@@ -277,9 +289,10 @@ pub async fn order(
             ctx.store.audit_log(None, Some(&id), 100).await?,
             ctx.store.calls_of(&id, 500).await?,
             ctx.store.notifies_of(&id, 500).await?,
+            ctx.store.recon_lines_of_order(&id).await?,
         ))
     };
-    let (items, events, refunds, anomalies, audit, calls, notifies) = match loaded.await {
+    let (items, events, refunds, anomalies, audit, calls, notifies, recon) = match loaded.await {
         Ok(x) => x,
         Err(e) => return unavailable(e),
     };
@@ -306,6 +319,7 @@ pub async fn order(
         audit,
         calls,
         notifies,
+        recon,
         refundable,
         may_act: may(&signed, Action::Refund),
         done: flash.done(),
