@@ -67,6 +67,91 @@ pub fn parse_beijing(s: &str) -> Result<i64, String> {
     Ok(secs * 1000)
 }
 
+/// API v3's times: RFC 3339 with an offset (`2018-06-08T10:34:56+08:00`, `…Z`, fractional
+/// seconds allowed) → UTC epoch milliseconds.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let bad = || format!("{s:?} is not an RFC 3339 time like 2018-06-08T10:34:56+08:00");
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let digits = |r: std::ops::Range<usize>| -> Result<String, String> {
+        let d = &s[r];
+        if d.bytes().all(|c| c.is_ascii_digit()) {
+            Ok(d.to_string())
+        } else {
+            Err(bad())
+        }
+    };
+    let compact = format!(
+        "{}{}{}{}{}{}",
+        digits(0..4)?,
+        digits(5..7)?,
+        digits(8..10)?,
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?
+    );
+    // The wall time read as if Beijing, then moved by the difference of offsets.
+    let wall = parse_beijing(&compact).map_err(|_| bad())? + BEIJING_OFFSET_S * 1000;
+    let mut rest = &s[19..];
+    let mut ms = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return Err(bad());
+        }
+        ms = format!("{:0<3}", &frac[..n.min(3)])
+            .parse::<i64>()
+            .map_err(|_| bad())?;
+        rest = &frac[n..];
+    }
+    let offset_s = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let n = |a: &u8, b: &u8| -> Result<i64, String> {
+                if a.is_ascii_digit() && b.is_ascii_digit() {
+                    Ok(i64::from((a - b'0') * 10 + (b - b'0')))
+                } else {
+                    Err(bad())
+                }
+            };
+            let (h, m) = (n(h1, h2)?, n(m1, m2)?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            let v = h * 3600 + m * 60;
+            if *sign == b'-' {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return Err(bad()),
+    };
+    Ok(wall - offset_s * 1000 + ms)
+}
+
+/// UTC epoch milliseconds as API v3 writes Beijing time: `2018-06-08T10:34:56+08:00`.
+pub fn format_rfc3339_beijing(utc_ms: i64) -> String {
+    let s = format_beijing(utc_ms);
+    format!(
+        "{}-{}-{}T{}:{}:{}+08:00",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[8..10],
+        &s[10..12],
+        &s[12..14]
+    )
+}
+
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -123,6 +208,31 @@ mod tests {
             "20240229235959"
         );
         assert_eq!(format_beijing(0), "19700101080000");
+    }
+
+    #[test]
+    fn rfc3339_times_as_api_v3_writes_them() {
+        let beijing = parse_beijing("20180608103456").unwrap();
+        assert_eq!(parse_rfc3339("2018-06-08T10:34:56+08:00"), Ok(beijing));
+        assert_eq!(parse_rfc3339("2018-06-08T02:34:56Z"), Ok(beijing));
+        assert_eq!(parse_rfc3339("2018-06-07T21:34:56-05:00"), Ok(beijing));
+        assert_eq!(
+            parse_rfc3339("2018-06-08T10:34:56.250+08:00"),
+            Ok(beijing + 250)
+        );
+        assert_eq!(format_rfc3339_beijing(beijing), "2018-06-08T10:34:56+08:00");
+        for bad in [
+            "",
+            "20180608103456",
+            "2018-06-08 10:34:56+08:00x",
+            "2018-06-08T10:34:56",
+            "2018-02-30T10:34:56+08:00",
+            "2018-06-08T10:34:56+8:00",
+            "2018-06-08T10:34:56.+08:00",
+            "2018-06-08T25:34:56+08:00",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

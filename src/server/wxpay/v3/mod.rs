@@ -5,3 +5,6 @@
 //! the notify endpoint and the sandbox's v3 build on them.
 
 pub mod crypto;
+pub mod notify;
+#[cfg(test)]
+mod testkey;
