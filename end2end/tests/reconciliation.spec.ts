@@ -26,11 +26,17 @@ async function paidOrderBilledWrong(page: Page): Promise<string> {
   return orderNo;
 }
 
-/** Reloads the day until its run has finished. */
-async function untilDone(ops: Page) {
+/** Reloads the day until its run has finished and, after "Run again" (whose page first shows
+ *  the earlier result, also done), until the run has seen `order`. */
+async function untilDone(ops: Page, order?: string) {
   await expect
-    .poll(async () => { await ops.reload(); return ops.getByTestId("recon-status").first().getAttribute("data-status"); }, { timeout: 20_000 })
-    .toBe("done");
+    .poll(async () => {
+      await ops.reload();
+      const status = await ops.getByTestId("recon-status").first().getAttribute("data-status");
+      const seen = order === undefined || (await ops.getByTestId("recon-line").filter({ hasText: order }).count()) > 0;
+      return status === "done" && seen;
+    }, { timeout: 20_000 })
+    .toBe(true);
 }
 
 test("an operator reconciles today, finds the payment WeChat billed differently and resolves it with a reason — in English, then in Chinese", async ({ page, context }) => {
@@ -91,7 +97,7 @@ test("an operator reconciles today, finds the payment WeChat billed differently 
   await expect(ops.getByRole("heading", { name: `${day} 对账` })).toBeVisible();
   await ops.getByRole("button", { name: "重新对账" }).click();
   await expect(ops.getByTestId("ops-done")).toContainText("已在后台开始对账");
-  await untilDone(ops);
+  await untilDone(ops, second);
   const again = ops.getByTestId("recon-line").filter({ hasText: second });
   await expect(again).toContainText("金额不一致");
   // The first stays resolved through the re-run.

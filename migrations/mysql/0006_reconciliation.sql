@@ -61,5 +61,8 @@ CREATE TABLE recon_lines (
 CREATE INDEX recon_lines_open ON recon_lines (class, resolved_at);
 CREATE INDEX recon_lines_order ON recon_lines (out_trade_no);
 
+-- Payments the bill names that no order holds, looked up among the anomalies.
+CREATE INDEX anomalies_transaction ON anomalies (transaction_id);
+
 -- The day's refunds, by when they were recorded.
 CREATE INDEX refunds_created ON refunds (created_at);

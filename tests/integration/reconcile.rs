@@ -370,3 +370,114 @@ async fn the_command_line_prints_the_day_and_fails_without_a_bill() {
     assert_eq!(day.counts[ReconClass::AmountDiffers.index()], 1);
     assert!(day.last_error.is_some());
 }
+
+#[tokio::test]
+async fn a_lapsed_or_taken_claim_writes_nothing() {
+    use scanpay::server::domain::recon::{DayResult, LocalTotals};
+    let app = app(&[]).await;
+    paid_order(&app, &[("TEA-OOLONG", 1)]).await;
+    let store = &app.ctx().store;
+    let (day, now) = (today(), now_ms());
+    store.recon_ensure_day(day.as_str(), now).await.unwrap();
+    // Worker A claims the day and dies: its lease runs out, and the next worker takes it.
+    assert!(store
+        .recon_claim(day.as_str(), "A", now, now - 1, false)
+        .await
+        .unwrap());
+    assert!(matches!(
+        reconcile::run_day(app.ctx(), &day, "worker-b", false)
+            .await
+            .unwrap(),
+        RunOutcome::Done(_)
+    ));
+    // A wakes up and saves its result: refused, the day as B left it.
+    let stale = DayResult {
+        wechat: None,
+        local: LocalTotals::default(),
+        raw_gzip: None,
+        raw_sha256: None,
+        run_by: "worker-a".into(),
+    };
+    assert!(!store
+        .recon_save(day.as_str(), "A", &stale, &[], now_ms())
+        .await
+        .unwrap());
+    let d = store.recon_day(day.as_str()).await.unwrap().unwrap();
+    assert_eq!((d.counts[0], d.run_by.as_deref()), (1, Some("worker-b")));
+    // A forced run takes a day another run holds; the holder's save is then refused.
+    assert!(store
+        .recon_claim(day.as_str(), "C", now_ms(), now_ms() + 600_000, false)
+        .await
+        .is_ok());
+    assert!(store
+        .recon_claim(day.as_str(), "C", now_ms(), now_ms() + 600_000, true)
+        .await
+        .unwrap());
+    assert!(matches!(
+        reconcile::run_day(app.ctx(), &day, "ops", false)
+            .await
+            .unwrap(),
+        RunOutcome::NotClaimed
+    ));
+    assert!(matches!(
+        reconcile::run_day(app.ctx(), &day, "ops", true)
+            .await
+            .unwrap(),
+        RunOutcome::Done(_)
+    ));
+    assert!(!store
+        .recon_save(day.as_str(), "C", &stale, &[], now_ms())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.recon_day(day.as_str()).await.unwrap().unwrap().counts[0],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_refused_download_fails_the_day_for_a_person() {
+    let app = app(&[]).await;
+    paid_order(&app, &[("TEA-OOLONG", 1)]).await;
+    let db_url = (*app.ctx().settings.database_url).to_string();
+    // Another API key: the sandbox refuses the signature, a refusal no retry mends.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scanpay"));
+    c.args(["reconcile", "--date", "yesterday"])
+        .env("LEPTOS_OUTPUT_NAME", "scanpay")
+        .env("SCANPAY_DATABASE_URL", &db_url)
+        .env("SCANPAY_WXPAY_BASE_URL", format!("{}/sandbox/", app.base))
+        .env("SCANPAY_WXPAY_API_KEY", "another32characterkeyforthetest0")
+        .env("RUST_LOG", "error");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let yesterday = today().prev();
+    let day = app
+        .ctx()
+        .store
+        .recon_day(yesterday.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(day.status, DayStatus::Failed, "{day:?}");
+    assert!(
+        day.last_error.as_deref().unwrap_or("").contains("refused"),
+        "{day:?}"
+    );
+    // Not retried on its own…
+    assert!(app
+        .ctx()
+        .store
+        .recon_due(now_ms() + 86_400_000)
+        .await
+        .unwrap()
+        .is_empty());
+    // …until a person runs it again, with the right key.
+    assert!(matches!(
+        reconcile::run_day(app.ctx(), &yesterday, "ops", true)
+            .await
+            .unwrap(),
+        RunOutcome::Done(_)
+    ));
+}

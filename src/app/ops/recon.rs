@@ -67,6 +67,7 @@ fn day_state(lang: Lang, d: &ReconDayRow) -> impl IntoView {
         DayStatus::Done => ("pill paid", OpsKey::day_done),
         DayStatus::Running => ("pill pending", OpsKey::day_running),
         DayStatus::Due => ("pill pending", OpsKey::day_due),
+        DayStatus::Failed => ("pill failed", OpsKey::day_failed),
     };
     let waiting = (d.status != DayStatus::Done && d.attempts > 0).then(|| {
         let error = d.last_error.clone().unwrap_or_else(|| "—".into());

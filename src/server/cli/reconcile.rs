@@ -29,11 +29,7 @@ pub fn parse(args: &[String], now: i64) -> Result<BillDate, String> {
         "yesterday" => today.prev(),
         v => BillDate::parse(v).map_err(|e| usage(&e))?,
     };
-    if date > today {
-        return Err(usage(&format!(
-            "{date} has not happened yet (today is {today} in Beijing)"
-        )));
-    }
+    date.runnable(now).map_err(|e| usage(&e))?;
     Ok(date)
 }
 
@@ -107,6 +103,8 @@ mod tests {
         for bad in [
             &["--date", "2026-12-08"][..],
             &["--date", "2026-02-30"],
+            &["--date", "2025-12-01"],
+            &["--date", "0001-01-01"],
             &["--date", "30/11/2026"],
             &["--date"],
             &[],

@@ -268,6 +268,21 @@ fn payment_row(r: &WechatRow, local: &LocalFacts) -> (ReconLine, Option<FollowUp
             };
             (line, None)
         }
+        // Parked for a person: the payment is the order's, for another amount.
+        (Some(o), Some(a)) if a.kind == "amount_mismatch" => {
+            let state = if a.resolved { "resolved" } else { "open" };
+            let line = ReconLine {
+                class: ReconClass::AmountDiffers,
+                local_fen: Some(o.total_fee),
+                local_state: o.status.as_str().into(),
+                note: format!(
+                    "WeChat charged {} fen, the order is {} fen: parked as anomaly amount_mismatch ({state})",
+                    r.amount_fen, o.total_fee
+                ),
+                ..line
+            };
+            (line, None)
+        }
         (_, Some(a)) => {
             let state = if a.resolved { "resolved" } else { "open" };
             let line = ReconLine {
@@ -281,10 +296,16 @@ fn payment_row(r: &WechatRow, local: &LocalFacts) -> (ReconLine, Option<FollowUp
             (line, None)
         }
         (Some(o), None) => {
+            let note = match (&o.status, &o.transaction_id) {
+                (OrderStatus::Paid, Some(tx)) => {
+                    format!("paid at WeChat again: the order is paid here by {tx}")
+                }
+                (status, _) => format!("paid at WeChat, {} here", status.as_str()),
+            };
             let line = ReconLine {
                 local_fen: Some(o.total_fee),
                 local_state: o.status.as_str().into(),
-                note: format!("paid at WeChat, {} here", o.status.as_str()),
+                note,
                 ..line
             };
             (line, Some(FollowUp::QueryOrder(o.id.clone())))

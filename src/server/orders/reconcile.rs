@@ -12,23 +12,22 @@
 //! each day), by `scanpay reconcile --date …` and by an operator's "Run again".
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::domain::recon::{
-    self, BillDate, DayResult, FollowUp, LocalFacts, LocalTotals, ReconDayRow, ReconLine,
-    WechatRow, WechatTotals,
+    self, BillDate, DayResult, FollowUp, LocalFacts, LocalTotals, ReconDayRow, ReconLine, WechatRow,
 };
 use crate::server::domain::{Cause, RefundStatus};
 use crate::server::orders::{recheck, refund};
 use crate::server::state::Ctx;
 use crate::server::support::clock::now_ms;
 use crate::server::support::ids::random_alnum;
-use crate::server::wxpay::bill::{self, BillAnswer};
+
+mod bill;
+pub use bill::wechat_rows;
 
 /// A run holds its day this long; a process that dies mid-run gives it up after it.
 const LEASE_MS: i64 = 10 * 60_000;
@@ -43,13 +42,21 @@ pub enum RunOutcome {
     /// The day's comparison, saved.
     Done(Box<ReconDayRow>),
     /// The bill could not be had (not ready, refused, unreadable, no answer): the day is given
-    /// back with a later attempt; the reason.
+    /// back — with a later attempt when trying again can help, `failed` (a person re-runs it)
+    /// when WeChat refused or the bill is unusable; the reason.
     Unavailable(String),
     /// Another process has the day, or it is not due.
     NotClaimed,
     /// The claim ran out and another process took the day: nothing of this run was written.
     Superseded,
 }
+
+/// After this many attempts a day stops being retried on its own (about two days at the
+/// longest backoff): a person looks at its last error and runs it again.
+const MAX_ATTEMPTS: i64 = 48;
+/// WeChat's file is kept (gzipped) up to this size; past it only its SHA-256 (a statement of
+/// this size would pass MariaDB's default max_allowed_packet, 16 MiB).
+const MAX_RAW_KEPT: usize = 12 * 1024 * 1024;
 
 /// Runs one day: `force` takes it whatever its state (a re-run on demand); otherwise only when
 /// it is due. `by` is who asked: `schedule`, `cli`, or an operator's name.
@@ -69,23 +76,33 @@ pub async fn run_day(
     {
         return Ok(RunOutcome::NotClaimed);
     }
-    let got = fetch(ctx, date).await;
-    let (rows, wechat, raw) = match got {
+    let (rows, wechat, raw) = match bill::fetch(ctx, date).await {
         Ok(b) => b,
-        Err(why) => {
-            let attempts = ctx.store.recon_day(day).await?.map_or(1, |d| d.attempts);
-            let next = now_ms() + backoff(ctx.settings.recon.retry, attempts).as_millis() as i64;
-            tracing::warn!(bill_date = day, attempts, %why, "no trade bill yet; trying again later");
-            crate::server::support::metrics::recon_run("unavailable");
-            ctx.store
-                .recon_give_back(day, &run_id, &cut(&why, 500), next, now_ms())
-                .await?;
-            return Ok(RunOutcome::Unavailable(why));
-        }
+        Err(no) => return give_back(ctx, day, &run_id, no).await,
     };
+    // The download may have been slow: the claim is renewed before the work that writes.
+    if !ctx
+        .store
+        .recon_renew(day, &run_id, now_ms() + LEASE_MS)
+        .await?
+    {
+        return Ok(RunOutcome::Superseded);
+    }
     let local = facts(ctx, date, &rows).await?;
     let compared = recon::compare(&rows, &local);
     let lines: Vec<ReconLine> = compared.iter().map(|(l, _)| l.clone()).collect();
+    let raw = raw.map(|(gz, sha)| {
+        if gz.len() > MAX_RAW_KEPT {
+            tracing::warn!(
+                bill_date = day,
+                bytes = gz.len(),
+                "trade bill too large to keep; its SHA-256 is"
+            );
+            (None, sha)
+        } else {
+            (Some(gz), sha)
+        }
+    });
     let result = DayResult {
         local: LocalTotals {
             paid_count: local.paid.len() as i64,
@@ -94,8 +111,8 @@ pub async fn run_day(
             refund_fen: refunds_held(&local).map(|r| r.refund_fee).sum(),
         },
         wechat,
-        raw_gzip: raw.as_ref().map(|(gz, _)| gz.clone()),
-        raw_sha256: raw.map(|(_, sha)| sha),
+        raw_sha256: raw.as_ref().map(|(_, sha)| sha.clone()),
+        raw_gzip: raw.and_then(|(gz, _)| gz),
         run_by: by.to_string(),
     };
     if !ctx
@@ -106,7 +123,8 @@ pub async fn run_day(
         tracing::warn!(bill_date = day, "reconciliation superseded by another run");
         return Ok(RunOutcome::Superseded);
     }
-    follow_up(ctx, day, &compared).await?;
+    // Saved: what follows only adds notes, and a failure there does not undo the day.
+    follow_up(ctx, day, &compared).await;
     let row = ctx.store.recon_day(day).await?.expect("saved just now");
     crate::server::support::metrics::recon_run(if result.wechat.is_some() {
         "done"
@@ -121,65 +139,31 @@ pub async fn run_day(
     Ok(RunOutcome::Done(Box::new(row)))
 }
 
-/// The bill's rows and summary with its raw text (gzipped, and its SHA-256), or none at all
-/// when WeChat has no bill for the day; Err: why the bill cannot be had now.
-type Fetched = (
-    Vec<WechatRow>,
-    Option<WechatTotals>,
-    Option<(Vec<u8>, String)>,
-);
-
-async fn fetch(ctx: &Ctx, date: &BillDate) -> Result<Fetched, String> {
-    let text = match ctx.wxpay.download_bill(&date.compact()).await {
-        Ok(BillAnswer::Text(t)) => t,
-        Ok(BillAnswer::NoBill) => return Ok((Vec::new(), None, None)),
-        Ok(BillAnswer::NotReady) => return Err("WeChat: Bill Creating (not ready yet)".into()),
-        Ok(BillAnswer::Refused { msg, code }) => {
-            return Err(format!("WeChat refused the download: {msg} ({code})"))
+/// Gives the day back: due again after a backoff while trying again can help and attempts are
+/// left, else `failed` until a person runs it (a day finished before stays `done`).
+async fn give_back(
+    ctx: &Ctx,
+    day: &str,
+    run_id: &str,
+    no: bill::NoBill,
+) -> Result<RunOutcome, sqlx::Error> {
+    let attempts = ctx.store.recon_day(day).await?.map_or(1, |d| d.attempts);
+    let next = (no.retry && attempts < MAX_ATTEMPTS)
+        .then(|| now_ms() + backoff(ctx.settings.recon.retry, attempts).as_millis() as i64);
+    match next {
+        Some(_) => {
+            tracing::warn!(bill_date = day, attempts, why = %no.why, "no trade bill yet; trying again later");
+            crate::server::support::metrics::recon_run("unavailable");
         }
-        Err(e) => return Err(format!("{e}")),
-    };
-    // A bill that does not add up (truncated, altered) is refused, loudly: nothing is compared.
-    let b = bill::parse(&text).map_err(|e| {
-        tracing::error!(bill_date = date.as_str(), error = %e, "WeChat's trade bill is unusable");
-        format!("WeChat's bill is unusable: {e}")
-    })?;
-    let rows = b
-        .rows
-        .iter()
-        .map(|r| WechatRow {
-            trade_time: r.trade_time.clone(),
-            transaction_id: r.transaction_id.clone(),
-            out_trade_no: r.out_trade_no.clone(),
-            amount_fen: match &r.out_refund_no {
-                Some(_) => r.applied_refund_fen.unwrap_or(r.refund_fen),
-                // 订单金额; the old layout has only 应结 (= 订单金额 less coupons).
-                None => r.order_fen.unwrap_or(r.settlement_fen + r.coupon_fen),
-            },
-            out_refund_no: r.out_refund_no.clone(),
-            state: match &r.out_refund_no {
-                Some(_) => r.refund_status.clone().unwrap_or_default(),
-                None => r.trade_state.clone(),
-            },
-            fee_millifen: r.fee_millifen,
-        })
-        .collect();
-    let s = &b.summary;
-    let totals = WechatTotals {
-        rows: s.rows,
-        settlement_fen: s.settlement_fen,
-        refund_fen: s.refund_fen,
-        fee_millifen: s.fee_millifen,
-        order_fen: s.order_fen,
-    };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(text.as_bytes())
-        .and_then(|_| gz.finish())
-        .map(|gz| {
-            let sha = hex(&sha2::Sha256::digest(text.as_bytes()));
-            (rows, Some(totals), Some((gz, sha)))
-        })
-        .map_err(|e| format!("cannot compress the bill: {e}"))
+        None => {
+            tracing::error!(bill_date = day, attempts, why = %no.why, "no trade bill: the day needs a person (run it again once fixed)");
+            crate::server::support::metrics::recon_run("failed");
+        }
+    }
+    ctx.store
+        .recon_give_back(day, run_id, &cut(&no.why, 500), next, now_ms())
+        .await?;
+    Ok(RunOutcome::Unavailable(no.why))
 }
 
 /// What scanpay holds for the day, and for every payment and refund the bill names.
@@ -243,36 +227,53 @@ fn refunds_held(l: &LocalFacts) -> impl Iterator<Item = &recon::LocalRefund> {
         .filter(|r| recon::wechat_refund_state(r.status).is_some())
 }
 
-/// Asks WeChat about the differences that call for it, and notes its answer on the line.
-async fn follow_up(
-    ctx: &Ctx,
-    day: &str,
-    compared: &[(ReconLine, Option<FollowUp>)],
-) -> Result<(), sqlx::Error> {
+/// Asks WeChat about the differences that call for it, and notes its answer on the line; one
+/// that fails is noted as such and the rest go on.
+async fn follow_up(ctx: &Ctx, day: &str, compared: &[(ReconLine, Option<FollowUp>)]) {
     let asks = compared
         .iter()
         .filter_map(|(l, f)| f.as_ref().map(|f| (l, f)));
-    for (line, f) in asks.take(MAX_FOLLOW_UPS) {
-        let said = match f {
-            FollowUp::QueryOrder(id) => recheck::order(ctx, id, Cause::Reconciliation)
-                .await?
-                .unwrap_or_else(|| "no such order".into()),
-            FollowUp::CheckRefund(no) => match ctx.store.refund(no).await? {
-                Some(r) => {
-                    refund::check(ctx, &r, Cause::Reconciliation).await?;
-                    let now = ctx.store.refund(no).await?.map(|r| r.status);
-                    format!(
-                        "refund checked with WeChat: now {}",
-                        now.map_or("unknown", RefundStatus::as_str)
-                    )
-                }
-                None => "no such refund".into(),
-            },
+    for (n, (line, f)) in asks.enumerate() {
+        let said = if n >= MAX_FOLLOW_UPS {
+            Ok(format!(
+                "not asked: more than {MAX_FOLLOW_UPS} differences in one run"
+            ))
+        } else {
+            ask(ctx, f).await
         };
+        let said = said.unwrap_or_else(|e| {
+            tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation follow-up failed");
+            format!("could not ask WeChat: {e}")
+        });
         let note = cut(&format!("{} — {said}", line.note), 500);
-        ctx.store.recon_note(day, &line.key, &note).await?;
+        if let Err(e) = ctx.store.recon_note(day, &line.key, &note).await {
+            tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation note not written");
+        }
     }
-    Ok(())
+}
+
+async fn ask(ctx: &Ctx, f: &FollowUp) -> Result<String, sqlx::Error> {
+    Ok(match f {
+        FollowUp::QueryOrder(id) => recheck::order(ctx, id, Cause::Reconciliation)
+            .await?
+            .unwrap_or_else(|| "no such order".into()),
+        FollowUp::CheckRefund(no) => match ctx.store.refund(no).await? {
+            // Still being sent: the sweep holds it (claimed in SQL) and sends the same refund
+            // again; asking here too would put two requests in flight.
+            Some(r) if r.status == RefundStatus::Requested => {
+                "left to the sweep, which sends the same refund again".into()
+            }
+            Some(r) => {
+                refund::check(ctx, &r, Cause::Reconciliation).await?;
+                let now = ctx.store.refund(no).await?.map(|r| r.status);
+                format!(
+                    "refund checked with WeChat: now {}",
+                    now.map_or("unknown", RefundStatus::as_str)
+                )
+            }
+            None => "no such refund".into(),
+        },
+    })
 }
 
 /// The job: after `recon_at` each Beijing day, yesterday (and days missed since) become due;
@@ -333,8 +334,4 @@ fn backoff(retry: Duration, attempts: i64) -> Duration {
 
 fn cut(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -66,10 +66,18 @@ pub fn classify(body: &[u8]) -> Result<BillAnswer, BillError> {
     }
     let bytes = if body.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .take(MAX_BILL)
+        // Every member (a file may be several gzip members end to end), and one byte past the
+        // cap so a bill too large is refused as such rather than read cut short.
+        flate2::read::MultiGzDecoder::new(body)
+            .take(MAX_BILL + 1)
             .read_to_end(&mut out)
             .map_err(|e| BillError::Gzip(e.to_string()))?;
+        if out.len() as u64 > MAX_BILL {
+            return Err(BillError::Gzip(format!(
+                "it unpacks to more than {} MB",
+                MAX_BILL >> 20
+            )));
+        }
         out
     } else {
         body.to_vec()

@@ -322,7 +322,7 @@ impl WxPayClient {
         path: &str,
         p: Params,
     ) -> Result<Params, WxPayError> {
-        let body = self.post(http, path, p, xml::MAX_BODY).await?;
+        let body = self.post(http, path, p, xml::MAX_BODY, None).await?;
         check_response(&xml::parse(&body)?, &self.merchant)
     }
 
@@ -333,6 +333,7 @@ impl WxPayClient {
         path: &str,
         mut p: Params,
         cap: usize,
+        timeout: Option<Duration>,
     ) -> Result<Vec<u8>, WxPayError> {
         let m = &self.merchant;
         p.insert("appid".into(), m.appid.clone());
@@ -344,10 +345,14 @@ impl WxPayClient {
         let signature = sign::sign(&p, m.api_key.expose(), m.sign_type);
         p.insert("sign".into(), signature);
 
-        let mut resp = http
+        let mut req = http
             .post(format!("{}{}", self.base_url, path))
             .header("content-type", "text/xml; charset=utf-8")
-            .body(xml::to_xml(&p))
+            .body(xml::to_xml(&p));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let mut resp = req
             .send()
             .await
             .map_err(|e| WxPayError::Transport(e.to_string()))?;
@@ -377,14 +382,24 @@ impl WxPayClient {
     /// `pay/downloadbill`: the day's ALL bill, asked gzipped. Its file is neither XML nor
     /// signed; a refusal is a small unsigned XML even when gzip was asked (decided on the bytes:
     /// `bill::classify`).
-    pub async fn download_bill(&self, bill_date: &str) -> Result<super::bill::BillAnswer, WxPayError> {
+    pub async fn download_bill(
+        &self,
+        bill_date: &str,
+    ) -> Result<super::bill::BillAnswer, WxPayError> {
         let started = std::time::Instant::now();
         let mut p = Params::new();
         p.insert("bill_date".into(), bill_date.to_string());
         p.insert("bill_type".into(), "ALL".into());
         p.insert("tar_type".into(), "GZIP".into());
         let r = self
-            .post(&self.http, "pay/downloadbill", p, super::bill::MAX_DOWNLOAD)
+            .post(
+                &self.http,
+                "pay/downloadbill",
+                p,
+                super::bill::MAX_DOWNLOAD,
+                // A day's file is megabytes: its own time limit, not one call's.
+                Some(BILL_TIMEOUT),
+            )
             .await
             .and_then(|body| {
                 super::bill::classify(&body)
@@ -487,6 +502,9 @@ impl WxPayClient {
         }
     }
 }
+
+/// The time limit of a bill download (the whole file).
+const BILL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How a call ended, as the metrics count it: the business error code or the class of failure.
 fn result_label(e: &WxPayError) -> String {

@@ -65,7 +65,27 @@ impl BillDate {
     pub fn next(&self) -> BillDate {
         BillDate::of_ms(self.end_ms())
     }
+
+    /// Whether a run of this day may be asked for at `now_ms`: today or before (a later day
+    /// has no bill), and within a year (WeChat keeps bills for months, not longer).
+    pub fn runnable(&self, now_ms: i64) -> Result<(), String> {
+        let today = BillDate::of_ms(now_ms);
+        if *self > today {
+            return Err(format!(
+                "{self} has not happened yet (today is {today} in Beijing)"
+            ));
+        }
+        if self.end_ms() <= today.start_ms() - OLDEST_DAYS * DAY_MS {
+            return Err(format!(
+                "{self} is more than {OLDEST_DAYS} days ago: WeChat keeps no bill that old"
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// How far back a day may be reconciled.
+pub const OLDEST_DAYS: i64 = 366;
 
 impl std::fmt::Display for BillDate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

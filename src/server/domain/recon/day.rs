@@ -2,12 +2,14 @@
 //! figures from the bill's summary, ours, and the count of each class.
 
 /// `due` → `running` (claimed, with a lease) → `done`, or back to `due` with a later attempt
-/// when the bill was not ready or could not be had. A re-run takes a `done` day again.
+/// when the bill was not ready or could not be had, or `failed` when WeChat refused it or it
+/// was unusable (or the attempts ran out): a person runs it again. A re-run takes any day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DayStatus {
     Due,
     Running,
     Done,
+    Failed,
 }
 
 impl DayStatus {
@@ -16,6 +18,7 @@ impl DayStatus {
             DayStatus::Due => "due",
             DayStatus::Running => "running",
             DayStatus::Done => "done",
+            DayStatus::Failed => "failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -23,6 +26,7 @@ impl DayStatus {
             "due" => Some(DayStatus::Due),
             "running" => Some(DayStatus::Running),
             "done" => Some(DayStatus::Done),
+            "failed" => Some(DayStatus::Failed),
             _ => None,
         }
     }

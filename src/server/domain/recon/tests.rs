@@ -263,3 +263,30 @@ fn bill_dates_are_beijing_days() {
         assert!(BillDate::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_payment_parked_for_its_amount_is_an_amount_difference() {
+    let mut local = facts(
+        vec![],
+        vec![order("P", OrderStatus::Pending, 100, None)],
+        vec![],
+    );
+    local.anomalies.insert(
+        "TP".into(),
+        LocalAnomaly {
+            transaction_id: "TP".into(),
+            order_id: "P".into(),
+            kind: "amount_mismatch".into(),
+            resolved: false,
+        },
+    );
+    let out = compare(&[pay("P", "TP", 90)], &local);
+    assert_eq!(out.len(), 1);
+    let (l, f) = &out[0];
+    assert_eq!(
+        (l.class, l.wechat_fen, l.local_fen),
+        (ReconClass::AmountDiffers, Some(90), Some(100))
+    );
+    assert!(l.note.contains("amount_mismatch"), "{}", l.note);
+    assert_eq!(*f, None);
+}

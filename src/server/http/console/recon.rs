@@ -50,11 +50,11 @@ pub(crate) fn key_ok(k: &str) -> bool {
     !k.is_empty() && k.len() <= 200 && !k.chars().any(char::is_control)
 }
 
-/// A day that may be run: a real day, today or before (Beijing time).
+/// A day that may be run: a real day, today or before (Beijing time), within a year.
 fn runnable(raw: &str) -> Option<BillDate> {
     BillDate::parse(raw)
         .ok()
-        .filter(|d| *d <= BillDate::of_ms(now_ms()))
+        .filter(|d| d.runnable(now_ms()).is_ok())
 }
 
 /// A page that says what is wrong with the request, with `status`.

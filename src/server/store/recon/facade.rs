@@ -27,10 +27,19 @@ impl Store {
         date: &str,
         run_id: &str,
         error: &str,
-        next_at: i64,
+        next_at: Option<i64>,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         on_engine!(self, s => s.recon_give_back(date, run_id, error, next_at, now).await)
+    }
+
+    pub async fn recon_renew(
+        &self,
+        date: &str,
+        run_id: &str,
+        lease_until: i64,
+    ) -> Result<bool, sqlx::Error> {
+        on_engine!(self, s => s.recon_renew(date, run_id, lease_until).await)
     }
 
     pub async fn recon_save(

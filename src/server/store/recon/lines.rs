@@ -12,7 +12,7 @@ macro_rules! recon_lines_sql {
             ClassTotal, LineKind, LocalAnomaly, LocalOrder, LocalRefund, ReconClass, ReconLine,
         };
         use crate::server::domain::RefundStatus;
-        use crate::server::store::recon::{marks, IN_BATCH};
+        use crate::server::store::recon::{marks, DIFFERENCES, IN_BATCH};
 
         fn decode<T>(what: &str, v: Option<T>) -> Result<T, sqlx::Error> {
             v.ok_or_else(|| sqlx::Error::Decode(format!("unknown {what}").into()))
@@ -38,6 +38,15 @@ macro_rules! recon_lines_sql {
                 refund_fee: r.try_get("refund_fee")?,
                 status: decode("refund status", RefundStatus::parse(&status))?,
                 created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn local_anomaly(r: &$row) -> Result<LocalAnomaly, sqlx::Error> {
+            Ok(LocalAnomaly {
+                transaction_id: r.try_get("transaction_id")?,
+                order_id: r.try_get("order_id")?,
+                kind: r.try_get("kind")?,
+                resolved: r.try_get::<Option<i64>, _>("resolved_at")?.is_some(),
             })
         }
 
@@ -90,16 +99,25 @@ macro_rules! recon_lines_sql {
             }
 
             pub async fn recon_orders(&self, ids: &[String]) -> Result<Vec<LocalOrder>, sqlx::Error> {
-                let mut out = Vec::new();
+                self.fetch_in(&format!("{ORDER} WHERE id"), ids, local_order).await
+            }
+
+            /// The rows `head IN (…)` names, `IN_BATCH` ids a statement.
+            async fn fetch_in<T>(
+                &self,
+                head: &str,
+                ids: &[String],
+                read: fn(&$row) -> Result<T, sqlx::Error>,
+            ) -> Result<Vec<T>, sqlx::Error> {
+                let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(IN_BATCH) {
-                    let sql = format!("{ORDER} WHERE id IN ({})", marks(chunk.len()));
-                    let sql = $q(&sql);
+                    let sql = $q(&format!("{head} IN ({})", marks(chunk.len())));
                     let mut q = sqlx::query(&sql);
                     for id in chunk {
                         q = q.bind(id);
                     }
                     for r in q.fetch_all(&self.pool).await? {
-                        out.push(local_order(&r)?);
+                        out.push(read(&r)?);
                     }
                 }
                 Ok(out)
@@ -110,28 +128,9 @@ macro_rules! recon_lines_sql {
                 &self,
                 transaction_ids: &[String],
             ) -> Result<Vec<LocalAnomaly>, sqlx::Error> {
-                let mut out = Vec::new();
-                for chunk in transaction_ids.chunks(IN_BATCH) {
-                    let sql = format!(
-                        "SELECT transaction_id, order_id, kind, resolved_at FROM anomalies \
-                         WHERE transaction_id IN ({})",
-                        marks(chunk.len())
-                    );
-                    let sql = $q(&sql);
-                    let mut q = sqlx::query(&sql);
-                    for id in chunk {
-                        q = q.bind(id);
-                    }
-                    for r in q.fetch_all(&self.pool).await? {
-                        out.push(LocalAnomaly {
-                            transaction_id: r.try_get("transaction_id")?,
-                            order_id: r.try_get("order_id")?,
-                            kind: r.try_get("kind")?,
-                            resolved: r.try_get::<Option<i64>, _>("resolved_at")?.is_some(),
-                        });
-                    }
-                }
-                Ok(out)
+                let head = "SELECT transaction_id, order_id, kind, resolved_at FROM anomalies \
+                     WHERE transaction_id";
+                self.fetch_in(head, transaction_ids, local_anomaly).await
             }
 
             /// Refunds recorded in [from, to).
@@ -152,19 +151,7 @@ macro_rules! recon_lines_sql {
             }
 
             pub async fn recon_refunds(&self, nos: &[String]) -> Result<Vec<LocalRefund>, sqlx::Error> {
-                let mut out = Vec::new();
-                for chunk in nos.chunks(IN_BATCH) {
-                    let sql = format!("{REFUND} WHERE out_refund_no IN ({})", marks(chunk.len()));
-                    let sql = $q(&sql);
-                    let mut q = sqlx::query(&sql);
-                    for no in chunk {
-                        q = q.bind(no);
-                    }
-                    for r in q.fetch_all(&self.pool).await? {
-                        out.push(local_refund(&r)?);
-                    }
-                }
-                Ok(out)
+                self.fetch_in(&format!("{REFUND} WHERE out_refund_no"), nos, local_refund).await
             }
 
             /// When the first order was placed (no day before it needs reconciling).
@@ -184,7 +171,11 @@ macro_rules! recon_lines_sql {
                 after: &str,
                 limit: i64,
             ) -> Result<Vec<ReconLine>, sqlx::Error> {
-                let only = if differences_only { " AND class <> 'matched'" } else { "" };
+                let only = if differences_only {
+                    format!(" AND {DIFFERENCES}")
+                } else {
+                    String::new()
+                };
                 let sql = format!(
                     "{LINE} WHERE bill_date = ? AND line_key > ?{only} ORDER BY line_key LIMIT ?"
                 );
@@ -220,7 +211,7 @@ macro_rules! recon_lines_sql {
                 order_id: &str,
             ) -> Result<Vec<(String, ReconLine)>, sqlx::Error> {
                 let sql = format!(
-                    "{}, bill_date FROM recon_lines WHERE out_trade_no = ? AND class <> 'matched' \
+                    "{}, bill_date FROM recon_lines WHERE out_trade_no = ? AND {DIFFERENCES} \
                      ORDER BY bill_date DESC",
                     LINE.trim_end_matches(" FROM recon_lines")
                 );
@@ -262,6 +253,13 @@ macro_rules! recon_lines_sql {
             ) -> Result<bool, sqlx::Error> {
                 crate::server::store::retrying(|| async {
                     let mut tx = self.pool.begin().await?;
+                    // The day's row first, as a save takes it: the two never wait on each other
+                    // in opposite orders.
+                    sqlx::query(&$q("UPDATE recon_days SET updated_at = ? WHERE bill_date = ?"))
+                        .bind(now)
+                        .bind(date)
+                        .execute(&mut *tx)
+                        .await?;
                     let done = sqlx::query(&$q(
                         "UPDATE recon_lines SET resolved_at = ?, resolved_by = ?, resolution = ? \
                          WHERE bill_date = ? AND line_key = ? AND class <> 'matched' \
@@ -277,10 +275,8 @@ macro_rules! recon_lines_sql {
                     .rows_affected();
                     if done == 1 {
                         sqlx::query(&$q(
-                            "UPDATE recon_days SET n_open = n_open - 1, updated_at = ? \
-                             WHERE bill_date = ?",
+                            "UPDATE recon_days SET n_open = n_open - 1 WHERE bill_date = ?",
                         ))
-                        .bind(now)
                         .bind(date)
                         .execute(&mut *tx)
                         .await?;
@@ -321,13 +317,11 @@ macro_rules! recon_lines_sql {
             /// Open differences of each class, over every day.
             pub async fn recon_open_by_class(&self) -> Result<[i64; 5], sqlx::Error> {
                 let mut out = [0i64; 5];
-                for r in sqlx::query(&$q(
+                let sql = format!(
                     "SELECT class, COUNT(*) AS n FROM recon_lines \
-                     WHERE resolved_at IS NULL AND class <> 'matched' GROUP BY class",
-                ))
-                .fetch_all(&self.pool)
-                .await?
-                {
+                     WHERE {DIFFERENCES} AND resolved_at IS NULL GROUP BY class"
+                );
+                for r in sqlx::query(&$q(&sql)).fetch_all(&self.pool).await? {
                     let class: String = r.try_get("class")?;
                     out[decode("line class", ReconClass::parse(&class))?.index()] = r.try_get("n")?;
                 }

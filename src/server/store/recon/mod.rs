@@ -17,6 +17,10 @@ pub(crate) const INSERT_BATCH: usize = 200;
 /// Ids go in this many to an `IN (…)`.
 pub(crate) const IN_BATCH: usize = 500;
 
+/// The differences, as SQL: `IN` (an index serves it; `<> 'matched'` would scan every line).
+pub(crate) const DIFFERENCES: &str =
+    "class IN ('wechat_only', 'local_only', 'amount_differs', 'refund_differs')";
+
 /// `?, ?, …` for `n` values.
 pub(crate) fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -96,6 +100,15 @@ macro_rules! recon_days_sql {
         impl $store {
             /// The day's row, `due` now, unless it exists.
             pub async fn recon_ensure_day(&self, date: &str, now: i64) -> Result<(), sqlx::Error> {
+                // Looked up first: the insert's unique violation (two processes at once) is
+                // handled, but PostgreSQL logs every one as an error.
+                let held = sqlx::query(&$q("SELECT 1 FROM recon_days WHERE bill_date = ?"))
+                    .bind(date)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if held.is_some() {
+                    return Ok(());
+                }
                 let r = sqlx::query(&$q(
                     "INSERT INTO recon_days (bill_date, status, attempts, next_attempt_at, \
                      created_at, updated_at) VALUES (?, 'due', 0, ?, ?, ?)",
@@ -147,23 +160,46 @@ macro_rules! recon_days_sql {
             }
 
             /// Gives the day back after a run that could not have the bill: `due` again at
-            /// `next_at`, or `done` as it was when an earlier run finished it.
+            /// `next_at`, or `failed` (None: a person runs it again), or `done` as it was when an
+            /// earlier run finished it.
             pub async fn recon_give_back(
                 &self,
                 date: &str,
                 run_id: &str,
                 error: &str,
-                next_at: i64,
+                next_at: Option<i64>,
                 now: i64,
             ) -> Result<bool, sqlx::Error> {
+                let status = if next_at.is_some() { "due" } else { "failed" };
                 Ok(sqlx::query(&$q(
-                    "UPDATE recon_days SET status = CASE WHEN bill IS NULL THEN 'due' ELSE 'done' END, \
+                    "UPDATE recon_days SET status = CASE WHEN bill IS NULL THEN ? ELSE 'done' END, \
                      run_id = NULL, lease_until = NULL, next_attempt_at = ?, last_error = ?, \
                      updated_at = ? WHERE bill_date = ? AND run_id = ?",
                 ))
+                .bind(status)
                 .bind(next_at)
                 .bind(error)
                 .bind(now)
+                .bind(date)
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            /// Holds the claim longer; false when it is no longer `run_id`'s.
+            pub async fn recon_renew(
+                &self,
+                date: &str,
+                run_id: &str,
+                lease_until: i64,
+            ) -> Result<bool, sqlx::Error> {
+                Ok(sqlx::query(&$q(
+                    "UPDATE recon_days SET lease_until = ? \
+                     WHERE bill_date = ? AND run_id = ? AND status = 'running'",
+                ))
+                .bind(lease_until)
                 .bind(date)
                 .bind(run_id)
                 .execute(&self.pool)
@@ -252,7 +288,7 @@ macro_rules! recon_days_sql {
                                 .bind(l.wechat_state.clone())
                                 .bind(l.local_state.clone())
                                 .bind(l.fee_millifen)
-                                .bind(l.note.clone())
+                                .bind(l.note.chars().take(512).collect::<String>())
                                 .bind(at)
                                 .bind(by)
                                 .bind(why);

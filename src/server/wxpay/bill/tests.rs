@@ -98,12 +98,14 @@ fn success_and_refund_bills() {
 
     let refund_header = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,退款申请时间,退款成功时间,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
     let row = "`2026-11-30 09:00:00,`wx5a4d1ba6b7c8e9f0,`1900000109,`0,`,`4200000001202611300000000001,`SP1,`o1,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`2026-11-30 10:00:00,`2026-11-30 10:00:05,`50300000012026113000000001,`SP1R01,`12.00,`0.00,`ORIGINAL,`PROCESSING,`Tea,`,`-0.07200,`0.60%,`0.00,`12.00,`";
-    let summary = "`1,`0.00,`12.00,`0.00,`0.07200,`0.00,`12.00";
-    // A negative fee (a refund returns its share) is not an amount this parser takes: refused.
-    let r = parse(&bill(&[refund_header, row, "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额", summary], "\r\n"));
-    assert!(matches!(r, Err(BillError::Row { .. })), "{r:?}");
-    let row = row.replace("`-0.07200", "`0.07200");
-    let b = parse(&bill(&[refund_header, &row, "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额", summary], "\r\n")).unwrap();
+    let summary = "`1,`0.00,`12.00,`0.00,`-0.07200,`0.00,`12.00";
+    // A refund returns its share of the fee: negative, and the day's total with it. A summary
+    // that disagrees in sign does not add up.
+    let wrong_sign = summary.replace("`-0.07200", "`0.07200");
+    let r = parse(&bill(&[refund_header, row, "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额", &wrong_sign], "\r\n"));
+    assert!(matches!(r, Err(BillError::Summary(_))), "{r:?}");
+    let b = parse(&bill(&[refund_header, row, "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额", summary], "\r\n")).unwrap();
+    assert_eq!(b.rows[0].fee_millifen, -7200);
     assert_eq!(b.columns, 29);
     let r = &b.rows[0];
     assert_eq!(

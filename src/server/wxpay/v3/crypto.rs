@@ -1,4 +1,5 @@
-//! API v3's cryptography, over well-kept crates (RustCrypto's `rsa`, ring's AEAD): the message a
+//! API v3's cryptography, over well-kept crates (ring signs, with blinding, and seals; RustCrypto's
+//! `rsa` reads the PEM keys and verifies WeChat's public-key signatures): the message a
 //! request signs (§1.1) and its `Authorization` header (§1.2), the verification of an answer or
 //! notify over its raw body against the key its `Wechatpay-Serial` names, within ±5 minutes
 //! (§2), and the AES-256-GCM of notify resources and platform certificates (§4.2).
@@ -8,9 +9,11 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::signature::{Keypair, SignatureEncoding, Signer, Verifier};
+use std::sync::Arc;
+
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use rsa::signature::Verifier;
 use sha2::Sha256;
 
 /// The scheme of the `Authorization` header and of `Wechatpay-Signature-Type`.
@@ -39,10 +42,13 @@ pub fn answer_message(timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// The merchant's API private key (`apiclient_key.pem`, PKCS#8) with its certificate's serial
-/// and the merchant number: what signs every request. Never printed.
+/// and the merchant number: what signs every request. Never printed. Signing is ring's (constant
+/// time, blinded): this key signs every call, and RustCrypto's `rsa` is not hardened against
+/// timing (RUSTSEC-2023-0071).
 #[derive(Clone)]
 pub struct MerchantSigner {
-    key: SigningKey<Sha256>,
+    key: Arc<ring::signature::RsaKeyPair>,
+    public: VerifyingKey<Sha256>,
     pub mchid: String,
     pub serial_no: String,
 }
@@ -65,16 +71,33 @@ impl MerchantSigner {
              -----BEGIN PRIVATE KEY-----)"
                 .to_string()
         })?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|_| "the merchant API key cannot be encoded".to_string())?;
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|_| {
+            "the merchant API key must be an RSA key of 2048 bits or more".to_string()
+        })?;
         Ok(MerchantSigner {
-            key: SigningKey::new(key),
+            key: Arc::new(pair),
+            public: VerifyingKey::new(key.to_public_key()),
             mchid: mchid.to_string(),
             serial_no: serial_no.to_string(),
         })
     }
 
-    /// Base64 of RSASSA-PKCS1-v1_5 / SHA-256 over `message` (deterministic).
+    /// Base64 of RSASSA-PKCS1-v1_5 / SHA-256 over `message` (the signature is deterministic;
+    /// the blinding inside is not).
     pub fn sign(&self, message: &[u8]) -> String {
-        B64.encode(self.key.sign(message).to_bytes())
+        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message,
+                &mut sig,
+            )
+            .expect("a buffer of the modulus' length");
+        B64.encode(sig)
     }
 
     /// The `Authorization` header for one request (the pairs in the documented order).
@@ -96,7 +119,7 @@ impl MerchantSigner {
 
     /// The public half, for a verifier (the sandbox checks requests with it).
     pub fn verifying_key(&self) -> VerifyingKey<Sha256> {
-        self.key.verifying_key()
+        self.public.clone()
     }
 }
 
@@ -117,6 +140,8 @@ pub enum VerifyError {
     UnknownSerial(String),
     #[error("signed at {0}, outside five minutes of now")]
     Stale(String),
+    #[error("Wechatpay-Timestamp {0:?} is not Unix seconds")]
+    BadTimestamp(String),
     #[error("a signature probe (WECHATPAY/SIGNTEST/)")]
     Probe,
     #[error("the signature does not match")]
@@ -174,10 +199,11 @@ impl WechatKeys {
         if h.signature.starts_with(PROBE_PREFIX) {
             return Err(VerifyError::Probe);
         }
-        let at: i64 = h
-            .timestamp
-            .parse()
-            .map_err(|_| VerifyError::Stale(h.timestamp.clone()))?;
+        // Digits only (no sign, no overflow): Unix seconds.
+        let at = Some(&h.timestamp)
+            .filter(|t| t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| VerifyError::BadTimestamp(h.timestamp.clone()))?;
         if (now_s - at).abs() >= WINDOW_S {
             return Err(VerifyError::Stale(h.timestamp.clone()));
         }

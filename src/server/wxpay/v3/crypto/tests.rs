@@ -202,20 +202,34 @@ fn tampered_stale_probed_or_unknown_answers_are_refused() {
 
 #[test]
 fn the_migration_window_holds_a_certificate_serial_and_a_public_key_id() {
-    // Both ids name keys; each answer is checked against the one its header names.
+    // Two keys, each under its own id: an answer verifies only under the id that names its key.
+    let cert_key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+    let cert_signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(cert_key.clone());
     let mut k = keys("PUB_KEY_ID_1");
-    let cert = keys("D7CE59D1F522D701");
-    k.add("D7CE59D1F522D701", cert.keys["D7CE59D1F522D701"].clone());
-    for id in ["PUB_KEY_ID_1", "D7CE59D1F522D701"] {
-        assert_eq!(
-            k.verify(
-                &signed("1722850421", C4_NONCE, C4_SIG, id),
-                C4_BODY,
-                1722850421
-            ),
-            Ok(())
-        );
-    }
+    k.add(
+        "D7CE59D1F522D701",
+        VerifyingKey::new(cert_key.to_public_key()),
+    );
+    use rsa::signature::{SignatureEncoding, Signer};
+    let by_cert = B64.encode(
+        cert_signer
+            .sign(&answer_message("1722850421", C4_NONCE, C4_BODY))
+            .to_bytes(),
+    );
+    let ok = |sig: &str, id: &str| {
+        k.verify(
+            &signed("1722850421", C4_NONCE, sig, id),
+            C4_BODY,
+            1722850421,
+        )
+    };
+    assert_eq!(ok(C4_SIG, "PUB_KEY_ID_1"), Ok(()));
+    assert_eq!(ok(&by_cert, "D7CE59D1F522D701"), Ok(()));
+    assert_eq!(
+        ok(C4_SIG, "D7CE59D1F522D701"),
+        Err(VerifyError::BadSignature)
+    );
+    assert_eq!(ok(&by_cert, "PUB_KEY_ID_1"), Err(VerifyError::BadSignature));
 }
 
 const APIV3_KEY: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
@@ -361,10 +375,31 @@ fn keys_are_checked_when_read() {
         .add_public_key_pem("x", "nope")
         .is_err());
     // Debug never shows a key.
-    let s = format!(
-        "{:?} {:?}",
-        signer("1", "S"),
-        ApiV3Key::new(APIV3_KEY).unwrap()
+    assert_eq!(
+        format!("{:?}", signer("1", "S")),
+        "MerchantSigner(1, serial S, key redacted)"
     );
-    assert!(!s.contains("MIIE") && !s.contains(APIV3_KEY), "{s}");
+    assert_eq!(
+        format!("{:?}", ApiV3Key::new(APIV3_KEY).unwrap()),
+        "ApiV3Key(<32 bytes, redacted>)"
+    );
+    // A key too small to sign with.
+    use rsa::pkcs8::EncodePrivateKey;
+    let small = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+    let pem = small.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    assert!(MerchantSigner::from_pem(&pem, "1", "2")
+        .unwrap_err()
+        .contains("2048"));
+    // A timestamp that is not Unix seconds.
+    let k = keys("PUB_KEY_ID_1");
+    for ts in ["+1722850421", "-1", "1722850421.0", "99999999999999999999"] {
+        assert_eq!(
+            k.verify(
+                &signed(ts, C4_NONCE, C4_SIG, "PUB_KEY_ID_1"),
+                C4_BODY,
+                1722850421
+            ),
+            Err(VerifyError::BadTimestamp(ts.into()))
+        );
+    }
 }
