@@ -11,7 +11,7 @@ CREATE TABLE recon_days (
     lease_until         BIGINT,                               -- running: another may take it after this
     last_error          VARCHAR(512),
     bill                VARCHAR(16),                          -- bill | no_bill, once done
-    raw_gzip            LONGBLOB,                              -- WeChat's file as it came, gzipped
+    raw_gzip            LONGBLOB,                              -- WeChat's file (its text), gzipped
     raw_sha256          CHAR(64),                             -- of the bill's text
     wechat_rows         BIGINT       NOT NULL DEFAULT 0,      -- the bill's summary line
     wechat_settlement_fen BIGINT     NOT NULL DEFAULT 0,
@@ -57,7 +57,7 @@ CREATE TABLE recon_lines (
     resolution     VARCHAR(512),
     PRIMARY KEY (bill_date, line_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
--- The open differences (/metrics, the overview): few rows once matched lines are left out.
+-- The differences (/metrics, the overview, an order's page); MySQL has no partial indexes.
 CREATE INDEX recon_lines_open ON recon_lines (class, resolved_at);
 CREATE INDEX recon_lines_order ON recon_lines (out_trade_no);
 

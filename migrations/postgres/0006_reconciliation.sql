@@ -11,7 +11,7 @@ CREATE TABLE recon_days (
     lease_until         BIGINT,                               -- running: another may take it after this
     last_error          VARCHAR(512),
     bill                VARCHAR(16),                          -- bill | no_bill, once done
-    raw_gzip            BYTEA,                              -- WeChat's file as it came, gzipped
+    raw_gzip            BYTEA,                              -- WeChat's file (its text), gzipped
     raw_sha256          CHAR(64),                             -- of the bill's text
     wechat_rows         BIGINT       NOT NULL DEFAULT 0,      -- the bill's summary line
     wechat_settlement_fen BIGINT     NOT NULL DEFAULT 0,
@@ -57,9 +57,13 @@ CREATE TABLE recon_lines (
     resolution     VARCHAR(512),
     PRIMARY KEY (bill_date, line_key)
 );
--- The open differences (/metrics, the overview): few rows once matched lines are left out.
-CREATE INDEX recon_lines_open ON recon_lines (class, resolved_at);
-CREATE INDEX recon_lines_order ON recon_lines (out_trade_no);
+-- The differences (/metrics, the overview, an order's page): partial, so the matched lines —
+-- nearly all of them — cost the writes nothing. The predicate is the readers' own text
+-- (store::recon::DIFFERENCES), which is how the planner knows the index serves them.
+CREATE INDEX recon_lines_open ON recon_lines (class, resolved_at)
+    WHERE class IN ('wechat_only', 'local_only', 'amount_differs', 'refund_differs');
+CREATE INDEX recon_lines_order ON recon_lines (out_trade_no)
+    WHERE class IN ('wechat_only', 'local_only', 'amount_differs', 'refund_differs');
 
 -- Payments the bill names that no order holds, looked up among the anomalies.
 CREATE INDEX anomalies_transaction ON anomalies (transaction_id);

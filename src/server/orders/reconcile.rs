@@ -89,8 +89,14 @@ pub async fn run_day(
         return Ok(RunOutcome::Superseded);
     }
     let local = facts(ctx, date, &rows).await?;
-    let compared = recon::compare(&rows, &local);
-    let lines: Vec<ReconLine> = compared.iter().map(|(l, _)| l.clone()).collect();
+    // A hundred thousand lines are most of a second of CPU: off the async threads.
+    let (local, (mut lines, follows)) = tokio::task::spawn_blocking(move || {
+        let compared = recon::compare(&rows, &local);
+        (local, compared.into_iter().unzip::<_, _, Vec<_>, Vec<_>>())
+    })
+    .await
+    .expect("the comparison does not panic");
+    let follows = asked(&mut lines, follows);
     let raw = raw.map(|(gz, sha)| {
         if gz.len() > MAX_RAW_KEPT {
             tracing::warn!(
@@ -124,7 +130,7 @@ pub async fn run_day(
         return Ok(RunOutcome::Superseded);
     }
     // Saved: what follows only adds notes, and a failure there does not undo the day.
-    follow_up(ctx, day, &compared).await;
+    follow_up(ctx, day, &lines, &follows).await;
     let row = ctx.store.recon_day(day).await?.expect("saved just now");
     crate::server::support::metrics::recon_run(if result.wechat.is_some() {
         "done"
@@ -167,7 +173,7 @@ async fn give_back(
 }
 
 /// What scanpay holds for the day, and for every payment and refund the bill names.
-async fn facts(ctx: &Ctx, date: &BillDate, rows: &[WechatRow]) -> Result<LocalFacts, sqlx::Error> {
+pub async fn facts(ctx: &Ctx, date: &BillDate, rows: &[WechatRow]) -> Result<LocalFacts, sqlx::Error> {
     let (from, to) = (date.start_ms(), date.end_ms());
     let paid = ctx.store.recon_paid_between(from, to).await?;
     let refunds_of_day = ctx.store.recon_refunds_between(from, to).await?;
@@ -227,29 +233,43 @@ fn refunds_held(l: &LocalFacts) -> impl Iterator<Item = &recon::LocalRefund> {
         .filter(|r| recon::wechat_refund_state(r.status).is_some())
 }
 
-/// Asks WeChat about the differences that call for it, and notes its answer on the line; one
-/// that fails is noted as such and the rest go on.
-async fn follow_up(ctx: &Ctx, day: &str, compared: &[(ReconLine, Option<FollowUp>)]) {
-    let asks = compared
-        .iter()
-        .filter_map(|(l, f)| f.as_ref().map(|f| (l, f)));
-    for (n, (line, f)) in asks.enumerate() {
-        let said = if n >= MAX_FOLLOW_UPS {
-            Ok(format!(
-                "not asked: more than {MAX_FOLLOW_UPS} differences in one run"
-            ))
+/// The follow-ups this run makes (line index, what to ask): at most `MAX_FOLLOW_UPS`; the
+/// lines past them say so in their note before the save (no statement each).
+fn asked(lines: &mut [ReconLine], follows: Vec<Option<FollowUp>>) -> Vec<(usize, FollowUp)> {
+    let mut out = Vec::new();
+    for (i, f) in follows.into_iter().enumerate() {
+        let Some(f) = f else { continue };
+        if out.len() < MAX_FOLLOW_UPS {
+            out.push((i, f));
         } else {
-            ask(ctx, f).await
-        };
-        let said = said.unwrap_or_else(|e| {
-            tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation follow-up failed");
-            format!("could not ask WeChat: {e}")
-        });
-        let note = cut(&format!("{} — {said}", line.note), 500);
-        if let Err(e) = ctx.store.recon_note(day, &line.key, &note).await {
-            tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation note not written");
+            let l = &mut lines[i];
+            l.note = format!(
+                "{} — not asked: more than {MAX_FOLLOW_UPS} differences in one run",
+                l.note
+            );
         }
     }
+    out
+}
+
+/// Asks WeChat about the differences that call for it, `sweep_concurrency` at a time (WeChat
+/// takes a few hundred milliseconds an answer), and notes its answer on the line; one that
+/// fails is noted as such and the rest go on.
+pub async fn follow_up(ctx: &Ctx, day: &str, lines: &[ReconLine], follows: &[(usize, FollowUp)]) {
+    use futures::stream::{self, StreamExt};
+    stream::iter(follows)
+        .for_each_concurrent(ctx.settings.sweep_concurrency.max(1), |(i, f)| async move {
+            let line = &lines[*i];
+            let said = ask(ctx, f).await.unwrap_or_else(|e| {
+                tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation follow-up failed");
+                format!("could not ask WeChat: {e}")
+            });
+            let note = cut(&format!("{} — {said}", line.note), 500);
+            if let Err(e) = ctx.store.recon_note(day, &line.key, &note).await {
+                tracing::warn!(bill_date = day, key = %line.key, error = %e, "reconciliation note not written");
+            }
+        })
+        .await;
 }
 
 async fn ask(ctx: &Ctx, f: &FollowUp) -> Result<String, sqlx::Error> {

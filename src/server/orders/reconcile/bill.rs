@@ -45,21 +45,26 @@ pub(super) async fn fetch(ctx: &Ctx, date: &BillDate) -> Result<Fetched, NoBill>
         Err(e) => return Err(again(format!("{e}"))),
     };
     // A bill that does not add up (truncated, altered) or names another day is refused,
-    // loudly: nothing is compared.
-    let unusable = |e: String| {
+    // loudly: nothing is compared. Reading and packing it are CPU work: off the async threads.
+    let day = date.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let b = bill::parse(&text).map_err(|e| e.to_string())?;
+        let (rows, totals) = wechat_rows(&b, &day)?;
+        // Fast compression: the file is kept for people to read, not to save bytes.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let gz = gz
+            .write_all(text.as_bytes())
+            .and_then(|_| gz.finish())
+            .map_err(|e| format!("cannot compress the bill: {e}"))?;
+        let sha = hex(&sha2::Sha256::digest(text.as_bytes()));
+        Ok::<_, String>((rows, Some(totals), Some((gz, sha))))
+    })
+    .await
+    .expect("reading the bill does not panic");
+    read.map_err(|e| {
         tracing::error!(bill_date = date.as_str(), error = %e, "WeChat's trade bill is unusable");
         refused(format!("WeChat's bill is unusable: {e}"))
-    };
-    let b = bill::parse(&text).map_err(|e| unusable(e.to_string()))?;
-    let (rows, totals) = wechat_rows(&b, date).map_err(unusable)?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(text.as_bytes())
-        .and_then(|_| gz.finish())
-        .map(|gz| {
-            let sha = hex(&sha2::Sha256::digest(text.as_bytes()));
-            (rows, Some(totals), Some((gz, sha)))
-        })
-        .map_err(|e| again(format!("cannot compress the bill: {e}")))
+    })
 }
 
 /// The bill's rows as the comparison reads them, each checked to be of `date` and to fit what
