@@ -246,6 +246,9 @@ fn keep_raw(text: &str) -> (Vec<u8>, String) {
     (gz, sha)
 }
 
+/// An order as the ceiling's hand-written SELECT reads it.
+type OrderTuple = (String, String, i64, Option<String>, Option<i64>);
+
 /// What every run must find: [matched, wechat_only, local_only, amount_differs, refund_differs].
 fn expected() -> [i64; 5] {
     let (mut pay, mut refunds, mut off, mut dropped, mut flipped) = (0, 0, 0, 0, 0);
@@ -642,7 +645,7 @@ async fn bench() {
 
         // Ceilings on the same database.
         let t = Instant::now();
-        let got: Vec<(String, String, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+        let got: Vec<OrderTuple> = sqlx::query_as(
             "SELECT id, status, total_fee, transaction_id, paid_at FROM orders \
              WHERE paid_at >= $1 AND paid_at < $2",
         )

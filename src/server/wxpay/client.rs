@@ -17,6 +17,8 @@ pub struct WxPayClient {
     secure: reqwest::Client,
     base_url: String,
     merchant: Merchant,
+    /// One call's time limit (a bill download gets `BILL_TIMEOUT_CALLS` of them).
+    timeout: Duration,
     /// Answers no WeChat Pay host gives (an HTTP error page, HTML) since the last protocol answer:
     /// the base URL is probably wrong. Cleared by the next protocol answer.
     misdirected: std::sync::Arc<std::sync::Mutex<Option<Foreign>>>,
@@ -182,6 +184,7 @@ impl WxPayClient {
             secure,
             base_url,
             merchant,
+            timeout,
             misdirected: Default::default(),
             oplog: Default::default(),
         })
@@ -398,7 +401,7 @@ impl WxPayClient {
                 p,
                 super::bill::MAX_DOWNLOAD,
                 // A day's file is megabytes: its own time limit, not one call's.
-                Some(BILL_TIMEOUT),
+                Some(self.timeout * BILL_TIMEOUT_CALLS),
             )
             .await
             .and_then(|body| {
@@ -503,8 +506,9 @@ impl WxPayClient {
     }
 }
 
-/// The time limit of a bill download (the whole file).
-const BILL_TIMEOUT: Duration = Duration::from_secs(300);
+/// A bill download (the whole file, megabytes) may take this many calls' time: 5 minutes at the
+/// default 10 s.
+const BILL_TIMEOUT_CALLS: u32 = 30;
 
 /// How a call ended, as the metrics count it: the business error code or the class of failure.
 fn result_label(e: &WxPayError) -> String {
