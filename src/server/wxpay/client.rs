@@ -381,43 +381,6 @@ impl WxPayClient {
         }
         Ok(body)
     }
-
-    /// `pay/downloadbill`: the day's ALL bill, asked gzipped. Its file is neither XML nor
-    /// signed; a refusal is a small unsigned XML even when gzip was asked (decided on the bytes:
-    /// `bill::classify`).
-    pub async fn download_bill(
-        &self,
-        bill_date: &str,
-    ) -> Result<super::bill::BillAnswer, WxPayError> {
-        let started = std::time::Instant::now();
-        let mut p = Params::new();
-        p.insert("bill_date".into(), bill_date.to_string());
-        p.insert("bill_type".into(), "ALL".into());
-        p.insert("tar_type".into(), "GZIP".into());
-        let r = self
-            .post(
-                &self.http,
-                "pay/downloadbill",
-                p,
-                super::bill::MAX_DOWNLOAD,
-                // A day's file is megabytes: its own time limit, not one call's.
-                Some(self.timeout * BILL_TIMEOUT_CALLS),
-            )
-            .await
-            .and_then(|body| {
-                super::bill::classify(&body)
-                    .map_err(|e| WxPayError::InvalidResponse(format!("trade bill: {e}")))
-            });
-        let result = match &r {
-            Ok(super::bill::BillAnswer::Refused { .. }) => "protocol".to_string(),
-            Ok(super::bill::BillAnswer::NotReady) => "bill_creating".to_string(),
-            Ok(super::bill::BillAnswer::NoBill) => "no_bill".to_string(),
-            Ok(super::bill::BillAnswer::Text(_)) => "success".to_string(),
-            Err(e) => result_label(e),
-        };
-        self.observe_as("pay/downloadbill", None, result, started);
-        r
-    }
 }
 
 /// Applies the protocol's layering to a parsed answer: `return_code`, then the signature (made
@@ -466,68 +429,5 @@ pub fn nonce() -> String {
     crate::server::support::ids::random_alnum(32)
 }
 
-impl WxPayClient {
-    /// Counts one call by API and how it ended (`success`, the business error code, or the
-    /// class of failure), with its latency, and notes it for its order.
-    fn observe(
-        &self,
-        path: &str,
-        order: Option<String>,
-        r: &Result<Params, WxPayError>,
-        started: std::time::Instant,
-    ) {
-        let result = match r {
-            Ok(_) => "success".to_string(),
-            Err(e) => result_label(e),
-        };
-        self.observe_as(path, order, result, started);
-    }
-
-    fn observe_as(
-        &self,
-        path: &str,
-        order: Option<String>,
-        result: String,
-        started: std::time::Instant,
-    ) {
-        let took = started.elapsed();
-        crate::server::support::metrics::wxpay_call(path, &result, took.as_secs_f64());
-        if let Some(order_id) = order {
-            self.oplog.record(crate::server::oplog::Entry::Call(
-                crate::server::domain::CallRow {
-                    at: crate::server::support::clock::now_ms(),
-                    order_id,
-                    api: path.rsplit('/').next().unwrap_or(path).to_string(),
-                    result,
-                    latency_ms: took.as_millis() as i64,
-                },
-            ));
-        }
-    }
-}
-
-/// A bill download (the whole file, megabytes) may take this many calls' time: 5 minutes at the
-/// default 10 s.
-const BILL_TIMEOUT_CALLS: u32 = 30;
-
-/// How a call ended, as the metrics count it: the business error code or the class of failure.
-fn result_label(e: &WxPayError) -> String {
-    match e {
-        WxPayError::Business { code, .. } => code.as_str().to_string(),
-        WxPayError::Http(c) if *c >= 500 => "http_5xx".into(),
-        WxPayError::Http(_) => "http_other".into(),
-        WxPayError::Transport(_) => "transport".into(),
-        WxPayError::Protocol { .. } => "protocol".into(),
-        WxPayError::BadSignature => "bad_signature".into(),
-        WxPayError::InvalidResponse(_) | WxPayError::Xml(_) => "invalid".into(),
-    }
-}
-
-/// The order a call is about: its out_trade_no, or the one its out_refund_no (`<order>R<nn>`)
-/// was made from.
-fn order_of(p: &Params) -> Option<String> {
-    p.get("out_trade_no").cloned().or_else(|| {
-        p.get("out_refund_no")
-            .and_then(|no| no.rsplit_once('R').map(|(order, _)| order.to_string()))
-    })
-}
+mod observe;
+use observe::order_of;
