@@ -108,6 +108,7 @@ async fn setup() -> Bench {
         close_floor: Duration::from_millis(1),
         min_expire: Duration::from_secs(60),
         faults: Faults::parse("notify=drop").unwrap(),
+        v3: None,
     });
     let app = axum::Router::new().nest("/sandbox", sandbox.router());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

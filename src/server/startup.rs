@@ -81,6 +81,7 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         close_floor: settings.sandbox_close_floor,
         min_expire: settings.sandbox_min_expire,
         faults: settings.sandbox_faults,
+        v3: None,
     }
 }
 

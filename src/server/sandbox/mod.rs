@@ -16,6 +16,7 @@ mod phone;
 mod refund_notifier;
 pub mod refunds;
 pub mod tls;
+pub mod v3;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub struct SandboxConfig {
     pub min_expire: Duration,
     /// Faults applied to every order without faults of its own.
     pub faults: faults::Faults,
+    /// API v3 beside v2 (`/sandbox/v3/…`); None: v2 only.
+    pub v3: Option<v3::SharedV3>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,5 +6,4 @@
 
 pub mod crypto;
 pub mod notify;
-#[cfg(test)]
-mod testkey;
+pub mod throwaway;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-use crate::server::wxpay::v3::testkey::TEST_KEY;
+use crate::server::wxpay::v3::throwaway::TEST_KEY;
 
 fn signer(mchid: &str, serial: &str) -> MerchantSigner {
     MerchantSigner::from_pem(TEST_KEY, mchid, serial).unwrap()

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::server::wxpay::v3::crypto::{encrypt, MerchantSigner};
-use crate::server::wxpay::v3::testkey::TEST_KEY;
+use crate::server::wxpay::v3::throwaway::TEST_KEY;
 
 const APIV3: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
 const APPID: &str = "wxd678efh567hg6787";

@@ -1,8 +1,10 @@
-//! The test vectors' key, for the v3 unit tests only.
+//! Throwaway v3 credentials, public on purpose: the sandbox's default merchant (so the in-process
+//! sandbox and `scanpay sandbox` work with no files) and the unit tests' vectors. Start-up refuses
+//! every one of them with the real WeChat Pay.
 
 /// V3-T1: the published throwaway test key of wechatpay-go's signer test (PKCS#8; the SDK arms
-/// it as "TESTING KEY" so scanners leave it alone). A test vector, never a merchant's key.
-pub(crate) const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+/// it as "TESTING KEY" so scanners leave it alone). Known to the world: never a merchant's key.
+pub const SANDBOX_MERCHANT_KEY: &str = "-----BEGIN PRIVATE KEY-----
 MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDZUJN33V+dSfvd
 fL0Mu+39XrZNXFFMQSy1V15FpncHeV47SmV0TzTqZc7hHB0ddqAdDi8Z5k3TKqb7
 6sOwYr5TcAfuR6PIPaleyE0/0KrljBum2Isa2Nyq7Dgc3ElBQ6YN4l/a+DpvKaz1
@@ -31,3 +33,13 @@ jWNRBmvvftZhY59PILHO2X5vO4FXh7suEjy6VIh0gsnK36mmRboYIBGsNuDHjXLe
 BDa+8mDLkWu5nHEhOxy2JJZl
 -----END PRIVATE KEY-----
 ";
+
+/// The unit tests' name for the same key (the reference's vectors are made with it).
+#[cfg(test)]
+pub(crate) const TEST_KEY: &str = SANDBOX_MERCHANT_KEY;
+
+/// The serial the sandbox's merchant certificate would have (hex of "SANDBOX", then zeros).
+pub const SANDBOX_MERCHANT_SERIAL: &str = "53414E44424F5800000000000000000000000001";
+
+/// The sandbox merchant's APIv3 key (32 ASCII characters, as WeChat's).
+pub const SANDBOX_APIV3_KEY: &str = "sandbox0apiv3key0not0a0secret000";
