@@ -85,7 +85,42 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
     }
 }
 
-/// The WeChat Pay client the settings describe (base URL, merchant, time limit, TLS material).
+/// The payment provider the settings choose (`wxpay_api`): the v2 or the v3 client, noting its
+/// calls in `oplog`. With the in-process sandbox and no WeChat Pay public key configured, v3
+/// trusts the sandbox's public key (known here) or, in its certificate mode, fetches its
+/// certificates as from WeChat.
+pub fn gateway(
+    settings: &Settings,
+    sandbox: Option<&Sandbox>,
+    oplog: crate::server::oplog::OpLog,
+) -> Result<Arc<dyn Gateway>, String> {
+    use crate::server::config::WxPayApi;
+    use crate::server::sandbox::v3::V3Mode;
+    if settings.wxpay_api == WxPayApi::V2 {
+        return Ok(Arc::new(wechat_client(settings)?.with_oplog(oplog)));
+    }
+    let v = &settings.wxpay_v3;
+    let public_key = match (&v.public_key, sandbox.and_then(|s| s.v3())) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(sb)) if sb.mode != V3Mode::Certificate => Some((
+            sb.public_key.id.clone(),
+            sb.public_key.public_pem.clone(),
+        )),
+        (None, _) => None,
+    };
+    let client = crate::server::wxpay::v3::V3Client::new(
+        &settings.wxpay_base_url,
+        &settings.merchant.appid,
+        v.signer.clone(),
+        v.apiv3_key.clone(),
+        public_key,
+        settings.wxpay_timeout,
+        settings.wxpay_tls.extra_root_pem.as_deref(),
+    )?;
+    Ok(Arc::new(client.with_oplog(oplog)))
+}
+
+/// The v2 client the settings describe (base URL, merchant, time limit, TLS material).
 pub fn wechat_client(settings: &Settings) -> Result<WxPayClient, String> {
     WxPayClient::with_tls(
         &settings.wxpay_base_url,
@@ -136,11 +171,7 @@ pub async fn start(
         })
     });
     let oplog = crate::server::oplog::OpLog::start(db.clone());
-    let wxpay: Arc<dyn Gateway> = Arc::new(
-        wechat_client(&settings)
-            .map_err(StartError::WeChatClient)?
-            .with_oplog(oplog.clone()),
-    );
+    let wxpay = gateway(&settings, sandbox.as_ref(), oplog.clone()).map_err(StartError::WeChatClient)?;
     let sessions = Arc::new(SessionKeys::new(
         Some(&session_secret),
         settings.public_url.starts_with("https://"),

@@ -40,7 +40,7 @@ pub async fn run(settings: Settings, date: &BillDate) -> Result<String, (String,
         .await
         .map_err(|e| setup(e.to_string()))?;
     db.migrate().await.map_err(|e| setup(e.to_string()))?;
-    let wxpay = crate::server::startup::wechat_client(&settings).map_err(setup)?;
+    let wxpay = crate::server::startup::gateway(&settings, None, Default::default()).map_err(setup)?;
     // The status cache (if any) hears of what a recheck applies, as in the server.
     let redis = match &settings.redis {
         Some((url, prefix)) => Some(Arc::new(
@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, date: &BillDate) -> Result<String, (String,
         )),
         None => None,
     };
-    let mut ctx = Ctx::new(settings, db, Arc::new(wxpay), None);
+    let mut ctx = Ctx::new(settings, db, wxpay, None);
     if let Some(r) = redis {
         ctx = ctx.with_redis(r);
     }

@@ -3,6 +3,7 @@
 //! This file holds the settings and their loading; `checks` the rules each raw value must meet.
 
 mod checks;
+mod v3;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use checks::{
 };
 
 pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
+pub use v3::{serial_of, WxPayApi, WxPayV3};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
 const EMBEDDED: &str = include_str!("../../../Leptos.toml");
@@ -74,6 +76,10 @@ pub struct Settings {
     pub ops_token: Option<ApiKey>,
     pub console: Console,
     pub merchant: Merchant,
+    /// Which API the shop speaks (`wxpay_api`).
+    pub wxpay_api: WxPayApi,
+    /// v3's credentials (the sandbox's throwaway ones unless configured).
+    pub wxpay_v3: WxPayV3,
     pub wxpay_base_url: String,
     /// The API client certificate (refunds' mutual TLS) and any extra CA, read from files.
     pub wxpay_tls: super::wxpay::ClientTls,
@@ -92,6 +98,8 @@ pub struct Settings {
     /// How long after a Beijing day ends its sandbox bill is ready (zero: at once).
     pub sandbox_bill_ready_after: Duration,
     pub sandbox_faults: super::sandbox::faults::Faults,
+    /// Which of WeChat's keys the sandbox's v3 signs with.
+    pub sandbox_v3_mode: super::sandbox::v3::V3Mode,
     /// `scanpay sandbox` over HTTPS (and mutual TLS for secapi/ when a client CA is given).
     pub sandbox_tls: Option<super::sandbox::tls::TlsFiles>,
 }
@@ -280,6 +288,7 @@ impl Settings {
                 Ok(r.value)
             }
         };
+        let wxpay_api = v3::api(&raw("wxpay_api"))?;
         let merchant = Merchant {
             appid: nonempty("wxpay_appid")?,
             mch_id: nonempty("wxpay_mch_id")?,
@@ -361,13 +370,35 @@ impl Settings {
                 session_lifetime: duration(&raw("ops_session_lifetime"))?,
                 metrics_token: optional_secret(&raw("metrics_token"), 16)?,
             },
-            wxpay_tls: checks::client_tls(
-                &raw("wxpay_cert_pem"),
-                &raw("wxpay_key_pem"),
-                &raw("wxpay_cert_p12"),
-                &raw("wxpay_ca_pem"),
-                &merchant.mch_id,
-            )?,
+            wxpay_tls: {
+                // v3 signs with the key alone: a key without its certificate is no mutual TLS.
+                let cert = raw("wxpay_cert_pem");
+                let mut key = raw("wxpay_key_pem");
+                if wxpay_api == WxPayApi::V3 && cert.value.trim().is_empty() {
+                    key.value.clear();
+                }
+                checks::client_tls(
+                    &cert,
+                    &key,
+                    &raw("wxpay_cert_p12"),
+                    &raw("wxpay_ca_pem"),
+                    &merchant.mch_id,
+                )?
+            },
+            wxpay_v3: v3::wxpay_v3(v3::V3Raw {
+                key_pem: raw("wxpay_key_pem"),
+                cert_pem: raw("wxpay_cert_pem"),
+                serial: raw("wxpay_cert_serial"),
+                apiv3_key: raw("wxpay_apiv3_key"),
+                public_key_pem: raw("wxpay_public_key_pem"),
+                public_key_id: raw("wxpay_public_key_id"),
+                mch_id: merchant.mch_id.clone(),
+                builtin_apiv3: known["wxpay_apiv3_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            }, wxpay_api)?,
+            wxpay_api,
             merchant,
             refund_automatic: boolean(&raw("refund_automatic"))?,
             refund_spacing: duration(&raw("refund_spacing"))?,
@@ -389,6 +420,10 @@ impl Settings {
                 let r = raw("sandbox_faults");
                 super::sandbox::faults::Faults::parse(&r.value).map_err(|e| err(&r, &e))?
             },
+            sandbox_v3_mode: {
+                let r = raw("sandbox_v3_mode");
+                super::sandbox::v3::V3Mode::parse(r.value.trim()).map_err(|e| err(&r, &e))?
+            },
             sandbox_tls: checks::sandbox_tls(
                 &raw("sandbox_tls_cert"),
                 &raw("sandbox_tls_key"),
@@ -406,7 +441,7 @@ impl Settings {
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
         let real = is_wechat_host(&settings.wxpay_base_url);
-        if real && settings.merchant.api_key.expose() == sandbox_key {
+        if real && settings.wxpay_api == WxPayApi::V2 && settings.merchant.api_key.expose() == sandbox_key {
             return Err(ConfigError(
                 "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
             ));
@@ -415,9 +450,18 @@ impl Settings {
         let ttl_ms = settings.order_ttl.as_millis() as i64;
         let span = Duration::from_millis(super::domain::pay_by(0, ttl_ms) as u64);
         let ttl_src = raw("order_ttl").source;
+        if real && settings.wxpay_api == WxPayApi::V3 {
+            if let Some(name) = settings.wxpay_v3.throwaway.first() {
+                return Err(ConfigError(format!(
+                    "{name}: the sandbox's published throwaway v3 credentials cannot be used with \
+                     the real WeChat Pay (v3 needs apiclient_key.pem, its certificate's serial, \
+                     the APIv3 key and, for merchants set up since 2024, pub_key.pem and its id)"
+                )));
+            }
+        }
         if real {
             check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
-            if !settings.wxpay_tls.has_identity() {
+            if settings.wxpay_api == WxPayApi::V2 && !settings.wxpay_tls.has_identity() {
                 return Err(ConfigError(
                     "SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM (or SCANPAY_WXPAY_CERT_P12): \
                      the real WeChat Pay refunds only over mutual TLS with the merchant's API client \
@@ -469,7 +513,10 @@ impl Settings {
 
     /// Where WeChat (or the sandbox) posts pay results.
     pub fn notify_url(&self) -> String {
-        format!("{}/wxpay/notify", self.public_url)
+        match self.wxpay_api {
+            WxPayApi::V2 => format!("{}/wxpay/notify", self.public_url),
+            WxPayApi::V3 => format!("{}/wxpay/v3/notify", self.public_url),
+        }
     }
 
     /// Where the sandbox's phone page is, for the checkout's "pay with the sandbox" link: this
@@ -487,9 +534,13 @@ impl Settings {
         }
     }
 
-    /// Where WeChat posts refund results (sent as every refund's notify_url).
+    /// Where WeChat posts refund results (sent as every refund's notify_url; v3 posts pay and
+    /// refund results to one endpoint, told apart by their event type).
     pub fn refund_notify_url(&self) -> String {
-        format!("{}/wxpay/refund-notify", self.public_url)
+        match self.wxpay_api {
+            WxPayApi::V2 => format!("{}/wxpay/refund-notify", self.public_url),
+            WxPayApi::V3 => format!("{}/wxpay/v3/notify", self.public_url),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod assets;
 mod console;
 pub mod metrics;
 pub mod notify;
+pub mod notify_v3;
 pub mod ops;
 pub mod probes;
 pub mod refund_notify;
@@ -58,6 +59,10 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
         .route(
             "/wxpay/refund-notify",
             post(refund_notify::refund_notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        )
+        .route(
+            "/wxpay/v3/notify",
+            post(notify_v3::notify_v3).layer(DefaultBodyLimit::max(notify_v3::MAX_BODY)),
         )
         .merge(probes)
         .merge(

@@ -158,6 +158,11 @@ impl Sandbox {
             .with_state(self.clone())
     }
 
+    /// The v3 side (its mode and keys), when it speaks v3.
+    pub fn v3(&self) -> Option<&v3::SandboxV3> {
+        self.cfg.v3.as_deref()
+    }
+
     fn merchant(&self, appid: &str, mch_id: &str) -> Option<&Merchant> {
         self.cfg
             .merchants

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 /// The most a (decompressed) bill may be: 100,000 rows are about 40 MB.
-const MAX_BILL: u64 = 512 * 1024 * 1024;
+pub const MAX_BILL: u64 = 512 * 1024 * 1024;
 /// The most a downloaded answer (gzip, or plain text) may be.
 pub const MAX_DOWNLOAD: usize = 256 * 1024 * 1024;
 

@@ -82,6 +82,21 @@ pub trait Gateway: Send + Sync {
     fn misdirected(&self, _recent_ms: i64) -> Option<(i64, String)> {
         None
     }
+
+    /// Which API this gateway speaks.
+    fn api(&self) -> &'static str {
+        "v2"
+    }
+
+    /// Verifies, decrypts and reads a v3 notify (pay or refund) as received: its signature
+    /// headers over the raw body first. A v2 gateway refuses them all.
+    fn read_v3_notify<'a>(
+        &'a self,
+        _signed: &'a v3::crypto::SignedBy,
+        _body: &'a [u8],
+    ) -> BoxFuture<'a, Result<v3::notify::V3Notify, v3::notify::V3NotifyError>> {
+        Box::pin(async { Err(v3::notify::V3NotifyError::NotThisApi) })
+    }
 }
 
 impl Gateway for WxPayClient {

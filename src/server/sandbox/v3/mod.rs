@@ -66,3 +66,14 @@ pub struct SandboxV3 {
 }
 
 pub type SharedV3 = Arc<SandboxV3>;
+
+impl std::fmt::Debug for SandboxV3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Ids only: the keys are throwaway, but still not printed.
+        write!(
+            f,
+            "SandboxV3({:?}, public key {}, certificate {})",
+            self.mode, self.public_key.id, self.certificate.id
+        )
+    }
+}

@@ -89,7 +89,7 @@ impl WxPayClient {
 const BILL_TIMEOUT_CALLS: u32 = 30;
 
 /// How a call ended, as the metrics count it: the business error code or the class of failure.
-fn result_label(e: &WxPayError) -> String {
+pub(crate) fn result_label(e: &WxPayError) -> String {
     match e {
         WxPayError::Business { code, .. } => code.as_str().to_string(),
         WxPayError::Http(c) if *c >= 500 => "http_5xx".into(),

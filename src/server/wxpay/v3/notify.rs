@@ -34,6 +34,8 @@ pub enum V3NotifyError {
     UnknownEvent(String),
     #[error("missing or malformed field {0}")]
     Field(&'static str),
+    #[error("this shop speaks WeChat Pay API v2 (SCANPAY_WXPAY_API)")]
+    NotThisApi,
 }
 
 #[derive(Deserialize)]

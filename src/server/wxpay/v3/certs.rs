@@ -1,0 +1,200 @@
+//! Platform certificates (wxpay-v3.md §3.1): fetched from `/v3/certificates`, each decrypted with
+//! the APIv3 key and read (its serial must be the one announced, its validity current), kept by
+//! serial beside any public key, fetched again every 12 hours — well inside the overlap WeChat
+//! gives a new certificate before the old expires — and when an answer names a serial not held
+//! (at most once a minute, so a forged serial cannot make us hammer WeChat).
+
+use std::sync::Mutex;
+
+use reqwest::Method;
+use rsa::pkcs1v15::VerifyingKey;
+use rsa::pkcs8::DecodePublicKey;
+
+use super::client::V3Client;
+use super::crypto::{self, WechatKeys};
+use crate::server::support::clock::{now_ms, parse_rfc3339};
+
+const REFRESH_EVERY_MS: i64 = 12 * 3600 * 1000;
+const UNKNOWN_SERIAL_EVERY_MS: i64 = 60 * 1000;
+
+/// What is known of the certificates fetched so far.
+#[derive(Default)]
+pub struct Certificates {
+    state: Mutex<State>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    fetched_ms: Option<i64>,
+    /// The last fetch made because an answer named a serial not held.
+    for_unknown_ms: Option<i64>,
+    /// The serial of the certificate that expires last (asked for in `Wechatpay-Serial`).
+    newest: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct List {
+    data: Vec<Item>,
+}
+
+#[derive(serde::Deserialize)]
+struct Item {
+    serial_no: String,
+    #[serde(default)]
+    expire_time: String,
+    encrypt_certificate: Encrypted,
+}
+
+#[derive(serde::Deserialize)]
+struct Encrypted {
+    #[serde(default)]
+    associated_data: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// A downloaded certificate's serial (upper-case hex) and verifying key, or why it is refused.
+pub fn read_certificate(
+    pem: &str,
+    announced: &str,
+    now_ms: i64,
+) -> Result<(String, VerifyingKey<sha2::Sha256>), String> {
+    use x509_cert::der::{DecodePem, Encode};
+    let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes())
+        .map_err(|_| "not a PEM certificate".to_string())?;
+    let tbs = &cert.tbs_certificate;
+    let serial = crate::server::config::serial_of(pem)?;
+    if !serial.eq_ignore_ascii_case(announced) {
+        return Err(format!("announced as {announced} but its serial is {serial}"));
+    }
+    let not_after = tbs.validity.not_after.to_unix_duration().as_millis() as i64;
+    let not_before = tbs.validity.not_before.to_unix_duration().as_millis() as i64;
+    if now_ms > not_after || now_ms < not_before {
+        return Err(format!("{serial} is not valid now"));
+    }
+    let spki = tbs
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| "unreadable public key".to_string())?;
+    let key = rsa::RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|_| format!("{serial} does not hold an RSA key"))?;
+    Ok((serial, VerifyingKey::new(key)))
+}
+
+impl V3Client {
+    /// The serial of the newest platform certificate held, if any.
+    pub(super) fn newest_certificate(&self) -> Option<String> {
+        self.certificates.state.lock().expect("certs lock").newest.clone()
+    }
+
+    /// In certificate mode, fetches them when none were fetched yet; in either mode, again once
+    /// the last fetch is 12 hours old (with a public key, only once certificates were in use).
+    pub(super) async fn ensure_certificates(&self) {
+        let due = {
+            let s = self.certificates.state.lock().expect("certs lock");
+            match s.fetched_ms {
+                None => self.certificate_mode,
+                Some(t) => now_ms() - t > REFRESH_EVERY_MS,
+            }
+        };
+        if due {
+            self.refresh_certificates(None).await;
+        }
+    }
+
+    /// Fetches the certificates now (for `unknown`: unless it became known meanwhile or a fetch
+    /// was made within the minute). Failures are logged: answers then stay unverifiable.
+    pub(super) async fn refresh_certificates(&self, unknown: Option<&str>) {
+        let c = &self.certificates;
+        // A public key id is configured or not: no download brings one.
+        if unknown.is_some_and(|s| s.starts_with("PUB_KEY_ID_")) {
+            return;
+        }
+        let _one = c.fetching.lock().await;
+        if let Some(serial) = unknown {
+            if self.keys.read().expect("keys lock").holds(serial) {
+                return;
+            }
+            let mut s = c.state.lock().expect("certs lock");
+            if s
+                .for_unknown_ms
+                .is_some_and(|t| now_ms() - t < UNKNOWN_SERIAL_EVERY_MS)
+            {
+                return;
+            }
+            s.for_unknown_ms = Some(now_ms());
+        }
+        match self.fetch_certificates().await {
+            Ok((keys, newest)) => {
+                let n = keys.len();
+                {
+                    let mut held = self.keys.write().expect("keys lock");
+                    for (serial, key) in keys {
+                        held.add(&serial, key);
+                    }
+                }
+                let mut s = c.state.lock().expect("certs lock");
+                s.fetched_ms = Some(now_ms());
+                if newest.is_some() {
+                    s.newest = newest;
+                }
+                tracing::info!(certificates = n, "WeChat Pay platform certificates fetched");
+            }
+            Err(e) => {
+                // Tried again in a minute, not on every call meanwhile.
+                c.state.lock().expect("certs lock").fetched_ms =
+                    Some(now_ms() - REFRESH_EVERY_MS + UNKNOWN_SERIAL_EVERY_MS);
+                tracing::error!(error = %e, "WeChat Pay platform certificates not fetched");
+            }
+        }
+    }
+
+    /// `GET /v3/certificates`: the answer is signed by one of the certificates it carries, so it
+    /// is verified with them (and with any key already held) once they are decrypted.
+    async fn fetch_certificates(
+        &self,
+    ) -> Result<(Vec<(String, VerifyingKey<sha2::Sha256>)>, Option<String>), String> {
+        let url = self.url("v3/certificates").map_err(|e| e.to_string())?;
+        let answer = self
+            .request(Method::GET, url, None, 256 * 1024, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("HTTP {}: {}", answer.status, String::from_utf8_lossy(&answer.body)));
+        }
+        let list: List = serde_json::from_slice(&answer.body)
+            .map_err(|e| format!("unreadable certificate list: {e}"))?;
+        let now = now_ms();
+        let mut got = Vec::new();
+        let mut newest: Option<(i64, String)> = None;
+        for item in list.data {
+            let e = &item.encrypt_certificate;
+            let pem = crypto::decrypt(&self.apiv3_key, &e.nonce, &e.associated_data, &e.ciphertext)
+                .map_err(|err| format!("certificate {}: {err}", item.serial_no))?;
+            let pem = String::from_utf8(pem).map_err(|_| "a certificate is not text".to_string())?;
+            match read_certificate(&pem, &item.serial_no, now) {
+                Ok((serial, key)) => {
+                    let expires = parse_rfc3339(&item.expire_time).unwrap_or(0);
+                    if newest.as_ref().is_none_or(|(t, _)| expires > *t) {
+                        newest = Some((expires, serial.clone()));
+                    }
+                    got.push((serial, key));
+                }
+                Err(why) => tracing::warn!(%why, "WeChat Pay platform certificate skipped"),
+            }
+        }
+        if got.is_empty() {
+            return Err("the answer held no usable certificate".into());
+        }
+        // The answer itself must verify, with what it brought or what was held.
+        let mut keys: WechatKeys = self.keys.read().expect("keys lock").clone();
+        for (serial, key) in &got {
+            keys.add(serial, key.clone());
+        }
+        keys.verify(&answer.signed_by, &answer.body, now / 1000)
+            .map_err(|e| format!("the certificate list's signature: {e}"))?;
+        Ok((got, newest.map(|(_, s)| s)))
+    }
+}

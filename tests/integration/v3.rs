@@ -1,0 +1,179 @@
+//! API v3 end to end on the sandbox: the shopper's payment and a refund arrive by v3 notifies;
+//! forged, tampered, replayed and unknown-key notifies are refused and change nothing; the
+//! migration window (answers and notifies signed by the platform certificate and by the public
+//! key) is accepted; an unknown certificate serial makes the client fetch certificates once.
+
+use scanpay::app::types::OrderStatus;
+use scanpay::server::support::clock::{format_rfc3339_beijing, now_ms};
+use scanpay::server::wxpay::v3::crypto::{self, ApiV3Key, MerchantSigner};
+
+use crate::common::{spawn_app, TestApp};
+
+async fn app(mode: &str) -> TestApp {
+    spawn_app(&[("SCANPAY_WXPAY_API", "v3"), ("SCANPAY_SANDBOX_V3_MODE", mode)]).await
+}
+
+/// A pending order placed by a shopper: (id, amount, code_url).
+async fn pending(app: &TestApp) -> (String, i64, String) {
+    let id = app.shopper().await.place_ok(&[("TEA-OOLONG", 1)]).await;
+    let o = app
+        .wait_for(&id, "its QR code", |o| o.code_url.is_some())
+        .await;
+    (id, o.total_fee, o.code_url.unwrap())
+}
+
+/// Pays by scanning, as a shopper would, and waits for the v3 notify to settle it.
+async fn pay(app: &TestApp) -> String {
+    let (id, _, code_url) = pending(app).await;
+    app.ctx().sandbox.as_ref().unwrap().pay_code(&code_url).unwrap();
+    app.wait_for(&id, "paid by the v3 notify", |o| o.status == OrderStatus::Paid)
+        .await;
+    id
+}
+
+#[tokio::test]
+async fn a_shopper_pays_on_v3_in_each_key_mode() {
+    for mode in ["public_key", "certificate", "both"] {
+        let app = app(mode).await;
+        // Two payments: in the migration window the notifies alternate between the two keys.
+        for _ in 0..2 {
+            let id = pay(&app).await;
+            let o = app.order(&id).await;
+            assert!(o.transaction_id.as_deref().is_some_and(|t| t.starts_with("4200")));
+        }
+        let accepted = app
+            .count("SELECT COUNT(*) FROM notify_log WHERE kind = 'pay' AND outcome = 'accepted'")
+            .await;
+        assert!(accepted >= 2, "{mode}: {accepted}");
+    }
+}
+
+/// A TRANSACTION.SUCCESS notify for `id`, encrypted with `key` and signed by `signer` at `at_s`.
+fn notify(
+    app: &TestApp,
+    id: &str,
+    total: i64,
+    key: &ApiV3Key,
+    signer: &MerchantSigner,
+    at_s: i64,
+    tamper: bool,
+) -> (Vec<(&'static str, String)>, String) {
+    let s = &app.ctx().settings;
+    let resource = serde_json::json!({
+        "mchid": s.merchant.mch_id, "appid": s.merchant.appid, "out_trade_no": id,
+        "transaction_id": "4200000001202612070000000001", "trade_type": "NATIVE",
+        "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+        "success_time": format_rfc3339_beijing(now_ms()),
+        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+        "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"},
+    })
+    .to_string();
+    let mut ciphertext = crypto::encrypt(key, "Kj7QIyUiYx1q", "transaction", resource.as_bytes());
+    if tamper {
+        // One character of the ciphertext changed: the tag no longer matches.
+        let c = if ciphertext.starts_with('A') { "B" } else { "A" };
+        ciphertext.replace_range(0..1, c);
+    }
+    let body = serde_json::json!({
+        "id": "EV-2026120711223320873", "create_time": format_rfc3339_beijing(now_ms()),
+        "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+        "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": ciphertext, "associated_data": "transaction", "nonce": "Kj7QIyUiYx1q"},
+    })
+    .to_string();
+    let nonce = "fdasflkja484wfdasflkja484wABCDEF";
+    let signature = signer.sign(&crypto::answer_message(&at_s.to_string(), nonce, body.as_bytes()));
+    let headers = vec![
+        ("Wechatpay-Timestamp", at_s.to_string()),
+        ("Wechatpay-Nonce", nonce.to_string()),
+        ("Wechatpay-Signature", signature),
+        ("Wechatpay-Serial", signer.serial_no.clone()),
+        ("Wechatpay-Signature-Type", crypto::SCHEME.to_string()),
+    ];
+    (headers, body)
+}
+
+async fn post(app: &TestApp, (headers, body): (Vec<(&'static str, String)>, String)) -> u16 {
+    let mut req = app
+        .http
+        .post(format!("{}/wxpay/v3/notify", app.base))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// A throwaway RSA key of our own (not the sandbox's), under `id`.
+fn stranger(id: &str) -> MerchantSigner {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    MerchantSigner::from_pem(&pem, "", id).unwrap()
+}
+
+#[tokio::test]
+async fn forged_tampered_replayed_and_misdirected_notifies_change_nothing() {
+    let app = app("public_key").await;
+    let (id, total, _) = pending(&app).await;
+    let sb = app.ctx().sandbox.as_ref().unwrap().v3().unwrap().clone();
+    let wechat = &sb.public_key.signer;
+    let key = &app.ctx().settings.wxpay_v3.apiv3_key;
+    let now = now_ms() / 1000;
+    // Signed by a key that is not WeChat's, under WeChat's id.
+    let forger = stranger(&sb.public_key.id);
+    assert_eq!(post(&app, notify(&app, &id, total, key, &forger, now, false)).await, 401);
+    // WeChat's signature over a ciphertext changed afterwards: the signature fails first.
+    let (h, body) = notify(&app, &id, total, key, wechat, now, false);
+    let changed = body.replacen("\"ciphertext\":\"", "\"ciphertext\":\"A", 1);
+    assert_eq!(post(&app, (h, changed)).await, 401);
+    // Signed by WeChat over a ciphertext that does not open (tampered before signing, or
+    // encrypted with another APIv3 key).
+    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now, true)).await, 400);
+    let other_key = ApiV3Key::new("another0apiv3key0that0is0not0our").unwrap();
+    assert_eq!(post(&app, notify(&app, &id, total, &other_key, wechat, now, false)).await, 400);
+    // A genuine notify replayed ten minutes later.
+    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now - 600, false)).await, 401);
+    // Signed under a serial nobody announced.
+    let unknown = stranger("5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC");
+    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    // WeChat's probe.
+    let (mut h, body) = notify(&app, &id, total, key, wechat, now, false);
+    h[2].1 = format!("{}{}", crypto::PROBE_PREFIX, h[2].1);
+    assert_eq!(post(&app, (h, body)).await, 401);
+    assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notify_log WHERE outcome = 'accepted'").await,
+        0
+    );
+    // The same notify, genuine and current: accepted, the order paid.
+    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now, false)).await, 204);
+    app.wait_for(&id, "paid", |o| o.status == OrderStatus::Paid).await;
+}
+
+#[tokio::test]
+async fn an_unknown_certificate_serial_is_fetched_for_once_then_refused() {
+    let app = app("certificate").await;
+    // The first call fetches the sandbox's certificate.
+    pay(&app).await;
+    let fetches = || {
+        app.ctx()
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .certificate_downloads()
+    };
+    let before = fetches();
+    assert!(before >= 1);
+    let (id, total, _) = pending(&app).await;
+    let key = &app.ctx().settings.wxpay_v3.apiv3_key;
+    let unknown = stranger("0123456789ABCDEF0123456789ABCDEF01234567");
+    let now = now_ms() / 1000;
+    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    assert_eq!(fetches(), before + 1, "one fetch for the unknown serial");
+    // Again at once: refused without fetching again (at most once a minute).
+    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    assert_eq!(fetches(), before + 1);
+    assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
+}
