@@ -69,8 +69,18 @@ pub enum TradeState {
     Closed,
 }
 
+/// Which API created an order or a refund: its notifies go out in that API's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiVersion {
+    #[default]
+    V2,
+    V3,
+}
+
 #[derive(Debug, Clone)]
 pub struct SandboxOrder {
+    /// The API that placed it (v2 `pay/unifiedorder` or v3 `transactions/native`).
+    pub api: ApiVersion,
     pub mch_id: String,
     pub out_trade_no: String,
     /// The business parameters of the first unifiedorder, for the re-entry rule.
@@ -115,6 +125,10 @@ struct Inner {
     by_refund_id: HashMap<String, (String, String)>,
     global_faults: Option<faults::Faults>,
     order_faults: HashMap<String, faults::Faults>,
+    /// v3 bill download tokens (`download_url`'s `token`) → the bill they serve.
+    bill_tokens: HashMap<String, v3::BillToken>,
+    /// v3 notifies built so far: in the migration window they alternate between the keys.
+    v3_notifies: u64,
 }
 
 #[derive(Clone)]
@@ -139,7 +153,7 @@ impl Sandbox {
     }
 
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
+        let router = Router::new()
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))
@@ -154,8 +168,13 @@ impl Sandbox {
                 post(admin::set_faults).delete(admin::clear_faults),
             )
             .route("/admin/pay", post(admin::pay))
-            .route("/admin/refunds", get(admin::refunds))
-            .with_state(self.clone())
+            .route("/admin/refunds", get(admin::refunds));
+        // API v3 beside v2 over the same state, when configured.
+        let router = match &self.cfg.v3 {
+            Some(_) => v3::routes(router),
+            None => router,
+        };
+        router.with_state(self.clone())
     }
 
     fn merchant(&self, appid: &str, mch_id: &str) -> Option<&Merchant> {
