@@ -9,7 +9,7 @@ mod notify;
 mod pay;
 mod refund;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -18,8 +18,12 @@ use super::{sandbox_merchant, SandboxV3, SharedV3, V3Mode};
 use crate::server::sandbox::{Sandbox, SandboxConfig};
 use crate::server::support::clock::now_ms;
 use crate::server::support::ids::random_alnum;
-use crate::server::wxpay::v3::crypto::{MerchantSigner, SignedBy, WechatKeys};
-use crate::server::wxpay::v3::throwaway::{SANDBOX_MERCHANT_KEY, SANDBOX_MERCHANT_SERIAL};
+use crate::server::wxpay::v3::crypto::{
+    decrypt, ApiV3Key, MerchantSigner, SignedBy, WechatKeys, SCHEME,
+};
+use crate::server::wxpay::v3::throwaway::{
+    SANDBOX_APIV3_KEY, SANDBOX_MERCHANT_KEY, SANDBOX_MERCHANT_SERIAL,
+};
 
 pub(super) const MCH: &str = "1900000109";
 pub(super) const APPID: &str = "wxd930ea5d5a258f4f";
@@ -95,8 +99,15 @@ pub(super) fn config(v3: SharedV3) -> SandboxConfig {
 }
 
 pub(super) async fn app(mode: V3Mode) -> App {
+    app_with(mode, |_| {}).await
+}
+
+/// [`app`] with its configuration changed by `tweak`.
+pub(super) async fn app_with(mode: V3Mode, tweak: impl FnOnce(&mut SandboxConfig)) -> App {
     let v3 = Arc::new(SandboxV3::generate(vec![sandbox_merchant(MCH, APPID)], mode));
-    let sb = Sandbox::new(config(v3.clone()));
+    let mut cfg = config(v3.clone());
+    tweak(&mut cfg);
+    let sb = Sandbox::new(cfg);
     let router = axum::Router::new().nest("/sandbox", sb.router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -217,3 +228,80 @@ pub(super) fn otn() -> String {
 
 /// A notify_url where nothing listens (the notifier's attempts fail quietly).
 pub(super) const NOWHERE: &str = "http://127.0.0.1:9/notify";
+
+/// A merchant's notify endpoint: keeps every notify, answers 500 to the first `fail_first`,
+/// then 204.
+pub(super) struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>,
+}
+
+pub(super) async fn receiver(fail_first: usize) -> Receiver {
+    use axum::http::StatusCode;
+    let got: Arc<Mutex<Vec<_>>> = Arc::default();
+    let kept = got.clone();
+    let router = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let mut all = kept.lock().unwrap();
+                    all.push((headers, body));
+                    if all.len() <= fail_first {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Receiver { url, got }
+}
+
+impl Receiver {
+    /// Waits (up to 10 s) until `n` notifies came; all of them.
+    pub async fn wait(&self, n: usize) -> Vec<(axum::http::HeaderMap, axum::body::Bytes)> {
+        for _ in 0..1000 {
+            if self.got.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = self.got.lock().unwrap().clone();
+        assert!(got.len() >= n, "{} notifies, not {n}", got.len());
+        got
+    }
+}
+
+/// Verifies a notify (signature, headers) and decrypts its resource: (envelope, resource).
+pub(super) fn open_notify(app: &App, headers: &axum::http::HeaderMap, body: &[u8]) -> (Value, Value) {
+    let h = SignedBy {
+        timestamp: header(headers, "wechatpay-timestamp"),
+        nonce: header(headers, "wechatpay-nonce"),
+        signature: header(headers, "wechatpay-signature"),
+        serial: header(headers, "wechatpay-serial"),
+    };
+    app.keys.verify(&h, body, now_s()).unwrap();
+    assert_eq!(header(headers, "wechatpay-signature-type"), SCHEME);
+    assert_eq!(header(headers, "content-type"), "application/json");
+    let envelope: Value = serde_json::from_slice(body).unwrap();
+    let r = &envelope["resource"];
+    assert_eq!(r["algorithm"], "AEAD_AES_256_GCM");
+    assert_eq!(r["associated_data"], r["original_type"]);
+    let nonce = r["nonce"].as_str().unwrap();
+    assert_eq!(nonce.len(), 12);
+    let key = ApiV3Key::new(SANDBOX_APIV3_KEY).unwrap();
+    let plain = decrypt(
+        &key,
+        nonce,
+        r["associated_data"].as_str().unwrap(),
+        r["ciphertext"].as_str().unwrap(),
+    )
+    .unwrap();
+    (envelope.clone(), serde_json::from_slice(&plain).unwrap())
+}
