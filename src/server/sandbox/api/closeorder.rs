@@ -31,7 +31,10 @@ pub(in crate::server::sandbox) async fn close_order(
 
 /// Closes an unpaid order; refused when paid, already closed, or within `floor_ms` of its
 /// placing. Shared by v2's closeorder and v3's close.
-pub(in crate::server::sandbox) fn close(o: &mut SandboxOrder, floor_ms: i64) -> Result<(), BizError> {
+pub(in crate::server::sandbox) fn close(
+    o: &mut SandboxOrder,
+    floor_ms: i64,
+) -> Result<(), BizError> {
     let now = now_ms();
     o.refresh(now);
     match o.state {

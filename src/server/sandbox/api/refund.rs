@@ -136,9 +136,8 @@ pub(in crate::server::sandbox) async fn refund(
 
 /// The rules, then the refund recorded (and left to settle) or found again.
 fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, BizError> {
-    apply_refund(sb, &a.merchant.mch_id, &a.p, ask, faults, ApiVersion::V2).map(|r| {
-        answer(&r.transaction_id, &r.out_trade_no, r.order_total, &r.refund)
-    })
+    apply_refund(sb, &a.merchant.mch_id, &a.p, ask, faults, ApiVersion::V2)
+        .map(|r| answer(&r.transaction_id, &r.out_trade_no, r.order_total, &r.refund))
 }
 
 /// A refund accepted (new or found again), with what its answers need of its order.

@@ -31,8 +31,13 @@ pub struct BillToken {
 fn compact_date(d: &str) -> Option<String> {
     let b = d.as_bytes();
     let digits_at = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    (b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits_at(0..4) && digits_at(5..7) && digits_at(8..10))
-        .then(|| format!("{}{}{}", &d[0..4], &d[5..7], &d[8..10]))
+    (b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && digits_at(0..4)
+        && digits_at(5..7)
+        && digits_at(8..10))
+    .then(|| format!("{}{}{}", &d[0..4], &d[5..7], &d[8..10]))
 }
 
 fn bad(field: &str, issue: &str) -> V3Error {
@@ -42,36 +47,34 @@ fn bad(field: &str, issue: &str) -> V3Error {
 
 fn tradebill_rules(sb: &Sandbox, ctx: &Ctx) -> Result<Reply, V3Error> {
     let q = &ctx.query;
-    let date = q.get("bill_date").ok_or_else(|| missing("bill_date", "query"))?;
+    let date = q
+        .get("bill_date")
+        .ok_or_else(|| missing("bill_date", "query"))?;
     let date = compact_date(date).ok_or_else(|| bad("bill_date", "yyyy-MM-dd"))?;
     // ALL by default (v3 documents it; v2 requires the field).
-    let kind = match q.get("bill_type").map(String::as_str) {
-        None | Some("ALL") => "ALL",
-        Some(k @ ("SUCCESS" | "REFUND" | "RECHARGE_REFUND")) => k,
-        // Special-rate bills: never any rows here.
-        Some("ALL_SPECIAL" | "SUC_SPECIAL" | "REF_SPECIAL") => "RECHARGE_REFUND",
-        Some(_) => {
-            return Err(bad(
+    let kind =
+        match q.get("bill_type").map(String::as_str) {
+            None | Some("ALL") => "ALL",
+            Some(k @ ("SUCCESS" | "REFUND" | "RECHARGE_REFUND")) => k,
+            // Special-rate bills: never any rows here.
+            Some("ALL_SPECIAL" | "SUC_SPECIAL" | "REF_SPECIAL") => "RECHARGE_REFUND",
+            Some(_) => return Err(bad(
                 "bill_type",
                 "ALL, SUCCESS, REFUND, RECHARGE_REFUND, ALL_SPECIAL, SUC_SPECIAL or REF_SPECIAL",
-            ))
-        }
-    };
+            )),
+        };
     let gzip = match q.get("tar_type").map(String::as_str) {
         None => false,
         Some("GZIP") => true,
         Some(_) => return Err(bad("tar_type", "GZIP")),
     };
-    let text = bill_for(sb, &ctx.merchant.mchid, Some(&date), Some(kind), true).map_err(|r| {
-        match r {
+    let text =
+        bill_for(sb, &ctx.merchant.mchid, Some(&date), Some(kind), true).map_err(|r| match r {
             BillRefusal::BadDate => bad("bill_date", "a past day within three months, yyyy-MM-dd"),
             BillRefusal::BadType | BillRefusal::BadTarType => bad("bill_type", "unknown"),
             BillRefusal::Creating => V3Error::new(400, "STATEMENT_CREATING", "账单生成中"),
-            BillRefusal::NoBill => {
-                V3Error::new(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在")
-            }
-        }
-    })?;
+            BillRefusal::NoBill => V3Error::new(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在"),
+        })?;
     let hash = Sha1::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -100,7 +103,10 @@ fn tradebill_rules(sb: &Sandbox, ctx: &Ctx) -> Result<Reply, V3Error> {
     })))
 }
 
-pub(in crate::server::sandbox) async fn tradebill(State(sb): State<Sandbox>, req: V3Request) -> Response {
+pub(in crate::server::sandbox) async fn tradebill(
+    State(sb): State<Sandbox>,
+    req: V3Request,
+) -> Response {
     let ctx = match authenticate(&sb, req) {
         Ok(c) => c,
         Err(r) => return r,
@@ -112,7 +118,10 @@ pub(in crate::server::sandbox) async fn tradebill(State(sb): State<Sandbox>, req
 
 /// The file: a signed request, an unsigned answer (§5.6). An unknown, expired or another
 /// merchant's token is refused alike (400 INVALID_REQUEST [sandbox wording]).
-pub(in crate::server::sandbox) async fn download(State(sb): State<Sandbox>, req: V3Request) -> Response {
+pub(in crate::server::sandbox) async fn download(
+    State(sb): State<Sandbox>,
+    req: V3Request,
+) -> Response {
     let ctx = match authenticate(&sb, req) {
         Ok(c) => c,
         Err(r) => return r,

@@ -28,15 +28,28 @@ pub(in crate::server::sandbox) async fn certificates(
     let cert = &ctx.v3.certificate;
     let pem = match (ctx.v3.mode, &cert.cert_pem) {
         (V3Mode::PublicKey, _) | (_, None) => {
-            return ctx.answer(Err(V3Error::new(404, "RESOURCE_NOT_EXISTS", NO_CERTIFICATE)))
+            return ctx.answer(Err(V3Error::new(
+                404,
+                "RESOURCE_NOT_EXISTS",
+                NO_CERTIFICATE,
+            )))
         }
         (_, Some(pem)) => pem,
     };
     let Some((not_before, not_after)) = validity(pem) else {
-        return ctx.answer(Err(V3Error::new(500, "SYSTEM_ERROR", "平台证书不可读 [sandbox]")));
+        return ctx.answer(Err(V3Error::new(
+            500,
+            "SYSTEM_ERROR",
+            "平台证书不可读 [sandbox]",
+        )));
     };
     let nonce = random_alnum(12);
-    let ciphertext = encrypt(&ctx.merchant.apiv3_key, &nonce, "certificate", pem.as_bytes());
+    let ciphertext = encrypt(
+        &ctx.merchant.apiv3_key,
+        &nonce,
+        "certificate",
+        pem.as_bytes(),
+    );
     ctx.answer(Ok(Reply::Json(json!({"data": [{
         "serial_no": cert.id,
         "effective_time": format_rfc3339_beijing(not_before),

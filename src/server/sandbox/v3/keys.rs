@@ -68,7 +68,10 @@ fn certificate() -> PlatformKey {
         rcgen::DnType::CommonName,
         "Tenpay.com sign (scanpay sandbox)",
     );
-    dn.push(rcgen::DnType::OrganizationalUnitName, "Tenpay.com CA Center");
+    dn.push(
+        rcgen::DnType::OrganizationalUnitName,
+        "Tenpay.com CA Center",
+    );
     dn.push(rcgen::DnType::OrganizationName, "Tenpay.com");
     params.distinguished_name = dn;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));

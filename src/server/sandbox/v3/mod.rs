@@ -71,7 +71,10 @@ impl std::fmt::Debug for SandboxV3 {
     /// Ids only: no key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxV3")
-            .field("merchants", &self.merchants.iter().map(|m| &m.mchid).collect::<Vec<_>>())
+            .field(
+                "merchants",
+                &self.merchants.iter().map(|m| &m.mchid).collect::<Vec<_>>(),
+            )
             .field("mode", &self.mode)
             .field("public_key", &self.public_key.id)
             .field("certificate", &self.certificate.id)
@@ -79,8 +82,10 @@ impl std::fmt::Debug for SandboxV3 {
     }
 }
 
+mod auth;
 mod bill;
 mod certs;
+mod fields;
 mod keys;
 pub(super) mod notify;
 mod pay;
@@ -125,9 +130,7 @@ impl SandboxV3 {
         match self.mode {
             V3Mode::PublicKey => &self.public_key,
             V3Mode::Certificate => &self.certificate,
-            V3Mode::Both if request_serial == Some(self.public_key.id.as_str()) => {
-                &self.public_key
-            }
+            V3Mode::Both if request_serial == Some(self.public_key.id.as_str()) => &self.public_key,
             V3Mode::Both => &self.certificate,
         }
     }

@@ -22,7 +22,14 @@ fn event_id(event: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -60,7 +67,9 @@ fn envelope(
     let key = v3.notify_key(turn);
     let timestamp = (now_ms() / 1000).to_string();
     let sig_nonce = random_alnum(32);
-    let signature = key.signer.sign(&answer_message(&timestamp, &sig_nonce, &body));
+    let signature = key
+        .signer
+        .sign(&answer_message(&timestamp, &sig_nonce, &body));
     Some(Outgoing {
         url: url.to_string(),
         body,
@@ -143,7 +152,9 @@ pub(in crate::server::sandbox) fn refund(
     let created = r
         .success_time
         .as_ref()
-        .and_then(|t| parse_beijing(&t.chars().filter(char::is_ascii_digit).collect::<String>()).ok())
+        .and_then(|t| {
+            parse_beijing(&t.chars().filter(char::is_ascii_digit).collect::<String>()).ok()
+        })
         .unwrap_or_else(now_ms);
     envelope(
         v3,

@@ -66,7 +66,10 @@ fn read_native(ctx: &Ctx) -> Result<NativeAsk, V3Error> {
     let notify_url = req_str(b, "/notify_url", 255)?;
     check_notify_url("/notify_url", notify_url)?;
     let goods_tag = opt_str(b, "/goods_tag", 32)?;
-    if !matches!(b.get("support_fapiao"), None | Some(Value::Null | Value::Bool(_))) {
+    if !matches!(
+        b.get("support_fapiao"),
+        None | Some(Value::Null | Value::Bool(_))
+    ) {
         return Err(invalid("/support_fapiao", "must be a boolean"));
     }
     if opt_object(b, "/amount")?.is_none() {
@@ -74,7 +77,10 @@ fn read_native(ctx: &Ctx) -> Result<NativeAsk, V3Error> {
     }
     let total = req_fen(b, "/amount/total")?;
     if opt_str(b, "/amount/currency", 16)?.is_some_and(|c| c != "CNY") {
-        return Err(invalid("/amount/currency", "Currency code is invalid (CNY only)"));
+        return Err(invalid(
+            "/amount/currency",
+            "Currency code is invalid (CNY only)",
+        ));
     }
     let detail = opt_object(b, "/detail")?;
     let scene = opt_object(b, "/scene_info")?;
@@ -104,8 +110,16 @@ fn read_native(ctx: &Ctx) -> Result<NativeAsk, V3Error> {
     put("detail", detail.map(Value::to_string));
     put("scene_info", scene.map(Value::to_string));
     put("settle_info", settle.map(Value::to_string));
-    put("support_fapiao", b.get("support_fapiao").and_then(Value::as_bool).map(|f| f.to_string()));
-    put("time_expire", opt_str(b, "/time_expire", 64)?.map(str::to_string));
+    put(
+        "support_fapiao",
+        b.get("support_fapiao")
+            .and_then(Value::as_bool)
+            .map(|f| f.to_string()),
+    );
+    put(
+        "time_expire",
+        opt_str(b, "/time_expire", 64)?.map(str::to_string),
+    );
     Ok(NativeAsk {
         out_trade_no: out_trade_no.to_string(),
         params: p,
@@ -123,7 +137,10 @@ fn same_order(held: &Params, asked: &Params) -> bool {
     without(held) == without(asked)
 }
 
-pub(in crate::server::sandbox) async fn native(State(sb): State<Sandbox>, req: V3Request) -> Response {
+pub(in crate::server::sandbox) async fn native(
+    State(sb): State<Sandbox>,
+    req: V3Request,
+) -> Response {
     let ctx = match authenticate(&sb, req) {
         Ok(c) => c,
         Err(r) => return r,
@@ -132,7 +149,9 @@ pub(in crate::server::sandbox) async fn native(State(sb): State<Sandbox>, req: V
         Ok(a) => a,
         Err(e) => return ctx.answer(Err(e)),
     };
-    let fault = sb.faults_for(Some(&ask.out_trade_no)).api(Api::UnifiedOrder);
+    let fault = sb
+        .faults_for(Some(&ask.out_trade_no))
+        .api(Api::UnifiedOrder);
     with_fault(&ctx, fault, || {
         let key = (ctx.merchant.mchid.clone(), ask.out_trade_no.clone());
         place(
@@ -244,7 +263,9 @@ pub(in crate::server::sandbox) async fn query_by_transaction_id(
         inner.by_transaction.get(&transaction_id).cloned()
     };
     // The order's own faults, however the query names it.
-    let fault = sb.faults_for(key.as_ref().map(|k| k.1.as_str())).api(Api::OrderQuery);
+    let fault = sb
+        .faults_for(key.as_ref().map(|k| k.1.as_str()))
+        .api(Api::OrderQuery);
     with_fault(&ctx, fault, || query(&sb, &ctx, key)).await
 }
 

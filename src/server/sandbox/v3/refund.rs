@@ -46,7 +46,10 @@ fn read_refund(ctx: &Ctx) -> Result<Params, V3Error> {
     let refund = req_fen(b, "/amount/refund")?;
     let total = req_fen(b, "/amount/total")?;
     if req_str(b, "/amount/currency", 16)? != "CNY" {
-        return Err(invalid("/amount/currency", "Currency code is invalid (CNY only)"));
+        return Err(invalid(
+            "/amount/currency",
+            "Currency code is invalid (CNY only)",
+        ));
     }
     if refund > total {
         return Err(V3Error::new(
@@ -84,7 +87,12 @@ pub(super) fn status(s: RefundStatus) -> &'static str {
 
 /// The refund's success time (held as Beijing `yyyy-MM-dd HH:mm:ss`) in RFC 3339.
 pub(super) fn success_time(r: &SandboxRefund) -> Option<String> {
-    let compact: String = r.success_time.as_ref()?.chars().filter(char::is_ascii_digit).collect();
+    let compact: String = r
+        .success_time
+        .as_ref()?
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
     parse_beijing(&compact).ok().map(format_rfc3339_beijing)
 }
 
@@ -118,7 +126,10 @@ fn refund_object(transaction_id: &str, out_trade_no: &str, r: &SandboxRefund) ->
     v
 }
 
-pub(in crate::server::sandbox) async fn refund(State(sb): State<Sandbox>, req: V3Request) -> Response {
+pub(in crate::server::sandbox) async fn refund(
+    State(sb): State<Sandbox>,
+    req: V3Request,
+) -> Response {
     let ctx = match authenticate(&sb, req) {
         Ok(c) => c,
         Err(r) => return r,
@@ -140,7 +151,11 @@ pub(in crate::server::sandbox) async fn refund(State(sb): State<Sandbox>, req: V
             .ok()
             .map(|o| o.out_trade_no.clone())
     };
-    let faults = sb.faults_for(named.as_deref().or(p.get("out_trade_no").map(String::as_str)));
+    let faults = sb.faults_for(
+        named
+            .as_deref()
+            .or(p.get("out_trade_no").map(String::as_str)),
+    );
     match faults.refund {
         RefundFault::SystemError => return ctx.answer(Err(system_error())),
         RefundFault::Latency(d) => tokio::time::sleep(d).await,
@@ -181,11 +196,15 @@ pub(in crate::server::sandbox) async fn query(
         let inner = sb.inner.lock().expect("sandbox lock");
         inner.by_refund_no.get(&number).cloned()
     };
-    let fault = sb.faults_for(key.as_ref().map(|k| k.1.as_str())).api(Api::RefundQuery);
+    let fault = sb
+        .faults_for(key.as_ref().map(|k| k.1.as_str()))
+        .api(Api::RefundQuery);
     with_fault(&ctx, fault, || {
         let not_exist = || V3Error::new(404, "RESOURCE_NOT_EXISTS", "退款单不存在");
         let inner = sb.inner.lock().expect("sandbox lock");
-        let o = key.and_then(|k| inner.orders.get(&k)).ok_or_else(not_exist)?;
+        let o = key
+            .and_then(|k| inner.orders.get(&k))
+            .ok_or_else(not_exist)?;
         let r = o
             .refunds
             .iter()
@@ -195,7 +214,11 @@ pub(in crate::server::sandbox) async fn query(
             TradeState::Success { transaction_id, .. } => transaction_id.as_str(),
             _ => "",
         };
-        Ok(Reply::Json(refund_object(transaction_id, &o.out_trade_no, r)))
+        Ok(Reply::Json(refund_object(
+            transaction_id,
+            &o.out_trade_no,
+            r,
+        )))
     })
     .await
 }

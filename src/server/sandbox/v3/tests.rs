@@ -104,7 +104,10 @@ pub(super) async fn app(mode: V3Mode) -> App {
 
 /// [`app`] with its configuration changed by `tweak`.
 pub(super) async fn app_with(mode: V3Mode, tweak: impl FnOnce(&mut SandboxConfig)) -> App {
-    let v3 = Arc::new(SandboxV3::generate(vec![sandbox_merchant(MCH, APPID)], mode));
+    let v3 = Arc::new(SandboxV3::generate(
+        vec![sandbox_merchant(MCH, APPID)],
+        mode,
+    ));
     let mut cfg = config(v3.clone());
     tweak(&mut cfg);
     let sb = Sandbox::new(cfg);
@@ -159,7 +162,10 @@ impl App {
     ) -> Answer {
         let mut r = self
             .http
-            .request(method.parse().unwrap(), format!("{}/sandbox{url}", self.base))
+            .request(
+                method.parse().unwrap(),
+                format!("{}/sandbox{url}", self.base),
+            )
             .header("accept", "application/json")
             .header("user-agent", "scanpay-test");
         if method == "POST" {
@@ -195,7 +201,11 @@ impl App {
     /// Places an order for `total` fen; its code_url.
     pub async fn native(&self, out_trade_no: &str, total: i64, notify_url: &str) -> String {
         let a = self
-            .call("POST", "/v3/pay/transactions/native", Some(&order(out_trade_no, total, notify_url)))
+            .call(
+                "POST",
+                "/v3/pay/transactions/native",
+                Some(&order(out_trade_no, total, notify_url)),
+            )
             .await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         a.json()["code_url"].as_str().unwrap().to_string()
@@ -279,7 +289,11 @@ impl Receiver {
 }
 
 /// Verifies a notify (signature, headers) and decrypts its resource: (envelope, resource).
-pub(super) fn open_notify(app: &App, headers: &axum::http::HeaderMap, body: &[u8]) -> (Value, Value) {
+pub(super) fn open_notify(
+    app: &App,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> (Value, Value) {
     let h = SignedBy {
         timestamp: header(headers, "wechatpay-timestamp"),
         nonce: header(headers, "wechatpay-nonce"),

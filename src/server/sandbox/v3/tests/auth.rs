@@ -35,12 +35,20 @@ async fn bad_signatures_wrong_serials_and_stale_times_are_sign_errors() {
     assert_eq!(a.code(401), "SIGN_ERROR");
     // Stale, and from the future.
     for ts in [now_s() - 301, now_s() + 301] {
-        let a = app.raw("POST", NATIVE, &body, Some(&signed(ts, &body)), &[]).await;
+        let a = app
+            .raw("POST", NATIVE, &body, Some(&signed(ts, &body)), &[])
+            .await;
         assert_eq!(a.code(401), "SIGN_ERROR", "{ts}");
     }
     // Another serial_no, another mchid.
     let other = MerchantSigner::from_pem(SANDBOX_MERCHANT_KEY, MCH, "0123456789ABCDEF").unwrap();
-    let auth = other.authorization("POST", "/sandbox/v3/pay/transactions/native", now_s(), "N", &body);
+    let auth = other.authorization(
+        "POST",
+        "/sandbox/v3/pay/transactions/native",
+        now_s(),
+        "N",
+        &body,
+    );
     let a = app.raw("POST", NATIVE, &body, Some(&auth), &[]).await;
     assert_eq!(a.code(401), "SIGN_ERROR");
     let auth = signed(now_s(), &body).replace(MCH, "1900000001");
@@ -65,7 +73,10 @@ async fn bad_signatures_wrong_serials_and_stale_times_are_sign_errors() {
         "N",
         "",
     );
-    assert_eq!(app.raw("GET", &url, "", Some(&auth), &[]).await.code(401), "SIGN_ERROR");
+    assert_eq!(
+        app.raw("GET", &url, "", Some(&auth), &[]).await.code(401),
+        "SIGN_ERROR"
+    );
     assert!(app.sb.order(MCH, &no).is_none(), "nothing placed");
     // And the good one, pairs in another order, goes through.
     let a = app.raw("POST", NATIVE, &body, Some(&good), &[]).await;
@@ -83,11 +94,19 @@ async fn certificates_by_mode() {
     assert_eq!(d["serial_no"], app.v3.certificate.id.as_str());
     assert!(d["expire_time"].as_str().unwrap().ends_with("+08:00"));
     let e = &d["encrypt_certificate"];
-    assert_eq!((e["algorithm"].as_str(), e["associated_data"].as_str()), (Some("AEAD_AES_256_GCM"), Some("certificate")));
+    assert_eq!(
+        (e["algorithm"].as_str(), e["associated_data"].as_str()),
+        (Some("AEAD_AES_256_GCM"), Some("certificate"))
+    );
     assert_eq!(e["nonce"].as_str().unwrap().len(), 12);
     let key = crate::server::wxpay::v3::crypto::ApiV3Key::new(SANDBOX_APIV3_KEY).unwrap();
-    let pem = decrypt(&key, e["nonce"].as_str().unwrap(), "certificate", e["ciphertext"].as_str().unwrap())
-        .unwrap();
+    let pem = decrypt(
+        &key,
+        e["nonce"].as_str().unwrap(),
+        "certificate",
+        e["ciphertext"].as_str().unwrap(),
+    )
+    .unwrap();
     let pem = String::from_utf8(pem).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     {
@@ -103,9 +122,17 @@ async fn certificates_by_mode() {
             .collect();
         assert_eq!(serial, app.v3.certificate.id);
         assert_eq!(serial.len(), 40);
-        assert!(cert.tbs_certificate.subject.to_string().contains("Tenpay.com sign"));
+        assert!(cert
+            .tbs_certificate
+            .subject
+            .to_string()
+            .contains("Tenpay.com sign"));
         // Its key is the one that signs: verify the answer with the certificate's key alone.
-        let spki = cert.tbs_certificate.subject_public_key_info.to_der().unwrap();
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .unwrap();
         let public = rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
         let mut keys = crate::server::wxpay::v3::crypto::WechatKeys::default();
         keys.add(&serial, rsa::pkcs1v15::VerifyingKey::new(public));
@@ -130,18 +157,44 @@ async fn the_migration_window_answers_with_the_key_the_request_names() {
     };
     let pk = app.v3.public_key.id.clone();
     let cert = app.v3.certificate.id.clone();
-    let a = app.raw("GET", url, "", Some(&auth(&app)), &[("wechatpay-serial", &pk)]).await;
+    let a = app
+        .raw(
+            "GET",
+            url,
+            "",
+            Some(&auth(&app)),
+            &[("wechatpay-serial", &pk)],
+        )
+        .await;
     assert_eq!(a.status, 200);
     app.assert_signed_by(&a, &pk);
-    let a = app.raw("GET", url, "", Some(&auth(&app)), &[("wechatpay-serial", &cert)]).await;
+    let a = app
+        .raw(
+            "GET",
+            url,
+            "",
+            Some(&auth(&app)),
+            &[("wechatpay-serial", &cert)],
+        )
+        .await;
     app.assert_signed_by(&a, &cert);
     // Naming nothing (or something unknown): the certificate.
     let a = app.raw("GET", url, "", Some(&auth(&app)), &[]).await;
     app.assert_signed_by(&a, &cert);
-    let a = app.raw("GET", url, "", Some(&auth(&app)), &[("wechatpay-serial", "F00")]).await;
+    let a = app
+        .raw(
+            "GET",
+            url,
+            "",
+            Some(&auth(&app)),
+            &[("wechatpay-serial", "F00")],
+        )
+        .await;
     app.assert_signed_by(&a, &cert);
     // Errors too.
-    let a = app.raw("GET", url, "", None, &[("wechatpay-serial", &pk)]).await;
+    let a = app
+        .raw("GET", url, "", None, &[("wechatpay-serial", &pk)])
+        .await;
     assert_eq!(a.code(401), "SIGN_ERROR");
     app.assert_signed_by(&a, &pk);
 }

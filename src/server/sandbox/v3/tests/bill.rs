@@ -29,7 +29,11 @@ async fn tradebill_then_the_unsigned_file_whose_sha1_matches() {
     for gzip in [true, false] {
         let tar = if gzip { "&tar_type=GZIP" } else { "" };
         let a = app
-            .call("GET", &format!("/v3/bill/tradebill?bill_date={day}&bill_type=ALL{tar}"), None)
+            .call(
+                "GET",
+                &format!("/v3/bill/tradebill?bill_date={day}&bill_type=ALL{tar}"),
+                None,
+            )
             .await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         app.assert_signed_by(&a, &app.v3.public_key.id);
@@ -40,7 +44,10 @@ async fn tradebill_then_the_unsigned_file_whose_sha1_matches() {
         assert!(url.starts_with(&prefix), "{url}");
         let relative = url.strip_prefix(&format!("{}/sandbox", app.base)).unwrap();
         // Unsigned requests do not get it; signed ones get it unsigned.
-        assert_eq!(app.raw("GET", relative, "", None, &[]).await.code(401), "SIGN_ERROR");
+        assert_eq!(
+            app.raw("GET", relative, "", None, &[]).await.code(401),
+            "SIGN_ERROR"
+        );
         let f = app.call("GET", relative, None).await;
         assert_eq!(f.status, 200);
         assert!(f.header("wechatpay-signature").is_empty());
@@ -78,17 +85,31 @@ async fn tradebill_refusals() {
         format!("bill_date={day}&tar_type=ZIP"),
         "bill_type=ALL".to_string(),
     ] {
-        assert_eq!(app.call("GET", &tradebill(q.clone()), None).await.code(400), "PARAM_ERROR", "{q}");
+        assert_eq!(
+            app.call("GET", &tradebill(q.clone()), None).await.code(400),
+            "PARAM_ERROR",
+            "{q}"
+        );
     }
     // Nothing paid that day.
-    let a = app.call("GET", &tradebill(format!("bill_date={day}")), None).await;
+    let a = app
+        .call("GET", &tradebill(format!("bill_date={day}")), None)
+        .await;
     assert_eq!(a.code(400), "NO_STATEMENT_EXIST");
     // Today's bill is not ready before tomorrow morning.
-    let late = app_with(V3Mode::PublicKey, |c| c.bill_ready_after = Duration::from_secs(9 * 3600)).await;
-    let a = late.call("GET", &tradebill(format!("bill_date={day}")), None).await;
+    let late = app_with(V3Mode::PublicKey, |c| {
+        c.bill_ready_after = Duration::from_secs(9 * 3600)
+    })
+    .await;
+    let a = late
+        .call("GET", &tradebill(format!("bill_date={day}")), None)
+        .await;
     assert_eq!(a.code(400), "STATEMENT_CREATING");
     // The downloadbill fault applies to tradebill.
-    app.sb.set_faults(None, Faults::parse("downloadbill=systemerror").unwrap());
-    let a = app.call("GET", &tradebill(format!("bill_date={day}")), None).await;
+    app.sb
+        .set_faults(None, Faults::parse("downloadbill=systemerror").unwrap());
+    let a = app
+        .call("GET", &tradebill(format!("bill_date={day}")), None)
+        .await;
     assert_eq!(a.code(500), "SYSTEM_ERROR");
 }

@@ -25,7 +25,10 @@ async fn the_pay_notify_is_signed_encrypted_and_retried_until_acknowledged() {
         assert_eq!(envelope["resource_type"], "encrypt-resource");
         assert_eq!(envelope["summary"], "支付成功");
         assert_eq!(envelope["resource"]["original_type"], "transaction");
-        assert!(envelope["create_time"].as_str().unwrap().ends_with("+08:00"));
+        assert!(envelope["create_time"]
+            .as_str()
+            .unwrap()
+            .ends_with("+08:00"));
         assert_eq!(t["trade_state"], "SUCCESS");
         assert_eq!(t["out_trade_no"], no.as_str());
         assert_eq!(t["mchid"], MCH);
@@ -63,7 +66,10 @@ async fn notify_faults_apply_to_v3_orders() {
         .iter()
         .map(|(h, b)| {
             assert_eq!(super::header(h, "wechatpay-serial"), app.v3.public_key.id);
-            open_notify(&app, h, b).0["id"].as_str().unwrap().to_string()
+            open_notify(&app, h, b).0["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
         })
         .collect();
     assert_eq!(ids.len(), 1, "a duplicate is the same event");

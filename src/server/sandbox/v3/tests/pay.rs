@@ -10,7 +10,11 @@ async fn native_answers_a_code_url_and_reentry_follows_the_rules() {
     let app = app(V3Mode::PublicKey).await;
     let no = otn();
     let a = app
-        .call("POST", "/v3/pay/transactions/native", Some(&order(&no, 100, NOWHERE)))
+        .call(
+            "POST",
+            "/v3/pay/transactions/native",
+            Some(&order(&no, 100, NOWHERE)),
+        )
         .await;
     assert_eq!(a.status, 200);
     app.assert_signed_by(&a, &app.v3.public_key.id);
@@ -22,7 +26,11 @@ async fn native_answers_a_code_url_and_reentry_follows_the_rules() {
     // The same order again: the same code; another amount under the number: refused.
     assert_eq!(app.native(&no, 100, NOWHERE).await, code);
     let a = app
-        .call("POST", "/v3/pay/transactions/native", Some(&order(&no, 101, NOWHERE)))
+        .call(
+            "POST",
+            "/v3/pay/transactions/native",
+            Some(&order(&no, 101, NOWHERE)),
+        )
         .await;
     assert_eq!(a.code(403), "OUT_TRADE_NO_USED");
     app.assert_signed_by(&a, &app.v3.public_key.id);
@@ -34,7 +42,9 @@ async fn native_refuses_bad_fields_and_changes_nothing() {
     let no = otn();
     let mut body = order(&no, 100, NOWHERE);
     body["time_expire"] = json!("20250421191948");
-    let a = app.call("POST", "/v3/pay/transactions/native", Some(&body)).await;
+    let a = app
+        .call("POST", "/v3/pay/transactions/native", Some(&body))
+        .await;
     assert_eq!(a.code(400), "PARAM_ERROR");
     assert!(a.json()["message"].as_str().unwrap().contains("RFC3339"));
     for (ptr, value) in [
@@ -46,12 +56,16 @@ async fn native_refuses_bad_fields_and_changes_nothing() {
     ] {
         let mut body = order(&no, 100, NOWHERE);
         *body.pointer_mut(ptr).unwrap() = value;
-        let a = app.call("POST", "/v3/pay/transactions/native", Some(&body)).await;
+        let a = app
+            .call("POST", "/v3/pay/transactions/native", Some(&body))
+            .await;
         assert_eq!(a.code(400), "PARAM_ERROR", "{ptr}");
     }
     let mut body = order(&no, 100, NOWHERE);
     body["appid"] = json!("wx0000000000000000");
-    let a = app.call("POST", "/v3/pay/transactions/native", Some(&body)).await;
+    let a = app
+        .call("POST", "/v3/pay/transactions/native", Some(&body))
+        .await;
     assert_eq!(a.code(400), "APPID_MCHID_NOT_MATCH");
     // Not JSON at all.
     let auth = app.signer.authorization(
@@ -62,14 +76,22 @@ async fn native_refuses_bad_fields_and_changes_nothing() {
         "{not json",
     );
     let a = app
-        .raw("POST", "/v3/pay/transactions/native", "{not json", Some(&auth), &[])
+        .raw(
+            "POST",
+            "/v3/pay/transactions/native",
+            "{not json",
+            Some(&auth),
+            &[],
+        )
         .await;
     assert_eq!(a.code(400), "PARAM_ERROR");
     assert!(app.sb.order(MCH, &no).is_none());
     // A time_expire in RFC 3339 is taken (and raised to a minute from now).
     let mut body = order(&no, 100, NOWHERE);
     body["time_expire"] = json!("2018-06-08T10:34:56+08:00");
-    let a = app.call("POST", "/v3/pay/transactions/native", Some(&body)).await;
+    let a = app
+        .call("POST", "/v3/pay/transactions/native", Some(&body))
+        .await;
     assert_eq!(a.status, 200);
     let held = app.sb.order(MCH, &no).unwrap();
     assert!(held.expire_ms.unwrap() >= held.created_ms + 59_000);
@@ -91,7 +113,10 @@ async fn query_pay_query_close() {
     app.sb.pay(MCH, &no).unwrap();
     let t = app.query(&no).await.json();
     assert_eq!(t["trade_state"], "SUCCESS");
-    assert_eq!((t["mchid"].as_str(), t["appid"].as_str()), (Some(MCH), Some(super::APPID)));
+    assert_eq!(
+        (t["mchid"].as_str(), t["appid"].as_str()),
+        (Some(MCH), Some(super::APPID))
+    );
     assert_eq!(t["trade_type"], "NATIVE");
     let txn = t["transaction_id"].as_str().unwrap().to_string();
     assert!(txn.starts_with("4200") && txn.len() == 28, "{txn}");
@@ -102,7 +127,11 @@ async fn query_pay_query_close() {
     assert_eq!(t["amount"]["payer_total"], 100);
     // The same order by WeChat's number.
     let by_id = app
-        .call("GET", &format!("/v3/pay/transactions/id/{txn}?mchid={MCH}"), None)
+        .call(
+            "GET",
+            &format!("/v3/pay/transactions/id/{txn}?mchid={MCH}"),
+            None,
+        )
         .await;
     assert_eq!(by_id.json()["out_trade_no"], no.as_str());
 
@@ -113,7 +142,11 @@ async fn query_pay_query_close() {
     assert_eq!(a.code(404), "ORDER_NOT_EXIST");
     // mchid is required in the query.
     let a = app
-        .call("GET", &format!("/v3/pay/transactions/out-trade-no/{no}"), None)
+        .call(
+            "GET",
+            &format!("/v3/pay/transactions/out-trade-no/{no}"),
+            None,
+        )
         .await;
     assert_eq!(a.code(400), "PARAM_ERROR");
 
@@ -137,7 +170,11 @@ async fn a_systemerror_fault_records_nothing() {
         .set_faults(None, Faults::parse("unifiedorder=systemerror").unwrap());
     let no = otn();
     let a = app
-        .call("POST", "/v3/pay/transactions/native", Some(&order(&no, 100, NOWHERE)))
+        .call(
+            "POST",
+            "/v3/pay/transactions/native",
+            Some(&order(&no, 100, NOWHERE)),
+        )
         .await;
     assert_eq!(a.code(500), "SYSTEM_ERROR");
     app.assert_signed_by(&a, &app.v3.public_key.id);

@@ -47,7 +47,9 @@ async fn a_refund_is_processing_then_succeeds_and_is_idempotent() {
     let app = app(V3Mode::PublicKey).await;
     let no = paid(&app, 100).await;
     let rno = format!("R{no}");
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, &rno, 40, 100))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, &rno, 40, 100)))
+        .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     app.assert_signed_by(&a, &app.v3.public_key.id);
     let r = a.json();
@@ -55,15 +57,26 @@ async fn a_refund_is_processing_then_succeeds_and_is_idempotent() {
     assert_eq!(r["out_trade_no"], no.as_str());
     assert_eq!(r["channel"], "ORIGINAL");
     assert_eq!(r["funds_account"], "UNSETTLED");
-    assert_eq!((r["amount"]["refund"].as_i64(), r["amount"]["total"].as_i64()), (Some(40), Some(100)));
+    assert_eq!(
+        (
+            r["amount"]["refund"].as_i64(),
+            r["amount"]["total"].as_i64()
+        ),
+        (Some(40), Some(100))
+    );
     assert!(r["create_time"].as_str().unwrap().ends_with("+08:00"));
     assert!(r.get("success_time").is_none());
     let refund_id = r["refund_id"].as_str().unwrap().to_string();
     assert!(refund_id.starts_with("50") && refund_id.len() == 29);
     // The same number again is the same refund; other amounts under it are refused.
-    let again = app.call("POST", REFUNDS, Some(&ask(&no, &rno, 40, 100))).await.json();
+    let again = app
+        .call("POST", REFUNDS, Some(&ask(&no, &rno, 40, 100)))
+        .await
+        .json();
     assert_eq!(again["refund_id"], refund_id.as_str());
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, &rno, 41, 100))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, &rno, 41, 100)))
+        .await;
     assert_eq!(a.code(400), "INVALID_REQUEST");
     assert_eq!(app.sb.refunds(MCH, &no).len(), 1);
     assert_eq!(app.sb.refunds(MCH, &no)[0].api, ApiVersion::V3);
@@ -75,7 +88,9 @@ async fn a_refund_is_processing_then_succeeds_and_is_idempotent() {
     assert_eq!(app.query(&no).await.json()["trade_state"], "REFUND");
     // More than is left, after the (scaled) minute between refunds.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R2", 61, 100))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R2", 61, 100)))
+        .await;
     assert_eq!(a.code(400), "INVALID_REQUEST");
     // By WeChat's number instead of ours.
     let txn = r["transaction_id"].as_str().unwrap();
@@ -88,20 +103,32 @@ async fn a_refund_is_processing_then_succeeds_and_is_idempotent() {
 #[tokio::test]
 async fn unknown_refunds_and_orders_do_not_exist() {
     let app = app(V3Mode::PublicKey).await;
-    assert_eq!(query(&app, "NOSUCHREFUND").await.code(404), "RESOURCE_NOT_EXISTS");
-    let a = app.call("POST", REFUNDS, Some(&ask("NEVERPLACED1", "R1", 1, 1))).await;
+    assert_eq!(
+        query(&app, "NOSUCHREFUND").await.code(404),
+        "RESOURCE_NOT_EXISTS"
+    );
+    let a = app
+        .call("POST", REFUNDS, Some(&ask("NEVERPLACED1", "R1", 1, 1)))
+        .await;
     assert_eq!(a.code(404), "RESOURCE_NOT_EXISTS");
     // Placed but not paid.
     let no = otn();
     app.native(&no, 10, NOWHERE).await;
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R1", 1, 10))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R1", 1, 10)))
+        .await;
     assert_eq!(a.code(404), "RESOURCE_NOT_EXISTS");
     // Bad fields.
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R1", 11, 10))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R1", 11, 10)))
+        .await;
     assert_eq!(a.code(400), "INVALID_REQUEST");
     let mut body = ask(&no, "R1", 1, 10);
     body["amount"].as_object_mut().unwrap().remove("currency");
-    assert_eq!(app.call("POST", REFUNDS, Some(&body)).await.code(400), "PARAM_ERROR");
+    assert_eq!(
+        app.call("POST", REFUNDS, Some(&body)).await.code(400),
+        "PARAM_ERROR"
+    );
     assert!(app.sb.refunds(MCH, &no).is_empty());
 }
 
@@ -109,22 +136,31 @@ async fn unknown_refunds_and_orders_do_not_exist() {
 async fn refund_faults_apply_to_v3_refunds() {
     let app = app(V3Mode::PublicKey).await;
     let no = paid(&app, 100).await;
-    app.sb.set_faults(Some(&no), Faults::parse("refund=notenough").unwrap());
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100))).await;
+    app.sb
+        .set_faults(Some(&no), Faults::parse("refund=notenough").unwrap());
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100)))
+        .await;
     assert_eq!(a.code(403), "NOT_ENOUGH");
     assert!(app.sb.refunds(MCH, &no).is_empty());
-    app.sb.set_faults(Some(&no), Faults::parse("refund=systemerror").unwrap());
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100))).await;
+    app.sb
+        .set_faults(Some(&no), Faults::parse("refund=systemerror").unwrap());
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100)))
+        .await;
     assert_eq!(a.code(500), "SYSTEM_ERROR");
     assert!(app.sb.refunds(MCH, &no).is_empty());
     // Applied despite the error: the retry with the same number finds it.
     let spec = "refund=systemerror_applied,refund_outcome=change";
     app.sb.set_faults(Some(&no), Faults::parse(spec).unwrap());
-    let a = app.call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100))).await;
+    let a = app
+        .call("POST", REFUNDS, Some(&ask(&no, "R1", 10, 100)))
+        .await;
     assert_eq!(a.code(500), "SYSTEM_ERROR");
     assert_eq!(app.sb.refunds(MCH, &no).len(), 1);
     assert_eq!(settled(&app, "R1").await["status"], "ABNORMAL");
-    app.sb.set_faults(Some(&no), Faults::parse("refundquery=systemerror").unwrap());
+    app.sb
+        .set_faults(Some(&no), Faults::parse("refundquery=systemerror").unwrap());
     assert_eq!(query(&app, "R1").await.code(500), "SYSTEM_ERROR");
 }
 
@@ -140,7 +176,10 @@ async fn a_refund_with_a_notify_url_is_notified_in_v3() {
     assert_eq!(r["funds_account"], "AVAILABLE");
     let got = merchant.wait(1).await;
     let (envelope, resource) = open_notify(&app, &got[0].0, &got[0].1);
-    assert_eq!(super::header(&got[0].0, "wechatpay-serial"), app.v3.certificate.id);
+    assert_eq!(
+        super::header(&got[0].0, "wechatpay-serial"),
+        app.v3.certificate.id
+    );
     assert_eq!(envelope["event_type"], "REFUND.SUCCESS");
     assert_eq!(envelope["summary"], "退款成功");
     assert_eq!(envelope["resource"]["original_type"], "refund");
@@ -149,7 +188,13 @@ async fn a_refund_with_a_notify_url_is_notified_in_v3() {
     assert_eq!(resource["refund_id"], r["refund_id"]);
     assert_eq!(resource["mchid"], MCH);
     assert_eq!(resource["out_trade_no"], no.as_str());
-    assert!(resource["success_time"].as_str().unwrap().ends_with("+08:00"));
-    assert_eq!(resource["amount"], json!({"total": 100, "refund": 30, "payer_total": 100, "payer_refund": 30}));
+    assert!(resource["success_time"]
+        .as_str()
+        .unwrap()
+        .ends_with("+08:00"));
+    assert_eq!(
+        resource["amount"],
+        json!({"total": 100, "refund": 30, "payer_total": 100, "payer_refund": 30})
+    );
     assert_eq!(resource["user_received_account"], "支付用户零钱");
 }
