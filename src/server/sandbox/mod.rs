@@ -6,6 +6,9 @@
 //! Paid orders can be refunded (`refunds.rs`): each refund settles after a delay and its
 //! encrypted refund notify is posted on the same schedule. `pay/downloadbill` serves each
 //! Beijing day's trade bill, made from the orders held (`bill.rs`).
+//! With `SandboxConfig::v3` set it also speaks API v3 (`v3/`, `/sandbox/v3/…`) over the same
+//! orders, refunds, bills and fault knobs; each order and refund remembers which API made it, and
+//! its notifies go out in that API's format.
 
 mod admin;
 mod api;
@@ -175,6 +178,18 @@ impl Sandbox {
             None => router,
         };
         router.with_state(self.clone())
+    }
+
+    /// The merchant admin calls mean when they name none: the first v2 merchant, else the first
+    /// v3 one (a sandbox may speak v3 only); empty when there is none (no order is found).
+    fn default_mch_id(&self) -> String {
+        let v3 = self.cfg.v3.as_ref().and_then(|v| v.merchants.first());
+        self.cfg
+            .merchants
+            .first()
+            .map(|m| m.mch_id.clone())
+            .or_else(|| v3.map(|m| m.mchid.clone()))
+            .unwrap_or_default()
     }
 
     fn merchant(&self, appid: &str, mch_id: &str) -> Option<&Merchant> {

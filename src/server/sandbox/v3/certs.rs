@@ -62,3 +62,20 @@ pub(in crate::server::sandbox) async fn certificates(
         },
     }]}))))
 }
+
+/// `GET /sandbox/admin/v3/public-key`: what the merchant platform would let a merchant download
+/// (the WeChat Pay public key and its id), for a client in another process — the sandbox's keys
+/// are made afresh by every process. Unsigned and unauthenticated, like the other admin calls:
+/// it is a public key.
+pub(in crate::server::sandbox) async fn public_key(
+    State(sb): State<Sandbox>,
+) -> axum::Json<serde_json::Value> {
+    let v3 = sb.cfg.v3.as_ref().expect("v3 routes exist only with v3");
+    axum::Json(json!({
+        "mode": format!("{:?}", v3.mode),
+        "public_key_id": v3.public_key.id,
+        "public_key_pem": v3.public_key.public_pem,
+        "certificate_serial": v3.certificate.id,
+        "certificate_pem": v3.certificate.cert_pem,
+    }))
+}

@@ -1,6 +1,21 @@
 //! The sandbox's API v3 (wxpay-v3.md §8): the same orders, refunds, bills and fault knobs as
 //! v2, spoken as JSON over signed requests, every answer and notify signed by the sandbox's own
 //! throwaway platform keys, notify resources encrypted with the merchant's APIv3 key.
+//!
+//! Routes, under the sandbox's prefix (`/sandbox`; the signed URL includes it):
+//! - `POST /v3/pay/transactions/native` → 200 `{code_url}`
+//! - `GET /v3/pay/transactions/out-trade-no/{no}?mchid=` and `GET /v3/pay/transactions/id/{id}?mchid=`
+//!   → 200 Transaction
+//! - `POST /v3/pay/transactions/out-trade-no/{no}/close` `{mchid}` → 204
+//! - `POST /v3/refund/domestic/refunds` → 200 Refund; `GET /v3/refund/domestic/refunds/{no}`
+//! - `GET /v3/bill/tradebill?bill_date=yyyy-MM-dd[&bill_type=ALL][&tar_type=GZIP]` →
+//!   `{hash_type, hash_value, download_url}`; `GET /v3/billdownload/file?token=` (unsigned answer)
+//! - `GET /v3/certificates` (certificate and migration modes; 404 RESOURCE_NOT_EXISTS with a
+//!   public key only)
+//! - `GET /admin/v3/public-key`: the keys' ids and PEMs, for a client in another process
+//!
+//! Layout: `auth` (the request's signature), `fields` (JSON field rules), `proto` (answers,
+//! errors, faults), one file per endpoint group, `notify` (the envelopes), `keys`.
 
 use std::sync::Arc;
 
@@ -186,4 +201,5 @@ pub(super) fn routes(router: Router<Sandbox>) -> Router<Sandbox> {
         .route("/v3/bill/tradebill", get(bill::tradebill))
         .route("/v3/billdownload/file", get(bill::download))
         .route("/v3/certificates", get(certs::certificates))
+        .route("/admin/v3/public-key", get(certs::public_key))
 }

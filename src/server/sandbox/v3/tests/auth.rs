@@ -145,6 +145,19 @@ async fn certificates_by_mode() {
     assert_eq!(a.json()["message"], NO_CERTIFICATE);
     app.assert_signed_by(&a, &app.v3.public_key.id);
     assert!(app.v3.public_key.id.starts_with("PUB_KEY_ID_") && app.v3.public_key.id.len() == 45);
+    // What a client in another process reads to trust the sandbox.
+    let k = app
+        .http
+        .get(format!("{}/sandbox/admin/v3/public-key", app.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let k: serde_json::Value = serde_json::from_slice(&k).unwrap();
+    assert_eq!(k["public_key_id"], app.v3.public_key.id.as_str());
+    assert_eq!(k["public_key_pem"], app.v3.public_key.public_pem.as_str());
 }
 
 #[tokio::test]

@@ -34,6 +34,18 @@ async fn native_answers_a_code_url_and_reentry_follows_the_rules() {
         .await;
     assert_eq!(a.code(403), "OUT_TRADE_NO_USED");
     app.assert_signed_by(&a, &app.v3.public_key.id);
+    // The shopper scans the code (the phone page's path); then the order is paid, and placing
+    // it again is refused as paid.
+    app.sb.pay_code(&code).unwrap();
+    assert_eq!(app.query(&no).await.json()["trade_state"], "SUCCESS");
+    let a = app
+        .call(
+            "POST",
+            "/v3/pay/transactions/native",
+            Some(&order(&no, 100, NOWHERE)),
+        )
+        .await;
+    assert_eq!(a.code(400), "ORDER_PAID");
 }
 
 #[tokio::test]
