@@ -51,9 +51,7 @@ pub(super) struct PayForm {
 }
 
 pub(super) async fn pay(State(sb): State<Sandbox>, Form(f): Form<PayForm>) -> (StatusCode, String) {
-    let mch_id = f
-        .mch_id
-        .unwrap_or_else(|| sb.cfg.merchants[0].mch_id.clone());
+    let mch_id = f.mch_id.unwrap_or_else(|| sb.default_mch_id());
     if sb.order(&mch_id, &f.out_trade_no).is_none() {
         return (
             StatusCode::NOT_FOUND,
@@ -93,9 +91,7 @@ pub(super) async fn refunds(
     State(sb): State<Sandbox>,
     Query(q): Query<OrderRef>,
 ) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
-    let mch_id = q
-        .mch_id
-        .unwrap_or_else(|| sb.cfg.merchants[0].mch_id.clone());
+    let mch_id = q.mch_id.unwrap_or_else(|| sb.default_mch_id());
     let o = sb.order(&mch_id, &q.out_trade_no).ok_or_else(|| {
         (
             StatusCode::NOT_FOUND,

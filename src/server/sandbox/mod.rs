@@ -6,6 +6,9 @@
 //! Paid orders can be refunded (`refunds.rs`): each refund settles after a delay and its
 //! encrypted refund notify is posted on the same schedule. `pay/downloadbill` serves each
 //! Beijing day's trade bill, made from the orders held (`bill.rs`).
+//! With `SandboxConfig::v3` set it also speaks API v3 (`v3/`, `/sandbox/v3/…`) over the same
+//! orders, refunds, bills and fault knobs; each order and refund remembers which API made it, and
+//! its notifies go out in that API's format.
 
 mod admin;
 mod api;
@@ -69,8 +72,18 @@ pub enum TradeState {
     Closed,
 }
 
+/// Which API created an order or a refund: its notifies go out in that API's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiVersion {
+    #[default]
+    V2,
+    V3,
+}
+
 #[derive(Debug, Clone)]
 pub struct SandboxOrder {
+    /// The API that placed it (v2 `pay/unifiedorder` or v3 `transactions/native`).
+    pub api: ApiVersion,
     pub mch_id: String,
     pub out_trade_no: String,
     /// The business parameters of the first unifiedorder, for the re-entry rule.
@@ -115,6 +128,10 @@ struct Inner {
     by_refund_id: HashMap<String, (String, String)>,
     global_faults: Option<faults::Faults>,
     order_faults: HashMap<String, faults::Faults>,
+    /// v3 bill download tokens (`download_url`'s `token`) → the bill they serve.
+    bill_tokens: HashMap<String, v3::BillToken>,
+    /// v3 notifies built so far: in the migration window they alternate between the keys.
+    v3_notifies: u64,
 }
 
 #[derive(Clone)]
@@ -139,7 +156,7 @@ impl Sandbox {
     }
 
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
+        let router = Router::new()
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))
@@ -154,8 +171,25 @@ impl Sandbox {
                 post(admin::set_faults).delete(admin::clear_faults),
             )
             .route("/admin/pay", post(admin::pay))
-            .route("/admin/refunds", get(admin::refunds))
-            .with_state(self.clone())
+            .route("/admin/refunds", get(admin::refunds));
+        // API v3 beside v2 over the same state, when configured.
+        let router = match &self.cfg.v3 {
+            Some(_) => v3::routes(router),
+            None => router,
+        };
+        router.with_state(self.clone())
+    }
+
+    /// The merchant admin calls mean when they name none: the first v2 merchant, else the first
+    /// v3 one (a sandbox may speak v3 only); empty when there is none (no order is found).
+    fn default_mch_id(&self) -> String {
+        let v3 = self.cfg.v3.as_ref().and_then(|v| v.merchants.first());
+        self.cfg
+            .merchants
+            .first()
+            .map(|m| m.mch_id.clone())
+            .or_else(|| v3.map(|m| m.mchid.clone()))
+            .unwrap_or_default()
     }
 
     /// The v3 side (its mode and keys), when it speaks v3.

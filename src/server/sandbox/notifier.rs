@@ -1,10 +1,11 @@
 //! Posts signed pay-result notifies to `notify_url`, retrying on WeChat's documented schedule
-//! until the merchant answers with SUCCESS XML (reference §5).
+//! until the merchant answers with SUCCESS XML (reference §5); a v3 order's as v3's signed JSON
+//! envelope, acknowledged by HTTP 200/204 (wxpay-v3.md §4).
 
 use std::time::Duration;
 
 use super::faults::NotifyFault;
-use super::{Sandbox, TradeState};
+use super::{ApiVersion, Sandbox, TradeState};
 use crate::server::wxpay::client::nonce;
 use crate::server::wxpay::notify::is_success_reply;
 use crate::server::wxpay::sign;
@@ -92,35 +93,64 @@ async fn deliver(sb: Sandbox, mch_id: String, out_trade_no: String) {
     .await
 }
 
+/// One notify attempt: where, what, with which headers, and what acknowledges it.
+pub(super) struct Outgoing {
+    pub url: String,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+    pub ack: Ack,
+}
+
+/// What the merchant's answer must be for a notify to count as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ack {
+    /// v2: a `return_code=SUCCESS` XML body.
+    SuccessXml,
+    /// v3: HTTP 200 or 204, whatever the body (wxpay-v3.md §4.5).
+    Status200Or204,
+}
+
+impl Outgoing {
+    /// A v2 notify: XML, no signature headers.
+    pub(super) fn xml(url: String, body: String) -> Self {
+        Outgoing {
+            url,
+            body: body.into_bytes(),
+            headers: vec![("content-type", "text/xml".into())],
+            ack: Ack::SuccessXml,
+        }
+    }
+}
+
 /// One delivery: posts what `build` gives (afresh each attempt; None: nothing to send any more)
-/// until the answer is SUCCESS XML, waiting the scaled schedule between attempts; `record` notes
-/// each attempt and whether it was acknowledged.
+/// until the merchant acknowledges it, waiting the scaled schedule between attempts; `record`
+/// notes each attempt and whether it was acknowledged.
 pub(super) async fn post_until_acked(
     sb: &Sandbox,
     what: &str,
-    build: impl Fn() -> Option<(String, String)>,
+    build: impl Fn() -> Option<Outgoing>,
     record: impl Fn(bool),
 ) {
     for attempt in 0..=RETRY_SCHEDULE.len() {
         if attempt > 0 {
             tokio::time::sleep(RETRY_SCHEDULE[attempt - 1].mul_f64(sb.cfg.time_scale)).await;
         }
-        let Some((url, body)) = build() else {
+        let Some(out) = build() else {
             return;
         };
-        let acked = match sb
-            .http
-            .post(&url)
-            .header("content-type", "text/xml")
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(resp) => resp
-                .bytes()
-                .await
-                .map(|b| is_success_reply(&b))
-                .unwrap_or(false),
+        let mut request = sb.http.post(&out.url).body(out.body);
+        for (name, value) in &out.headers {
+            request = request.header(*name, value);
+        }
+        let acked = match request.send().await {
+            Ok(resp) => match out.ack {
+                Ack::Status200Or204 => matches!(resp.status().as_u16(), 200 | 204),
+                Ack::SuccessXml => resp
+                    .bytes()
+                    .await
+                    .map(|b| is_success_reply(&b))
+                    .unwrap_or(false),
+            },
             Err(_) => false,
         };
         record(acked);
@@ -132,12 +162,18 @@ pub(super) async fn post_until_acked(
     tracing::warn!(%what, "sandbox notify retries exhausted");
 }
 
-/// The notify for a paid order, freshly signed (new nonce per delivery, like WeChat).
-fn build(sb: &Sandbox, mch_id: &str, out_trade_no: &str) -> Option<(String, String)> {
-    let inner = sb.inner.lock().expect("sandbox lock");
+/// The notify for a paid order, freshly signed (new nonce per delivery, like WeChat), in the
+/// format of the API that placed it.
+fn build(sb: &Sandbox, mch_id: &str, out_trade_no: &str) -> Option<Outgoing> {
+    let mut inner = sb.inner.lock().expect("sandbox lock");
+    inner.v3_notifies += 1;
+    let turn = inner.v3_notifies;
     let o = inner
         .orders
         .get(&(mch_id.to_string(), out_trade_no.to_string()))?;
+    if o.api == ApiVersion::V3 {
+        return super::v3::notify::pay(sb.cfg.v3.as_deref()?, o, turn);
+    }
     let TradeState::Success {
         transaction_id,
         time_end,
@@ -174,5 +210,8 @@ fn build(sb: &Sandbox, mch_id: &str, out_trade_no: &str) -> Option<(String, Stri
     // Signed with the type used at unifiedorder; like WeChat, sign_type itself is not sent.
     let s = sign::sign(&p, merchant.api_key.expose(), o.sign_type);
     p.insert("sign".into(), s);
-    Some((o.param("notify_url").to_string(), xml::to_xml(&p)))
+    Some(Outgoing::xml(
+        o.param("notify_url").to_string(),
+        xml::to_xml(&p),
+    ))
 }

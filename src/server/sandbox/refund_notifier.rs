@@ -1,12 +1,13 @@
 //! A refund's life after it is accepted: PROCESSING for the (scaled) refund delay, then the
 //! outcome the faults chose, then the refund notify (wxpay-refund-bill.md §3): unsigned outer XML
 //! whose `req_info` is the `<root>` document encrypted with the merchant's key, posted on the pay
-//! notifier's schedule until a SUCCESS XML answer.
+//! notifier's schedule until a SUCCESS XML answer. A v3 refund's notify is v3's signed JSON
+//! envelope instead (wxpay-v3.md §4.4).
 
 use super::faults::{Faults, RefundOutcome};
-use super::notifier::{post_until_acked, shape};
+use super::notifier::{post_until_acked, shape, Outgoing};
 use super::refunds::{RefundStatus, SandboxRefund, RECV_ACCOUNT};
-use super::{Sandbox, TradeState};
+use super::{ApiVersion, Sandbox, TradeState};
 use crate::server::support::clock::{beijing_display, now_ms};
 use crate::server::wxpay::client::nonce;
 use crate::server::wxpay::refund_notify::{encrypt_req_info, to_root_xml};
@@ -81,8 +82,10 @@ async fn deliver(sb: Sandbox, key: Key, out_refund_no: String) {
 
 /// The notify for a settled refund: a new nonce per delivery, and no sign (§3.2) — decrypting
 /// with the merchant's key is the proof.
-fn build(sb: &Sandbox, key: &Key, out_refund_no: &str) -> Option<(String, String)> {
-    let inner = sb.inner.lock().expect("sandbox lock");
+fn build(sb: &Sandbox, key: &Key, out_refund_no: &str) -> Option<Outgoing> {
+    let mut inner = sb.inner.lock().expect("sandbox lock");
+    inner.v3_notifies += 1;
+    let turn = inner.v3_notifies;
     let o = inner.orders.get(key)?;
     let TradeState::Success { transaction_id, .. } = &o.state else {
         return None;
@@ -91,6 +94,9 @@ fn build(sb: &Sandbox, key: &Key, out_refund_no: &str) -> Option<(String, String
         .refunds
         .iter()
         .find(|r| r.out_refund_no == out_refund_no)?;
+    if r.api == ApiVersion::V3 {
+        return super::v3::notify::refund(sb.cfg.v3.as_deref()?, o, r, turn);
+    }
     let merchant = sb.cfg.merchants.iter().find(|m| m.mch_id == o.mch_id)?;
     let (total, fee) = (o.total_fee().to_string(), r.refund_fee.to_string());
     let mut root = Params::new();
@@ -124,5 +130,5 @@ fn build(sb: &Sandbox, key: &Key, out_refund_no: &str) -> Option<(String, String
     ] {
         outer.insert(k.into(), v.into());
     }
-    Some((r.notify_url.clone(), xml::to_xml(&outer)))
+    Some(Outgoing::xml(r.notify_url.clone(), xml::to_xml(&outer)))
 }

@@ -34,6 +34,8 @@ pub const REFUND_ACCOUNT: &str = "REFUND_SOURCE_UNSETTLED_FUNDS";
 /// One refund of an order, as WeChat holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxRefund {
+    /// The API that asked for it: its notify goes out in that API's format.
+    pub api: super::ApiVersion,
     pub out_refund_no: String,
     /// 29 digits starting `50`.
     pub refund_id: String,
@@ -206,6 +208,7 @@ mod tests {
 
     fn order(total: i64) -> SandboxOrder {
         SandboxOrder {
+            api: Default::default(),
             mch_id: "m".into(),
             out_trade_no: "o".into(),
             params: [("total_fee".to_string(), total.to_string())].into(),
@@ -223,6 +226,7 @@ mod tests {
 
     fn held(no: &str, fee: i64, total: i64, at: i64) -> SandboxRefund {
         SandboxRefund {
+            api: Default::default(),
             out_refund_no: no.into(),
             refund_id: new_refund_id(at),
             refund_fee: fee,

@@ -50,41 +50,72 @@ pub(in crate::server::sandbox) async fn download_bill(
 }
 
 fn answer(sb: &Sandbox, a: &Authed) -> Response {
-    let invalid_date = || bill_error("invalid bill_date", "20001");
-    let Some(date) = get(&a.p, "bill_date") else {
-        return invalid_date();
-    };
-    let Some(day_start) = bill::day_start_ms(date) else {
-        return invalid_date();
-    };
-    let kind = match get(&a.p, "bill_type") {
-        Some("RECHARGE_REFUND") => None,
-        Some(t) => match BillType::parse(t) {
-            Some(k) => Some(k),
-            None => return bill_error("invalid bill_type", "20001"),
-        },
-        // The doc says ALL by default; in practice WeChat requires it (jasl/wx_pay #37).
-        None => return bill_error("invalid bill_type", "20001"),
-    };
     let gzip = match get(&a.p, "tar_type") {
-        None => false,
-        Some("GZIP") => true,
-        Some(_) => return bill_error("invalid tar_type", "20001"),
+        None => Ok(false),
+        Some("GZIP") => Ok(true),
+        Some(_) => Err(()),
     };
+    let text = bill_for(
+        sb,
+        &a.merchant.mch_id,
+        get(&a.p, "bill_date"),
+        get(&a.p, "bill_type"),
+        gzip.is_ok(),
+    );
+    match (text, gzip) {
+        (Err(BillRefusal::BadDate), _) => bill_error("invalid bill_date", "20001"),
+        (Err(BillRefusal::BadType), _) => bill_error("invalid bill_type", "20001"),
+        (Err(BillRefusal::BadTarType), _) => bill_error("invalid tar_type", "20001"),
+        (Err(BillRefusal::Creating), _) => bill_error("Bill Creating", "20003"),
+        (Err(BillRefusal::NoBill), _) => bill_error("No Bill Exist", "20002"),
+        (Ok(t), Ok(true)) => {
+            ([(CONTENT_TYPE, "application/x-gzip")], bill::gzip(&t)).into_response()
+        }
+        (Ok(t), _) => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
+    }
+}
+
+/// Why a bill is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::server::sandbox) enum BillRefusal {
+    BadDate,
+    BadType,
+    BadTarType,
+    Creating,
+    NoBill,
+}
+
+/// The bill merchant `mch_id` asks for (`bill_date` as `yyyyMMdd`), or why not, checked in
+/// WeChat's order: the date, the type, the tar type (`tar_ok`), a day to come, a day not yet
+/// ready, a day without rows. Shared by v2's downloadbill and v3's tradebill.
+pub(in crate::server::sandbox) fn bill_for(
+    sb: &Sandbox,
+    mch_id: &str,
+    bill_date: Option<&str>,
+    bill_type: Option<&str>,
+    tar_ok: bool,
+) -> Result<String, BillRefusal> {
+    let date = bill_date.ok_or(BillRefusal::BadDate)?;
+    let day_start = bill::day_start_ms(date).ok_or(BillRefusal::BadDate)?;
+    let kind = match bill_type {
+        Some("RECHARGE_REFUND") => None,
+        Some(t) => Some(BillType::parse(t).ok_or(BillRefusal::BadType)?),
+        // The doc says ALL by default; in practice WeChat requires it (jasl/wx_pay #37).
+        None => return Err(BillRefusal::BadType),
+    };
+    if !tar_ok {
+        return Err(BillRefusal::BadTarType);
+    }
     let now = now_ms();
     if day_start > now {
-        return invalid_date();
+        return Err(BillRefusal::BadDate);
     }
     // Ready when the day is over plus the configured delay; zero serves even today's at once.
     let after = i64::try_from(sb.cfg.bill_ready_after.as_millis()).unwrap_or(i64::MAX);
     if after > 0 && now < (day_start + DAY_MS).saturating_add(after) {
-        return bill_error("Bill Creating", "20003");
+        return Err(BillRefusal::Creating);
     }
     // No recharge coupons here: a RECHARGE_REFUND bill never has rows.
-    let text = kind.and_then(|k| sb.trade_bill(&a.merchant.mch_id, date, k));
-    match (text, gzip) {
-        (None, _) => bill_error("No Bill Exist", "20002"),
-        (Some(t), true) => ([(CONTENT_TYPE, "application/x-gzip")], bill::gzip(&t)).into_response(),
-        (Some(t), false) => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
-    }
+    kind.and_then(|k| sb.trade_bill(mch_id, date, k))
+        .ok_or(BillRefusal::NoBill)
 }

@@ -12,12 +12,12 @@ mod refund;
 mod refundquery;
 mod unifiedorder;
 
-pub(super) use closeorder::close_order;
-pub(super) use downloadbill::download_bill;
+pub(super) use closeorder::{close, close_order};
+pub(super) use downloadbill::{bill_for, download_bill, BillRefusal};
 pub(super) use orderquery::order_query;
-pub(super) use refund::refund;
+pub(super) use refund::{apply_refund, read_ask, refund};
 pub(super) use refundquery::refund_query;
-pub(super) use unifiedorder::unified_order;
+pub(super) use unifiedorder::{check_out_trade_no, place, unified_order};
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -35,8 +35,9 @@ struct Authed {
     sign_type: SignType,
 }
 
-/// A `result_code=FAIL` answer.
-struct BizError(&'static str, String);
+/// A `result_code=FAIL` answer (err_code, err_code_des); v3 maps the code to its own
+/// (`v3::proto::from_v2`).
+pub(in crate::server::sandbox) struct BizError(pub &'static str, pub String);
 
 fn xml_response(body: String) -> Response {
     ([(CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
@@ -124,7 +125,7 @@ fn authenticate(sb: &Sandbox, body: &[u8]) -> Result<Authed, Response> {
     })
 }
 
-fn get<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
+pub(in crate::server::sandbox) fn get<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
     p.get(k).map(String::as_str).filter(|v| !v.is_empty())
 }
 
@@ -144,7 +145,7 @@ fn max_len(p: &Params, k: &'static str, n: usize) -> Result<(), BizError> {
 }
 
 /// How long a `timeout` fault holds the answer back: longer than any sane client waits.
-const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+pub(in crate::server::sandbox) const HANG: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Applies the API fault in force: SYSTEMERROR without effect, or the effect with no timely answer.
 async fn with_fault(
@@ -188,15 +189,25 @@ fn find<'a>(
     a: &Authed,
     allow_transaction_id: bool,
 ) -> Result<&'a mut SandboxOrder, BizError> {
+    find_in(inner, &a.merchant.mch_id, &a.p, allow_transaction_id)
+}
+
+/// [`find`] for merchant `mch_id` and v2-shaped parameters `p` (v3 builds them from its JSON).
+pub(in crate::server::sandbox) fn find_in<'a>(
+    inner: &'a mut super::Inner,
+    mch_id: &str,
+    p: &Params,
+    allow_transaction_id: bool,
+) -> Result<&'a mut SandboxOrder, BizError> {
     let by_txn = if allow_transaction_id {
-        get(&a.p, "transaction_id")
+        get(p, "transaction_id")
     } else {
         None
     };
-    let key = match (by_txn, get(&a.p, "out_trade_no")) {
+    let key = match (by_txn, get(p, "out_trade_no")) {
         // transaction_id wins when both are sent.
         (Some(txn), _) => inner.by_transaction.get(txn).cloned(),
-        (None, Some(otn)) => Some((a.merchant.mch_id.clone(), otn.to_string())),
+        (None, Some(otn)) => Some((mch_id.to_string(), otn.to_string())),
         (None, None) => {
             return Err(BizError(
                 "LACK_PARAMS",
@@ -209,7 +220,7 @@ fn find<'a>(
             ))
         }
     };
-    key.filter(|k| k.0 == a.merchant.mch_id)
+    key.filter(|k| k.0 == mch_id)
         .and_then(|k| inner.orders.get_mut(&k))
         .ok_or_else(|| BizError("ORDERNOTEXIST", "此交易订单号不存在".into()))
 }

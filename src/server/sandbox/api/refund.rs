@@ -7,10 +7,12 @@ use axum::extract::State;
 use axum::http::Extensions;
 use axum::response::Response;
 
-use super::{authenticate, find, get, protocol_fail, require, signed, Authed, BizError, HANG};
+use super::{
+    authenticate, find, find_in, get, protocol_fail, require, signed, Authed, BizError, HANG,
+};
 use crate::server::sandbox::faults::{Faults, RefundFault};
 use crate::server::sandbox::refunds::{self, Ask, Limits, RefundStatus, SandboxRefund, Verdict};
-use crate::server::sandbox::{refund_notifier, Sandbox, TradeState};
+use crate::server::sandbox::{refund_notifier, ApiVersion, Sandbox, TradeState};
 use crate::server::support::clock::{now_ms, parse_beijing};
 use crate::server::wxpay::xml::Params;
 
@@ -40,7 +42,7 @@ fn fen(p: &Params, k: &'static str) -> Result<i64, BizError> {
 }
 
 /// The request's own fields, before any order is looked at.
-fn read_ask(p: &Params) -> Result<Ask<'_>, BizError> {
+pub(in crate::server::sandbox) fn read_ask(p: &Params) -> Result<Ask<'_>, BizError> {
     let out_refund_no = require(p, "out_refund_no")?;
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_-|*@".contains(c);
     if out_refund_no.len() > 64 || !out_refund_no.chars().all(ok_char) {
@@ -134,6 +136,29 @@ pub(in crate::server::sandbox) async fn refund(
 
 /// The rules, then the refund recorded (and left to settle) or found again.
 fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, BizError> {
+    apply_refund(sb, &a.merchant.mch_id, &a.p, ask, faults, ApiVersion::V2)
+        .map(|r| answer(&r.transaction_id, &r.out_trade_no, r.order_total, &r.refund))
+}
+
+/// A refund accepted (new or found again), with what its answers need of its order.
+pub(in crate::server::sandbox) struct Accepted {
+    pub transaction_id: String,
+    pub out_trade_no: String,
+    pub order_total: i64,
+    pub refund: SandboxRefund,
+}
+
+/// The rules for merchant `mch_id`'s refund `ask` of the order `p` names (v2-shaped: v3 builds
+/// them from its JSON), then the refund recorded by `api` and left to settle, or the one held
+/// under the same out_refund_no.
+pub(in crate::server::sandbox) fn apply_refund(
+    sb: &Sandbox,
+    mch_id: &str,
+    p: &Params,
+    ask: Ask,
+    faults: Faults,
+    api: ApiVersion,
+) -> Result<Accepted, BizError> {
     let now = now_ms();
     let scale = sb.cfg.time_scale;
     let limits = Limits {
@@ -141,10 +166,9 @@ fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, B
         min_gap_ms: (refunds::MIN_GAP_MS as f64 * scale) as i64,
         max_age_ms: refunds::MAX_AGE_MS,
     };
-    let mch_id = a.merchant.mch_id.clone();
     let mut guard = sb.inner.lock().expect("sandbox lock");
     let inner = &mut *guard;
-    let order = find(inner, a, true)?;
+    let order = find_in(inner, mch_id, p, true)?;
     order.refresh(now);
     let key = (order.mch_id.clone(), order.out_trade_no.clone());
     // Only a paid order can be refunded (§1.3: unpaid → ORDERNOTEXIST).
@@ -157,7 +181,7 @@ fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, B
         return Err(BizError("ORDERNOTEXIST", "订单不存在或未支付".into()));
     };
     let paid_ms = parse_beijing(&time_end).unwrap_or(order.created_ms);
-    let number = (mch_id, ask.out_refund_no.to_string());
+    let number = (mch_id.to_string(), ask.out_refund_no.to_string());
     // out_refund_no is unique per merchant: another order's number is not this order's refund.
     if inner.by_refund_no.get(&number).is_some_and(|k| *k != key) {
         return Err(param_error(
@@ -176,15 +200,16 @@ fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, B
         }
         Ok(Verdict::New) => {
             order.refunds.push(SandboxRefund {
+                api,
                 out_refund_no: ask.out_refund_no.to_string(),
                 refund_id: refunds::new_refund_id(now),
                 refund_fee: ask.refund_fee,
                 total_fee: ask.total_fee,
-                refund_desc: get(&a.p, "refund_desc").unwrap_or("").to_string(),
-                refund_account: get(&a.p, "refund_account")
+                refund_desc: get(p, "refund_desc").unwrap_or("").to_string(),
+                refund_account: get(p, "refund_account")
                     .unwrap_or(refunds::REFUND_ACCOUNT)
                     .to_string(),
-                notify_url: get(&a.p, "notify_url").unwrap_or("").to_string(),
+                notify_url: get(p, "notify_url").unwrap_or("").to_string(),
                 created_ms: now,
                 status: RefundStatus::Processing,
                 success_time: None,
@@ -200,12 +225,12 @@ fn apply(sb: &Sandbox, a: &Authed, ask: Ask, faults: Faults) -> Result<Params, B
         Err((code, des)) => return Err(BizError(code, des)),
     };
     let o = &inner.orders[&key];
-    Ok(answer(
-        &transaction_id,
-        &o.out_trade_no,
-        o.total_fee(),
-        &o.refunds[index],
-    ))
+    Ok(Accepted {
+        transaction_id,
+        out_trade_no: o.out_trade_no.clone(),
+        order_total: o.total_fee(),
+        refund: o.refunds[index].clone(),
+    })
 }
 
 /// §1.3's fields (no coupons in the sandbox: the cash amounts are the whole amounts).

@@ -7,13 +7,14 @@ use axum::response::Response;
 
 use super::{authenticate, get, invalid, max_len, require, with_fault, Authed, BizError};
 use crate::server::sandbox::faults::Api;
-use crate::server::sandbox::{Sandbox, SandboxOrder, TradeState};
+use crate::server::sandbox::{ApiVersion, Sandbox, SandboxOrder, TradeState};
 use crate::server::support::clock::now_ms;
 use crate::server::support::clock::{format_beijing, parse_beijing};
 use crate::server::support::ids::random_alnum;
 use crate::server::wxpay::xml::Params;
+use crate::server::wxpay::SignType;
 
-fn check_out_trade_no(v: &str) -> Result<(), BizError> {
+pub(in crate::server::sandbox) fn check_out_trade_no(v: &str) -> Result<(), BizError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_-|*@".contains(c);
     if !(6..=32).contains(&v.len()) || !v.chars().all(ok_char) {
         return Err(invalid(
@@ -134,24 +135,50 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
     };
 
     let key = (a.merchant.mch_id.clone(), out_trade_no.to_string());
-    let business = business_params(p);
+    let order = place(
+        sb,
+        key,
+        business_params(p),
+        expire_ms,
+        a.sign_type,
+        ApiVersion::V2,
+        |held, asked| held == asked,
+    )?;
+    Ok(native_fields(&order))
+}
+
+/// Keeps a new order under `key`, or applies the rules of re-entry to the one held: paid or
+/// closed is refused, other `business` parameters (as `same` compares them) or another API is
+/// OUT_TRADE_NO_USED, the same again is the order held. Shared by v2's unifiedorder and v3's
+/// native; the answer is the order as held.
+pub(in crate::server::sandbox) fn place(
+    sb: &Sandbox,
+    key: (String, String),
+    business: Params,
+    expire_ms: Option<i64>,
+    sign_type: SignType,
+    api: ApiVersion,
+    same: impl Fn(&Params, &Params) -> bool,
+) -> Result<SandboxOrder, BizError> {
+    let now = now_ms();
     let mut inner = sb.inner.lock().expect("sandbox lock");
     if let Some(existing) = inner.orders.get_mut(&key) {
         existing.refresh(now);
         return match existing.state {
             TradeState::Success { .. } => Err(BizError("ORDERPAID", "该订单已支付".into())),
             TradeState::Closed => Err(BizError("ORDERCLOSED", "该订单已关闭".into())),
-            TradeState::NotPay if existing.params != business => {
+            TradeState::NotPay if existing.api != api || !same(&existing.params, &business) => {
                 Err(BizError("OUT_TRADE_NO_USED", "201 商户订单号重复".into()))
             }
-            TradeState::NotPay => Ok(native_fields(existing)),
+            TradeState::NotPay => Ok(existing.clone()),
         };
     }
     let order = SandboxOrder {
+        api,
         mch_id: key.0.clone(),
         out_trade_no: key.1.clone(),
         params: business,
-        sign_type: a.sign_type,
+        sign_type,
         prepay_id: format!(
             "wx{}{}",
             format_beijing(now),
@@ -165,10 +192,9 @@ fn unified_order_rules(sb: &Sandbox, a: &Authed) -> Result<Params, BizError> {
         notify_acked: false,
         refunds: Vec::new(),
     };
-    let fields = native_fields(&order);
     inner.by_code.insert(order.code_url.clone(), key.clone());
-    inner.orders.insert(key, order);
-    Ok(fields)
+    inner.orders.insert(key, order.clone());
+    Ok(order)
 }
 
 fn native_fields(o: &SandboxOrder) -> Params {

@@ -29,6 +29,7 @@ fn order(no: &str, total: i64, paid: Option<&str>) -> SandboxOrder {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     SandboxOrder {
+        api: Default::default(),
         mch_id: MCH.into(),
         out_trade_no: no.into(),
         params,
@@ -53,6 +54,7 @@ fn order(no: &str, total: i64, paid: Option<&str>) -> SandboxOrder {
 
 fn refund(no: &str, fee: i64, when: &str, status: RefundStatus) -> SandboxRefund {
     SandboxRefund {
+        api: Default::default(),
         out_refund_no: no.into(),
         refund_id: format!("503{}{:0>18}", &when[..8], no.len() * 13 + fee as usize),
         refund_fee: fee,
