@@ -81,8 +81,23 @@ pub fn sandbox_config(settings: &Settings) -> SandboxConfig {
         close_floor: settings.sandbox_close_floor,
         min_expire: settings.sandbox_min_expire,
         faults: settings.sandbox_faults,
-        v3: None,
+        v3: Some(Arc::new(sandbox_v3(settings))),
     }
+}
+
+/// The sandbox's v3 side: the merchant as configured (its key's public half, its serial, its
+/// APIv3 key — the throwaway ones unless the shop speaks v3 with its own), in the configured mode.
+fn sandbox_v3(settings: &Settings) -> crate::server::sandbox::v3::SandboxV3 {
+    use crate::server::sandbox::v3::{SandboxV3, V3Merchant};
+    let v = &settings.wxpay_v3;
+    let merchant = V3Merchant {
+        mchid: settings.merchant.mch_id.clone(),
+        appid: settings.merchant.appid.clone(),
+        serial_no: v.signer.serial_no.clone(),
+        key: v.signer.verifying_key(),
+        apiv3_key: v.apiv3_key.clone(),
+    };
+    SandboxV3::generate(vec![merchant], settings.sandbox_v3_mode)
 }
 
 /// The payment provider the settings choose (`wxpay_api`): the v2 or the v3 client, noting its

@@ -139,6 +139,11 @@ async fn run_sandbox(settings: Settings) {
             sb.router()
                 .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
         )
+        // v3 also where WeChat serves it, for SDKs whose gateway is a bare host.
+        .merge(
+            sb.v3_root_router()
+                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+        )
         .route("/healthz", get(probes::live));
     let addr = settings.site_addr;
     let listener = TcpListener::bind(addr)

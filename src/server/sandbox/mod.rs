@@ -139,6 +139,8 @@ pub struct Sandbox {
     cfg: Arc<SandboxConfig>,
     inner: Arc<Mutex<Inner>>,
     http: reqwest::Client,
+    /// v3 platform-certificate lists served (tests: how often a client fetched them).
+    certificate_downloads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Sandbox {
@@ -152,6 +154,7 @@ impl Sandbox {
             cfg: Arc::new(cfg),
             inner: Arc::default(),
             http,
+            certificate_downloads: Arc::default(),
         }
     }
 
@@ -190,6 +193,21 @@ impl Sandbox {
             .map(|m| m.mch_id.clone())
             .or_else(|| v3.map(|m| m.mchid.clone()))
             .unwrap_or_default()
+    }
+
+    /// The v3 API alone at the host's root (`/v3/…`, where WeChat serves it), for SDKs whose
+    /// gateway is a bare host and who sign the path with no prefix; empty without v3.
+    pub fn v3_root_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        match &self.cfg.v3 {
+            Some(_) => v3::api_routes(Router::new()).with_state(self.clone()),
+            None => Router::new(),
+        }
+    }
+
+    /// How many v3 certificate lists this sandbox has served.
+    pub fn certificate_downloads(&self) -> u64 {
+        self.certificate_downloads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The v3 side (its mode and keys), when it speaks v3.

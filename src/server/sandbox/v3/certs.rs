@@ -43,6 +43,8 @@ pub(in crate::server::sandbox) async fn certificates(
             "平台证书不可读 [sandbox]",
         )));
     };
+    sb.certificate_downloads
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nonce = random_alnum(12);
     let ciphertext = encrypt(
         &ctx.merchant.apiv3_key,

@@ -179,6 +179,11 @@ pub fn sandbox_merchant(mchid: &str, appid: &str) -> V3Merchant {
 
 /// The v3 routes, relative to where the sandbox is nested (`/sandbox`).
 pub(super) fn routes(router: Router<Sandbox>) -> Router<Sandbox> {
+    api_routes(router).route("/admin/v3/public-key", get(certs::public_key))
+}
+
+/// The v3 API alone (`/v3/…`).
+pub(super) fn api_routes(router: Router<Sandbox>) -> Router<Sandbox> {
     router
         .route("/v3/pay/transactions/native", post(pay::native))
         .route(
@@ -201,5 +206,4 @@ pub(super) fn routes(router: Router<Sandbox>) -> Router<Sandbox> {
         .route("/v3/bill/tradebill", get(bill::tradebill))
         .route("/v3/billdownload/file", get(bill::download))
         .route("/v3/certificates", get(certs::certificates))
-        .route("/admin/v3/public-key", get(certs::public_key))
 }
