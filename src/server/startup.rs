@@ -115,7 +115,10 @@ pub fn gateway(
         return Ok(Arc::new(wechat_client(settings)?.with_oplog(oplog)));
     }
     let v = &settings.wxpay_v3;
-    let public_key = match (&v.public_key, sandbox.and_then(|s| s.v3())) {
+    // The in-process sandbox's key only when it is the one called (never beside WeChat).
+    let own_sandbox = sandbox
+        .filter(|_| settings.wxpay_base_url == format!("{}/sandbox/", settings.public_url));
+    let public_key = match (&v.public_key, own_sandbox.and_then(|s| s.v3())) {
         (Some(k), _) => Some(k.clone()),
         (None, Some(sb)) if sb.mode != V3Mode::Certificate => Some((
             sb.public_key.id.clone(),
@@ -123,6 +126,10 @@ pub fn gateway(
         )),
         (None, _) => None,
     };
+    // A sandbox in another process (any base that is not WeChat's), no key configured.
+    let ask_sandbox = public_key.is_none()
+        && sandbox.is_none()
+        && !crate::server::config::is_wechat_host(&settings.wxpay_base_url);
     let client = crate::server::wxpay::v3::V3Client::new(
         &settings.wxpay_base_url,
         &settings.merchant.appid,
@@ -132,6 +139,11 @@ pub fn gateway(
         settings.wxpay_timeout,
         settings.wxpay_tls.extra_root_pem.as_deref(),
     )?;
+    let client = if ask_sandbox {
+        client.asking_the_sandbox_for_its_keys()
+    } else {
+        client
+    };
     Ok(Arc::new(client.with_oplog(oplog)))
 }
 

@@ -65,6 +65,10 @@ pub async fn spawn_app_on(
         "SCANPAY_SESSION_SECRET".into(),
         "integration-tests-session-secret-0123456789".into(),
     );
+    // The API the suite speaks (TEST_WXPAY_API=v3 runs the same tests on API v3).
+    if let Ok(api) = std::env::var("TEST_WXPAY_API") {
+        env.insert("SCANPAY_WXPAY_API".into(), api);
+    }
     let owns_engines = testdb.is_some() || full_engines();
     if full_engines() {
         let prefix = unique_prefix();

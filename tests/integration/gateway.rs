@@ -79,6 +79,8 @@ async fn contract(api: &str) {
     // Close an unpaid one; it stays closed.
     let other = format!("C{api}{stamp}");
     gw.unified_order(&request(&other, 55)).await.unwrap();
+    // The sandbox's close floor (1 ms here, WeChat's 5 minutes) must pass first.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     gw.close_order(&other).await.unwrap();
     assert_eq!(gw.order_query(&other).await.unwrap().trade_state, TradeState::Closed);
     assert_eq!(code(gw.unified_order(&request(&other, 55)).await), ErrCode::OrderClosed);
@@ -133,6 +135,7 @@ async fn contract(api: &str) {
     assert!(e.is_retryable(), "{e:?}");
     let late = format!("T{api}{stamp}");
     gw.unified_order(&request(&late, 77)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     set(&late, "closeorder=timeout");
     let e = gw.close_order(&late).await.unwrap_err();
     assert!(matches!(e, WxPayError::Transport(_)) && e.is_retryable(), "{e:?}");
@@ -146,6 +149,11 @@ async fn contract(api: &str) {
     assert_eq!(code(gw.refund(&more).await), ErrCode::NotEnough);
     set(&no, "refund=systemerror_applied");
     assert!(gw.refund(&more).await.unwrap_err().is_retryable());
+    sb.clear_faults();
+    // A bill download WeChat failed: uncertain, asked again later — not a refusal.
+    sb.set_faults(None, scanpay::server::sandbox::faults::Faults::parse("downloadbill=systemerror").unwrap());
+    let e = gw.download_bill(today).await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
     sb.clear_faults();
     // Retried identically, it is the refund already recorded — not a second one.
     let again = gw.refund(&more).await.unwrap();

@@ -177,3 +177,28 @@ async fn an_unknown_certificate_serial_is_fetched_for_once_then_refused() {
     assert_eq!(fetches(), before + 1);
     assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
 }
+
+#[tokio::test]
+async fn in_the_migration_window_certificates_are_fetched_beside_the_public_key() {
+    use scanpay::server::sandbox::v3::{SandboxV3, V3Mode};
+    // The sandbox's keys are this process's: keep its public key where a merchant keeps pub_key.pem.
+    let keys = SandboxV3::generate(vec![], V3Mode::Both);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pub_key.pem");
+    std::fs::write(&path, &keys.public_key.public_pem).unwrap();
+    let path = path.display().to_string();
+    // The merchant has the public key configured; WeChat still signs with its certificate.
+    let app = spawn_app(&[
+        ("SCANPAY_WXPAY_API", "v3"),
+        ("SCANPAY_SANDBOX_V3_MODE", "certificate"),
+        ("SCANPAY_WXPAY_PUBLIC_KEY_PEM", &path),
+        ("SCANPAY_WXPAY_PUBLIC_KEY_ID", &keys.public_key.id),
+    ])
+    .await;
+    let downloads = || app.ctx().sandbox.as_ref().unwrap().certificate_downloads();
+    assert_eq!(downloads(), 0, "nothing fetched while only the public key is needed");
+    pay(&app).await;
+    assert_eq!(downloads(), 1, "fetched once, when a certificate first signed");
+    pay(&app).await;
+    assert_eq!(downloads(), 1, "and kept");
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs test_wechatpy.py against a freshly started scanpay binary (debug build).
+# Runs test_wechatpy.py (v2) and test_wechatpayv3.py (v3) against a freshly started scanpay binary (debug build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
@@ -12,7 +12,7 @@ fi
 port=${THIRDPARTY_PORT:-3410}  # scripts/test.sh gives each run its own
 db_dir=$(mktemp -d)
 LEPTOS_SITE_ADDR=127.0.0.1:$port LEPTOS_SITE_ROOT=target/site LEPTOS_OUTPUT_NAME=scanpay \
-SCANPAY_DATABASE_URL=sqlite://$db_dir/wp.db SCANPAY_SANDBOX_TIME_SCALE=0.01 \
+SCANPAY_DATABASE_URL=sqlite://$db_dir/wp.db SCANPAY_SANDBOX_TIME_SCALE=0.01 SCANPAY_SANDBOX_BILL_READY_AFTER=0s \
   "$target/debug/scanpay" > "$db_dir/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT

@@ -108,6 +108,13 @@ pub(super) fn wxpay_v3(r: V3Raw, api: WxPayApi) -> Result<WxPayV3, ConfigError> 
         }
         _ => return Err(err(&r.serial, "must be the certificate's serial in hex")),
     };
+    // The published throwaway ones given as files or values are throwaway all the same.
+    if throwaway.is_empty() && key_pem.trim() == throwaway::SANDBOX_MERCHANT_KEY.trim() {
+        throwaway.push("SCANPAY_WXPAY_KEY_PEM");
+    }
+    if serial == throwaway::SANDBOX_MERCHANT_SERIAL && !throwaway.contains(&"SCANPAY_WXPAY_KEY_PEM") {
+        throwaway.push("SCANPAY_WXPAY_CERT_SERIAL");
+    }
     let signer =
         MerchantSigner::from_pem(&key_pem, &r.mch_id, &serial).map_err(|e| err(&r.key_pem, &e))?;
     let apiv3_key = ApiV3Key::new(&r.apiv3_key.value).map_err(|e| err(&r.apiv3_key, &e))?;

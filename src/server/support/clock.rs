@@ -72,7 +72,9 @@ pub fn parse_beijing(s: &str) -> Result<i64, String> {
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     let bad = || format!("{s:?} is not an RFC 3339 time like 2018-06-08T10:34:56+08:00");
     let b = s.as_bytes();
-    if b.len() < 20
+    // Slicing below is by byte: anything but ASCII is not such a time anyway.
+    if !s.is_ascii()
+        || b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
         || !matches!(b[10], b'T' | b't')

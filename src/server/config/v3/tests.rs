@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
 use super::super::{ConfigError, Settings, EMBEDDED};
 use super::*;
@@ -26,14 +26,16 @@ fn files() -> &'static (String, String, String) {
     static FILES: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
     FILES.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(throwaway::SANDBOX_MERCHANT_KEY).unwrap();
+        // A key of the test's own: the published throwaway one is refused with the real API.
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
         let public = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
         let paths = (
             dir.join("apiclient_key.pem"),
             dir.join("pub_key.pem"),
             dir.join("not_a_key.pem"),
         );
-        std::fs::write(&paths.0, throwaway::SANDBOX_MERCHANT_KEY).unwrap();
+        std::fs::write(&paths.0, pem).unwrap();
         std::fs::write(&paths.1, public).unwrap();
         std::fs::write(&paths.2, "hello").unwrap();
         (
@@ -66,6 +68,19 @@ fn v2_is_the_default_and_v3_runs_on_the_sandboxs_throwaway_credentials() {
 fn the_real_api_on_v3_needs_the_merchants_own_credentials_and_no_mutual_tls() {
     let e = load(&[V3, REAL, PUBLIC]).unwrap_err().to_string();
     assert!(e.contains("throwaway") && e.contains("SCANPAY_WXPAY_KEY_PEM"), "{e}");
+    // The throwaway serial given as a value is throwaway all the same.
+    let (key, _, _) = files();
+    let e = load(&[
+        V3,
+        REAL,
+        PUBLIC,
+        APIV3,
+        ("SCANPAY_WXPAY_KEY_PEM", key.as_str()),
+        ("SCANPAY_WXPAY_CERT_SERIAL", throwaway::SANDBOX_MERCHANT_SERIAL),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("throwaway") && e.contains("SCANPAY_WXPAY_CERT_SERIAL"), "{e}");
     let (key, public, _) = files();
     let own = [
         V3,

@@ -17,7 +17,8 @@ use crate::server::support::clock::{format_rfc3339_beijing, now_ms, parse_beijin
 use crate::server::wxpay::xml::Params;
 use crate::server::wxpay::SignType;
 
-/// time_expire: at least a minute from now, at most 15 days (§5.1: raised or clamped).
+/// time_expire: at least a minute from now (or the sandbox's shorter `min_expire`, for tests
+/// with short orders), at most 15 days (§5.1: raised or clamped).
 const MIN_EXPIRE_MS: i64 = 60_000;
 const MAX_EXPIRE_MS: i64 = 15 * 86_400_000;
 
@@ -28,7 +29,7 @@ struct NativeAsk {
     expire_ms: Option<i64>,
 }
 
-fn read_native(ctx: &Ctx) -> Result<NativeAsk, V3Error> {
+fn read_native(ctx: &Ctx, min_expire_ms: i64) -> Result<NativeAsk, V3Error> {
     let b = &ctx.json;
     let appid = req_str(b, "/appid", 32)?;
     ctx.same_mchid(opt_str(b, "/mchid", 32)?, "body")?;
@@ -59,7 +60,7 @@ fn read_native(ctx: &Ctx) -> Result<NativeAsk, V3Error> {
                 )
                 .with_detail(json!({"location": "body", "value": te}))
             })?;
-            Some(t.clamp(now + MIN_EXPIRE_MS, now + MAX_EXPIRE_MS))
+            Some(t.clamp(now + min_expire_ms.min(MIN_EXPIRE_MS), now + MAX_EXPIRE_MS))
         }
     };
     let attach = opt_str(b, "/attach", 128)?;
@@ -145,7 +146,7 @@ pub(in crate::server::sandbox) async fn native(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let ask = match read_native(&ctx) {
+    let ask = match read_native(&ctx, sb.cfg.min_expire.as_millis() as i64) {
         Ok(a) => a,
         Err(e) => return ctx.answer(Err(e)),
     };

@@ -31,6 +31,18 @@ impl WxPayClient {
             .and_then(|body| {
                 crate::server::wxpay::bill::classify(&body)
                     .map_err(|e| WxPayError::InvalidResponse(format!("trade bill: {e}")))
+            })
+            .and_then(|answer| match answer {
+                // WeChat failed, it did not refuse: uncertain, as on v3.
+                crate::server::wxpay::bill::BillAnswer::Refused { msg, .. }
+                    if msg.eq_ignore_ascii_case("SYSTEMERROR") =>
+                {
+                    Err(WxPayError::Business {
+                        code: crate::server::wxpay::ErrCode::SystemError,
+                        description: msg,
+                    })
+                }
+                other => Ok(other),
             });
         let result = match &r {
             Ok(crate::server::wxpay::bill::BillAnswer::Refused { .. }) => "protocol".to_string(),

@@ -85,6 +85,12 @@ fn segment(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
+/// v3 takes only 1–3-byte UTF-8 characters (§0): others (emoji) become `?`, the same way every
+/// time, so a request sent again is byte for byte the same.
+fn bmp(s: &str) -> String {
+    s.chars().map(|c| if c.len_utf8() > 3 { '?' } else { c }).collect()
+}
+
 fn nonempty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -95,7 +101,7 @@ impl V3Client {
         let mut body = json!({
             "appid": self.appid,
             "mchid": self.mchid(),
-            "description": r.body,
+            "description": bmp(&r.body),
             "out_trade_no": r.out_trade_no,
             "notify_url": r.notify_url,
             "amount": {"total": r.total_fee, "currency": "CNY"},
@@ -106,10 +112,10 @@ impl V3Client {
             body["time_expire"] = json!(format_rfc3339_beijing(ms));
         }
         if let Some(a) = r.attach.as_ref().filter(|a| !a.is_empty()) {
-            body["attach"] = json!(a);
+            body["attach"] = json!(bmp(a));
         }
         let a = self
-            .observed("native", Some(&r.out_trade_no), async {
+            .observed("unifiedorder", Some(&r.out_trade_no), async {
                 self.json(Method::POST, "v3/pay/transactions/native", Some(body.to_string()))
                     .await
             })
@@ -142,6 +148,12 @@ impl V3Client {
                 "appid/mchid do not match this merchant".into(),
             ));
         }
+        if !t.out_trade_no.is_empty() && t.out_trade_no != out_trade_no {
+            return Err(WxPayError::InvalidResponse(format!(
+                "asked for {out_trade_no}, answered {}",
+                t.out_trade_no
+            )));
+        }
         let time_end = match t.success_time.as_str() {
             "" => None,
             s => Some(format_beijing(parse_rfc3339(s).map_err(|e| {
@@ -165,7 +177,7 @@ impl V3Client {
             segment(out_trade_no)
         );
         let body = json!({"mchid": self.mchid()}).to_string();
-        self.observed("v3/closeorder", Some(out_trade_no), async {
+        self.observed("closeorder", Some(out_trade_no), async {
             self.json(Method::POST, &rel, Some(body)).await
         })
         .await
@@ -180,7 +192,7 @@ impl V3Client {
             "amount": {"refund": r.refund_fee, "total": r.total_fee, "currency": "CNY"},
         });
         if !r.refund_desc.is_empty() {
-            body["reason"] = json!(r.refund_desc);
+            body["reason"] = json!(bmp(&r.refund_desc));
         }
         if !r.notify_url.is_empty() {
             body["notify_url"] = json!(r.notify_url);
@@ -214,6 +226,12 @@ impl V3Client {
             .await
             .map_err(|e| rename(e, "RESOURCE_NOT_EXISTS", ErrCode::RefundNotExist))?;
         let f: Refund = read(&a.body, "refund")?;
+        if !f.out_refund_no.is_empty() && f.out_refund_no != out_refund_no {
+            return Err(WxPayError::InvalidResponse(format!(
+                "asked for {out_refund_no}, answered {}",
+                f.out_refund_no
+            )));
+        }
         let state = match f.status.as_str() {
             "SUCCESS" => RefundState::Success,
             "CLOSED" => RefundState::Closed,
@@ -253,7 +271,7 @@ impl V3Client {
             Ok(BillAnswer::Refused { .. }) => "protocol".into(),
             Err(e) => crate::server::wxpay::client::result_label(e),
         };
-        self.observe_as("v3/tradebill", None, result, started);
+        self.observe_as("downloadbill", None, result, started);
         r
     }
 
@@ -265,6 +283,8 @@ impl V3Client {
         let rel = format!("v3/bill/tradebill?bill_date={date}&bill_type=ALL&tar_type=GZIP");
         let a = match self.json(Method::GET, &rel, None).await {
             Ok(a) => a,
+            // SYSTEM_ERROR, FREQUENCY_LIMITED, a 5xx: not a refusal, asked again later.
+            Err(e) if e.is_retryable() => return Err(e),
             Err(WxPayError::Business { code, description }) => {
                 return Ok(match code.as_str() {
                     "NO_STATEMENT_EXIST" => BillAnswer::NoBill,
@@ -280,9 +300,11 @@ impl V3Client {
         let t: TradeBill = read(&a.body, "tradebill")?;
         let url = reqwest::Url::parse(&t.download_url)
             .map_err(|_| WxPayError::InvalidResponse("download_url".into()))?;
-        // The file is fetched only from where the API lives (or WeChat's other hosts).
+        // The file is fetched only from where the API lives, or over https from WeChat's other
+        // hosts (the request is signed; redirects are not followed).
         let same_origin = url.origin() == self.base.origin();
-        if !same_origin && !crate::server::config::is_wechat_host(url.as_str()) {
+        let wechat = url.scheme() == "https" && crate::server::config::is_wechat_host(url.as_str());
+        if !same_origin && !wechat {
             return Err(WxPayError::InvalidResponse(format!(
                 "download_url on another host: {}",
                 url.host_str().unwrap_or_default()

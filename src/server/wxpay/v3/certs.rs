@@ -32,6 +32,8 @@ struct State {
     for_unknown_ms: Option<i64>,
     /// The serial of the certificate that expires last (asked for in `Wechatpay-Serial`).
     newest: Option<String>,
+    /// The certificates held now (a fetch replaces them; the public key stays).
+    held: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -55,12 +57,12 @@ struct Encrypted {
     ciphertext: String,
 }
 
-/// A downloaded certificate's serial (upper-case hex) and verifying key, or why it is refused.
-pub fn read_certificate(
-    pem: &str,
-    announced: &str,
-    now_ms: i64,
-) -> Result<(String, VerifyingKey<sha2::Sha256>), String> {
+/// A platform certificate's serial, key and end of validity (epoch ms).
+type Cert = (String, VerifyingKey<sha2::Sha256>, i64);
+
+/// A downloaded certificate's serial (upper-case hex), verifying key and end of validity, or why
+/// it is refused.
+pub fn read_certificate(pem: &str, announced: &str, now_ms: i64) -> Result<Cert, String> {
     use x509_cert::der::{DecodePem, Encode};
     let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes())
         .map_err(|_| "not a PEM certificate".to_string())?;
@@ -80,7 +82,7 @@ pub fn read_certificate(
         .map_err(|_| "unreadable public key".to_string())?;
     let key = rsa::RsaPublicKey::from_public_key_der(&spki)
         .map_err(|_| format!("{serial} does not hold an RSA key"))?;
-    Ok((serial, VerifyingKey::new(key)))
+    Ok((serial, VerifyingKey::new(key), not_after))
 }
 
 impl V3Client {
@@ -92,29 +94,92 @@ impl V3Client {
     /// In certificate mode, fetches them when none were fetched yet; in either mode, again once
     /// the last fetch is 12 hours old (with a public key, only once certificates were in use).
     pub(super) async fn ensure_certificates(&self) {
-        let due = {
-            let s = self.certificates.state.lock().expect("certs lock");
-            match s.fetched_ms {
-                None => self.certificate_mode,
-                Some(t) => now_ms() - t > REFRESH_EVERY_MS,
-            }
-        };
-        if due {
+        if self.ask_sandbox {
+            return self.adopt_sandbox_keys().await;
+        }
+        if self.certificates_due() {
             self.refresh_certificates(None).await;
+        }
+    }
+
+    /// In certificate mode, none fetched yet; in either, the last good fetch 12 hours old.
+    fn certificates_due(&self) -> bool {
+        let s = self.certificates.state.lock().expect("certs lock");
+        match s.fetched_ms {
+            None => self.certificate_mode,
+            Some(t) => now_ms() - t > REFRESH_EVERY_MS,
+        }
+    }
+
+    /// A sandbox's keys, asked of it once (again a minute after a failure).
+    async fn adopt_sandbox_keys(&self) {
+        let c = &self.certificates;
+        let _one = c.fetching.lock().await;
+        let held = self.keys.read().expect("keys lock").ids().next().is_some();
+        let asked = c.state.lock().expect("certs lock").fetched_ms;
+        if held || asked.is_some_and(|t| now_ms() - t < UNKNOWN_SERIAL_EVERY_MS) {
+            return;
+        }
+        c.state.lock().expect("certs lock").fetched_ms = Some(now_ms());
+        #[derive(serde::Deserialize)]
+        struct SandboxKeys {
+            mode: String,
+            public_key_id: String,
+            public_key_pem: String,
+            certificate_serial: String,
+            certificate_pem: Option<String>,
+        }
+        let got = async {
+            let url = self.url("admin/v3/public-key").map_err(|e| e.to_string())?;
+            let r = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+            let body = r.bytes().await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<SandboxKeys>(&body).map_err(|e| e.to_string())
+        }
+        .await;
+        match got {
+            Ok(k) => {
+                let mut held = self.keys.write().expect("keys lock");
+                if let Err(e) = held.add_public_key_pem(&k.public_key_id, &k.public_key_pem) {
+                    tracing::error!(error = %e, "the sandbox's public key");
+                }
+                if let Some(pem) = &k.certificate_pem {
+                    match read_certificate(pem, &k.certificate_serial, now_ms()) {
+                        Ok((serial, key, until)) => held.add_until(&serial, key, until),
+                        Err(e) => tracing::error!(error = %e, "the sandbox's certificate"),
+                    }
+                }
+                if k.mode == "Certificate" {
+                    c.state.lock().expect("certs lock").newest = Some(k.certificate_serial);
+                }
+                tracing::info!(mode = %k.mode, "WeChat Pay sandbox keys adopted (a sandbox, not WeChat)");
+            }
+            Err(e) => tracing::error!(error = %e, "the sandbox's keys could not be had"),
         }
     }
 
     /// Fetches the certificates now (for `unknown`: unless it became known meanwhile or a fetch
     /// was made within the minute). Failures are logged: answers then stay unverifiable.
     pub(super) async fn refresh_certificates(&self, unknown: Option<&str>) {
+        if self.ask_sandbox {
+            return;
+        }
         let c = &self.certificates;
         // A public key id is configured or not: no download brings one.
         if unknown.is_some_and(|s| s.starts_with("PUB_KEY_ID_")) {
             return;
         }
         let _one = c.fetching.lock().await;
+        // Another caller may have fetched while this one waited.
+        if unknown.is_none() && !self.certificates_due() {
+            return;
+        }
         if let Some(serial) = unknown {
-            if self.keys.read().expect("keys lock").holds(serial) {
+            if self
+                .keys
+                .read()
+                .expect("keys lock")
+                .holds_valid(serial, now_ms() / 1000)
+            {
                 return;
             }
             let mut s = c.state.lock().expect("certs lock");
@@ -127,15 +192,21 @@ impl V3Client {
             s.for_unknown_ms = Some(now_ms());
         }
         match self.fetch_certificates().await {
-            Ok((keys, newest)) => {
-                let n = keys.len();
+            Ok((certs, newest)) => {
+                let n = certs.len();
+                let mut s = c.state.lock().expect("certs lock");
                 {
+                    // The list is the truth: certificates WeChat no longer lists are dropped.
                     let mut held = self.keys.write().expect("keys lock");
-                    for (serial, key) in keys {
-                        held.add(&serial, key);
+                    for old in &s.held {
+                        held.remove(old);
+                    }
+                    s.held.clear();
+                    for (serial, key, until) in certs {
+                        held.add_until(&serial, key, until);
+                        s.held.push(serial);
                     }
                 }
-                let mut s = c.state.lock().expect("certs lock");
                 s.fetched_ms = Some(now_ms());
                 if newest.is_some() {
                     s.newest = newest;
@@ -143,9 +214,15 @@ impl V3Client {
                 tracing::info!(certificates = n, "WeChat Pay platform certificates fetched");
             }
             Err(e) => {
-                // Tried again in a minute, not on every call meanwhile.
-                c.state.lock().expect("certs lock").fetched_ms =
-                    Some(now_ms() - REFRESH_EVERY_MS + UNKNOWN_SERIAL_EVERY_MS);
+                // In certificate mode tried again in a minute (not on every call meanwhile); with
+                // a public key, only when another answer names a certificate (a forged notify's
+                // made-up serial must not start a schedule).
+                if self.certificate_mode {
+                    let mut s = c.state.lock().expect("certs lock");
+                    if s.held.is_empty() {
+                        s.fetched_ms = Some(now_ms() - REFRESH_EVERY_MS + UNKNOWN_SERIAL_EVERY_MS);
+                    }
+                }
                 tracing::error!(error = %e, "WeChat Pay platform certificates not fetched");
             }
         }
@@ -153,9 +230,7 @@ impl V3Client {
 
     /// `GET /v3/certificates`: the answer is signed by one of the certificates it carries, so it
     /// is verified with them (and with any key already held) once they are decrypted.
-    async fn fetch_certificates(
-        &self,
-    ) -> Result<(Vec<(String, VerifyingKey<sha2::Sha256>)>, Option<String>), String> {
+    async fn fetch_certificates(&self) -> Result<(Vec<Cert>, Option<String>), String> {
         let url = self.url("v3/certificates").map_err(|e| e.to_string())?;
         let answer = self
             .request(Method::GET, url, None, 256 * 1024, None)
@@ -172,15 +247,16 @@ impl V3Client {
         for item in list.data {
             let e = &item.encrypt_certificate;
             let pem = crypto::decrypt(&self.apiv3_key, &e.nonce, &e.associated_data, &e.ciphertext)
-                .map_err(|err| format!("certificate {}: {err}", item.serial_no))?;
-            let pem = String::from_utf8(pem).map_err(|_| "a certificate is not text".to_string())?;
-            match read_certificate(&pem, &item.serial_no, now) {
-                Ok((serial, key)) => {
-                    let expires = parse_rfc3339(&item.expire_time).unwrap_or(0);
+                .map_err(|err| err.to_string())
+                .and_then(|p| String::from_utf8(p).map_err(|_| "not text".to_string()));
+            let read = pem.and_then(|pem| read_certificate(&pem, &item.serial_no, now));
+            match read {
+                Ok((serial, key, until)) => {
+                    let expires = parse_rfc3339(&item.expire_time).unwrap_or(until);
                     if newest.as_ref().is_none_or(|(t, _)| expires > *t) {
                         newest = Some((expires, serial.clone()));
                     }
-                    got.push((serial, key));
+                    got.push((serial, key, until));
                 }
                 Err(why) => tracing::warn!(%why, "WeChat Pay platform certificate skipped"),
             }
@@ -190,8 +266,8 @@ impl V3Client {
         }
         // The answer itself must verify, with what it brought or what was held.
         let mut keys: WechatKeys = self.keys.read().expect("keys lock").clone();
-        for (serial, key) in &got {
-            keys.add(serial, key.clone());
+        for (serial, key, until) in &got {
+            keys.add_until(serial, key.clone(), *until);
         }
         keys.verify(&answer.signed_by, &answer.body, now / 1000)
             .map_err(|e| format!("the certificate list's signature: {e}"))?;

@@ -11,7 +11,8 @@ use reqwest::Method;
 
 use super::certs::Certificates;
 use super::crypto::{ApiV3Key, MerchantSigner, SignedBy, VerifyError, WechatKeys};
-use crate::server::wxpay::error::{ErrCode, WxPayError};
+use super::errors::{error_of, ErrorBody};
+use crate::server::wxpay::error::WxPayError;
 
 /// Most a JSON answer may be (an order or refund is a few hundred bytes).
 const MAX_JSON: usize = 256 * 1024;
@@ -35,6 +36,12 @@ pub struct V3Client {
     pub(super) prefer: Option<String>,
     pub(super) timeout: Duration,
     pub(super) oplog: crate::server::oplog::OpLog,
+    /// Against a sandbox (a base that is not WeChat's) with no key configured: its keys are
+    /// asked of it, as a merchant downloads them from the merchant platform.
+    pub(super) ask_sandbox: bool,
+    /// Answers no WeChat Pay host gives (an HTTP error page, not WeChat's JSON) since the last
+    /// protocol answer: (first, last, count, why).
+    misdirected: Arc<std::sync::Mutex<Option<(i64, i64, u32, String)>>>,
 }
 
 impl std::fmt::Debug for V3Client {
@@ -71,6 +78,7 @@ impl V3Client {
         let mut b = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("scanpay/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = extra_root_pem {
             b = b.add_root_certificate(
@@ -95,7 +103,45 @@ impl V3Client {
             prefer: public_key.map(|(id, _)| id),
             timeout,
             oplog: Default::default(),
+            ask_sandbox: false,
+            misdirected: Default::default(),
         })
+    }
+
+    /// Asks a sandbox for its keys (`admin/v3/public-key`) instead of WeChat's certificates.
+    pub fn asking_the_sandbox_for_its_keys(mut self) -> Self {
+        self.ask_sandbox = true;
+        self
+    }
+
+    /// As v2's: since when the base has answered only what no WeChat Pay host answers, once
+    /// three times and lately.
+    pub fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
+        let m = self.misdirected.lock().expect("lock");
+        let (first, last, count, why) = m.as_ref()?;
+        let now = crate::server::support::clock::now_ms();
+        (*count >= 3 && now - last < recent_ms).then(|| (*first, why.clone()))
+    }
+
+    /// Notes whether an answer came from something that speaks WeChat Pay v3.
+    fn note_foreign(&self, r: &Result<Answer, WxPayError>) {
+        let foreign = match r {
+            Ok(a) if (200..300).contains(&a.status) => None,
+            // WeChat's errors are JSON with a code; a page without one is someone else's.
+            Ok(a) if a.status < 500 => {
+                let e: ErrorBody = serde_json::from_slice(&a.body).unwrap_or_default();
+                e.code.is_empty().then(|| format!("HTTP {}", a.status))
+            }
+            // A 5xx or no answer at all can be a passing fault: neither proves nor clears.
+            _ => return,
+        };
+        let mut m = self.misdirected.lock().expect("lock");
+        let now = crate::server::support::clock::now_ms();
+        match (foreign, m.as_mut()) {
+            (Some(why), Some(f)) => *f = (f.0, now, f.2 + 1, why),
+            (Some(why), None) => *m = Some((now, now, 1, why)),
+            (None, _) => *m = None,
+        }
     }
 
     /// Notes every call made for an order in `log`.
@@ -135,7 +181,9 @@ impl V3Client {
         timeout: Option<Duration>,
         signed: bool,
     ) -> Result<Answer, WxPayError> {
-        let answer = self.request(method, url, body, cap, timeout).await?;
+        let answer = self.request(method, url, body, cap, timeout).await;
+        self.note_foreign(&answer);
+        let answer = answer?;
         if (200..300).contains(&answer.status) {
             if signed {
                 self.verify(&answer.signed_by, &answer.body).await?;
@@ -255,7 +303,8 @@ impl V3Client {
 
 impl V3Client {
     /// Runs one call, counting it by API and how it ended, with its latency, and noting it for
-    /// its order (the console's order page), as the v2 client does.
+    /// its order (the console's order page), as the v2 client does — under v2's name for the
+    /// same call (`unifiedorder` for the Native order), so dashboards read alike on either API.
     pub(super) async fn observed<T>(
         &self,
         api: &'static str,
@@ -311,111 +360,3 @@ pub fn signed_by(h: &reqwest::header::HeaderMap) -> SignedBy {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// A non-2xx answer as the v2 client would have reported the same refusal: 5xx and 429 are
-/// uncertain (retryable), 401 a refusal of the request itself, other 4xx business errors.
-fn error_of(a: &Answer) -> WxPayError {
-    let e: ErrorBody = serde_json::from_slice(&a.body).unwrap_or_default();
-    match (a.status, e.code.as_str()) {
-        (401, _) => WxPayError::Protocol {
-            return_msg: format!("{} {}", e.code, e.message).trim().to_string(),
-        },
-        (429, _) => WxPayError::Business {
-            code: ErrCode::FrequencyLimited,
-            description: e.message,
-        },
-        (s, "SYSTEM_ERROR") if s >= 500 => WxPayError::Business {
-            code: ErrCode::SystemError,
-            description: e.message,
-        },
-        // A 5xx of any other kind, or an answer without WeChat's error body: the outcome is
-        // unknown.
-        (s, _) if s >= 500 => WxPayError::Http(s),
-        (s, "") => WxPayError::Http(s),
-        (_, code) => WxPayError::Business {
-            code: code_of(code),
-            description: e.message,
-        },
-    }
-}
-
-/// v3's error codes as the v2 codes the flows decide on (both spellings where WeChat has two).
-pub fn code_of(code: &str) -> ErrCode {
-    match code {
-        "SYSTEM_ERROR" => ErrCode::SystemError,
-        "FREQUENCY_LIMITED" => ErrCode::FrequencyLimited,
-        "ORDER_CLOSED" | "ORDERCLOSED" => ErrCode::OrderClosed,
-        "ORDER_PAID" | "ORDERPAID" => ErrCode::OrderPaid,
-        "ORDER_NOT_EXIST" | "ORDERNOTEXIST" => ErrCode::OrderNotExist,
-        "OUT_TRADE_NO_USED" => ErrCode::OutTradeNoUsed,
-        "INVALID_REQUEST" => ErrCode::InvalidRequest,
-        "PARAM_ERROR" => ErrCode::ParamError,
-        "NO_AUTH" => ErrCode::NoAuth,
-        "NOT_ENOUGH" | "NOTENOUGH" => ErrCode::NotEnough,
-        "USER_ACCOUNT_ABNORMAL" => ErrCode::UserAccountAbnormal,
-        "MCH_NOT_EXISTS" => ErrCode::MchidNotExist,
-        "APPID_MCHID_NOT_MATCH" => ErrCode::AppidMchidNotMatch,
-        "SIGN_ERROR" => ErrCode::SignError,
-        other => ErrCode::Other(other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            body: body.as_bytes().to_vec(),
-            signed_by: SignedBy::default(),
-        }
-    }
-
-    #[test]
-    fn error_answers_map_to_the_decisions_v2_gives() {
-        let code = |s, b| error_of(&answer(s, b)).code().cloned();
-        assert_eq!(
-            code(500, r#"{"code":"SYSTEM_ERROR","message":"x"}"#),
-            Some(ErrCode::SystemError)
-        );
-        assert_eq!(
-            code(429, r#"{"code":"FREQUENCY_LIMITED","message":"x"}"#),
-            Some(ErrCode::FrequencyLimited)
-        );
-        assert_eq!(code(400, r#"{"code":"ORDER_CLOSED"}"#), Some(ErrCode::OrderClosed));
-        assert_eq!(code(400, r#"{"code":"ORDER_PAID"}"#), Some(ErrCode::OrderPaid));
-        assert_eq!(code(400, r#"{"code":"ORDERPAID"}"#), Some(ErrCode::OrderPaid));
-        assert_eq!(
-            code(404, r#"{"code":"ORDER_NOT_EXIST"}"#),
-            Some(ErrCode::OrderNotExist)
-        );
-        assert_eq!(
-            code(403, r#"{"code":"OUT_TRADE_NO_USED"}"#),
-            Some(ErrCode::OutTradeNoUsed)
-        );
-        assert_eq!(code(403, r#"{"code":"NOT_ENOUGH"}"#), Some(ErrCode::NotEnough));
-        for uncertain in [
-            answer(500, r#"{"code":"SYSTEM_ERROR"}"#),
-            answer(502, "<html>bad gateway</html>"),
-            answer(503, r#"{"code":"BANKERROR"}"#),
-            answer(429, r#"{"code":"FREQUENCY_LIMITED"}"#),
-        ] {
-            assert!(error_of(&uncertain).is_retryable(), "{uncertain:?}");
-        }
-        for definite in [
-            answer(400, r#"{"code":"ORDER_CLOSED"}"#),
-            answer(403, r#"{"code":"OUT_TRADE_NO_USED"}"#),
-            answer(401, r#"{"code":"SIGN_ERROR","message":"签名错误"}"#),
-        ] {
-            assert!(!error_of(&definite).is_retryable(), "{definite:?}");
-        }
-    }
-}

@@ -153,6 +153,8 @@ pub enum VerifyError {
 #[derive(Clone, Default)]
 pub struct WechatKeys {
     keys: HashMap<String, VerifyingKey<Sha256>>,
+    /// When a platform certificate's key stops being good (epoch ms); the public key has none.
+    until: HashMap<String, i64>,
 }
 
 impl fmt::Debug for WechatKeys {
@@ -173,6 +175,22 @@ impl WechatKeys {
 
     pub fn add(&mut self, id: &str, key: VerifyingKey<Sha256>) {
         self.keys.insert(id.to_string(), key);
+    }
+
+    /// A platform certificate's key, good until `not_after_ms`.
+    pub fn add_until(&mut self, id: &str, key: VerifyingKey<Sha256>, not_after_ms: i64) {
+        self.keys.insert(id.to_string(), key);
+        self.until.insert(id.to_string(), not_after_ms);
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.keys.remove(id);
+        self.until.remove(id);
+    }
+
+    /// Holds `id`, and (a certificate) not expired at `now_s`.
+    pub fn holds_valid(&self, id: &str, now_s: i64) -> bool {
+        self.keys.contains_key(id) && self.until.get(id).is_none_or(|t| now_s * 1000 <= *t)
     }
 
     pub fn holds(&self, id: &str) -> bool {
@@ -211,6 +229,10 @@ impl WechatKeys {
             .keys
             .get(&h.serial)
             .ok_or_else(|| VerifyError::UnknownSerial(h.serial.clone()))?;
+        // An expired certificate is as good as none: WeChat has a newer one by then.
+        if self.until.get(&h.serial).is_some_and(|t| now_s * 1000 > *t) {
+            return Err(VerifyError::UnknownSerial(h.serial.clone()));
+        }
         let sig = B64
             .decode(h.signature.as_bytes())
             .ok()

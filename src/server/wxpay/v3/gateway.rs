@@ -46,6 +46,9 @@ impl Gateway for V3Client {
     fn api(&self) -> &'static str {
         "v3"
     }
+    fn misdirected(&self, recent_ms: i64) -> Option<(i64, String)> {
+        V3Client::misdirected(self, recent_ms)
+    }
     fn read_v3_notify<'a>(
         &'a self,
         signed: &'a SignedBy,

@@ -8,8 +8,10 @@ mod calls;
 pub mod certs;
 pub mod client;
 pub mod crypto;
+mod errors;
 mod gateway;
 pub mod notify;
 pub mod throwaway;
 
 pub use client::V3Client;
+pub use errors::code_of;
