@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit + integration (cargo), the third-party client against the sandbox
-# (wechatpy), and Playwright in Debian's chromium against the debug and the release builds.
+# Runs every test: unit + integration (cargo; the integration tests again on WeChat Pay API v3),
+# the third-party clients against the sandbox (wechatpy on v2, wechatpayv3 on v3), and Playwright
+# in Debian's chromium against the debug and the release builds (its happy paths on v3 too).
 # Every suite runs even when an earlier one failed; the run ends with `tests: N passed, M failed`
 # on a line of its own (read by CI), then the suites that failed, and exits non-zero if any did.
 # A suite that exits non-zero without reporting a failed test (a compile error, a runner that
@@ -136,17 +137,24 @@ for engine in postgres mysql; do
     cargo test --no-fail-fast --features ssr --test integration -- --show-output $only_here
 done
 
+# API v3: the same integration tests with the shop speaking WeChat Pay v3 to the sandbox (the
+# shopper walk, refunds, reconciliation, the model test, the faults), once, on SQLite.
+section "integration tests on WeChat Pay API v3 (SQLite; model test: ${PROPTEST_CASES_V3:-100} cases)"
+suite "cargo integration tests on API v3" cargo-v3 "${cargo_re[@]}" \
+  env TEST_WXPAY_API=v3 PROPTEST_CASES="${PROPTEST_CASES_V3:-100}" \
+  cargo test --no-fail-fast --features ssr --test integration -- --show-output
+
 section "build (debug): server + WASM"
 debug_built=true
 build "build (debug)" build-debug cargo leptos build || debug_built=false
 no_debug="the debug build failed, not run against an old binary"
 
-section "third-party client (wechatpy) against the sandbox"
+section "third-party clients (wechatpy on v2, wechatpayv3 on v3) against the sandbox"
 if $debug_built; then
-  suite "wechatpy against the sandbox" pytest "${pytest_re[@]}" \
+  suite "wechatpy and wechatpayv3 against the sandbox" pytest "${pytest_re[@]}" \
     env THIRDPARTY_PORT=$((E2E_PORT + 2)) bash tests/thirdparty/run.sh
 else
-  skip "wechatpy against the sandbox" "$no_debug"
+  skip "wechatpy and wechatpayv3 against the sandbox" "$no_debug"
 fi
 
 section "Playwright, debug build"
@@ -155,6 +163,14 @@ if $debug_built; then
     in_e2e env E2E_PROFILE=debug npx playwright test
 else
   skip "Playwright, debug build" "$no_debug"
+fi
+
+section "Playwright happy paths, debug build, on WeChat Pay API v3"
+if $debug_built; then
+  suite "Playwright happy paths on API v3" e2e-v3 "${playwright_re[@]}" \
+    in_e2e env SCANPAY_WXPAY_API=v3 E2E_PROFILE=debug npx playwright test tests/checkout.spec.ts
+else
+  skip "Playwright happy paths on API v3" "$no_debug"
 fi
 
 for engine in postgres mysql; do
