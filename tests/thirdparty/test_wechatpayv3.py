@@ -128,11 +128,13 @@ def test_native_order_query_pay_and_the_notify(pay):
     assert (code, json.loads(body)["code"]) == (400, "ORDER_PAID")
 
 
-def test_close_unknown_and_refund(pay):
+def test_close_floor_unknown_and_refund(pay):
     no = out_trade_no("C")
     assert pay.pay(description="tea", out_trade_no=no, amount={"total": 55})[0] == 200
-    assert pay.close(out_trade_no=no)[0] == 204
-    assert json.loads(pay.query(out_trade_no=no)[1])["trade_state"] == "CLOSED"
+    # Within WeChat's close floor (five minutes after the order): refused, the order still open.
+    code, body = pay.close(out_trade_no=no)
+    assert (code, json.loads(body)["code"]) == (400, "INVALID_REQUEST"), body
+    assert json.loads(pay.query(out_trade_no=no)[1])["trade_state"] == "NOTPAY"
     code, body = pay.query(out_trade_no=out_trade_no("N"))
     assert (code, json.loads(body)["code"]) == (404, "ORDER_NOT_EXIST")
 
