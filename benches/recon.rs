@@ -196,6 +196,7 @@ fn sandbox_orders(start: i64, mch_id: &str, appid: &str) -> Vec<SandboxOrder> {
             let refunds = if refunded(g) {
                 let at = refund_at(start, g);
                 vec![SandboxRefund {
+                    api: Default::default(),
                     out_refund_no: format!("{id}R01"),
                     refund_id: format!("50{g:027}"),
                     refund_fee: total_fee(g) / 2,
@@ -213,6 +214,7 @@ fn sandbox_orders(start: i64, mch_id: &str, appid: &str) -> Vec<SandboxOrder> {
                 Vec::new()
             };
             SandboxOrder {
+                api: Default::default(),
                 mch_id: mch_id.to_string(),
                 out_trade_no: id,
                 params,

@@ -13,16 +13,7 @@ pub const WECHAT_MIN_EXPIRE: Duration = Duration::from_secs(5 * 60);
 /// A `code_url` can be paid for this long; a later `time_expire` would outlive the QR code.
 pub const WECHAT_CODE_URL_LIFE: Duration = Duration::from_secs(2 * 3600);
 
-/// A WeChat Pay API host (api.mch.weixin.qq.com, api2.mch.weixin.qq.com, …): real money.
-pub fn is_wechat_host(base_url: &str) -> bool {
-    reqwest::Url::parse(base_url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-        })
-        .is_some_and(|h| h == "mch.weixin.qq.com" || h.ends_with(".mch.weixin.qq.com"))
-}
+pub use crate::server::wxpay::is_wechat_host;
 
 pub(super) fn err(r: &Raw, why: &str) -> ConfigError {
     // Values are not echoed: some of them are secrets.

@@ -17,7 +17,8 @@ use checks::{
 };
 
 pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
-pub use v3::{serial_of, WxPayApi, WxPayV3};
+pub use crate::server::wxpay::v3::certs::serial_of;
+pub use v3::{WxPayApi, WxPayV3};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
 const EMBEDDED: &str = include_str!("../../../Leptos.toml");

@@ -7,6 +7,7 @@
 use super::checks::err;
 use super::{ConfigError, Raw};
 use crate::server::wxpay::v3::crypto::{ApiV3Key, MerchantSigner, WechatKeys};
+use crate::server::wxpay::v3::certs::serial_of;
 use crate::server::wxpay::v3::throwaway;
 
 /// The API the shop speaks to WeChat Pay (`SCANPAY_WXPAY_API`).
@@ -168,23 +169,6 @@ pub fn sandbox_credentials(mch_id: &str) -> WxPayV3 {
             "SCANPAY_WXPAY_APIV3_KEY",
         ],
     }
-}
-
-/// A certificate's serial number in upper-case hex, as `serial_no` wants it.
-pub fn serial_of(cert_pem: &str) -> Result<String, String> {
-    use x509_cert::der::DecodePem;
-    let cert = x509_cert::Certificate::from_pem(cert_pem.trim().as_bytes())
-        .map_err(|_| "is not a PEM certificate (apiclient_cert.pem)".to_string())?;
-    Ok(hex_upper(cert.tbs_certificate.serial_number.as_bytes()))
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    // DER keeps a leading zero on serials whose top bit is set; WeChat's serials do not show it.
-    let bytes = match bytes {
-        [0, rest @ ..] if !rest.is_empty() => rest,
-        b => b,
-    };
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 #[cfg(test)]

@@ -48,6 +48,17 @@ pub struct Merchant {
     pub sign_type: SignType,
 }
 
+/// A WeChat Pay API host (api.mch.weixin.qq.com, api2.mch.weixin.qq.com, …): real money.
+pub fn is_wechat_host(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+        .is_some_and(|h| h == "mch.weixin.qq.com" || h.ends_with(".mch.weixin.qq.com"))
+}
+
 pub use crate::server::support::BoxFuture;
 
 /// The WeChat Pay calls the order and refund flows make. [`WxPayClient`] speaks HTTP to WeChat (or the

@@ -303,7 +303,7 @@ impl V3Client {
         // The file is fetched only from where the API lives, or over https from WeChat's other
         // hosts (the request is signed; redirects are not followed).
         let same_origin = url.origin() == self.base.origin();
-        let wechat = url.scheme() == "https" && crate::server::config::is_wechat_host(url.as_str());
+        let wechat = url.scheme() == "https" && crate::server::wxpay::is_wechat_host(url.as_str());
         if !same_origin && !wechat {
             return Err(WxPayError::InvalidResponse(format!(
                 "download_url on another host: {}",

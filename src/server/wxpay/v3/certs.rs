@@ -57,6 +57,23 @@ struct Encrypted {
     ciphertext: String,
 }
 
+/// A certificate's serial number in upper-case hex, as `serial_no` wants it.
+pub fn serial_of(cert_pem: &str) -> Result<String, String> {
+    use x509_cert::der::DecodePem;
+    let cert = x509_cert::Certificate::from_pem(cert_pem.trim().as_bytes())
+        .map_err(|_| "is not a PEM certificate (apiclient_cert.pem)".to_string())?;
+    Ok(hex_upper(cert.tbs_certificate.serial_number.as_bytes()))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    // DER keeps a leading zero on serials whose top bit is set; WeChat's serials do not show it.
+    let bytes = match bytes {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        b => b,
+    };
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
 /// A platform certificate's serial, key and end of validity (epoch ms).
 type Cert = (String, VerifyingKey<sha2::Sha256>, i64);
 
@@ -67,7 +84,7 @@ pub fn read_certificate(pem: &str, announced: &str, now_ms: i64) -> Result<Cert,
     let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes())
         .map_err(|_| "not a PEM certificate".to_string())?;
     let tbs = &cert.tbs_certificate;
-    let serial = crate::server::config::serial_of(pem)?;
+    let serial = serial_of(pem)?;
     if !serial.eq_ignore_ascii_case(announced) {
         return Err(format!("announced as {announced} but its serial is {serial}"));
     }
@@ -272,5 +289,46 @@ impl V3Client {
         keys.verify(&answer.signed_by, &answer.body, now / 1000)
             .map_err(|e| format!("the certificate list's signature: {e}"))?;
         Ok((got, newest.map(|(_, s)| s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::wxpay::v3::crypto::ApiV3Key;
+
+    /// V3-T6: wechatpay-java's `TestConfig.DOWNLOAD_CERTIFICATE_RESPONSE`, a published test
+    /// vector: the certificate list's item, decrypted with its APIv3 key, is Tenpay's certificate.
+    const CIPHERTEXT: &str = "Mr/AxbvY+WL9hKlD5nIa03LOMPpn5f+CWeNxE4ujl0f5gXZ9XLJ9CldkArCOTsbU62XgKnTc3YvRMZQ7wCmE2fzwmAenAySTYsPms72JhggPWfdqVxri9YD5wBYKn8Ck0Fc5JIiVw9WlN2oxHBz83mRVsjoTGC5+cX1CdYqKuZ8pkvi0aCJIq07ZC8MHoTowUz+4jYJy9XeKqip83Z7BmUYxsePpNM+HtihBqTJIUYXJfX7Col5X0ACsApRoU9l6swfW/kzvqNpDJavhDBGasLrr5822+Fk5nVkcTi53f8Wbue7ODWjJxj1yhRYcxFCvXLtpYNB+Qa1aXtrBSdBdBI2p7o+6Imn+auHLBCzkrZqF/yd+d4vTn4tqHPLUj89XcHsMf96uBo3T/HQV8LEDeIO+6YvOK9FrIDYsvp+imN4n/mnF7eJKo9mpN/QqWJiawrFpAmMMxFKBjIdpgMnVUl3Z11RcWKyfOJ3kcmItTWcnZFNyDgR9cS0aU6QPlefa3uUW89uzBuHjcFdDl43yU3LE4qZnHLDcDgx4qt0OFCLiy51GXtEpyYs5k99YJBvKK+RyIs4Yc1/smBmClQUhxW+8bsPNOcXfDvH2yX4YzESoO4TV0RqiCgnsSd4zIFyJPiMKIGzVHiw6Kg0eGCmB4mGHEEZCQ0eN3SSPO0QVjjtBYfgXDZfVHSaAB8PjWBVNFimoViZZQrwT6Ygo0LU0Dd8+F5aHFYr4OPHPslr3hrgutEYXDTv1vTA6ABJGqknJ9Y2vtyWpy7aIwxc0kQq/1ezjs+RMVL/LRpGDnbx1/CGPDjZhYgZypKa55+PDhoaQxqkF3xCLz2DGoNHZYmFqxzAOsAK0vJZw4VcAk6ssbA6YIaMuiemEpxfLC9ZiXtRqsX9s+GWjjtA8JywOFMO+NKZm9BH/E5YNg2DDD3sHG9Mciwn7yJ6sdf8h2lAWlEExAOeiBNyshOHAQ0/S+x1ncWNiqY+Uh5n0rtonvePV2MsxVlEWR3AVHn1abcEWkzivd+G5kg7LYO0goqzGClcQfnFfZdO6KwcMXsBCnm9A1Bl4+k5LLokTIYH5/36SRIZ9j0CHGD77BQLE7x8AlNsoFS2m263tLLq78TFqvZUTIZIQcVIl+NInscS3xQbA38qqFqutCWIwoF1azuJ7woiJyMvnS3xzIpNzP+rzJ8VDXxjLjpEUBOC9WDs74+QMtsAdmh6g0KDclHEk8WJ4P2bnso4z3VCGoDT5X/0bS1C+jMZMKaOCNB21FZ08qgUHmKeDeg8ylENu+mh2Y/AaEDSGkGBHIfFbhMYO3uRxhk9hldiHEnHgdkXiVAAUWk/IhtmGijibO/L76vB74Xpes973uK+2iFKgNBk8qTLLZZnuWbcMQuA6VsFULRb/C+q9B21YuAWPMzvgBwr4EX2m/OpF5w8Q0HL7v1H5H0mIGJbrjnklUPoBYrw30W3uk7yF0KE6sfMukafFx0S9rBOL0RykGDPwC0lHSNySkXDeM5XvDJ+dtHK+RDwhJR+azfrWAHGMtZcQ+YVamjWVmHxXM03j3GeCXgqae1upwHzkPL5OwojcQ5MQi3Kv/1xtwY0cRN/yeZTOsXfujtqhkJj/Vltby4lnW4SCj4LjWQF19BY6zhzF4yybBA8bhhtoNP/zx8QkhHAkIROkK2ZVgfocCAPvfQ+vSrsIBO+L5cmg6mzFn4g84lsHscgXnszIlzUrzx/4Tam0uwuS9J1gddZ0I0QUt9SJzfsoBCTU0OgNMUtXKS5HvgXe7abexMtFH5eulOsAuFZkQ5LYJa/m4yHFInXzL/t3hjdTi2NmxUufvYzwIyffRTu5vS9vjscARD9lUQDHFQ/xgWe1i8EkRlrSfjlXt00+4//h2bcJKyTBT3IXwvKNsuY29V9/vU3HkvWKZ99zpSlmcZRuBa1BHbyPEvc0NlqIIoKidxqUvOR64MzudHhAjgWFP+IXojfhS3Gj9OJhBL7s";
+    const SERIAL: &str = "5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC";
+
+    #[test]
+    fn v3_t6_a_downloaded_certificate_decrypts_and_reads() {
+        let key = ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
+        assert_eq!(CIPHERTEXT.len(), 1988);
+        let pem = crypto::decrypt(&key, "14b16c03dc1b", "certificate", CIPHERTEXT).unwrap();
+        let pem = String::from_utf8(pem).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        {
+            use x509_cert::der::DecodePem;
+            let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes()).unwrap();
+            let subject = cert.tbs_certificate.subject.to_string();
+            assert!(subject.contains("CN=Tenpay.com sign"), "{subject}");
+        }
+        // 2026: inside its validity (2023-09-19 → 2028-09-17).
+        let now = parse_rfc3339("2026-12-07T12:00:00+08:00").unwrap();
+        let (serial, _key, until) = read_certificate(&pem, SERIAL, now).unwrap();
+        assert_eq!(serial, SERIAL);
+        // Its notAfter, within the day of the list's expire_time (2028-09-17T23:15:58+08:00).
+        let listed = parse_rfc3339("2028-09-17T23:15:58+08:00").unwrap();
+        assert!((until - listed).abs() < 86_400_000, "{until} vs {listed}");
+        // Announced under another serial, or read after it expired: refused.
+        assert!(read_certificate(&pem, "5DEA10EF55877E3CF6C33255C2E7DEFFF7E427ED", now).is_err());
+        let later = parse_rfc3339("2028-09-18T00:00:00+08:00").unwrap();
+        assert!(read_certificate(&pem, SERIAL, later).is_err());
+        // Another APIv3 key or associated data: nothing decrypts.
+        let other = ApiV3Key::new("b7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
+        assert!(crypto::decrypt(&other, "14b16c03dc1b", "certificate", CIPHERTEXT).is_err());
+        assert!(crypto::decrypt(&key, "14b16c03dc1b", "transaction", CIPHERTEXT).is_err());
     }
 }

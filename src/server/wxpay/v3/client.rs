@@ -40,8 +40,8 @@ pub struct V3Client {
     /// asked of it, as a merchant downloads them from the merchant platform.
     pub(super) ask_sandbox: bool,
     /// Answers no WeChat Pay host gives (an HTTP error page, not WeChat's JSON) since the last
-    /// protocol answer: (first, last, count, why).
-    misdirected: Arc<std::sync::Mutex<Option<(i64, i64, u32, String)>>>,
+    /// protocol answer.
+    misdirected: Arc<std::sync::Mutex<Option<Foreign>>>,
 }
 
 impl std::fmt::Debug for V3Client {
@@ -49,6 +49,10 @@ impl std::fmt::Debug for V3Client {
         write!(f, "V3Client({}, {:?})", self.base, self.signer)
     }
 }
+
+/// Answers from something that does not speak WeChat Pay v3: (first, last) epoch ms, how many,
+/// and the last one's kind.
+type Foreign = (i64, i64, u32, String);
 
 /// One verified (or error) answer: its status and raw body.
 #[derive(Debug)]

@@ -203,7 +203,8 @@ fn tampered_stale_probed_or_unknown_answers_are_refused() {
 #[test]
 fn the_migration_window_holds_a_certificate_serial_and_a_public_key_id() {
     // Two keys, each under its own id: an answer verifies only under the id that names its key.
-    let cert_key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+    // 2048 bits: WeChat's keys are, and shorter ones are refused outright.
+    let cert_key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
     let cert_signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(cert_key.clone());
     let mut k = keys("PUB_KEY_ID_1");
     k.add(
