@@ -23,6 +23,12 @@ async fn app(api: &str) -> TestApp {
     .await
 }
 
+/// WeChat stops taking payment then: fixed for the test, so the same order is sent identically.
+fn expire() -> &'static str {
+    static AT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AT.get_or_init(|| format_beijing(now_ms() + 600_000))
+}
+
 fn request(no: &str, total_fee: i64) -> UnifiedOrderRequest {
     UnifiedOrderRequest {
         body: "测试商品 tea".into(),
@@ -33,7 +39,7 @@ fn request(no: &str, total_fee: i64) -> UnifiedOrderRequest {
         notify_url: "http://127.0.0.1:9/wxpay/notify".into(),
         product_id: "TEA".into(),
         time_start: None,
-        time_expire: Some(format_beijing(now_ms() + 600_000)),
+        time_expire: Some(expire().to_string()),
         attach: None,
     }
 }
