@@ -21,6 +21,7 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use scanpay::app::types::{CartLine, OrderStatus};
 use scanpay::server::config::Settings;
 use scanpay::server::http::notify::handle_notify;
+use scanpay::server::http::notify_v3::handle_notify_v3;
 use scanpay::server::http::refund_notify::handle_refund_notify;
 use scanpay::server::orders::{place, refund, sweep, timeout};
 use scanpay::server::store;
@@ -65,7 +66,110 @@ struct WechatModel {
 }
 
 #[derive(Default)]
-struct Scripted(Mutex<WechatModel>);
+struct Scripted(Mutex<WechatModel>, v3::Wechat);
+
+/// With `TEST_WXPAY_API=v3` pay notifies arrive as API v3's: signed by the model's WeChat key
+/// (the published throwaway test key standing in, as in the reference's vectors), the resource
+/// encrypted with the shop's APIv3 key, read by the v3 endpoint's own path.
+mod v3 {
+    use scanpay::server::config::Settings;
+    use scanpay::server::support::clock::{format_rfc3339_beijing, now_ms};
+    use scanpay::server::wxpay::v3::crypto::{self, MerchantSigner, SignedBy, WechatKeys};
+    use scanpay::server::wxpay::v3::notify::{self, V3Notify, V3NotifyError};
+    use scanpay::server::wxpay::v3::throwaway;
+
+    const ID: &str = "PUB_KEY_ID_0000000000000000000000000000000001";
+
+    pub fn on() -> bool {
+        std::env::var("TEST_WXPAY_API").is_ok_and(|a| a == "v3")
+    }
+
+    pub struct Wechat {
+        signer: MerchantSigner,
+        keys: WechatKeys,
+    }
+
+    impl Default for Wechat {
+        fn default() -> Self {
+            let signer = MerchantSigner::from_pem(throwaway::SANDBOX_MERCHANT_KEY, "", ID).unwrap();
+            let mut keys = WechatKeys::default();
+            keys.add(ID, signer.verifying_key());
+            Wechat { signer, keys }
+        }
+    }
+
+    /// Another key, not WeChat's (made once: RSA key generation is slow).
+    fn forger() -> &'static MerchantSigner {
+        static F: std::sync::OnceLock<MerchantSigner> = std::sync::OnceLock::new();
+        F.get_or_init(|| {
+            use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+            MerchantSigner::from_pem(&key.to_pkcs8_pem(LineEnding::LF).unwrap(), "", ID).unwrap()
+        })
+    }
+
+    impl Wechat {
+        pub fn read(&self, signed: &SignedBy, body: &[u8]) -> Result<V3Notify, V3NotifyError> {
+            let s = crate::model::settings_for_v3();
+            notify::parse(
+                signed,
+                body,
+                &self.keys,
+                &s.wxpay_v3.apiv3_key,
+                &s.merchant.appid,
+                &s.merchant.mch_id,
+                now_ms() / 1000,
+            )
+        }
+
+        /// A TRANSACTION.SUCCESS for `id` as WeChat posts it (or signed by a forger).
+        pub fn notify(
+            &self,
+            s: &Settings,
+            id: &str,
+            txn: &str,
+            fee: i64,
+            forged: bool,
+        ) -> (axum::http::HeaderMap, Vec<u8>) {
+            let resource = serde_json::json!({
+                "mchid": s.merchant.mch_id, "appid": s.merchant.appid, "out_trade_no": id,
+                "transaction_id": txn, "trade_type": "NATIVE", "trade_state": "SUCCESS",
+                "success_time": format_rfc3339_beijing(now_ms()),
+                "payer": {"openid": "oModel"}, "amount": {"total": fee, "currency": "CNY"},
+            })
+            .to_string();
+            let nonce = "Kj7QIyUiYx1q";
+            let ciphertext =
+                crypto::encrypt(&s.wxpay_v3.apiv3_key, nonce, "transaction", resource.as_bytes());
+            let body = serde_json::json!({
+                "id": format!("EV-{txn}"), "create_time": format_rfc3339_beijing(now_ms()),
+                "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+                "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                    "ciphertext": ciphertext, "associated_data": "transaction", "nonce": nonce},
+            })
+            .to_string()
+            .into_bytes();
+            let ts = (now_ms() / 1000).to_string();
+            let n = "MODEL0NONCE0000000000000000000000";
+            let by = if forged { forger() } else { &self.signer };
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("Wechatpay-Timestamp", ts.parse().unwrap());
+            h.insert("Wechatpay-Nonce", n.parse().unwrap());
+            h.insert(
+                "Wechatpay-Signature",
+                by.sign(&crypto::answer_message(&ts, n, &body)).parse().unwrap(),
+            );
+            h.insert("Wechatpay-Serial", ID.parse().unwrap());
+            (h, body)
+        }
+    }
+}
+
+/// The shop's settings as every case has them (merchant and v3 credentials do not vary).
+fn settings_for_v3() -> &'static Settings {
+    static S: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+    S.get_or_init(|| settings("sqlite::memory:", None))
+}
 
 fn biz(code: ErrCode) -> WxPayError {
     WxPayError::Business {
@@ -75,6 +179,20 @@ fn biz(code: ErrCode) -> WxPayError {
 }
 
 impl Gateway for Scripted {
+    /// v3 notifies are read as the v3 client reads them, against the model's WeChat key.
+    fn read_v3_notify<'a>(
+        &'a self,
+        signed: &'a scanpay::server::wxpay::v3::crypto::SignedBy,
+        body: &'a [u8],
+    ) -> BoxFuture<
+        'a,
+        Result<
+            scanpay::server::wxpay::v3::notify::V3Notify,
+            scanpay::server::wxpay::v3::notify::V3NotifyError,
+        >,
+    > {
+        Box::pin(async move { self.1.read(signed, body) })
+    }
     fn download_bill<'a>(
         &'a self,
         _bill_date: &'a str,
@@ -333,6 +451,9 @@ fn settings(db_url: &str, prefix: Option<&str>) -> Settings {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if let Ok(api) = std::env::var("TEST_WXPAY_API") {
+        env.insert("SCANPAY_WXPAY_API".into(), api);
+    }
     if let Some(prefix) = prefix {
         env.insert("SCANPAY_AMQP_URL".into(), crate::common::amqp_url());
         env.insert("SCANPAY_AMQP_PREFIX".into(), prefix.into());
@@ -464,6 +585,16 @@ impl Sut {
                 let Some((Wx::Success { txn }, fee)) = paid else {
                     return;
                 };
+                if v3::on() {
+                    // API v3: a signed, encrypted TRANSACTION.SUCCESS through the v3 endpoint.
+                    let (headers, body) = self.wechat.1.notify(&ctx.settings, &id, &txn, fee, false);
+                    for _ in 0..copies {
+                        let status = handle_notify_v3(&ctx, &headers, &body).await;
+                        assert_eq!(status, 204, "verified v3 notify acknowledged");
+                    }
+                    self.drain(&ctx, Some(&txn)).await;
+                    return;
+                }
                 let body = self.notify_body(&id, &txn, fee, ctx.settings.merchant.api_key.expose());
                 for _ in 0..copies {
                     let (status, reply) =
@@ -476,6 +607,25 @@ impl Sut {
                 let Some(id) = self.id(i) else { return };
                 let fee = ctx.store.load(&id).await.unwrap().unwrap().total_fee;
                 let before = self.snapshot().await;
+                if v3::on() {
+                    // Signed by a key that is not WeChat's, under WeChat's key id.
+                    let (headers, body) = self.wechat.1.notify(
+                        &ctx.settings,
+                        &id,
+                        "4200999999999999999999999999",
+                        fee,
+                        true,
+                    );
+                    let status = handle_notify_v3(&ctx, &headers, &body).await;
+                    assert_eq!(status, 401, "I6: a forged v3 notify is refused");
+                    self.drain(&ctx, None).await;
+                    assert_eq!(
+                        self.snapshot().await,
+                        before,
+                        "I6: a forged v3 notify changes nothing"
+                    );
+                    return;
+                }
                 let body = self.notify_body(
                     &id,
                     "4200999999999999999999999999",

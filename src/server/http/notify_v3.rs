@@ -33,6 +33,12 @@ pub async fn notify_v3(State(ctx): State<Arc<Ctx>>, headers: HeaderMap, body: By
     response
 }
 
+/// The v3 notify path without HTTP: verify, decrypt, check → hand off → the status answered.
+pub async fn handle_notify_v3(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> u16 {
+    let (response, _) = judge(ctx, headers, body).await;
+    response.status().as_u16()
+}
+
 fn row(kind: &'static str, order: &str, reference: &str, outcome: &'static str, reason: &str) -> NotifyRow {
     metrics::notify(kind, outcome);
     NotifyRow {
