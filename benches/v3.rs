@@ -53,9 +53,12 @@ fn row(what: &str, (p50, p99): (f64, f64), ceiling: Option<(f64, f64)>) {
 const BODY: &str = r#"{"appid":"wxd678efh567hg6787","mchid":"1900000001","description":"Image形象店-深圳腾大-QQ公仔","out_trade_no":"1217752501201407033233368018","time_expire":"2018-06-08T10:34:56+08:00","notify_url":"https://www.weixin.qq.com/wxpay/pay.php","amount":{"total":100,"currency":"CNY"}}"#;
 
 fn main() {
-    let signer =
-        MerchantSigner::from_pem(throwaway::SANDBOX_MERCHANT_KEY, "1900000001", "F5765756002FDD77")
-            .unwrap();
+    let signer = MerchantSigner::from_pem(
+        throwaway::SANDBOX_MERCHANT_KEY,
+        "1900000001",
+        "F5765756002FDD77",
+    )
+    .unwrap();
     let url = "/v3/pay/transactions/native";
     let nonce = "593BEC0C930BF1AFEB40B4A08C8FB242";
     let message = crypto::request_message("POST", url, 1554208460, nonce, BODY);
@@ -79,7 +82,11 @@ fn main() {
     let h = SignedBy {
         timestamp: ts.clone(),
         nonce: "d824f2e086d3c1df967785d13fcd22ef".into(),
-        signature: signer.sign(&crypto::answer_message(&ts, "d824f2e086d3c1df967785d13fcd22ef", answer)),
+        signature: signer.sign(&crypto::answer_message(
+            &ts,
+            "d824f2e086d3c1df967785d13fcd22ef",
+            answer,
+        )),
         serial: "PUB_KEY_ID_0000000000000024101100397200000006".into(),
     };
     let mut keys = WechatKeys::default();
@@ -88,7 +95,9 @@ fn main() {
     let msg = crypto::answer_message(&h.timestamp, &h.nonce, answer);
     let sig = {
         use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD.decode(&h.signature).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&h.signature)
+            .unwrap();
         rsa::pkcs1v15::Signature::try_from(raw.as_slice()).unwrap()
     };
     // ring's bare verification of the same bytes: the ceiling (WechatKeys verifies with ring).
@@ -99,15 +108,17 @@ fn main() {
     };
     let raw_sig = {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.decode(&h.signature).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(&h.signature)
+            .unwrap()
     };
     let bare_ring = time(|| {
-            ring::signature::UnparsedPublicKey::new(
-                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                &ring_key,
-            )
-            .verify(&msg, &raw_sig)
-            .unwrap()
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &ring_key,
+        )
+        .verify(&msg, &raw_sig)
+        .unwrap()
     });
     row(
         "verify an answer (headers, message, signature)",
@@ -122,7 +133,6 @@ fn main() {
         }),
         None,
     );
-
 
     // A TRANSACTION.SUCCESS notify of the usual size.
     let apiv3 = ApiV3Key::new(throwaway::SANDBOX_APIV3_KEY).unwrap();

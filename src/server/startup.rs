@@ -116,14 +116,13 @@ pub fn gateway(
     }
     let v = &settings.wxpay_v3;
     // The in-process sandbox's key only when it is the one called (never beside WeChat).
-    let own_sandbox = sandbox
-        .filter(|_| settings.wxpay_base_url == format!("{}/sandbox/", settings.public_url));
+    let own_sandbox =
+        sandbox.filter(|_| settings.wxpay_base_url == format!("{}/sandbox/", settings.public_url));
     let public_key = match (&v.public_key, own_sandbox.and_then(|s| s.v3())) {
         (Some(k), _) => Some(k.clone()),
-        (None, Some(sb)) if sb.mode != V3Mode::Certificate => Some((
-            sb.public_key.id.clone(),
-            sb.public_key.public_pem.clone(),
-        )),
+        (None, Some(sb)) if sb.mode != V3Mode::Certificate => {
+            Some((sb.public_key.id.clone(), sb.public_key.public_pem.clone()))
+        }
         (None, _) => None,
     };
     // A sandbox in another process (any base that is not WeChat's), no key configured.
@@ -198,7 +197,8 @@ pub async fn start(
         })
     });
     let oplog = crate::server::oplog::OpLog::start(db.clone());
-    let wxpay = gateway(&settings, sandbox.as_ref(), oplog.clone()).map_err(StartError::WeChatClient)?;
+    let wxpay =
+        gateway(&settings, sandbox.as_ref(), oplog.clone()).map_err(StartError::WeChatClient)?;
     let sessions = Arc::new(SessionKeys::new(
         Some(&session_secret),
         settings.public_url.starts_with("https://"),

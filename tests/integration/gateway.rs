@@ -62,20 +62,35 @@ async fn contract(api: &str) {
     // Place: the same parameters are the same payment; other ones under the number are refused.
     let no = format!("G{api}{stamp}");
     let placed = gw.unified_order(&request(&no, 101)).await.unwrap();
-    assert!(placed.code_url.starts_with("weixin://wxpay/bizpayurl"), "{placed:?}");
-    assert_eq!(gw.unified_order(&request(&no, 101)).await.unwrap().code_url, placed.code_url);
+    assert!(
+        placed.code_url.starts_with("weixin://wxpay/bizpayurl"),
+        "{placed:?}"
+    );
+    assert_eq!(
+        gw.unified_order(&request(&no, 101)).await.unwrap().code_url,
+        placed.code_url
+    );
     let used = gw.unified_order(&request(&no, 102)).await;
     assert_eq!(code(used), ErrCode::OutTradeNoUsed);
 
     // Query before and after payment; an order WeChat never saw.
     let q = gw.order_query(&no).await.unwrap();
-    assert_eq!((q.trade_state, q.transaction_id), (TradeState::NotPay, None));
-    assert_eq!(code(gw.order_query(&format!("N{no}")).await), ErrCode::OrderNotExist);
+    assert_eq!(
+        (q.trade_state, q.transaction_id),
+        (TradeState::NotPay, None)
+    );
+    assert_eq!(
+        code(gw.order_query(&format!("N{no}")).await),
+        ErrCode::OrderNotExist
+    );
     sb.pay_code(&placed.code_url).unwrap();
     let q = gw.order_query(&no).await.unwrap();
     assert_eq!(q.trade_state, TradeState::Success);
     assert_eq!(q.total_fee, Some(101));
-    let txn = q.transaction_id.clone().expect("a transaction id once paid");
+    let txn = q
+        .transaction_id
+        .clone()
+        .expect("a transaction id once paid");
     let time_end = q.time_end.clone().expect("a payment time");
     assert_eq!(time_end.len(), 14, "Beijing yyyyMMddHHmmss: {time_end}");
 
@@ -88,8 +103,14 @@ async fn contract(api: &str) {
     // The sandbox's close floor (1 ms here, WeChat's 5 minutes) must pass first.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     gw.close_order(&other).await.unwrap();
-    assert_eq!(gw.order_query(&other).await.unwrap().trade_state, TradeState::Closed);
-    assert_eq!(code(gw.unified_order(&request(&other, 55)).await), ErrCode::OrderClosed);
+    assert_eq!(
+        gw.order_query(&other).await.unwrap().trade_state,
+        TradeState::Closed
+    );
+    assert_eq!(
+        code(gw.unified_order(&request(&other, 55)).await),
+        ErrCode::OrderClosed
+    );
 
     // Refund: accepted, the same request again is the same refund, then its state.
     let refund = RefundRequest {
@@ -103,13 +124,19 @@ async fn contract(api: &str) {
     };
     let accepted = gw.refund(&refund).await.unwrap();
     assert_eq!(accepted.refund_fee, 40);
-    assert_eq!(gw.refund(&refund).await.unwrap().refund_id, accepted.refund_id);
+    assert_eq!(
+        gw.refund(&refund).await.unwrap().refund_id,
+        accepted.refund_id
+    );
     let record = gw.refund_query(&refund.out_refund_no).await.unwrap();
     assert_eq!(
         (record.refund_id.as_str(), record.refund_fee, record.state),
         (accepted.refund_id.as_str(), 40, RefundState::Processing)
     );
-    assert_eq!(code(gw.refund_query(&format!("{no}R99")).await), ErrCode::RefundNotExist);
+    assert_eq!(
+        code(gw.refund_query(&format!("{no}R99")).await),
+        ErrCode::RefundNotExist
+    );
     // Changed amounts under the same number: refused, nothing refunded twice.
     let changed = RefundRequest {
         refund_fee: 41,
@@ -117,7 +144,10 @@ async fn contract(api: &str) {
     };
     assert!(!gw.refund(&changed).await.unwrap_err().is_retryable());
     // The order is now REFUND at WeChat, which still counts as paid.
-    assert_eq!(gw.order_query(&no).await.unwrap().trade_state, TradeState::Refund);
+    assert_eq!(
+        gw.order_query(&no).await.unwrap().trade_state,
+        TradeState::Refund
+    );
 
     // Today's bill (ready at once in this sandbox): the payment and the refund, read alike.
     let today = &format_beijing(now_ms())[..8];
@@ -126,15 +156,27 @@ async fn contract(api: &str) {
         other => panic!("expected the bill, got {other:?}"),
     };
     let parsed = bill::parse(&text).unwrap();
-    let mine: Vec<_> = parsed.rows.iter().filter(|r| r.out_trade_no == no).collect();
+    let mine: Vec<_> = parsed
+        .rows
+        .iter()
+        .filter(|r| r.out_trade_no == no)
+        .collect();
     assert_eq!(mine.len(), 2, "the payment and its refund: {mine:?}");
-    assert!(mine.iter().any(|r| r.transaction_id == txn && r.settlement_fen == 101));
+    assert!(mine
+        .iter()
+        .any(|r| r.transaction_id == txn && r.settlement_fen == 101));
     assert!(mine.iter().any(|r| r.refund_fen == 40));
-    assert_eq!(gw.download_bill("20000101").await.unwrap(), BillAnswer::NoBill);
+    assert_eq!(
+        gw.download_bill("20000101").await.unwrap(),
+        BillAnswer::NoBill
+    );
 
     // Uncertainty: an error answered without effect, and an effect answered too late.
     let set = |n: &str, f: &str| {
-        sb.set_faults(Some(n), scanpay::server::sandbox::faults::Faults::parse(f).unwrap())
+        sb.set_faults(
+            Some(n),
+            scanpay::server::sandbox::faults::Faults::parse(f).unwrap(),
+        )
     };
     set(&no, "orderquery=systemerror");
     let e = gw.order_query(&no).await.unwrap_err();
@@ -144,8 +186,14 @@ async fn contract(api: &str) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     set(&late, "closeorder=timeout");
     let e = gw.close_order(&late).await.unwrap_err();
-    assert!(matches!(e, WxPayError::Transport(_)) && e.is_retryable(), "{e:?}");
-    assert_eq!(gw.order_query(&late).await.unwrap().trade_state, TradeState::Closed);
+    assert!(
+        matches!(e, WxPayError::Transport(_)) && e.is_retryable(),
+        "{e:?}"
+    );
+    assert_eq!(
+        gw.order_query(&late).await.unwrap().trade_state,
+        TradeState::Closed
+    );
     set(&no, "refund=notenough");
     let more = RefundRequest {
         out_refund_no: format!("{no}R02"),
@@ -157,7 +205,10 @@ async fn contract(api: &str) {
     assert!(gw.refund(&more).await.unwrap_err().is_retryable());
     sb.clear_faults();
     // A bill download WeChat failed: uncertain, asked again later — not a refusal.
-    sb.set_faults(None, scanpay::server::sandbox::faults::Faults::parse("downloadbill=systemerror").unwrap());
+    sb.set_faults(
+        None,
+        scanpay::server::sandbox::faults::Faults::parse("downloadbill=systemerror").unwrap(),
+    );
     let e = gw.download_bill(today).await.unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
     sb.clear_faults();

@@ -139,8 +139,12 @@ mod v3 {
             })
             .to_string();
             let nonce = "Kj7QIyUiYx1q";
-            let ciphertext =
-                crypto::encrypt(&s.wxpay_v3.apiv3_key, nonce, "transaction", resource.as_bytes());
+            let ciphertext = crypto::encrypt(
+                &s.wxpay_v3.apiv3_key,
+                nonce,
+                "transaction",
+                resource.as_bytes(),
+            );
             let body = serde_json::json!({
                 "id": format!("EV-{txn}"), "create_time": format_rfc3339_beijing(now_ms()),
                 "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
@@ -157,7 +161,9 @@ mod v3 {
             h.insert("Wechatpay-Nonce", n.parse().unwrap());
             h.insert(
                 "Wechatpay-Signature",
-                by.sign(&crypto::answer_message(&ts, n, &body)).parse().unwrap(),
+                by.sign(&crypto::answer_message(&ts, n, &body))
+                    .parse()
+                    .unwrap(),
             );
             h.insert("Wechatpay-Serial", ID.parse().unwrap());
             (h, body)
@@ -587,7 +593,8 @@ impl Sut {
                 };
                 if v3::on() {
                     // API v3: a signed, encrypted TRANSACTION.SUCCESS through the v3 endpoint.
-                    let (headers, body) = self.wechat.1.notify(&ctx.settings, &id, &txn, fee, false);
+                    let (headers, body) =
+                        self.wechat.1.notify(&ctx.settings, &id, &txn, fee, false);
                     for _ in 0..copies {
                         let status = handle_notify_v3(&ctx, &headers, &body).await;
                         assert_eq!(status, 204, "verified v3 notify acknowledged");

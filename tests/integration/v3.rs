@@ -10,7 +10,11 @@ use scanpay::server::wxpay::v3::crypto::{self, ApiV3Key, MerchantSigner};
 use crate::common::{spawn_app, TestApp};
 
 async fn app(mode: &str) -> TestApp {
-    spawn_app(&[("SCANPAY_WXPAY_API", "v3"), ("SCANPAY_SANDBOX_V3_MODE", mode)]).await
+    spawn_app(&[
+        ("SCANPAY_WXPAY_API", "v3"),
+        ("SCANPAY_SANDBOX_V3_MODE", mode),
+    ])
+    .await
 }
 
 /// A pending order placed by a shopper: (id, amount, code_url).
@@ -25,9 +29,16 @@ async fn pending(app: &TestApp) -> (String, i64, String) {
 /// Pays by scanning, as a shopper would, and waits for the v3 notify to settle it.
 async fn pay(app: &TestApp) -> String {
     let (id, _, code_url) = pending(app).await;
-    app.ctx().sandbox.as_ref().unwrap().pay_code(&code_url).unwrap();
-    app.wait_for(&id, "paid by the v3 notify", |o| o.status == OrderStatus::Paid)
-        .await;
+    app.ctx()
+        .sandbox
+        .as_ref()
+        .unwrap()
+        .pay_code(&code_url)
+        .unwrap();
+    app.wait_for(&id, "paid by the v3 notify", |o| {
+        o.status == OrderStatus::Paid
+    })
+    .await;
     id
 }
 
@@ -39,7 +50,10 @@ async fn a_shopper_pays_on_v3_in_each_key_mode() {
         for _ in 0..2 {
             let id = pay(&app).await;
             let o = app.order(&id).await;
-            assert!(o.transaction_id.as_deref().is_some_and(|t| t.starts_with("4200")));
+            assert!(o
+                .transaction_id
+                .as_deref()
+                .is_some_and(|t| t.starts_with("4200")));
         }
         let accepted = app
             .count("SELECT COUNT(*) FROM notify_log WHERE kind = 'pay' AND outcome = 'accepted'")
@@ -71,7 +85,11 @@ fn notify(
     let mut ciphertext = crypto::encrypt(key, "Kj7QIyUiYx1q", "transaction", resource.as_bytes());
     if tamper {
         // One character of the ciphertext changed: the tag no longer matches.
-        let c = if ciphertext.starts_with('A') { "B" } else { "A" };
+        let c = if ciphertext.starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
         ciphertext.replace_range(0..1, c);
     }
     let body = serde_json::json!({
@@ -82,7 +100,11 @@ fn notify(
     })
     .to_string();
     let nonce = "fdasflkja484wfdasflkja484wABCDEF";
-    let signature = signer.sign(&crypto::answer_message(&at_s.to_string(), nonce, body.as_bytes()));
+    let signature = signer.sign(&crypto::answer_message(
+        &at_s.to_string(),
+        nonce,
+        body.as_bytes(),
+    ));
     let headers = vec![
         ("Wechatpay-Timestamp", at_s.to_string()),
         ("Wechatpay-Nonce", nonce.to_string()),
@@ -123,33 +145,61 @@ async fn forged_tampered_replayed_and_misdirected_notifies_change_nothing() {
     let now = now_ms() / 1000;
     // Signed by a key that is not WeChat's, under WeChat's id.
     let forger = stranger(&sb.public_key.id);
-    assert_eq!(post(&app, notify(&app, &id, total, key, &forger, now, false)).await, 401);
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, &forger, now, false)).await,
+        401
+    );
     // WeChat's signature over a ciphertext changed afterwards: the signature fails first.
     let (h, body) = notify(&app, &id, total, key, wechat, now, false);
     let changed = body.replacen("\"ciphertext\":\"", "\"ciphertext\":\"A", 1);
     assert_eq!(post(&app, (h, changed)).await, 401);
     // Signed by WeChat over a ciphertext that does not open (tampered before signing, or
     // encrypted with another APIv3 key).
-    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now, true)).await, 400);
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, wechat, now, true)).await,
+        400
+    );
     let other_key = ApiV3Key::new("another0apiv3key0that0is0not0our").unwrap();
-    assert_eq!(post(&app, notify(&app, &id, total, &other_key, wechat, now, false)).await, 400);
+    assert_eq!(
+        post(
+            &app,
+            notify(&app, &id, total, &other_key, wechat, now, false)
+        )
+        .await,
+        400
+    );
     // A genuine notify replayed ten minutes later.
-    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now - 600, false)).await, 401);
+    assert_eq!(
+        post(
+            &app,
+            notify(&app, &id, total, key, wechat, now - 600, false)
+        )
+        .await,
+        401
+    );
     // Signed under a serial nobody announced.
     let unknown = stranger("5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC");
-    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, &unknown, now, false)).await,
+        401
+    );
     // WeChat's probe.
     let (mut h, body) = notify(&app, &id, total, key, wechat, now, false);
     h[2].1 = format!("{}{}", crypto::PROBE_PREFIX, h[2].1);
     assert_eq!(post(&app, (h, body)).await, 401);
     assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM notify_log WHERE outcome = 'accepted'").await,
+        app.count("SELECT COUNT(*) FROM notify_log WHERE outcome = 'accepted'")
+            .await,
         0
     );
     // The same notify, genuine and current: accepted, the order paid.
-    assert_eq!(post(&app, notify(&app, &id, total, key, wechat, now, false)).await, 204);
-    app.wait_for(&id, "paid", |o| o.status == OrderStatus::Paid).await;
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, wechat, now, false)).await,
+        204
+    );
+    app.wait_for(&id, "paid", |o| o.status == OrderStatus::Paid)
+        .await;
 }
 
 #[tokio::test]
@@ -157,23 +207,23 @@ async fn an_unknown_certificate_serial_is_fetched_for_once_then_refused() {
     let app = app("certificate").await;
     // The first call fetches the sandbox's certificate.
     pay(&app).await;
-    let fetches = || {
-        app.ctx()
-            .sandbox
-            .as_ref()
-            .unwrap()
-            .certificate_downloads()
-    };
+    let fetches = || app.ctx().sandbox.as_ref().unwrap().certificate_downloads();
     let before = fetches();
     assert!(before >= 1);
     let (id, total, _) = pending(&app).await;
     let key = &app.ctx().settings.wxpay_v3.apiv3_key;
     let unknown = stranger("0123456789ABCDEF0123456789ABCDEF01234567");
     let now = now_ms() / 1000;
-    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, &unknown, now, false)).await,
+        401
+    );
     assert_eq!(fetches(), before + 1, "one fetch for the unknown serial");
     // Again at once: refused without fetching again (at most once a minute).
-    assert_eq!(post(&app, notify(&app, &id, total, key, &unknown, now, false)).await, 401);
+    assert_eq!(
+        post(&app, notify(&app, &id, total, key, &unknown, now, false)).await,
+        401
+    );
     assert_eq!(fetches(), before + 1);
     assert_eq!(app.order(&id).await.status, OrderStatus::Pending);
 }
@@ -196,9 +246,17 @@ async fn in_the_migration_window_certificates_are_fetched_beside_the_public_key(
     ])
     .await;
     let downloads = || app.ctx().sandbox.as_ref().unwrap().certificate_downloads();
-    assert_eq!(downloads(), 0, "nothing fetched while only the public key is needed");
+    assert_eq!(
+        downloads(),
+        0,
+        "nothing fetched while only the public key is needed"
+    );
     pay(&app).await;
-    assert_eq!(downloads(), 1, "fetched once, when a certificate first signed");
+    assert_eq!(
+        downloads(),
+        1,
+        "fetched once, when a certificate first signed"
+    );
     pay(&app).await;
     assert_eq!(downloads(), 1, "and kept");
 }

@@ -40,7 +40,8 @@ pub async fn run(settings: Settings, date: &BillDate) -> Result<String, (String,
         .await
         .map_err(|e| setup(e.to_string()))?;
     db.migrate().await.map_err(|e| setup(e.to_string()))?;
-    let wxpay = crate::server::startup::gateway(&settings, None, Default::default()).map_err(setup)?;
+    let wxpay =
+        crate::server::startup::gateway(&settings, None, Default::default()).map_err(setup)?;
     // The status cache (if any) hears of what a recheck applies, as in the server.
     let redis = match &settings.redis {
         Some((url, prefix)) => Some(Arc::new(

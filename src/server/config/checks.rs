@@ -89,9 +89,12 @@ pub(super) fn time_of_day(r: &Raw) -> Result<Option<u32>, ConfigError> {
         let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
         (ok && h < 24 && m < 60).then_some(h * 60 + m)
     });
-    parsed
-        .map(Some)
-        .ok_or_else(|| err(r, &format!("{v:?} is not a time like 10:00 (HH:MM, Beijing) or off")))
+    parsed.map(Some).ok_or_else(|| {
+        err(
+            r,
+            &format!("{v:?} is not a time like 10:00 (HH:MM, Beijing) or off"),
+        )
+    })
 }
 
 /// WeChat delivers notifies only to a public https address.

@@ -16,8 +16,8 @@ use checks::{
     optional_secret, show,
 };
 
-pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
 pub use crate::server::wxpay::v3::certs::serial_of;
+pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
 pub use v3::{WxPayApi, WxPayV3};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
@@ -386,19 +386,22 @@ impl Settings {
                     &merchant.mch_id,
                 )?
             },
-            wxpay_v3: v3::wxpay_v3(v3::V3Raw {
-                key_pem: raw("wxpay_key_pem"),
-                cert_pem: raw("wxpay_cert_pem"),
-                serial: raw("wxpay_cert_serial"),
-                apiv3_key: raw("wxpay_apiv3_key"),
-                public_key_pem: raw("wxpay_public_key_pem"),
-                public_key_id: raw("wxpay_public_key_id"),
-                mch_id: merchant.mch_id.clone(),
-                builtin_apiv3: known["wxpay_apiv3_key"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            }, wxpay_api)?,
+            wxpay_v3: v3::wxpay_v3(
+                v3::V3Raw {
+                    key_pem: raw("wxpay_key_pem"),
+                    cert_pem: raw("wxpay_cert_pem"),
+                    serial: raw("wxpay_cert_serial"),
+                    apiv3_key: raw("wxpay_apiv3_key"),
+                    public_key_pem: raw("wxpay_public_key_pem"),
+                    public_key_id: raw("wxpay_public_key_id"),
+                    mch_id: merchant.mch_id.clone(),
+                    builtin_apiv3: known["wxpay_apiv3_key"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+                wxpay_api,
+            )?,
             wxpay_api,
             merchant,
             refund_automatic: boolean(&raw("refund_automatic"))?,
@@ -442,7 +445,10 @@ impl Settings {
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
         let real = is_wechat_host(&settings.wxpay_base_url);
-        if real && settings.wxpay_api == WxPayApi::V2 && settings.merchant.api_key.expose() == sandbox_key {
+        if real
+            && settings.wxpay_api == WxPayApi::V2
+            && settings.merchant.api_key.expose() == sandbox_key
+        {
             return Err(ConfigError(
                 "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
             ));

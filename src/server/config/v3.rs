@@ -6,8 +6,8 @@
 
 use super::checks::err;
 use super::{ConfigError, Raw};
-use crate::server::wxpay::v3::crypto::{ApiV3Key, MerchantSigner, WechatKeys};
 use crate::server::wxpay::v3::certs::serial_of;
+use crate::server::wxpay::v3::crypto::{ApiV3Key, MerchantSigner, WechatKeys};
 use crate::server::wxpay::v3::throwaway;
 
 /// The API the shop speaks to WeChat Pay (`SCANPAY_WXPAY_API`).
@@ -113,7 +113,8 @@ pub(super) fn wxpay_v3(r: V3Raw, api: WxPayApi) -> Result<WxPayV3, ConfigError> 
     if throwaway.is_empty() && key_pem.trim() == throwaway::SANDBOX_MERCHANT_KEY.trim() {
         throwaway.push("SCANPAY_WXPAY_KEY_PEM");
     }
-    if serial == throwaway::SANDBOX_MERCHANT_SERIAL && !throwaway.contains(&"SCANPAY_WXPAY_KEY_PEM") {
+    if serial == throwaway::SANDBOX_MERCHANT_SERIAL && !throwaway.contains(&"SCANPAY_WXPAY_KEY_PEM")
+    {
         throwaway.push("SCANPAY_WXPAY_CERT_SERIAL");
     }
     let signer =

@@ -4,8 +4,8 @@
 mod listing;
 mod operator;
 mod order;
-mod refund;
 pub mod recon;
+mod refund;
 
 pub use listing::*;
 pub use operator::*;

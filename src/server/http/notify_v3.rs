@@ -39,7 +39,13 @@ pub async fn handle_notify_v3(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> u1
     response.status().as_u16()
 }
 
-fn row(kind: &'static str, order: &str, reference: &str, outcome: &'static str, reason: &str) -> NotifyRow {
+fn row(
+    kind: &'static str,
+    order: &str,
+    reference: &str,
+    outcome: &'static str,
+    reason: &str,
+) -> NotifyRow {
     metrics::notify(kind, outcome);
     NotifyRow {
         at: crate::server::support::clock::now_ms(),
@@ -64,7 +70,10 @@ async fn judge(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> (Response, Notify
                 _ => (StatusCode::BAD_REQUEST, "refused_field"),
             };
             // Nothing of an unverified body is kept but the fact and why.
-            return (fail(status, &e.to_string()), row("v3", "", "", outcome, &e.to_string()));
+            return (
+                fail(status, &e.to_string()),
+                row("v3", "", "", outcome, &e.to_string()),
+            );
         }
     };
     match n {
@@ -73,7 +82,10 @@ async fn judge(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> (Response, Notify
             match ctx.bus.publish(&PayResult::from(&pay)).await {
                 Ok(()) => {
                     tracing::info!(order_id = %order, transaction_id = %tx, "v3 notify accepted");
-                    (StatusCode::NO_CONTENT.into_response(), row("pay", order, tx, "accepted", ""))
+                    (
+                        StatusCode::NO_CONTENT.into_response(),
+                        row("pay", order, tx, "accepted", ""),
+                    )
                 }
                 Err(e) => {
                     tracing::error!(error = %e, order_id = %order, "v3 notify not handed off; WeChat will retry");

@@ -173,7 +173,11 @@ async fn give_back(
 }
 
 /// What scanpay holds for the day, and for every payment and refund the bill names.
-pub async fn facts(ctx: &Ctx, date: &BillDate, rows: &[WechatRow]) -> Result<LocalFacts, sqlx::Error> {
+pub async fn facts(
+    ctx: &Ctx,
+    date: &BillDate,
+    rows: &[WechatRow],
+) -> Result<LocalFacts, sqlx::Error> {
     let (from, to) = (date.start_ms(), date.end_ms());
     let paid = ctx.store.recon_paid_between(from, to).await?;
     let refunds_of_day = ctx.store.recon_refunds_between(from, to).await?;

@@ -430,5 +430,5 @@ pub fn nonce() -> String {
 }
 
 mod observe;
-pub(crate) use observe::result_label;
 use observe::order_of;
+pub(crate) use observe::result_label;

@@ -170,12 +170,11 @@ async fn recon_resolve_route(State(state): State<AppState>, req: Request) -> Res
     }
 }
 
+pub(super) use recon::{
+    key_ok as recon_key_ok, reason_ok as recon_reason_ok, resolve_line as recon_resolve_line,
+};
 /// For `http::ops`: the day's CSV (scripts may fetch it with the token) and resolving a line.
 pub(super) use recon_files::csv as recon_csv;
-pub(super) use recon::{
-    key_ok as recon_key_ok, reason_ok as recon_reason_ok,
-    resolve_line as recon_resolve_line,
-};
 
 async fn refunds_route(State(state): State<AppState>, req: Request) -> Response {
     if bearer(&req) {

@@ -88,7 +88,9 @@ fn segment(s: &str) -> String {
 /// v3 takes only 1–3-byte UTF-8 characters (§0): others (emoji) become `?`, the same way every
 /// time, so a request sent again is byte for byte the same.
 fn bmp(s: &str) -> String {
-    s.chars().map(|c| if c.len_utf8() > 3 { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.len_utf8() > 3 { '?' } else { c })
+        .collect()
 }
 
 fn nonempty(s: String) -> Option<String> {
@@ -97,7 +99,10 @@ fn nonempty(s: String) -> Option<String> {
 
 impl V3Client {
     /// `POST /v3/pay/transactions/native`. v3 has no prepay_id for Native (empty here).
-    pub async fn native(&self, r: &UnifiedOrderRequest) -> Result<UnifiedOrderResponse, WxPayError> {
+    pub async fn native(
+        &self,
+        r: &UnifiedOrderRequest,
+    ) -> Result<UnifiedOrderResponse, WxPayError> {
         let mut body = json!({
             "appid": self.appid,
             "mchid": self.mchid(),
@@ -116,8 +121,12 @@ impl V3Client {
         }
         let a = self
             .observed("unifiedorder", Some(&r.out_trade_no), async {
-                self.json(Method::POST, "v3/pay/transactions/native", Some(body.to_string()))
-                    .await
+                self.json(
+                    Method::POST,
+                    "v3/pay/transactions/native",
+                    Some(body.to_string()),
+                )
+                .await
             })
             .await?;
         let n: Native = read(&a.body, "native")?;
@@ -199,8 +208,12 @@ impl V3Client {
         }
         let a = self
             .observed("refund", Some(&r.out_trade_no), async {
-                self.json(Method::POST, "v3/refund/domestic/refunds", Some(body.to_string()))
-                    .await
+                self.json(
+                    Method::POST,
+                    "v3/refund/domestic/refunds",
+                    Some(body.to_string()),
+                )
+                .await
             })
             .await
             // v3 says "not found" of the order with RESOURCE_NOT_EXISTS.
@@ -277,9 +290,16 @@ impl V3Client {
 
     async fn trade_bill_inner(&self, bill_date: &str) -> Result<BillAnswer, WxPayError> {
         if bill_date.len() != 8 || !bill_date.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(WxPayError::InvalidResponse(format!("bill date {bill_date:?}")));
+            return Err(WxPayError::InvalidResponse(format!(
+                "bill date {bill_date:?}"
+            )));
         }
-        let date = format!("{}-{}-{}", &bill_date[..4], &bill_date[4..6], &bill_date[6..]);
+        let date = format!(
+            "{}-{}-{}",
+            &bill_date[..4],
+            &bill_date[4..6],
+            &bill_date[6..]
+        );
         let rel = format!("v3/bill/tradebill?bill_date={date}&bill_type=ALL&tar_type=GZIP");
         let a = match self.json(Method::GET, &rel, None).await {
             Ok(a) => a,

@@ -86,7 +86,9 @@ pub fn read_certificate(pem: &str, announced: &str, now_ms: i64) -> Result<Cert,
     let tbs = &cert.tbs_certificate;
     let serial = serial_of(pem)?;
     if !serial.eq_ignore_ascii_case(announced) {
-        return Err(format!("announced as {announced} but its serial is {serial}"));
+        return Err(format!(
+            "announced as {announced} but its serial is {serial}"
+        ));
     }
     let not_after = tbs.validity.not_after.to_unix_duration().as_millis() as i64;
     let not_before = tbs.validity.not_before.to_unix_duration().as_millis() as i64;
@@ -105,7 +107,12 @@ pub fn read_certificate(pem: &str, announced: &str, now_ms: i64) -> Result<Cert,
 impl V3Client {
     /// The serial of the newest platform certificate held, if any.
     pub(super) fn newest_certificate(&self) -> Option<String> {
-        self.certificates.state.lock().expect("certs lock").newest.clone()
+        self.certificates
+            .state
+            .lock()
+            .expect("certs lock")
+            .newest
+            .clone()
     }
 
     /// In certificate mode, fetches them when none were fetched yet; in either mode, again once
@@ -200,8 +207,7 @@ impl V3Client {
                 return;
             }
             let mut s = c.state.lock().expect("certs lock");
-            if s
-                .for_unknown_ms
+            if s.for_unknown_ms
                 .is_some_and(|t| now_ms() - t < UNKNOWN_SERIAL_EVERY_MS)
             {
                 return;
@@ -254,7 +260,11 @@ impl V3Client {
             .await
             .map_err(|e| e.to_string())?;
         if answer.status != 200 {
-            return Err(format!("HTTP {}: {}", answer.status, String::from_utf8_lossy(&answer.body)));
+            return Err(format!(
+                "HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
         }
         let list: List = serde_json::from_slice(&answer.body)
             .map_err(|e| format!("unreadable certificate list: {e}"))?;

@@ -85,10 +85,10 @@ impl V3Client {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("scanpay/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = extra_root_pem {
-            b = b.add_root_certificate(
-                reqwest::Certificate::from_pem(pem)
-                    .map_err(|_| "the extra CA certificate is not a PEM certificate".to_string())?,
-            );
+            b = b
+                .add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|_| {
+                    "the extra CA certificate is not a PEM certificate".to_string()
+                })?);
         }
         let http = b.build().map_err(|e| e.to_string())?;
         let mut keys = WechatKeys::default();
@@ -227,13 +227,15 @@ impl V3Client {
             .request(method.clone(), url)
             .header("Authorization", auth)
             .header("Accept", "application/json");
-        if let Some(id) = self.prefer.as_deref().or(self.newest_certificate().as_deref()) {
+        if let Some(id) = self
+            .prefer
+            .as_deref()
+            .or(self.newest_certificate().as_deref())
+        {
             req = req.header("Wechatpay-Serial", id.to_string());
         }
         if method == Method::POST {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(payload);
+            req = req.header("Content-Type", "application/json").body(payload);
         }
         if let Some(t) = timeout {
             req = req.timeout(t);
@@ -363,4 +365,3 @@ pub fn signed_by(h: &reqwest::header::HeaderMap) -> SignedBy {
         serial: get("Wechatpay-Serial"),
     }
 }
-

@@ -84,9 +84,18 @@ mod tests {
             code(429, r#"{"code":"FREQUENCY_LIMITED","message":"x"}"#),
             Some(ErrCode::FrequencyLimited)
         );
-        assert_eq!(code(400, r#"{"code":"ORDER_CLOSED"}"#), Some(ErrCode::OrderClosed));
-        assert_eq!(code(400, r#"{"code":"ORDER_PAID"}"#), Some(ErrCode::OrderPaid));
-        assert_eq!(code(400, r#"{"code":"ORDERPAID"}"#), Some(ErrCode::OrderPaid));
+        assert_eq!(
+            code(400, r#"{"code":"ORDER_CLOSED"}"#),
+            Some(ErrCode::OrderClosed)
+        );
+        assert_eq!(
+            code(400, r#"{"code":"ORDER_PAID"}"#),
+            Some(ErrCode::OrderPaid)
+        );
+        assert_eq!(
+            code(400, r#"{"code":"ORDERPAID"}"#),
+            Some(ErrCode::OrderPaid)
+        );
         assert_eq!(
             code(404, r#"{"code":"ORDER_NOT_EXIST"}"#),
             Some(ErrCode::OrderNotExist)
@@ -95,7 +104,10 @@ mod tests {
             code(403, r#"{"code":"OUT_TRADE_NO_USED"}"#),
             Some(ErrCode::OutTradeNoUsed)
         );
-        assert_eq!(code(403, r#"{"code":"NOT_ENOUGH"}"#), Some(ErrCode::NotEnough));
+        assert_eq!(
+            code(403, r#"{"code":"NOT_ENOUGH"}"#),
+            Some(ErrCode::NotEnough)
+        );
         for uncertain in [
             answer(500, r#"{"code":"SYSTEM_ERROR"}"#),
             answer(502, "<html>bad gateway</html>"),
