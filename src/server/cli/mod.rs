@@ -6,7 +6,6 @@
 mod operator;
 mod reconcile;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use leptos::prelude::get_configuration;
@@ -18,7 +17,6 @@ use crate::server::http::{assets, probes};
 use crate::server::redis_conn::RedisConn;
 use crate::server::sandbox::{tls, Sandbox};
 use crate::server::startup::{sandbox_config, start};
-use crate::server::wxpay;
 
 /// The `scanpay` binary: settings from Leptos.toml + environment, listen, serve until Ctrl-C/SIGTERM.
 pub async fn run() {
@@ -134,16 +132,7 @@ async fn purge_engines(settings: Settings) {
 async fn run_sandbox(settings: Settings) {
     let sb = Sandbox::new(sandbox_config(&settings));
     let app: Router = Router::new()
-        .nest(
-            "/sandbox",
-            sb.router()
-                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-        )
-        // v3 also where WeChat serves it, for SDKs whose gateway is a bare host.
-        .merge(
-            sb.v3_root_router()
-                .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-        )
+        .merge(sb.mounted())
         .route("/healthz", get(probes::live));
     let addr = settings.site_addr;
     let listener = TcpListener::bind(addr)

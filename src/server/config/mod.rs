@@ -2,7 +2,9 @@
 //! Any value that does not parse stops start-up with a message naming where it came from.
 //! This file holds the settings and their loading; `checks` the rules each raw value must meet.
 
+mod addresses;
 mod checks;
+mod role;
 mod v3;
 
 use std::collections::BTreeMap;
@@ -18,38 +20,11 @@ use checks::{
 
 pub use crate::server::wxpay::v3::certs::serial_of;
 pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
+pub use role::Role;
 pub use v3::{WxPayApi, WxPayV3};
 
 /// The settings file compiled into the binary, used when no file is found at run time.
 const EMBEDDED: &str = include_str!("../../../Leptos.toml");
-
-/// What one process does (`scanpay --role …`): serve shoppers and WeChat, run the background
-/// workers, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Pages, server functions, the notify endpoint (and the sandbox when mounted).
-    Web,
-    /// The pay-result consumer, the timeout scheduler and the reconciliation sweep.
-    Worker,
-    All,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Result<Role, String> {
-        match s {
-            "web" => Ok(Role::Web),
-            "worker" => Ok(Role::Worker),
-            "all" => Ok(Role::All),
-            other => Err(format!("--role {other:?}: web, worker or all")),
-        }
-    }
-    pub fn serves_web(self) -> bool {
-        self != Role::Worker
-    }
-    pub fn runs_workers(self) -> bool {
-        self != Role::Web
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -502,52 +477,6 @@ impl Settings {
             )));
         }
         Ok(settings)
-    }
-
-    /// A process that is one of several (`--role web|worker`) cannot assume that its own listen
-    /// address is where shoppers and WeChat reach the deployment: it must be told.
-    pub fn check_role(&self) -> Result<(), ConfigError> {
-        if self.role != Role::All && !self.public_url_set {
-            return Err(ConfigError(
-                "SCANPAY_PUBLIC_URL: must be set for --role web or --role worker (the address \
-                 shoppers and WeChat reach the web processes at; with the in-process sandbox, \
-                 WeChat's base is <public_url>/sandbox/)"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Where WeChat (or the sandbox) posts pay results.
-    pub fn notify_url(&self) -> String {
-        match self.wxpay_api {
-            WxPayApi::V2 => format!("{}/wxpay/notify", self.public_url),
-            WxPayApi::V3 => format!("{}/wxpay/v3/notify", self.public_url),
-        }
-    }
-
-    /// Where the sandbox's phone page is, for the checkout's "pay with the sandbox" link: this
-    /// process's `/sandbox/`, or a sandbox running as its own process that
-    /// `SCANPAY_WXPAY_BASE_URL` names (any base ending in `/sandbox/` that is not WeChat's).
-    pub fn sandbox_phone_base(&self) -> Option<String> {
-        if self.sandbox {
-            Some("/sandbox/".into())
-        } else if self.wxpay_base_url.ends_with("/sandbox/")
-            && !is_wechat_host(&self.wxpay_base_url)
-        {
-            Some(self.wxpay_base_url.clone())
-        } else {
-            None
-        }
-    }
-
-    /// Where WeChat posts refund results (sent as every refund's notify_url; v3 posts pay and
-    /// refund results to one endpoint, told apart by their event type).
-    pub fn refund_notify_url(&self) -> String {
-        match self.wxpay_api {
-            WxPayApi::V2 => format!("{}/wxpay/refund-notify", self.public_url),
-            WxPayApi::V3 => format!("{}/wxpay/v3/notify", self.public_url),
-        }
     }
 }
 

@@ -72,16 +72,7 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             )),
         );
     if let Some(sb) = &state.ctx.sandbox {
-        app = app
-            .nest(
-                "/sandbox",
-                sb.router()
-                    .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-            )
-            .merge(
-                sb.v3_root_router()
-                    .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-            );
+        app = app.merge(sb.mounted());
     }
     let policy = assets::AssetPolicy {
         pkg_prefix: format!("/{}/", state.leptos_options.site_pkg_dir),

@@ -204,6 +204,15 @@ impl Sandbox {
         }
     }
 
+    /// The simulator as scanpay and `scanpay sandbox` serve it: everything under `/sandbox`,
+    /// and v3's API at the root too.
+    pub fn mounted<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        let limit = || axum::extract::DefaultBodyLimit::max(crate::server::wxpay::xml::MAX_BODY);
+        Router::new()
+            .nest("/sandbox", self.router().layer(limit()))
+            .merge(self.v3_root_router().layer(limit()))
+    }
+
     /// How many v3 certificate lists this sandbox has served.
     pub fn certificate_downloads(&self) -> u64 {
         self.certificate_downloads
