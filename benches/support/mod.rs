@@ -2,6 +2,8 @@
 //! written by hand (the ceiling each benchmark compares itself with).
 #![allow(dead_code)]
 
+pub mod wrk;
+
 use scanpay::server::domain::PayResult;
 use scanpay::server::domain::{NewItem, NewOrder, Payment};
 use scanpay::server::store::Store;
