@@ -74,23 +74,16 @@ pub async fn get_order(id: String) -> Result<OrderView, AppError> {
     ssr::order_view(&ctx, order).await
 }
 
+/// The checkout's 3-second poll. Its common case (a script asking for JSON) is answered by a
+/// plain handler in front of this one, the same answer in the same bytes (`server::http::poll`);
+/// this one answers the rest (arguments that do not parse, HTML forms).
 #[server(prefix = "/api", endpoint = "order_status")]
 pub async fn order_status(id: String) -> Result<StatusView, AppError> {
     let ctx = ssr::ctx()?;
-    if id.is_empty() || id.len() > 32 {
-        return Err(ssr::status(404, AppError::NotFound));
-    }
-    // From the status cache when there is one (SQL otherwise, or on a miss).
-    let found = crate::server::cache::status(&*ctx.cache, &ctx.store, &id)
-        .await
-        .map_err(ssr::internal)?;
-    match found {
-        Some(c) if c.session_id == ssr::session()? => Ok(StatusView {
-            status: c.status,
-            remaining_ms: (c.pay_by - crate::server::support::clock::now_ms()).max(0),
-            qr_ready: c.qr_ready,
-        }),
-        _ => Err(ssr::status(404, AppError::NotFound)),
+    match crate::server::cache::poll(&*ctx.cache, &ctx.store, &ssr::session()?, &id).await {
+        Ok(Some(view)) => Ok(view),
+        Ok(None) => Err(ssr::status(404, AppError::NotFound)),
+        Err(e) => Err(ssr::internal(e)),
     }
 }
 
@@ -366,7 +359,8 @@ mod ssr {
             .code_url
             .as_deref()
             .filter(|_| showing_qr)
-            .and_then(crate::server::qr::svg);
+            .and_then(crate::server::qr::payment_svg)
+            .map(|svg| svg.to_string());
         let sandbox_scan_url = match (ctx.settings.sandbox_phone_base(), &o.code_url) {
             (Some(base), Some(code)) if showing_qr => {
                 let code = percent_encoding::utf8_percent_encode(code, QUERY_VALUE);

@@ -215,7 +215,7 @@ pub async fn start(
     start_jobs(&ctx).await;
 
     let state = AppState {
-        leptos_options,
+        leptos_options: Arc::new(leptos_options),
         ctx: ctx.clone(),
     };
     let app = crate::server::http::router(state, sessions);
@@ -244,7 +244,7 @@ pub async fn start(
     })
 }
 
-/// Every role repairs the status entries it could not write; workers consume pay results, act
+/// Every role keeps its metrics folded and repairs the status entries it could not write; workers consume pay results, act
 /// on deadlines and sweep.
 async fn start_jobs(ctx: &Arc<Ctx>) {
     if ctx.due.enabled() && ctx.settings.role.runs_workers() {
@@ -256,6 +256,11 @@ async fn start_jobs(ctx: &Arc<Ctx>) {
             _ => tracing::warn!("due index not rebuilt at start-up; the sweep will"),
         }
     }
+    // Housekeeping, not a worker: not listed among the jobs readiness reports.
+    tokio::spawn(crate::server::support::metrics::run_upkeep(
+        Duration::from_secs(5),
+        ctx.jobs.token().clone(),
+    ));
     if ctx.cache.enabled() {
         let c = ctx.clone();
         ctx.jobs.supervise("cache_repair", move |token| {

@@ -108,8 +108,22 @@ impl Ctx {
     }
 }
 
-#[derive(Clone, FromRef)]
+/// The router's state. Every request clones it (each route's service carries a copy), so it is
+/// two pointers: the Leptos options behind an `Arc` are copied out only where a page asks.
+#[derive(Clone)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    pub leptos_options: Arc<LeptosOptions>,
     pub ctx: Arc<Ctx>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        (*state.leptos_options).clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Ctx> {
+    fn from_ref(state: &AppState) -> Self {
+        state.ctx.clone()
+    }
 }

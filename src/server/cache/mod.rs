@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::types::OrderStatus;
+use crate::app::types::{OrderStatus, StatusView};
 use crate::server::domain::{pay_by, OrderRow};
 use crate::server::store::Store;
 use crate::server::support::BoxFuture;
@@ -96,6 +96,28 @@ pub async fn status(
     };
     cache.changed(&row).await;
     Ok(Some(CachedStatus::of(&row)))
+}
+
+/// The checkout's poll: the order's status if it exists and belongs to `session` (None for an
+/// id out of shape, unknown or another session's: the caller cannot tell which). One
+/// definition for the server function and for its fast path (`http::poll`).
+pub async fn poll(
+    cache: &dyn StatusCache,
+    store: &Store,
+    session: &str,
+    id: &str,
+) -> Result<Option<StatusView>, sqlx::Error> {
+    if id.is_empty() || id.len() > 32 {
+        return Ok(None);
+    }
+    Ok(match status(cache, store, id).await? {
+        Some(c) if c.session_id == session => Some(StatusView {
+            status: c.status,
+            remaining_ms: (c.pay_by - crate::server::support::clock::now_ms()).max(0),
+            qr_ready: c.qr_ready,
+        }),
+        _ => None,
+    })
 }
 
 /// Repairs what this process marked dirty, every `every` while there is any (every role runs it:

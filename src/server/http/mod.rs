@@ -7,8 +7,10 @@ pub mod metrics;
 pub mod notify;
 pub mod notify_v3;
 pub mod ops;
+pub mod poll;
 pub mod probes;
 pub mod refund_notify;
+mod whole;
 
 use std::sync::Arc;
 
@@ -39,10 +41,15 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     let routes = generate_route_list(App);
     let pages: Router<AppState> = Router::new()
         .leptos_routes(&state, routes, {
-            let options = state.leptos_options.clone();
+            let options = (*state.leptos_options).clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(whole::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.ctx.clone(),
+            poll::fast,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             sessions,
             session::layer,
@@ -79,13 +86,25 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
         hashed: state.leptos_options.hash_files,
     };
     // Pages and server-function answers compressed on the fly (the front end's files come
-    // precompressed from the build; an answer with a Content-Encoding is left as it is).
+    // precompressed from the build; an answer with a Content-Encoding is left as it is). Not
+    // answers under 1 KB, the 3-second poll's among them: they fit one packet as they are, and
+    // a brotli encoder's set-up cost more than the whole rest of the poll (docs/BENCHMARKS.md).
+    let compress = {
+        use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+        SizeAbove::new(COMPRESS_ABOVE)
+            .and(NotForContentType::GRPC)
+            .and(NotForContentType::IMAGES)
+            .and(NotForContentType::SSE)
+    };
     let app = app
         .layer(axum::middleware::from_fn_with_state(policy, assets::layer))
-        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(tower_http::compression::CompressionLayer::new().compress_when(compress))
         .layer(axum::middleware::from_fn(metrics::count));
     with_security_headers(app.with_state(state))
 }
+
+/// Answers of a known size up to this many bytes go uncompressed.
+const COMPRESS_ABOVE: u16 = 1024;
 
 /// The console's pages run no script at all (every action is a plain form), so they forbid
 /// every script, and forms may go only to this site.
@@ -171,9 +190,9 @@ pub async fn same_origin(
 }
 
 /// The most a server function's arguments may take (a cart of every product is under 2 KB).
-const SERVER_FN_BODY: usize = 64 * 1024;
+pub(crate) const SERVER_FN_BODY: usize = 64 * 1024;
 
-fn too_large_answer(headers: &axum::http::HeaderMap) -> Response {
+pub(crate) fn too_large_answer(headers: &axum::http::HeaderMap) -> Response {
     let lang = crate::app::i18n::from_headers(headers);
     let text = crate::app::i18n::console::t(lang, crate::app::i18n::console::OpsKey::err_too_large);
     (
