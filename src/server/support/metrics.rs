@@ -28,6 +28,18 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Folds recorded histogram samples into their buckets every `every` until `token` is
+/// cancelled. The recorder keeps each sample until then (or until a scrape): without this, a
+/// process nobody scrapes would grow by every request it answers.
+pub async fn run_upkeep(every: std::time::Duration, token: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => handle().run_upkeep(),
+            _ = token.cancelled() => return,
+        }
+    }
+}
+
 /// One HTTP request answered: by route template (`/checkout/{id}`), method and status.
 pub fn http_request(method: &str, route: &'static str, status: u16, seconds: f64) {
     // Any token is a method to HTTP: the label keeps the standard ones.

@@ -20,7 +20,8 @@ pub const COOKIE_NAME: &str = "scanpay_session";
 pub struct SessionId(pub String);
 
 pub struct SessionKeys {
-    key: Vec<u8>,
+    /// Keyed once: each cookie then costs only its own bytes' hashing.
+    keyed: Hmac<Sha256>,
     secure: bool,
 }
 
@@ -30,11 +31,12 @@ impl SessionKeys {
             Some(s) => s.as_bytes().to_vec(),
             None => random_alnum(48).into_bytes(),
         };
-        SessionKeys { key, secure }
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+        SessionKeys { keyed, secure }
     }
 
     fn mac(&self, id: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        let mut mac = self.keyed.clone();
         mac.update(id.as_bytes());
         mac
     }

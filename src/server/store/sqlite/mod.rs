@@ -56,6 +56,9 @@ impl SqliteStore {
             let opened = SqlitePoolOptions::new()
                 .max_connections(pool.max_connections)
                 .acquire_timeout(pool.acquire_timeout)
+                // The file is in this process: no connection to go stale between uses, so no
+                // ping (a round trip to the connection's thread) before every query.
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await;
             match opened {
