@@ -85,13 +85,19 @@ async fn app(dir: &std::path::Path, name: &str, extra: &[(&str, String)]) -> App
     }
 }
 
+/// Serves `router` on a port of its own: the URL of its `/`.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}/")
+}
+
 /// Serves `body` with `headers` at `/` from memory: the ceiling for the same bytes.
 async fn from_memory(
     body: axum::body::Bytes,
     headers: Vec<(header::HeaderName, String)>,
 ) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let handler = move || {
         let (body, headers) = (body.clone(), headers.clone());
         async move {
@@ -102,26 +108,11 @@ async fn from_memory(
             r
         }
     };
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::Router::new().route("/", axum::routing::get(handler)),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}/")
+    serve(axum::Router::new().route("/", axum::routing::get(handler))).await
 }
 
 async fn hello_world() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let router =
-            axum::Router::new().route("/", axum::routing::get(|| async { "Hello, world!" }));
-        axum::serve(listener, router).await.unwrap();
-    });
-    format!("http://{addr}/")
+    serve(axum::Router::new().route("/", axum::routing::get(|| async { "Hello, world!" }))).await
 }
 
 /// What one Redis read costs a bare axum handler: `HGET key v` over one multiplexed connection
@@ -132,8 +123,6 @@ async fn redis_floor(url: &str, key: String) -> String {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let handler = move || {
         let (mut conn, key) = (conn.clone(), key.clone());
         async move {
@@ -146,15 +135,7 @@ async fn redis_floor(url: &str, key: String) -> String {
             v.unwrap_or_default()
         }
     };
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::Router::new().route("/", axum::routing::get(handler)),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}/")
+    serve(axum::Router::new().route("/", axum::routing::get(handler))).await
 }
 
 /// The same for SQL: the poll's row read by a bare axum handler from its own SQLite pool.
@@ -165,8 +146,6 @@ async fn sql_floor(db_url: &str, id: String) -> String {
         .connect(db_url)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let handler = move || {
         let (pool, id) = (pool.clone(), id.clone());
         async move {
@@ -179,15 +158,7 @@ async fn sql_floor(db_url: &str, id: String) -> String {
             format!("{status}{session}")
         }
     };
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::Router::new().route("/", axum::routing::get(handler)),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}/")
+    serve(axum::Router::new().route("/", axum::routing::get(handler))).await
 }
 
 /// wrk on a blocking thread (the servers keep running on the runtime meanwhile).
@@ -318,12 +289,12 @@ fn main() {
         let ours = load(&format!("{}/api/order_status", cached.base), poll_cached, CONNECTIONS, secs).await;
         row("status poll, Redis cache (vs hello-world)", ours, ceiling);
         let floor = load(&redis_floor(&redis_url, key.clone()).await, Req::default(), CONNECTIONS, secs).await;
-        row("  bare axum + one Redis HGET (vs hello-world)", floor, ceiling);
+        row("floor: bare axum + one Redis HGET (vs hello-world)", floor, ceiling);
         let ours = load(&format!("{}/api/order_status", plain.base), poll_plain, CONNECTIONS, secs).await;
         row("status poll, SQL (vs hello-world)", ours, ceiling);
         let db_url = format!("sqlite://{}/plain.db", dir.path().display());
         let floor = load(&sql_floor(&db_url, p_id.clone()).await, Req::default(), CONNECTIONS, secs).await;
-        row("  bare axum + one SQLite SELECT (vs hello-world)", floor, ceiling);
+        row("floor: bare axum + one SQLite SELECT (vs hello-world)", floor, ceiling);
         }
 
         // The checkout page, uncompressed and as a browser gets it.
@@ -444,5 +415,7 @@ fn main() {
         }
         cached.running.abort();
         plain.running.abort();
+        let exe = std::env::current_exe().unwrap();
+        let _ = std::fs::remove_file(exe.parent().unwrap().join("hash.txt"));
     });
 }

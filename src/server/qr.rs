@@ -3,8 +3,8 @@
 //! A payment code is a pure function of its `code_url`, and every checkout render of a pending
 //! order needs it, so drawn payment codes are kept (most recently used first, a bounded number). Drawing is
 //! our own: the `qrcode` crate's SVG writer gives each dark module a path of its own in pixel
-//! units (some 10 KB for WeChat's codes); here each row's runs of dark modules are one rectangle
-//! in module units, a third of the bytes for the same picture.
+//! units; here each row's runs of dark modules are one rectangle in module units, the same
+//! picture in fewer bytes (the checkout page went from 13.5 KB to 8.8 KB).
 
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -188,6 +188,7 @@ async fn the_polls_fast_path_answers_byte_for_byte_as_the_server_function() {
                 r.status().as_u16(),
                 header("content-type"),
                 header("serverfnerror"),
+                header("content-length"),
             );
             answers.push((head, split(&r.text().await.unwrap())));
         }

@@ -87,8 +87,9 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     };
     // Pages and server-function answers compressed on the fly (the front end's files come
     // precompressed from the build; an answer with a Content-Encoding is left as it is). Not
-    // answers under 1 KB, the 3-second poll's among them: they fit one packet as they are, and
-    // a brotli encoder's set-up cost more than the whole rest of the poll (docs/BENCHMARKS.md).
+    // answers of a known size under 1 KB, the 3-second poll's among them: they fit one packet
+    // as they are, so compressing them would only spend CPU (a choice, not a measured cost: the
+    // poll's profile showed little of it, docs/BENCHMARKS.md).
     let compress = {
         use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
         SizeAbove::new(COMPRESS_ABOVE)
@@ -103,7 +104,7 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
     with_security_headers(app.with_state(state))
 }
 
-/// Answers of a known size up to this many bytes go uncompressed.
+/// Answers of a known size under this many bytes go uncompressed.
 const COMPRESS_ABOVE: u16 = 1024;
 
 /// The console's pages run no script at all (every action is a plain form), so they forbid

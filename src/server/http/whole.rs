@@ -1,8 +1,10 @@
-//! Pages leave in one piece. Leptos renders a page as a stream of small chunks, and every chunk
-//! became a write of its own to the socket (and a flush of the compressor): for the checkout,
-//! system calls were two fifths of the render's CPU (docs/BENCHMARKS.md, issue 20). scanpay's
-//! pages wait for their data before any byte goes out (one or two queries), so nothing is gained
-//! by streaming them: the body is gathered here and sent with its length.
+//! The checkout and the result pages leave in one piece. Leptos renders a page as a stream of
+//! small chunks, and every chunk became a write of its own to the socket (and a flush of the
+//! compressor): after the QR code was no longer drawn per render, system calls were two fifths
+//! of the checkout's CPU (docs/BENCHMARKS.md, issue 20). Those pages are rendered `SsrMode::Async`
+//! — no byte goes out before their order is read — so nothing is lost by gathering the body and
+//! sending it with its length. The catalogue and My orders keep streaming: their frame and
+//! "loading" text go out before their query answers.
 
 use axum::body::Body;
 use axum::body::HttpBody as _;
@@ -16,7 +18,13 @@ use axum::response::{IntoResponse, Response};
 const MOST: usize = 16 * 1024 * 1024;
 
 pub async fn layer(req: Request, next: Next) -> Response {
+    // `/checkout/{id}`, `/orders/{id}/paid`, `/orders/{id}/failed` (not `/orders` itself).
+    let path = req.uri().path();
+    let whole = path.starts_with("/checkout/") || path.starts_with("/orders/");
     let resp = next.run(req).await;
+    if !whole {
+        return resp;
+    }
     let html = resp
         .headers()
         .get(CONTENT_TYPE)
