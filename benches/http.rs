@@ -405,6 +405,12 @@ fn main() {
         );
         }
 
+        cached.running.abort();
+        plain.running.abort();
+        let exe = std::env::current_exe().unwrap();
+        let _ = std::fs::remove_file(exe.parent().unwrap().join("hash.txt"));
+        // The apps stopped first: their jobs write keys until then.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}:*"))
             .query_async(&mut redis)
@@ -413,9 +419,5 @@ fn main() {
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(keys).query_async(&mut redis).await.unwrap();
         }
-        cached.running.abort();
-        plain.running.abort();
-        let exe = std::env::current_exe().unwrap();
-        let _ = std::fs::remove_file(exe.parent().unwrap().join("hash.txt"));
     });
 }
