@@ -275,22 +275,42 @@ pub async fn consume<F, Fut>(
                     }
                 }
             };
-            tokio::select! {
-                _ = work => {}
-                _ = watchdog => {}
+            let stopping = tokio::select! {
+                _ = work => false,
+                _ = watchdog => false,
+                _ = token.cancelled() => true,
+            };
+            if stopping {
+                // Closed, not just dropped: a dropped connection can stay open with its consumer
+                // registered, and the broker would go on handing it deliveries nobody settles
+                // (until the process exits). Closed, what it held goes back to the queue now.
+                let _ =
+                    tokio::time::timeout(SETTLE_TIMEOUT, conn.close(200, "stopping".into())).await;
+                return Ok(None);
             }
             if broken.is_cancelled() {
                 let _ = tokio::time::timeout(SETTLE_TIMEOUT, ch.close(406, "settle failed".into()))
                     .await;
             }
-            Ok::<_, lapin::Error>(conn)
+            Ok::<_, lapin::Error>(Some(conn))
         };
+        let mut session = std::pin::pin!(session);
         let result = tokio::select! {
-            r = session => r,
-            _ = token.cancelled() => return,
+            r = &mut session => Some(r),
+            _ = token.cancelled() => None,
+        };
+        let result = match result {
+            Some(r) => r,
+            // The session sees the token too and closes what it opened: give it that long (it
+            // may be stuck connecting, with nothing held yet).
+            None => match tokio::time::timeout(SETTLE_TIMEOUT * 2, session).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
         };
         match result {
-            Ok(_) => {
+            Ok(None) => return,
+            Ok(Some(_)) => {
                 tracing::warn!(%queue, "RabbitMQ consumer lost its connection; reconnecting");
                 backoff.reset(); // it was working: start the backoff over
             }
