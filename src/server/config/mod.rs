@@ -57,6 +57,10 @@ pub struct Settings {
     /// v3's credentials (the sandbox's throwaway ones unless configured).
     pub wxpay_v3: WxPayV3,
     pub wxpay_base_url: String,
+    /// Whether v2's notify endpoints are served: always on v2; on v3 against the real WeChat Pay
+    /// only with a merchant v2 API key of its own (for orders placed on v2 before a switch).
+    /// With the sandbox's published key they would take anyone's signature.
+    pub v2_notifies: bool,
     /// The API client certificate (refunds' mutual TLS) and any extra CA, read from files.
     pub wxpay_tls: super::wxpay::ClientTls,
     pub wxpay_timeout: Duration,
@@ -271,7 +275,7 @@ impl Settings {
             api_key,
             sign_type,
         };
-        let settings = Settings {
+        let mut settings = Settings {
             role: Role::All,
             site_addr,
             database_url: SecretUrl::new(nonempty("database_url")?),
@@ -411,6 +415,7 @@ impl Settings {
             public_url,
             public_url_set,
             wxpay_base_url,
+            v2_notifies: true,
         };
         if settings.order_ttl < Duration::from_secs(2) {
             return Err(ConfigError(format!(
@@ -420,13 +425,14 @@ impl Settings {
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
         let real = is_wechat_host(&settings.wxpay_base_url);
-        if real
-            && settings.wxpay_api == WxPayApi::V2
-            && settings.merchant.api_key.expose() == sandbox_key
-        {
-            return Err(ConfigError(
-                "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
-            ));
+        if real && settings.merchant.api_key.expose() == sandbox_key {
+            if settings.wxpay_api == WxPayApi::V2 {
+                return Err(ConfigError(
+                    "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
+                ));
+            }
+            // A v3 merchant without a v2 key: v2's notifies could not be told from forgeries.
+            settings.v2_notifies = false;
         }
         // How long WeChat takes payment for an order (its time_expire - time_start).
         let ttl_ms = settings.order_ttl.as_millis() as i64;

@@ -58,15 +58,25 @@ pub fn router(state: AppState, sessions: Arc<SessionKeys>) -> Router {
             state.ctx.settings.public_url.clone(),
             same_origin,
         ));
+    let mut pages = pages;
+    if state.ctx.settings.v2_notifies {
+        pages = pages
+            .route(
+                "/wxpay/notify",
+                post(notify::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+            )
+            .route(
+                "/wxpay/refund-notify",
+                post(refund_notify::refund_notify)
+                    .layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
+            );
+    } else {
+        tracing::info!(
+            "v2 notify endpoints not served: API v3 without a merchant v2 key \
+             (SCANPAY_WXPAY_API_KEY) of its own"
+        );
+    }
     let mut app = pages
-        .route(
-            "/wxpay/notify",
-            post(notify::notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-        )
-        .route(
-            "/wxpay/refund-notify",
-            post(refund_notify::refund_notify).layer(DefaultBodyLimit::max(wxpay::xml::MAX_BODY)),
-        )
         .route(
             "/wxpay/v3/notify",
             post(notify_v3::notify_v3).layer(DefaultBodyLimit::max(notify_v3::MAX_BODY)),

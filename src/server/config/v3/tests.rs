@@ -126,9 +126,21 @@ fn the_real_api_on_v3_needs_the_merchants_own_credentials_and_no_mutual_tls() {
             "PUB_KEY_ID_0000000000000024101100397200000006",
         ),
     ];
-    // Only the API key check of v2 would name the throwaway v2 key: v3 does not use it.
+    // Only the API key check of v2 would name the throwaway v2 key: v3 does not use it. But
+    // v2's notify endpoints would take notifies signed with that published key: not served.
     let s = load(&own).unwrap();
     assert!(s.wxpay_v3.throwaway.is_empty());
+    assert!(
+        !s.v2_notifies,
+        "v2 notifies checked with the sandbox's published key"
+    );
+    let mut with_v2_key = own.to_vec();
+    with_v2_key.push(("SCANPAY_WXPAY_API_KEY", "the0merchant0own0v2key0000000000"));
+    assert!(
+        load(&with_v2_key).unwrap().v2_notifies,
+        "a merchant's own v2 key: orders placed on v2 are still told"
+    );
+    assert!(load(&[V3]).unwrap().v2_notifies, "the sandbox: both APIs");
     assert_eq!(s.wxpay_v3.signer.serial_no, "444F4864EA9B34415");
     assert!(
         !s.wxpay_tls.has_identity(),
