@@ -69,12 +69,17 @@ pub(super) async fn scan_page(
 <p class="payee-label">{pay_to}</p>
 <p class="payee">{payee}</p>
 <p class="amount" data-testid="phone-amount">{amount}</p>
-<dl><dt>{item_label}</dt><dd>{item}</dd><dt>{order_label}</dt><dd class="mono">{otn}</dd></dl>
+<dl><dt>{item_label}</dt><dd>{item}</dd><dt>{order_label}</dt><dd class="mono">{otn}</dd><dt>API</dt><dd data-testid="phone-api">{api}</dd></dl>
 {actions}
 </div>"#,
         payee = esc(&sb.cfg.payee),
         item = esc(o.param("body")),
         otn = esc(&o.out_trade_no),
+        // Which API the shop placed the order over (a developer's check that v3 is on).
+        api = match o.api {
+            super::ApiVersion::V2 => "v2",
+            super::ApiVersion::V3 => "v3",
+        },
         pay_to = t(Key::sb_pay_to),
         item_label = t(Key::sb_item),
         order_label = t(Key::sb_order),
