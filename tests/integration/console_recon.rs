@@ -153,6 +153,13 @@ async fn the_console_shows_the_difference_and_an_operator_resolves_it_with_a_rea
     assert!(list.contains(&format!(r#"href="/ops/reconciliation/{date}""#)));
     assert!(list.contains("1 open") && list.contains("Reconciliation"));
     assert!(list.contains(r#"data-status="done""#));
+    // Its money, WeChat's beside ours: the bill has the off order a fen dearer.
+    let paid = app.order(&good).await.total_fee + app.order(&off).await.total_fee;
+    let yuan = scanpay::app::ops::yuan;
+    assert!(
+        list.contains(&format!("{} / {}", yuan(paid + 1), yuan(paid))),
+        "{list}"
+    );
     assert!(!list.contains("recon-run"), "a viewer may not run a day");
     let zh = format!("{viewer}; lang=zh-CN");
     let (_, _, list_zh) = get(&app, "/ops/reconciliation", &zh).await;
@@ -186,7 +193,18 @@ async fn the_console_shows_the_difference_and_an_operator_resolves_it_with_a_rea
     let (_, _, as_viewer) = get(&app, &page, &viewer).await;
     assert!(!as_viewer.contains("recon-resolve") && !as_viewer.contains("recon-run-again"));
 
-    // The overview flags the day; the order's page lists its difference.
+    // The overview flags the day, however many days without differences were reconciled after
+    // it (fifteen here); the order's page lists its difference.
+    for d in 1..=15 {
+        sqlx::query(&crate::common::sql(
+            "INSERT INTO recon_days (bill_date, status, bill, created_at, updated_at) \
+             VALUES (?, 'done', 'no_bill', 0, 0)",
+        ))
+        .bind(format!("2099-01-{d:02}"))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
     let (_, _, overview) = get(&app, "/ops", &viewer).await;
     assert!(overview.contains(&format!("Reconciliation: {date} has 1 open difference")));
     let (_, _, order) = get(&app, &format!("/ops/orders/{off}"), &viewer).await;

@@ -130,6 +130,10 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
                     <th scope="col">{t(lang, OpsKey::col_status)}</th>
                     <th scope="col">{t(lang, OpsKey::col_bill)}</th>
                     {ReconClass::ALL.into_iter().map(|c| view! { <th scope="col" class="num">{class_text(lang, c)}</th> }).collect_view()}
+                    {[OpsKey::sum_settlement, OpsKey::sum_refunds].into_iter().map(|k| view! {
+                        <th scope="col" class="num">{format!("{} ({} / {})", t(lang, k), t(lang, OpsKey::col_wechat), t(lang, OpsKey::col_ours))}</th>
+                    }).collect_view()}
+                    <th scope="col" class="num">{t(lang, OpsKey::sum_fees)}</th>
                     <th scope="col">{t(lang, OpsKey::col_open)}</th>
                 </tr></thead>
                 <tbody>
@@ -143,6 +147,7 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
                                 let flagged = c != ReconClass::Matched && n > 0;
                                 view! { <td class=if flagged { "num bad" } else { "num" } data-class=c.as_str()>{n}</td> }
                             }).collect_view()}
+                            {day_amounts(day)}
                             <td>{open_badge(lang, day.open)}</td>
                         </tr>
                     }).collect_view()}
@@ -150,6 +155,31 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
             </table>
         })}
         {d.next.map(|n| view! { <p><a class="button" href=format!("/ops/reconciliation?before={n}") data-testid="ops-next">{t(lang, OpsKey::next_page)}</a></p> })}
+    }
+}
+
+/// A day's money in the list: paid and refunded, WeChat's beside ours, and WeChat's fees (blank
+/// until WeChat has said; flagged where the two differ).
+fn day_amounts(day: &ReconDayRow) -> impl IntoView {
+    let said = day.bill.is_some();
+    let pair = |theirs: i64, ours: i64, testid: &'static str| {
+        let (text, class) = if said {
+            let class = if theirs == ours { "num" } else { "num bad" };
+            (format!("{} / {}", yuan(theirs), yuan(ours)), class)
+        } else {
+            (format!("— / {}", yuan(ours)), "num")
+        };
+        view! { <td class=class data-testid=testid>{text}</td> }
+    };
+    let fees = if said {
+        yuan_millifen(day.wechat.fee_millifen)
+    } else {
+        "—".into()
+    };
+    view! {
+        {pair(day.wechat.settlement_fen, day.local.paid_fen, "recon-day-paid")}
+        {pair(day.wechat.refund_fen, day.local.refund_fen, "recon-day-refunded")}
+        <td class="num">{fees}</td>
     }
 }
 

@@ -297,6 +297,32 @@ pub async fn recon_days(
 /// Differences a day's JSON carries at most (the CSV has every line).
 const JSON_DIFFERENCES: usize = 10_000;
 
+/// The first `limit` lines, read `page` at a time after the last key read, and whether there
+/// were more (one line past the limit is read to know).
+async fn first_lines<F, Fut>(
+    limit: usize,
+    page: usize,
+    mut fetch: F,
+) -> Result<(Vec<ReconLine>, bool), sqlx::Error>
+where
+    F: FnMut(String, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<ReconLine>, sqlx::Error>>,
+{
+    let mut lines: Vec<ReconLine> = Vec::new();
+    loop {
+        let after = lines.last().map(|l| l.key.clone()).unwrap_or_default();
+        let got = fetch(after, page).await?;
+        let last = got.len() < page;
+        lines.extend(got);
+        if last || lines.len() > limit {
+            break;
+        }
+    }
+    let more = lines.len() > limit;
+    lines.truncate(limit);
+    Ok((lines, more))
+}
+
 /// `GET /ops/reconciliation/{date}`: the day, its totals per class and its differences;
 /// `{date}.csv`: every line as CSV.
 pub async fn recon_day(
@@ -323,23 +349,19 @@ pub async fn recon_day(
             return Ok(None);
         };
         let totals = ctx.store.recon_totals(date.as_str()).await?;
-        let mut lines: Vec<ReconLine> = Vec::new();
-        loop {
-            let after = lines.last().map(|l| l.key.clone()).unwrap_or_default();
-            let page = ctx
-                .store
-                .recon_lines(date.as_str(), true, &after, 500)
-                .await?;
-            let last = page.len() < 500;
-            lines.extend(page);
-            if last || lines.len() >= JSON_DIFFERENCES {
-                break;
+        let lines = first_lines(JSON_DIFFERENCES, 500, |after, n| {
+            let (store, date) = (&ctx.store, &date);
+            async move {
+                store
+                    .recon_lines(date.as_str(), true, &after, n as i64)
+                    .await
             }
-        }
+        })
+        .await?;
         Ok::<_, sqlx::Error>(Some((day, totals, lines)))
     };
-    let (day, totals, mut lines) = match loaded.await {
-        Ok(Some(x)) => x,
+    let ((day, totals, lines), truncated) = match loaded.await {
+        Ok(Some((day, totals, (lines, truncated)))) => ((day, totals, lines), truncated),
         Ok(None) => {
             return refused(
                 StatusCode::NOT_FOUND,
@@ -348,8 +370,6 @@ pub async fn recon_day(
         }
         Err(e) => return db_down(e),
     };
-    let truncated = lines.len() > JSON_DIFFERENCES;
-    lines.truncate(JSON_DIFFERENCES);
     let mut v = day.to_json();
     v["classes"] = ReconClass::ALL
         .iter()
@@ -415,5 +435,54 @@ pub async fn recon_resolve(
             Err(e) => db_down(e),
         },
         Err(e) => db_down(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_day_with_more_differences_than_the_json_carries_says_so() {
+        let all: Vec<String> = (0..25).map(|i| format!("P:{i:03}")).collect();
+        let read = |limit| {
+            let all = all.clone();
+            first_lines(limit, 5, move |after: String, n| {
+                let page: Vec<ReconLine> = all
+                    .iter()
+                    .filter(|k| **k > after)
+                    .take(n)
+                    .map(|k| ReconLine {
+                        key: k.clone(),
+                        kind: crate::server::domain::recon::LineKind::Payment,
+                        class: ReconClass::AmountDiffers,
+                        out_trade_no: String::new(),
+                        transaction_id: String::new(),
+                        out_refund_no: String::new(),
+                        trade_time: String::new(),
+                        wechat_fen: Some(2),
+                        local_fen: Some(1),
+                        wechat_state: String::new(),
+                        local_state: String::new(),
+                        fee_millifen: 0,
+                        note: String::new(),
+                        resolved_at: None,
+                        resolved_by: None,
+                        resolution: None,
+                    })
+                    .collect();
+                async move { Ok(page) }
+            })
+        };
+        for (limit, len, more) in [
+            (10, 10, true),
+            (24, 24, true),
+            (25, 25, false),
+            (30, 25, false),
+        ] {
+            let (lines, cut) = read(limit).await.unwrap();
+            assert_eq!((lines.len(), cut), (len, more), "limit {limit}");
+            assert_eq!(lines.last().unwrap().key, all[len - 1]);
+        }
     }
 }

@@ -104,6 +104,8 @@ pub struct BillRow {
     pub refund_id: Option<String>,
     pub out_refund_no: Option<String>,
     pub refund_fen: i64,
+    /// 充值券退款金额 (old layout: 代金券或立减优惠退款金额): None when the layout has no such column.
+    pub coupon_refund_fen: Option<i64>,
     pub refund_status: Option<String>,
     pub body: String,
     pub attach: String,
@@ -222,6 +224,14 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
     let c_body = need(&["商品名称"], "商品名称")?;
     let c_attach = col(&header, &["商户数据包"]);
     let c_fee = need(&["手续费"], "手续费")?;
+    let c_coupon_refund = col(
+        &header,
+        &[
+            "充值券退款金额",
+            "代金券或立减优惠退款金额",
+            "企业红包退款金额",
+        ],
+    );
     let c_rate = col(&header, &["费率"]);
     let c_order = col(&header, &["订单金额"]);
     let c_applied = col(&header, &["申请退款金额"]);
@@ -273,6 +283,7 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
             refund_id: opt_id(c_refund_id),
             out_refund_no: opt_id(c_out_refund),
             refund_fen: opt_fen(c_refund, "退款金额")?.unwrap_or(0),
+            coupon_refund_fen: opt_fen(c_coupon_refund, "充值券退款金额")?,
             refund_status: c_refund_status
                 .map(|c| f[c].trim().to_string())
                 .filter(|v| !v.is_empty()),
@@ -356,6 +367,13 @@ fn check_summary(b: &Bill) -> Result<(), BillError> {
     check("fees (1/1000 fen)", sum(|r| r.fee_millifen), s.fee_millifen);
     if let Some(total) = s.order_fen {
         check("orders (fen)", sum(|r| r.order_fen.unwrap_or(0)), total);
+    }
+    if b.rows.iter().all(|r| r.coupon_refund_fen.is_some()) {
+        check(
+            "coupon refunds (fen)",
+            sum(|r| r.coupon_refund_fen.unwrap_or(0)),
+            s.coupon_refund_fen,
+        );
     }
     if let Some(total) = s.applied_refund_fen {
         check(

@@ -221,6 +221,38 @@ fn no_bill_makes_every_local_payment_local_only() {
 }
 
 #[test]
+fn refund_numbers_differing_only_in_case_keep_apart_keys_and_their_classes() {
+    // Not numbers scanpay makes (a refund started at the merchant platform), but MySQL's
+    // collation would take the two keys for one.
+    let local = facts(
+        vec![order("A", OrderStatus::Paid, 100, Some("TA"))],
+        vec![],
+        vec![refund("rf1", "A", 10, RefundStatus::Success)],
+    );
+    let out = compare(
+        &[
+            pay("A", "TA", 100),
+            refund_row("A", "rf1", 10, "SUCCESS"),
+            refund_row("A", "RF1", 20, "SUCCESS"),
+        ],
+        &local,
+    );
+    let keys: Vec<String> = classes(&out).into_iter().map(|(k, _)| k).collect();
+    let folded: HashSet<String> = keys.iter().map(|k| k.to_ascii_lowercase()).collect();
+    assert_eq!(folded.len(), keys.len(), "{keys:?}");
+    let class_of = |no: &str| {
+        out.iter()
+            .find(|(l, _)| l.out_refund_no == no)
+            .unwrap()
+            .0
+            .class
+    };
+    assert_eq!(class_of("rf1"), ReconClass::Matched);
+    assert_ne!(class_of("RF1"), ReconClass::Matched, "not ours");
+    assert!(out.iter().all(|(l, _)| !l.note.contains("again")));
+}
+
+#[test]
 fn a_row_listed_twice_keeps_both_lines() {
     let local = facts(
         vec![order("A", OrderStatus::Paid, 100, Some("TA"))],

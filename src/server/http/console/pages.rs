@@ -50,13 +50,10 @@ pub async fn overview(
         Ok(h) => h,
         Err(e) => return unavailable(e),
     };
-    // Recent days with differences still open (the list page has them all).
-    let recon_open = match ctx.store.recon_days(None, 14).await {
-        Ok(days) => days
-            .into_iter()
-            .filter(|d| d.open > 0)
-            .map(|d| (d.bill_date, d.open))
-            .collect(),
+    // Days with differences still open, however old (the newest 14 named; the list page has
+    // them all).
+    let recon_open = match ctx.store.recon_open_days(14).await {
+        Ok(days) => days.into_iter().map(|d| (d.bill_date, d.open)).collect(),
         Err(e) => return unavailable(e),
     };
     let count_in = |v: &[(i64, i64)], i: i64| v.iter().find(|(h, _)| *h == i).map_or(0, |x| x.1);

@@ -69,6 +69,11 @@ impl Store {
         on_engine!(self, s => s.recon_days(before, limit).await)
     }
 
+    /// The newest `limit` days with differences still open (a handful of rows: one a day).
+    pub async fn recon_open_days(&self, limit: i64) -> Result<Vec<ReconDayRow>, sqlx::Error> {
+        on_engine!(self, s => s.recon_open_days(limit).await)
+    }
+
     pub async fn recon_raw(&self, date: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
         on_engine!(self, s => s.recon_raw(date).await)
     }

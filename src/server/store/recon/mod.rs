@@ -381,6 +381,24 @@ macro_rules! recon_days_sql {
                     .collect()
             }
 
+            /// The newest `limit` days with differences still open, however old.
+            pub async fn recon_open_days(
+                &self,
+                limit: i64,
+            ) -> Result<Vec<ReconDayRow>, sqlx::Error> {
+                let sql = format!(
+                    "SELECT {DAY_COLUMNS} FROM recon_days WHERE n_open > 0 \
+                     ORDER BY bill_date DESC LIMIT ?"
+                );
+                sqlx::query(&$q(&sql))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(day_row)
+                    .collect()
+            }
+
             /// WeChat's file as it came (gzipped), once a run had it.
             pub async fn recon_raw(&self, date: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
                 Ok(sqlx::query(&$q("SELECT raw_gzip FROM recon_days WHERE bill_date = ?"))

@@ -152,6 +152,10 @@ fn a_summary_that_does_not_add_up_is_refused() {
         ("`2,`0.03,`0.02,`0.00,`0.01000,`0.03,`0.01", "refunds"),
         ("`2,`0.03,`0.01,`0.00,`0.01001,`0.03,`0.01", "fees"),
         (
+            "`2,`0.03,`0.01,`0.01,`0.01000,`0.03,`0.01",
+            "coupon refunds",
+        ),
+        (
             "`2,`0.03,`0.01,`0.00,`0.01000,`0.03,`0.02",
             "applied refunds",
         ),
@@ -201,6 +205,33 @@ fn commas_and_backticks_in_a_body_do_not_shift_columns() {
             "{body}: the columns after it are where they were"
         );
         assert_eq!(b.rows[0].order_fen, Some(3));
+    }
+    // An attach with a comma or a backtick is kept whole too. One holding `` ,` `` cannot be
+    // told from a body holding it (the two columns are side by side): such a row's body takes
+    // the extra and its attach the rest, the money columns still where they were. scanpay sends
+    // no attach (orders/qr.rs), so its own rows never meet this.
+    for attach in ["x=1,y=2", "k=`v`", "a,`b"] {
+        let row = PAY_ROW.replace(",`autotest,`,`", &format!(",`autotest,`{attach},`"));
+        let b = parse(&bill(
+            &[
+                ALL_HEADER,
+                &row,
+                ALL_SUMMARY_HEADER,
+                "`1,`0.03,`0.00,`0.00,`0.01000,`0.03,`0.00",
+            ],
+            "\r\n",
+        ))
+        .unwrap();
+        let r = &b.rows[0];
+        if attach.contains(",`") {
+            assert_eq!(
+                format!("{},`{}", r.body, r.attach),
+                format!("autotest,`{attach}")
+            );
+        } else {
+            assert_eq!((r.body.as_str(), r.attach.as_str()), ("autotest", attach));
+        }
+        assert_eq!((r.fee_millifen, r.order_fen), (1000, Some(3)), "{attach}");
     }
     // A row a value short is refused, not read askew.
     let short = PAY_ROW.replacen(",`CNY", "", 1);
