@@ -79,6 +79,15 @@ test("an operator reconciles today, finds the payment WeChat billed differently 
   await expect(line.getByTestId("recon-resolution")).toContainText("confirmed with WeChat support");
   await expect(line.getByTestId("recon-resolve")).toHaveCount(0);
 
+  // The days: this one's money, WeChat's beside ours (a fen apart), flagged.
+  await ops.goto("/ops/reconciliation");
+  const paid = ops.getByTestId("recon-day").filter({ hasText: day }).getByTestId("recon-day-paid");
+  await expect(paid).toHaveText(/^¥\d+\.\d\d \/ ¥\d+\.\d\d$/);
+  await expect(paid).toHaveClass(/\bbad\b/);
+  await noSeriousViolations(ops, "the reconciliation days with a day run");
+  await ops.screenshot({ path: `${SHOTS}/console-reconciliation-days-en.png`, fullPage: true });
+  await ops.goto(`/ops/reconciliation/${day}`);
+
   // The CSV has the line with its ids as written.
   const csv = await ops.request.get(`${BASE}/ops/reconciliation/${day}.csv`);
   expect(csv.status()).toBe(200);
@@ -111,4 +120,5 @@ test("an operator reconciles today, finds the payment WeChat billed differently 
   await ops.getByRole("link", { name: "对账", exact: true }).click();
   await expect(ops.getByTestId("recon-day").filter({ hasText: day })).toBeVisible();
   await noSeriousViolations(ops, "the reconciliation days in Chinese");
+  await ops.screenshot({ path: `${SHOTS}/console-reconciliation-days-zh-CN.png`, fullPage: true });
 });

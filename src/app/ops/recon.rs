@@ -123,23 +123,22 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
         })}
         {empty.then(|| view! { <p class="muted" data-testid="recon-no-days">{t(lang, OpsKey::recon_none)}</p> })}
         {(!empty).then(|| view! {
-            <table class="grid" data-testid="recon-days">
+            <div class="scroll-x"><table class="grid" data-testid="recon-days">
                 <caption class="sr-only">{t(lang, OpsKey::recon_title)}</caption>
                 <thead><tr>
                     <th scope="col">{t(lang, OpsKey::col_day)}</th>
                     <th scope="col">{t(lang, OpsKey::col_status)}</th>
                     <th scope="col">{t(lang, OpsKey::col_bill)}</th>
                     {ReconClass::ALL.into_iter().map(|c| view! { <th scope="col" class="num">{class_text(lang, c)}</th> }).collect_view()}
-                    {[OpsKey::sum_settlement, OpsKey::sum_refunds].into_iter().map(|k| view! {
-                        <th scope="col" class="num">{format!("{} ({} / {})", t(lang, k), t(lang, OpsKey::col_wechat), t(lang, OpsKey::col_ours))}</th>
-                    }).collect_view()}
-                    <th scope="col" class="num">{t(lang, OpsKey::sum_fees)}</th>
+                    <th scope="col" class="amounts">{t(lang, OpsKey::col_paid_pair)}</th>
+                    <th scope="col" class="amounts">{t(lang, OpsKey::col_refunded_pair)}</th>
+                    <th scope="col" class="amounts">{t(lang, OpsKey::col_fees)}</th>
                     <th scope="col">{t(lang, OpsKey::col_open)}</th>
                 </tr></thead>
                 <tbody>
                     {d.days.iter().map(|day| view! {
                         <tr data-testid="recon-day" data-date=day.bill_date.clone()>
-                            <td><a href=format!("/ops/reconciliation/{}", day.bill_date)>{day.bill_date.clone()}</a></td>
+                            <td class="nowrap"><a href=format!("/ops/reconciliation/{}", day.bill_date)>{day.bill_date.clone()}</a></td>
                             <td>{day_state(lang, day)}</td>
                             <td>{bill_text(lang, day.bill.as_deref())}</td>
                             {ReconClass::ALL.into_iter().map(|c| {
@@ -152,7 +151,7 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
                         </tr>
                     }).collect_view()}
                 </tbody>
-            </table>
+            </table></div>
         })}
         {d.next.map(|n| view! { <p><a class="button" href=format!("/ops/reconciliation?before={n}") data-testid="ops-next">{t(lang, OpsKey::next_page)}</a></p> })}
     }
