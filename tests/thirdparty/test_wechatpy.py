@@ -170,9 +170,12 @@ def test_refund_query_and_the_encrypted_refund_notify(notify_url):
     assert e.value.return_code == "FAIL" or e.value.errcode, "more than the payment is refused"
 
     # The refund notify: unsigned, req_info decrypted by wechatpy's own code.
-    # (The pay notify, or a retry of it, may arrive after the refund's: it is told apart by its
-    # req_info, the refund notify's encrypted part; its out_trade_no is checked after decrypting.)
-    body = wait_for_notify("the refund notify", lambda b: b"<req_info>" in b)
+    # (The pay notify, or a retry of it, may arrive after the refund's: the refund notify is the
+    # one with a req_info, the encrypted part, that decrypts to this refund.)
+    def this_refund(b):
+        return (b"<req_info>" in b and WeChatRefundCrypto(API_KEY)
+                .decrypt_message(b, APPID, MCH_ID)["out_refund_no"] == no + "R1")
+    body = wait_for_notify("the refund notify", this_refund)
     assert b"<sign>" not in body
     info = WeChatRefundCrypto(API_KEY).decrypt_message(body, APPID, MCH_ID)
     assert info["out_refund_no"] == no + "R1" and info["refund_status"] == "SUCCESS"

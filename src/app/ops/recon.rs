@@ -158,26 +158,34 @@ pub fn ReconListPage(lang: Lang, d: ReconListData) -> impl IntoView {
 }
 
 /// A day's money in the list: paid and refunded, WeChat's beside ours, and WeChat's fees (blank
-/// until WeChat has said; flagged where the two differ).
+/// until WeChat has said). Paid compares 订单金额 (before coupons, as the lines do; the old
+/// layout has only the settled amount) and is flagged where it differs; refunded shows WeChat's
+/// 退款金额, which a coupon may make lower than what was asked, so it is not flagged (its lines
+/// are compared on the asked amounts).
 fn day_amounts(day: &ReconDayRow) -> impl IntoView {
     let said = day.bill.is_some();
-    let pair = |theirs: i64, ours: i64, testid: &'static str| {
+    let pair = |theirs: i64, ours: i64, flag: bool, testid: &'static str| {
         let (text, class) = if said {
-            let class = if theirs == ours { "num" } else { "num bad" };
+            let class = if flag && theirs != ours {
+                "num bad"
+            } else {
+                "num"
+            };
             (format!("{} / {}", yuan(theirs), yuan(ours)), class)
         } else {
             (format!("— / {}", yuan(ours)), "num")
         };
         view! { <td class=class data-testid=testid>{text}</td> }
     };
+    let w = &day.wechat;
     let fees = if said {
-        yuan_millifen(day.wechat.fee_millifen)
+        yuan_millifen(w.fee_millifen)
     } else {
         "—".into()
     };
     view! {
-        {pair(day.wechat.settlement_fen, day.local.paid_fen, "recon-day-paid")}
-        {pair(day.wechat.refund_fen, day.local.refund_fen, "recon-day-refunded")}
+        {pair(w.order_fen.unwrap_or(w.settlement_fen), day.local.paid_fen, true, "recon-day-paid")}
+        {pair(w.refund_fen, day.local.refund_fen, false, "recon-day-refunded")}
         <td class="num">{fees}</td>
     }
 }

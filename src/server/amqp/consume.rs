@@ -227,6 +227,12 @@ pub async fn consume<F, Fut>(
             declare(&ch, &Names::new(&settings.prefix)).await?;
             ch.basic_qos(settings.prefetch, BasicQosOptions::default())
                 .await?;
+            if token.is_cancelled() {
+                // Stopped while connecting: take no deliveries only to hand them back.
+                let _ =
+                    tokio::time::timeout(SETTLE_TIMEOUT, conn.close(200, "stopping".into())).await;
+                return Ok(None);
+            }
             let consumer = ch
                 .basic_consume(
                     queue.as_str().into(),
@@ -276,9 +282,10 @@ pub async fn consume<F, Fut>(
                 }
             };
             let stopping = tokio::select! {
+                biased;
+                _ = token.cancelled() => true,
                 _ = work => false,
                 _ = watchdog => false,
-                _ = token.cancelled() => true,
             };
             if stopping {
                 // Closed, not just dropped: a dropped connection can stay open with its consumer
@@ -308,6 +315,9 @@ pub async fn consume<F, Fut>(
                 Err(_) => return,
             },
         };
+        if token.is_cancelled() {
+            return; // stopped (whatever the session's end said)
+        }
         match result {
             Ok(None) => return,
             Ok(Some(_)) => {

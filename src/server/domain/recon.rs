@@ -175,7 +175,7 @@ pub enum FollowUp {
 /// The comparison: one line per payment and refund on either side, and what to ask about.
 pub fn compare(rows: &[WechatRow], local: &LocalFacts) -> Vec<(ReconLine, Option<FollowUp>)> {
     let mut out = Vec::with_capacity(rows.len() + 8);
-    let mut keys = HashMap::new();
+    let mut keys = Keys::default();
     let mut seen_orders = HashSet::new();
     let mut seen_refunds = HashSet::new();
     for r in rows {
@@ -425,21 +425,27 @@ impl ReconLine {
     }
 }
 
+/// The keys a day's lines took: as they are, and case-folded (as MySQL's collation compares).
+#[derive(Default)]
+struct Keys {
+    exact: HashSet<String>,
+    folded: HashSet<String>,
+}
+
 /// A bill naming the same payment or refund twice keeps both lines (the second marked). Keys
-/// are told apart regardless of case, as MySQL's collation compares them: two refund numbers
-/// differing only in case (numbers scanpay did not make) keep both lines, the second keyed apart
-/// but not marked. `keys`: each key taken, case-folded, to the key as it was taken.
-fn unique(mut line: ReconLine, keys: &mut HashMap<String, String>) -> ReconLine {
+/// are told apart regardless of case: two refund numbers differing only in case (numbers scanpay
+/// did not make) keep both lines, the second keyed apart but not marked.
+fn unique(mut line: ReconLine, keys: &mut Keys) -> ReconLine {
     let base = line.key.clone();
-    let listed_again = keys
-        .get(&base.to_ascii_lowercase())
-        .is_some_and(|first| *first == base);
+    let listed_again = !keys.exact.insert(base.clone());
     let mut n = 1;
-    while keys.contains_key(&line.key.to_ascii_lowercase()) {
+    while !keys.folded.insert(line.key.to_ascii_lowercase()) {
         n += 1;
         line.key = format!("{base}#{n}");
     }
-    keys.insert(line.key.to_ascii_lowercase(), line.key.clone());
+    if line.key != base {
+        keys.exact.insert(line.key.clone());
+    }
     if listed_again && line.class == ReconClass::Matched {
         line.class = ReconClass::WechatOnly;
         line.note = "the bill lists this again".into();

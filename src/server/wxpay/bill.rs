@@ -129,7 +129,8 @@ pub struct BillSummary {
     pub rows: i64,
     pub settlement_fen: i64,
     pub refund_fen: i64,
-    pub coupon_refund_fen: i64,
+    /// None when the summary has no such figure (checked against the rows only when present).
+    pub coupon_refund_fen: Option<i64>,
     pub fee_millifen: i64,
     pub order_fen: Option<i64>,
     pub applied_refund_fen: Option<i64>,
@@ -283,7 +284,11 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
             refund_id: opt_id(c_refund_id),
             out_refund_no: opt_id(c_out_refund),
             refund_fen: opt_fen(c_refund, "退款金额")?.unwrap_or(0),
-            coupon_refund_fen: opt_fen(c_coupon_refund, "充值券退款金额")?,
+            // An empty cell is none (this column was not always filled).
+            coupon_refund_fen: match c_coupon_refund {
+                Some(c) if f[c].trim().is_empty() => Some(0),
+                c => opt_fen(c, "充值券退款金额")?,
+            },
             refund_status: c_refund_status
                 .map(|c| f[c].trim().to_string())
                 .filter(|v| !v.is_empty()),
@@ -332,8 +337,7 @@ pub fn parse(text: &str) -> Result<Bill, BillError> {
                 "总企业红包退款金额",
             ],
             2,
-        )?
-        .unwrap_or(0),
+        )?,
         fee_millifen: s(&["手续费总金额"], 5)?.ok_or_else(|| missing("手续费总金额"))?,
         order_fen: s(&["订单总金额"], 2)?,
         applied_refund_fen: s(&["申请退款总金额"], 2)?,
@@ -368,12 +372,14 @@ fn check_summary(b: &Bill) -> Result<(), BillError> {
     if let Some(total) = s.order_fen {
         check("orders (fen)", sum(|r| r.order_fen.unwrap_or(0)), total);
     }
-    if b.rows.iter().all(|r| r.coupon_refund_fen.is_some()) {
-        check(
-            "coupon refunds (fen)",
-            sum(|r| r.coupon_refund_fen.unwrap_or(0)),
-            s.coupon_refund_fen,
-        );
+    if let Some(total) = s.coupon_refund_fen {
+        if b.rows.iter().all(|r| r.coupon_refund_fen.is_some()) {
+            check(
+                "coupon refunds (fen)",
+                sum(|r| r.coupon_refund_fen.unwrap_or(0)),
+                total,
+            );
+        }
     }
     if let Some(total) = s.applied_refund_fen {
         check(

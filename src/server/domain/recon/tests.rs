@@ -250,6 +250,25 @@ fn refund_numbers_differing_only_in_case_keep_apart_keys_and_their_classes() {
     assert_eq!(class_of("rf1"), ReconClass::Matched);
     assert_ne!(class_of("RF1"), ReconClass::Matched, "not ours");
     assert!(out.iter().all(|(l, _)| !l.note.contains("again")));
+    // Ours listed after a case variant, then listed again: the repeat is still marked.
+    let out = compare(
+        &[
+            pay("A", "TA", 100),
+            refund_row("A", "RF1", 20, "SUCCESS"),
+            refund_row("A", "rf1", 10, "SUCCESS"),
+            refund_row("A", "rf1", 10, "SUCCESS"),
+        ],
+        &local,
+    );
+    let ours: Vec<_> = out
+        .iter()
+        .filter(|(l, _)| l.out_refund_no == "rf1")
+        .map(|(l, _)| (l.class, l.note.contains("again")))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![(ReconClass::Matched, false), (ReconClass::WechatOnly, true)]
+    );
 }
 
 #[test]
