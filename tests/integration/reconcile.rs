@@ -240,10 +240,23 @@ async fn two_workers_run_a_day_once() {
         .await
         .unwrap();
     let day = today();
+    // The second worker as another process would be: a store with its own connections (the
+    // claim is all in SQL), the same WeChat.
+    let url = (*app.ctx().settings.database_url).to_string();
+    let other = scanpay::server::store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    let b_ctx = std::sync::Arc::new(scanpay::server::state::Ctx::new(
+        app.ctx().settings.clone(),
+        other,
+        app.ctx().wxpay.clone(),
+        None,
+    ));
     let (a, b) = tokio::join!(
         reconcile::run_day(app.ctx(), &day, "worker-a", false),
-        reconcile::run_day(app.ctx(), &day, "worker-b", false),
+        reconcile::run_day(&b_ctx, &day, "worker-b", false),
     );
+    b_ctx.store.close_pool().await;
     let done = [a.unwrap(), b.unwrap()]
         .iter()
         .filter(|o| matches!(o, RunOutcome::Done(_)))
