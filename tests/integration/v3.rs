@@ -92,11 +92,29 @@ fn notify(
         };
         ciphertext.replace_range(0..1, c);
     }
+    signed_event(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &ciphertext,
+        signer,
+        at_s,
+    )
+}
+
+/// A notify's envelope around `ciphertext` (of `original_type`, the associated data too), signed
+/// by `signer` at `at_s`: (headers, body).
+fn signed_event(
+    event_type: &str,
+    original_type: &str,
+    ciphertext: &str,
+    signer: &MerchantSigner,
+    at_s: i64,
+) -> (Vec<(&'static str, String)>, String) {
     let body = serde_json::json!({
-        "id": "EV-2026120711223320873", "create_time": format_rfc3339_beijing(now_ms()),
-        "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-        "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": ciphertext, "associated_data": "transaction", "nonce": "Kj7QIyUiYx1q"},
+        "id": format!("EV-{at_s}{}", original_type.len()), "create_time": format_rfc3339_beijing(now_ms()),
+        "resource_type": "encrypt-resource", "event_type": event_type, "summary": "",
+        "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": ciphertext, "associated_data": original_type, "nonce": "Kj7QIyUiYx1q"},
     })
     .to_string();
     let nonce = "fdasflkja484wfdasflkja484wABCDEF";
@@ -327,24 +345,14 @@ async fn a_forged_refund_notify_is_refused_before_it_is_read() {
         "refund",
         resource.as_bytes(),
     );
-    let body = serde_json::json!({
-        "id": "EV-2026120711223320874", "create_time": format_rfc3339_beijing(now_ms()),
-        "resource_type": "encrypt-resource", "event_type": "REFUND.SUCCESS", "summary": "退款成功",
-        "resource": {"original_type": "refund", "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": ciphertext, "associated_data": "refund", "nonce": "Kj7QIyUiYx1q"},
-    })
-    .to_string();
     let forger = stranger(&sb.public_key.id);
-    let now = (now_ms() / 1000).to_string();
-    let nonce = "fdasflkja484wfdasflkja484wABCDEG";
-    let signature = forger.sign(&crypto::answer_message(&now, nonce, body.as_bytes()));
-    let headers = vec![
-        ("Wechatpay-Timestamp", now),
-        ("Wechatpay-Nonce", nonce.to_string()),
-        ("Wechatpay-Signature", signature),
-        ("Wechatpay-Serial", forger.serial_no.clone()),
-        ("Wechatpay-Signature-Type", crypto::SCHEME.to_string()),
-    ];
+    let (headers, body) = signed_event(
+        "REFUND.SUCCESS",
+        "refund",
+        &ciphertext,
+        &forger,
+        now_ms() / 1000,
+    );
     assert_eq!(post(&app, (headers, body)).await, 401);
     let after = app.order(&id).await;
     assert_eq!((after.status, after.refunded_fee), (OrderStatus::Paid, 0));

@@ -183,22 +183,27 @@ fn a_summary_that_does_not_add_up_is_refused() {
     assert_eq!(parse(&ok).unwrap().summary.rows, 2);
 }
 
+/// A bill of one payment row (PAY_ROW's amounts) in the current ALL layout, parsed.
+fn parse_one_payment(row: &str) -> Bill {
+    parse(&bill(
+        &[
+            ALL_HEADER,
+            row,
+            ALL_SUMMARY_HEADER,
+            "`1,`0.03,`0.00,`0.00,`0.01000,`0.03,`0.00",
+        ],
+        "\r\n",
+    ))
+    .unwrap()
+}
+
 /// A body or attach holding a comma, a backtick or even `` ,` `` (merchants' bodies may; scanpay's
 /// own — the shop's and the products' names — never hold `` ,` ``) does not shift the columns.
 #[test]
 fn commas_and_backticks_in_a_body_do_not_shift_columns() {
     for body in ["Tea, the good one", "Tea `green`", "Tea,`oolong", "a,`b,`c"] {
         let row = PAY_ROW.replace(",`autotest,`", &format!(",`{body},`"));
-        let b = parse(&bill(
-            &[
-                ALL_HEADER,
-                &row,
-                ALL_SUMMARY_HEADER,
-                "`1,`0.03,`0.00,`0.00,`0.01000,`0.03,`0.00",
-            ],
-            "\r\n",
-        ))
-        .unwrap();
+        let b = parse_one_payment(&row);
         assert_eq!(b.rows[0].body, body);
         assert_eq!(
             b.rows[0].fee_millifen, 1000,
@@ -212,16 +217,7 @@ fn commas_and_backticks_in_a_body_do_not_shift_columns() {
     // no attach (orders/qr.rs), so its own rows never meet this.
     for attach in ["x=1,y=2", "k=`v`", "a,`b"] {
         let row = PAY_ROW.replace(",`autotest,`,`", &format!(",`autotest,`{attach},`"));
-        let b = parse(&bill(
-            &[
-                ALL_HEADER,
-                &row,
-                ALL_SUMMARY_HEADER,
-                "`1,`0.03,`0.00,`0.00,`0.01000,`0.03,`0.00",
-            ],
-            "\r\n",
-        ))
-        .unwrap();
+        let b = parse_one_payment(&row);
         let r = &b.rows[0];
         if attach.contains(",`") {
             assert_eq!(
