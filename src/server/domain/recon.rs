@@ -383,7 +383,8 @@ pub fn wechat_refund_state(s: RefundStatus) -> Option<&'static str> {
     }
 }
 
-fn blank(kind: LineKind, class: ReconClass) -> ReconLine {
+/// A line with nothing on it yet but its kind and class.
+pub(crate) fn blank(kind: LineKind, class: ReconClass) -> ReconLine {
     ReconLine {
         key: String::new(),
         kind,

@@ -441,6 +441,7 @@ pub async fn recon_resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::domain::recon::{blank, LineKind};
 
     #[tokio::test]
     async fn a_day_with_more_differences_than_the_json_carries_says_so() {
@@ -454,21 +455,7 @@ mod tests {
                     .take(n)
                     .map(|k| ReconLine {
                         key: k.clone(),
-                        kind: crate::server::domain::recon::LineKind::Payment,
-                        class: ReconClass::AmountDiffers,
-                        out_trade_no: String::new(),
-                        transaction_id: String::new(),
-                        out_refund_no: String::new(),
-                        trade_time: String::new(),
-                        wechat_fen: Some(2),
-                        local_fen: Some(1),
-                        wechat_state: String::new(),
-                        local_state: String::new(),
-                        fee_millifen: 0,
-                        note: String::new(),
-                        resolved_at: None,
-                        resolved_by: None,
-                        resolution: None,
+                        ..blank(LineKind::Payment, ReconClass::AmountDiffers)
                     })
                     .collect();
                 async move { Ok(page) }
