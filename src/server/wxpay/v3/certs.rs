@@ -342,4 +342,55 @@ mod tests {
         assert!(crypto::decrypt(&other, "14b16c03dc1b", "certificate", CIPHERTEXT).is_err());
         assert!(crypto::decrypt(&key, "14b16c03dc1b", "transaction", CIPHERTEXT).is_err());
     }
+
+    /// A client of WeChat itself (nothing listens there: only the schedule is looked at).
+    fn client(public_key: bool) -> V3Client {
+        use crate::server::wxpay::v3::throwaway as t;
+        let signer = crypto::MerchantSigner::from_pem(
+            t::SANDBOX_MERCHANT_KEY,
+            "1900000001",
+            t::SANDBOX_MERCHANT_SERIAL,
+        )
+        .unwrap();
+        let public = public_key.then(|| {
+            use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(t::SANDBOX_MERCHANT_KEY).unwrap();
+            let pem = rsa::RsaPublicKey::from(&key)
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap();
+            (
+                "PUB_KEY_ID_0000000000000024101100397200000006".to_string(),
+                pem,
+            )
+        });
+        V3Client::new(
+            "https://api.mch.weixin.qq.com/",
+            "wxd678efh567hg6787",
+            signer,
+            ApiV3Key::new(t::SANDBOX_APIV3_KEY).unwrap(),
+            public,
+            std::time::Duration::from_secs(1),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn certificates_are_fetched_first_and_again_every_twelve_hours() {
+        let c = client(false);
+        assert!(c.certificates_due(), "certificate mode: none fetched yet");
+        let fetched = |at: i64| c.certificates.state.lock().unwrap().fetched_ms = Some(at);
+        fetched(now_ms() - REFRESH_EVERY_MS + 60_000);
+        assert!(!c.certificates_due(), "fetched under 12 hours ago");
+        fetched(now_ms() - REFRESH_EVERY_MS - 1);
+        assert!(c.certificates_due(), "12 hours on: fetched again");
+        // Public-key mode: nothing to fetch until a certificate signs something (the window).
+        let p = client(true);
+        assert!(!p.certificates_due());
+        p.certificates.state.lock().unwrap().fetched_ms = Some(now_ms() - REFRESH_EVERY_MS - 1);
+        assert!(
+            p.certificates_due(),
+            "certificates once fetched are kept fresh"
+        );
+    }
 }
