@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::super::support::clock::parse_duration;
 use super::super::wxpay::ApiKey;
-use super::{ConfigError, Raw};
+use super::{ConfigError, Raw, Settings, WxPayApi};
 
 /// WeChat refuses a NATIVE `time_expire` less than this after `time_start`.
 pub const WECHAT_MIN_EXPIRE: Duration = Duration::from_secs(5 * 60);
@@ -313,4 +313,56 @@ fn pem_from_p12(der: &[u8], mch_id: &str) -> Result<Vec<u8>, String> {
     reqwest::Identity::from_pem(pem.as_bytes())
         .map_err(|_| "holds a certificate or key this scanpay cannot use".to_string())?;
     Ok(pem.into_bytes())
+}
+
+/// What the real WeChat Pay demands of the settings: none of the sandbox's published
+/// credentials, a public https address, refunds' mutual TLS on v2, WeChat's own roots, its refund
+/// spacing and an order time it accepts (`span`: the time it takes payment). On v3 without a v2
+/// key of the merchant's own, v2's notify endpoints are turned off: they could not tell a
+/// notify from a forgery.
+pub(super) fn for_real_wechat(
+    settings: &mut Settings,
+    raw: &impl Fn(&str) -> Raw,
+    sandbox_key: &str,
+    span: Duration,
+) -> Result<(), ConfigError> {
+    if settings.merchant.api_key.expose() == sandbox_key {
+        if settings.wxpay_api == WxPayApi::V2 {
+            return Err(ConfigError(
+                "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
+            ));
+        }
+        settings.v2_notifies = false;
+    }
+    if settings.wxpay_api == WxPayApi::V3 {
+        if let Some(name) = settings.wxpay_v3.throwaway.first() {
+            return Err(ConfigError(format!(
+                "{name}: the sandbox's published throwaway v3 credentials cannot be used with \
+                 the real WeChat Pay (v3 needs apiclient_key.pem, its certificate's serial, \
+                 the APIv3 key and, for merchants set up since 2024, pub_key.pem and its id)"
+            )));
+        }
+    }
+    check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
+    if settings.wxpay_api == WxPayApi::V2 && !settings.wxpay_tls.has_identity() {
+        return Err(ConfigError(
+            "SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM (or SCANPAY_WXPAY_CERT_P12): \
+             the real WeChat Pay refunds only over mutual TLS with the merchant's API client \
+             certificate (apiclient_cert.pem + apiclient_key.pem from the merchant platform)"
+                .into(),
+        ));
+    }
+    if settings.wxpay_tls.extra_root_pem.is_some() {
+        return Err(err(
+            &raw("wxpay_ca_pem"),
+            "must be empty with the real WeChat Pay (its certificate is checked against the public roots only)",
+        ));
+    }
+    if settings.refund_spacing < Duration::from_secs(60) {
+        return Err(err(
+            &raw("refund_spacing"),
+            "must be at least 60s with the real WeChat Pay (its rule: refunds of one order a minute apart)",
+        ));
+    }
+    check_order_time_for_wechat(settings.order_ttl, span, &raw("order_ttl").source)
 }

@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use super::support::redact::SecretUrl;
 use super::wxpay::{ApiKey, Merchant, SignType};
-use checks::{
-    boolean, check_order_time_for_wechat, check_public_for_wechat, duration, err, int,
-    optional_secret, show,
-};
+use checks::{boolean, duration, err, int, optional_secret, show};
 
 pub use crate::server::wxpay::v3::certs::serial_of;
 pub use checks::{is_wechat_host, WECHAT_CODE_URL_LIFE, WECHAT_MIN_EXPIRE};
@@ -424,52 +421,12 @@ impl Settings {
             )));
         }
         let sandbox_key = known["wxpay_api_key"].as_str().unwrap_or_default();
-        let real = is_wechat_host(&settings.wxpay_base_url);
-        if real && settings.merchant.api_key.expose() == sandbox_key {
-            if settings.wxpay_api == WxPayApi::V2 {
-                return Err(ConfigError(
-                    "SCANPAY_WXPAY_API_KEY: the sandbox's throwaway key cannot be used with the real WeChat Pay".into(),
-                ));
-            }
-            // A v3 merchant without a v2 key: v2's notifies could not be told from forgeries.
-            settings.v2_notifies = false;
-        }
         // How long WeChat takes payment for an order (its time_expire - time_start).
         let ttl_ms = settings.order_ttl.as_millis() as i64;
         let span = Duration::from_millis(super::domain::pay_by(0, ttl_ms) as u64);
         let ttl_src = raw("order_ttl").source;
-        if real && settings.wxpay_api == WxPayApi::V3 {
-            if let Some(name) = settings.wxpay_v3.throwaway.first() {
-                return Err(ConfigError(format!(
-                    "{name}: the sandbox's published throwaway v3 credentials cannot be used with \
-                     the real WeChat Pay (v3 needs apiclient_key.pem, its certificate's serial, \
-                     the APIv3 key and, for merchants set up since 2024, pub_key.pem and its id)"
-                )));
-            }
-        }
-        if real {
-            check_public_for_wechat(&settings.public_url, &raw("public_url").source)?;
-            if settings.wxpay_api == WxPayApi::V2 && !settings.wxpay_tls.has_identity() {
-                return Err(ConfigError(
-                    "SCANPAY_WXPAY_CERT_PEM and SCANPAY_WXPAY_KEY_PEM (or SCANPAY_WXPAY_CERT_P12): \
-                     the real WeChat Pay refunds only over mutual TLS with the merchant's API client \
-                     certificate (apiclient_cert.pem + apiclient_key.pem from the merchant platform)"
-                        .into(),
-                ));
-            }
-            if settings.wxpay_tls.extra_root_pem.is_some() {
-                return Err(err(
-                    &raw("wxpay_ca_pem"),
-                    "must be empty with the real WeChat Pay (its certificate is checked against the public roots only)",
-                ));
-            }
-            if settings.refund_spacing < Duration::from_secs(60) {
-                return Err(err(
-                    &raw("refund_spacing"),
-                    "must be at least 60s with the real WeChat Pay (its rule: refunds of one order a minute apart)",
-                ));
-            }
-            check_order_time_for_wechat(settings.order_ttl, span, &ttl_src)?;
+        if is_wechat_host(&settings.wxpay_base_url) {
+            checks::for_real_wechat(&mut settings, &raw, sandbox_key, span)?;
         }
         if settings.sandbox && in_process_wechat && span < settings.sandbox_min_expire {
             return Err(ConfigError(format!(
