@@ -147,6 +147,14 @@ async fn check(app: &TestApp, ids: &[String], finished: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_racing_each_other_keep_the_invariants() {
+    // It takes 6–15 s; once it never ended on MariaDB (unexplained): a hang fails here, named,
+    // instead of holding the whole test command.
+    tokio::time::timeout(Duration::from_secs(180), races())
+        .await
+        .expect("the races test did not end within 3 minutes: something awaits for ever");
+}
+
+async fn races() {
     let app = spawn_app(&[
         ("SCANPAY_ORDER_TTL", "6s"),
         ("SCANPAY_SWEEP_INTERVAL", "200ms"),
